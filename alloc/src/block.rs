@@ -1,0 +1,67 @@
+//! The format of a free block, and the canary that detects double frees.
+//!
+//! A free small block holds, in its first word, the link to the next free block of the same
+//! list (front cache or span). Blocks of 16 bytes or more hold in their second word a
+//! *canary*: the block's address XOR a per-process random key. Invariants:
+//! 1. A block is handed to a user with its canary word cleared (the cache pop clears it), so
+//!    live blocks never carry their canary unless the user wrote that exact random value.
+//! 2. Every path that takes a block back (cache push, central insert) writes the canary.
+//!
+//! So `free(p)` finding `p`'s canary in place means `p` is already free: a double free,
+//! detected whichever cache or span list holds the block, at the cost of one load and compare.
+//! The 8-byte class has no room for a canary; its double frees are caught only when the span
+//! is found in the wrong state.
+
+use crate::os;
+use crate::sync::{AtomicUsize, Ordering};
+
+/// A free block (only the link is typed; the canary is written through [`set_canary`]).
+#[repr(C)]
+pub(crate) struct FreeBlock {
+    pub(crate) next: *mut FreeBlock,
+}
+
+/// The canary key, drawn from the kernel at heap initialisation. Atomic, relaxed: written once
+/// before any block exists.
+static KEY: AtomicUsize = AtomicUsize::new(0);
+
+/// Draws the key. Called once, before the first block is handed out.
+pub(crate) fn init_key() {
+    // The low bit is set so a zero-filled block never matches its canary.
+    KEY.store(os::random_u64() as usize | 1, Ordering::Relaxed);
+}
+
+#[inline]
+fn canary(block: usize) -> usize {
+    block ^ KEY.load(Ordering::Relaxed)
+}
+
+/// Marks a block of `size >= 16` bytes as free.
+///
+/// # Safety
+/// `block` points at a block of at least 16 bytes that the allocator owns (being freed).
+#[inline]
+pub(crate) unsafe fn set_canary(block: *mut u8) {
+    // SAFETY: the block has a second word (size >= 16), aligned to 8.
+    unsafe { block.cast::<usize>().add(1).write(canary(block as usize)) }
+}
+
+/// Clears the canary of a block about to be handed out (invariant 1).
+///
+/// # Safety
+/// As for [`set_canary`].
+#[inline]
+pub(crate) unsafe fn clear_canary(block: *mut u8) {
+    // SAFETY: as for `set_canary`.
+    unsafe { block.cast::<usize>().add(1).write(0) }
+}
+
+/// True when the block of `size >= 16` bytes carries its canary: it is already free.
+///
+/// # Safety
+/// `block` points at a readable block of at least 16 bytes inside a span of ours.
+#[inline]
+pub(crate) unsafe fn has_canary(block: *const u8) -> bool {
+    // SAFETY: the block has a readable, aligned second word.
+    unsafe { block.cast::<usize>().add(1).read() == canary(block as usize) }
+}

@@ -1,0 +1,180 @@
+//! Linux implementation of the OS layer (see `os/mod.rs`).
+//!
+//! Memory model: an arena is *reserved* with `mmap(PROT_NONE, MAP_NORESERVE)`: address space
+//! only, no commit charge, no RSS. The page heap *commits* the part it hands out with
+//! `mprotect(PROT_READ | PROT_WRITE)`; pages then cost RSS only once touched. Metadata is mapped
+//! read-write directly, never through the allocator it describes.
+
+use core::ffi::c_void;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::AtomicU32;
+
+/// The smallest page size the kernel may use; our 8 KiB pages must be a multiple of it.
+pub(crate) fn system_page_size() -> usize {
+    // SAFETY: sysconf has no preconditions; it only reads a constant.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n <= 0 { 4096 } else { n as usize }
+}
+
+/// Reserves `len` bytes of address space aligned to `align` (a power of two), preferably at
+/// `hint`. Nothing is committed: the range is `PROT_NONE` until [`commit`].
+pub(crate) fn reserve(len: usize, align: usize, hint: usize) -> Option<NonNull<u8>> {
+    debug_assert!(align.is_power_of_two() && len % system_page_size() == 0);
+    if hint != 0 && hint % align == 0 {
+        let p = map(hint as *mut c_void, len, libc::PROT_NONE)?;
+        if p.as_ptr() as usize == hint {
+            return Some(p);
+        }
+        unmap(p.as_ptr(), len);
+    }
+    // Over-reserve and trim both ends so the result is aligned.
+    let total = len.checked_add(align)?;
+    let raw = map(ptr::null_mut(), total, libc::PROT_NONE)?.as_ptr() as usize;
+    let start = (raw + align - 1) & !(align - 1);
+    if start > raw {
+        unmap(raw as *mut u8, start - raw);
+    }
+    let tail = raw + total - (start + len);
+    if tail > 0 {
+        unmap((start + len) as *mut u8, tail);
+    }
+    NonNull::new(start as *mut u8)
+}
+
+/// Makes `[ptr, ptr + len)`, inside a reservation, readable and writable. Returns false when
+/// the kernel refuses (commit limit reached): the caller reports out-of-memory.
+pub(crate) fn commit(ptr: NonNull<u8>, len: usize) -> bool {
+    // SAFETY: the range lies inside a reservation made by `reserve` (callers' invariant) and
+    // changing protection of our own PROT_NONE mapping cannot affect any other object.
+    unsafe { libc::mprotect(ptr.as_ptr().cast(), len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
+}
+
+/// Maps `len` bytes of zero-filled read-write memory for allocator metadata. With
+/// `MAP_NORESERVE` and Linux's lazy zero pages, a large sparse table (the pagemap root) costs
+/// RSS only where it is written.
+pub(crate) fn map_zeroed(len: usize) -> Option<NonNull<u8>> {
+    map(ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE)
+}
+
+fn map(hint: *mut c_void, len: usize, prot: i32) -> Option<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping without MAP_FIXED never replaces an existing
+    // mapping; the kernel picks free address space (using `hint` only if it is free).
+    let p = unsafe {
+        libc::mmap(
+            hint,
+            len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        NonNull::new(p.cast())
+    }
+}
+
+fn unmap(p: *mut u8, len: usize) {
+    // SAFETY: only called on parts of a mapping this module just created and never handed out.
+    unsafe { libc::munmap(p.cast(), len) };
+}
+
+/// Sleeps while `*word == expected` (futex wait). Spurious wake-ups are allowed.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: `word` is a live, aligned u32 for the whole call; FUTEX_WAIT only reads it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+/// Wakes one thread sleeping in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake_one(word: &AtomicU32) {
+    // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
+    }
+}
+
+/// A thread-exit hook: `destructor(value)` runs when a thread that called [`ThreadExitKey::set`]
+/// with a non-null value exits (a `pthread_key_create` destructor; Rust's `thread_local!` with
+/// `Drop` would itself allocate when it registers).
+pub(crate) struct ThreadExitKey(libc::pthread_key_t);
+
+impl ThreadExitKey {
+    /// Creates the key. Returns `None` when the process is out of keys.
+    pub(crate) fn create(destructor: unsafe extern "C" fn(*mut c_void)) -> Option<Self> {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: `key` is a valid out-pointer; the destructor is an `extern "C"` fn that lives
+        // for the whole program.
+        let rc = unsafe { libc::pthread_key_create(&mut key, Some(destructor)) };
+        (rc == 0).then_some(Self(key))
+    }
+
+    /// Sets the calling thread's value. May allocate (glibc's second-level key table), so
+    /// callers guard against re-entry.
+    pub(crate) fn set(&self, value: *mut c_void) {
+        // SAFETY: the key was created by `create` and is never deleted.
+        unsafe { libc::pthread_setspecific(self.0, value) };
+    }
+
+    /// The raw key, for storing in a static.
+    pub(crate) fn raw(&self) -> u32 {
+        self.0
+    }
+
+    /// Rebuilds a key from [`ThreadExitKey::raw`].
+    pub(crate) fn from_raw(raw: u32) -> Self {
+        Self(raw)
+    }
+}
+
+/// Writes all of `bytes` to standard error, ignoring failures (used right before aborting).
+pub(crate) fn write_stderr(bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // SAFETY: `rest` is a valid readable slice for the length given.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n <= 0 {
+            return;
+        }
+        rest = &rest[n as usize..];
+    }
+}
+
+/// Ends the process with SIGABRT, like glibc's malloc checks do.
+pub(crate) fn abort() -> ! {
+    // SAFETY: abort has no preconditions and does not return.
+    unsafe { libc::abort() }
+}
+
+/// 64 random bits from the kernel, or a mix of address-space and clock entropy when
+/// `getrandom` is unavailable (early boot, seccomp). Used for the free-block canary key.
+pub(crate) fn random_u64() -> u64 {
+    let mut v: u64 = 0;
+    // SAFETY: `v` is a valid 8-byte out-buffer.
+    let n = unsafe { libc::getrandom((&raw mut v).cast(), 8, libc::GRND_NONBLOCK) };
+    if n == 8 {
+        return v;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let stack = &raw const ts as u64;
+    (ts.tv_nsec as u64) ^ ((ts.tv_sec as u64) << 32) ^ stack.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15
+}
