@@ -1,10 +1,86 @@
-//! Tricolor allocator (temporary).
-#![allow(missing_docs, dead_code)]
+//! # Tricolor's allocator
+//!
+//! A size-class allocator in the design of Go's runtime and TCMalloc: front caches over
+//! central free lists over one page heap, with every pointer given back checked before it
+//! touches a list.
+//!
+//! ## Layers (bottom to top; a layer never imports one above it)
+//! `os` → `size_class` → `page_heap` (with `pagemap`, `span`, `meta`) → `central` → `heap`
+//! → `thread_cache` → `api` → `global`. `sync`, `block` and `misuse` are leaf utilities.
+//!
+//! ## Data structures
+//! * **Pages and spans.** Memory is handled in 8 KiB pages. A *span* is a run of pages that is
+//!   either free, holds objects of one size class (a *small* span), or holds one object of more
+//!   than 32 KiB (a *large* span). Each span has a record (`span::Span`) in metadata memory.
+//! * **Pagemap.** Any address → its span record in two dependent loads (`pagemap`). `free`,
+//!   `realloc`, `malloc_usable_size` and the misuse checks all start here.
+//! * **Size classes.** 67 classes from 8 B to 32 KiB, computed by a rule that keeps rounding
+//!   and tail waste within 12.5% (`size_class`).
+//! * **Page heap.** Free runs indexed by length for best fit, coalesced on free; memory comes
+//!   from 64 MiB-aligned reservations committed on use (`page_heap`).
+//! * **Central lists.** Per class, the spans with free objects, under a per-class lock;
+//!   objects move to and from front caches in batches (`central`).
+//! * **Front caches.** Per thread, per class, a list of free blocks (`thread_cache`); the
+//!   per-CPU restartable-sequence caches take over the fast path in a later stage.
+//!
+//! ## Allocation (`api::alloc`)
+//! 1. Pick the class from the request size and alignment (two table loads); requests that fit
+//!    no class become page runs (step 4).
+//! 2. Pop a block from the thread's list for the class: the fast path, no lock, no atomic.
+//! 3. On a miss, take a batch from the central list (lock per class); the central list carves
+//!    it from a partially free span, or asks the page heap for a new span.
+//! 4. Large: the page heap finds the best-fitting free run (aligned if asked), splitting off
+//!    the rest, or commits more of the reservation. Fresh runs are known to be zero, so
+//!    `alloc_zeroed` skips clearing them.
+//!
+//! ## Freeing (`api::free`, `api::dealloc`)
+//! 1. Check the pointer (pagemap, span state, object boundary, bump mark, free canary) and
+//!    abort with a message on misuse; invariant: no list ever receives a block that is not a
+//!    live block of ours.
+//! 2. Small: push onto the thread's list; past two batches (or 2 MiB cached) a batch goes back
+//!    to the central list, which returns a span to the page heap when its last object returns.
+//! 3. Large: the page heap marks the run free and merges it with free neighbours.
+//!
+//! ## Threads and processes
+//! A thread's cache is flushed by a `pthread_key_create` destructor when the thread exits;
+//! no `thread_local!` with `Drop` is used (registering one allocates).
+
+pub(crate) mod api;
 pub(crate) mod block;
+pub(crate) mod central;
+mod global;
+pub(crate) mod heap;
 pub(crate) mod meta;
+pub(crate) mod misuse;
 pub(crate) mod os;
 pub(crate) mod page_heap;
 pub(crate) mod pagemap;
 pub mod size_class;
 pub(crate) mod span;
 pub(crate) mod sync;
+pub(crate) mod thread_cache;
+
+pub use api::{alloc, alloc_zeroed, dealloc, free, realloc, usable_size};
+pub use global::Tricolor;
+
+/// Internals for integration tests (Go's `export_test.go`); not a stable API.
+#[cfg(feature = "testing")]
+pub mod testing {
+    /// Committed bytes and free bytes in the process page heap.
+    pub fn page_heap_bytes() -> (usize, usize) {
+        let s = crate::heap::HEAP.pages.stats();
+        (s.committed, s.free_bytes)
+    }
+    /// Checks the page heap's invariants (panics on a violation).
+    pub fn validate_page_heap() {
+        crate::heap::HEAP.pages.validate();
+    }
+    /// Empties the calling thread's cache into the central lists.
+    pub fn flush_thread_cache() {
+        crate::thread_cache::flush_current();
+    }
+    /// Bytes held in the calling thread's cache.
+    pub fn thread_cache_bytes() -> usize {
+        crate::thread_cache::current_bytes()
+    }
+}

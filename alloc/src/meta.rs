@@ -7,7 +7,7 @@
 //! rely on this (they read the record, then confirm it still describes the pointer).
 
 use crate::os;
-use crate::sync::{AtomicUsize, Mutex, Ordering};
+use crate::sync::Mutex;
 use core::ptr::NonNull;
 
 /// Metadata is carved from chunks of this size (or larger, for a big request).
@@ -17,8 +17,6 @@ const CHUNK: usize = 1 << 20;
 /// a new pagemap leaf, a new thread's cache).
 pub(crate) struct MetaArena {
     bump: Mutex<Bump>,
-    /// Bytes mapped for metadata. Atomic, relaxed: statistics only.
-    mapped: AtomicUsize,
 }
 
 struct Bump {
@@ -30,7 +28,6 @@ impl MetaArena {
     pub(crate) const fn new() -> Self {
         Self {
             bump: Mutex::new(Bump { cur: 0, end: 0 }),
-            mapped: AtomicUsize::new(0),
         }
     }
 
@@ -47,19 +44,11 @@ impl MetaArena {
         if size >= CHUNK / 4 {
             // A big request gets its own mapping, so the current chunk's tail is not wasted.
             let len = size.next_multiple_of(os::system_page_size());
-            let p = os::map_zeroed(len)?;
-            self.mapped.fetch_add(len, Ordering::Relaxed);
-            return Some(p);
+            return os::map_zeroed(len);
         }
         let p = os::map_zeroed(CHUNK)?;
-        self.mapped.fetch_add(CHUNK, Ordering::Relaxed);
         b.cur = p.as_ptr() as usize + size;
         b.end = p.as_ptr() as usize + CHUNK;
         Some(p)
-    }
-
-    /// Bytes mapped for metadata so far.
-    pub(crate) fn mapped(&self) -> usize {
-        self.mapped.load(Ordering::Relaxed)
     }
 }

@@ -63,7 +63,8 @@ struct Inner {
 // SAFETY: the raw pointers in Inner are only followed under the page-heap lock.
 unsafe impl Send for Inner {}
 
-/// Page-heap figures, for statistics and tests.
+/// Page-heap figures, for tests (the statistics API arrives with the scavenger).
+#[cfg(any(test, feature = "testing"))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PageHeapStats {
     pub(crate) committed: usize,
@@ -112,7 +113,7 @@ impl PageHeap {
             debug_assert!(!run.is_null());
         }
         // SAFETY: `run` is an indexed free run, owned by the page heap (lock held); the pool
-        // holds at least two records (stock_records).
+        // holds at least three records (stock_records).
         let span = unsafe { h.carve(self, run, pages, align_pages) };
         // SAFETY: `span` is owned by the page heap until it is returned.
         let zeroed = unsafe { (*span).owned().zeroed };
@@ -137,6 +138,26 @@ impl PageHeap {
         h.check(self);
     }
 
+    /// Frees the Large span `span` if it is still a live Large span starting at `addr`
+    /// (checked under the lock, so of two racing frees of one block only one succeeds).
+    /// Returns false, changing nothing, otherwise.
+    ///
+    /// # Safety
+    /// `span` is a record of this heap (any state: records are type-stable).
+    pub(crate) unsafe fn free_large(&self, span: *mut Span, addr: usize) -> bool {
+        let mut h = self.inner.lock();
+        // SAFETY: lock held, so the record's state and range are exact.
+        unsafe {
+            if (*span).state() != SpanState::Large || (*span).start() != addr {
+                return false;
+            }
+            (*span).owned().zeroed = false;
+            h.release(self, span);
+        }
+        h.check(self);
+        true
+    }
+
     /// Grows a Large span in place to `new_pages` when the pages after it are free (or are the
     /// frontier). Returns false, changing nothing, otherwise.
     ///
@@ -149,10 +170,11 @@ impl PageHeap {
         debug_assert!(new_pages > pages);
         let extra = new_pages - pages;
         let end = start + (pages << PAGE_SHIFT);
-        if end == h.region_cur && (h.region_end - h.region_cur) >> PAGE_SHIFT >= extra {
-            if !h.stock_records(self) || !h.grow(self, extra) {
-                return false;
-            }
+        // A span ending at the frontier grows by committing more of the reservation.
+        let at_frontier =
+            end == h.region_cur && (h.region_end - h.region_cur) >> PAGE_SHIFT >= extra;
+        if at_frontier && (!h.stock_records(self) || !h.grow(self, extra)) {
+            return false;
         }
         let next = self.pagemap.get(end);
         // SAFETY: records are type-stable; lock held, so the pagemap and states are exact.
@@ -203,6 +225,7 @@ impl PageHeap {
         true
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn stats(&self) -> PageHeapStats {
         let h = self.inner.lock();
         PageHeapStats {
@@ -227,11 +250,17 @@ impl Inner {
         self.validate(_heap);
     }
 
-    /// Makes sure the record pool holds at least two records (a carve may need two).
+    /// Makes sure the record pool holds at least three records: a grow may take one and a
+    /// carve two more.
     fn stock_records(&mut self, heap: &PageHeap) -> bool {
-        // SAFETY: pool records are Unused and owned by the page heap; lock held.
-        let enough = !self.pool.is_null() && unsafe { !(*self.pool).owned().next.is_null() };
-        if enough {
+        let mut have = 0;
+        let mut s = self.pool;
+        while have < 3 && !s.is_null() {
+            // SAFETY: pool records are Unused and owned by the page heap; lock held.
+            s = unsafe { (*s).owned().next };
+            have += 1;
+        }
+        if have == 3 {
             return true;
         }
         let Some(mem) = heap
@@ -453,9 +482,6 @@ impl Inner {
                 return false;
             };
             let base = region.as_ptr() as usize;
-            if !heap.pagemap.ensure(&heap.meta, base, len) {
-                return false;
-            }
             if base == self.region_end && self.region_end != 0 {
                 self.region_end += len;
             } else {
@@ -470,6 +496,10 @@ impl Inner {
         }
         let len = need.max(GROW_CHUNK).min(self.region_end - self.region_cur);
         let base = self.region_cur;
+        // Leaves exist only for committed memory: a huge reservation costs no metadata.
+        if !heap.pagemap.ensure(&heap.meta, base, len) {
+            return false;
+        }
         // SAFETY: base is inside our reservation (frontier), non-null.
         if !os::commit(unsafe { NonNull::new_unchecked(base as *mut u8) }, len) {
             return false;

@@ -1,9 +1,12 @@
 //! Linux implementation of the OS layer (see `os/mod.rs`).
 //!
-//! Memory model: an arena is *reserved* with `mmap(PROT_NONE, MAP_NORESERVE)`: address space
-//! only, no commit charge, no RSS. The page heap *commits* the part it hands out with
-//! `mprotect(PROT_READ | PROT_WRITE)`; pages then cost RSS only once touched. Metadata is mapped
-//! read-write directly, never through the allocator it describes.
+//! Memory model: an arena is *reserved* with `mmap(PROT_NONE)`: address space only, no commit
+//! charge, no RSS. The page heap *commits* the part it hands out with
+//! `mprotect(PROT_READ | PROT_WRITE)`, which the kernel charges against its overcommit limit
+//! (the reservation deliberately has no `MAP_NORESERVE`), so an impossible request fails there
+//! with ENOMEM instead of being promised and killed later; pages cost RSS once touched.
+//! Metadata is mapped read-write directly (sparse tables with `MAP_NORESERVE`), never through
+//! the allocator it describes.
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
@@ -21,7 +24,7 @@ pub(crate) fn system_page_size() -> usize {
 pub(crate) fn reserve(len: usize, align: usize, hint: usize) -> Option<NonNull<u8>> {
     debug_assert!(align.is_power_of_two() && len % system_page_size() == 0);
     if hint != 0 && hint % align == 0 {
-        let p = map(hint as *mut c_void, len, libc::PROT_NONE)?;
+        let p = map(hint as *mut c_void, len, libc::PROT_NONE, 0)?;
         if p.as_ptr() as usize == hint {
             return Some(p);
         }
@@ -29,7 +32,7 @@ pub(crate) fn reserve(len: usize, align: usize, hint: usize) -> Option<NonNull<u
     }
     // Over-reserve and trim both ends so the result is aligned.
     let total = len.checked_add(align)?;
-    let raw = map(ptr::null_mut(), total, libc::PROT_NONE)?.as_ptr() as usize;
+    let raw = map(ptr::null_mut(), total, libc::PROT_NONE, 0)?.as_ptr() as usize;
     let start = (raw + align - 1) & !(align - 1);
     if start > raw {
         unmap(raw as *mut u8, start - raw);
@@ -53,10 +56,15 @@ pub(crate) fn commit(ptr: NonNull<u8>, len: usize) -> bool {
 /// `MAP_NORESERVE` and Linux's lazy zero pages, a large sparse table (the pagemap root) costs
 /// RSS only where it is written.
 pub(crate) fn map_zeroed(len: usize) -> Option<NonNull<u8>> {
-    map(ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE)
+    map(
+        ptr::null_mut(),
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_NORESERVE,
+    )
 }
 
-fn map(hint: *mut c_void, len: usize, prot: i32) -> Option<NonNull<u8>> {
+fn map(hint: *mut c_void, len: usize, prot: i32, flags: i32) -> Option<NonNull<u8>> {
     // SAFETY: an anonymous private mapping without MAP_FIXED never replaces an existing
     // mapping; the kernel picks free address space (using `hint` only if it is free).
     let p = unsafe {
@@ -64,7 +72,7 @@ fn map(hint: *mut c_void, len: usize, prot: i32) -> Option<NonNull<u8>> {
             hint,
             len,
             prot,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
             -1,
             0,
         )

@@ -1,0 +1,269 @@
+//! The API layer: what `GlobalAlloc` and (later) the C ABI call. It picks a size class or a
+//! page run, checks every pointer it is given back, and implements `realloc`.
+//!
+//! # The always-on pointer check
+//! Every `free`, `dealloc`, `realloc` and `usable_size` looks the pointer up in the pagemap
+//! and confirms, before touching any list, that it is a live block of ours:
+//! 1. its page is in memory we map, and its span is in use;
+//! 2. for a small span, the offset is on an object boundary (multiply-shift, no division) and
+//!    below the span's bump mark (the block was handed out at least once), and the block does
+//!    not carry its free canary (see `block`): otherwise it is a double free;
+//! 3. for a large span, the pointer is the span's start (re-checked under the page-heap lock
+//!    when the span is freed, so two racing frees of one large block cannot both succeed).
+//!
+//! A failure aborts with `tricolor: <op>: invalid pointer 0x…` (or `double free detected`).
+//! This costs two dependent loads and a few compares per free; the sized `dealloc` path uses
+//! the layout's class and verifies it against the span (a mismatched layout aborts too).
+//! Not detected: two threads freeing the same small block at the same instant (that needs an
+//! atomic per free), and a double free of an 8-byte block (no room for a canary).
+
+use crate::heap::HEAP;
+use crate::misuse::{self, Misuse};
+use crate::size_class::{CLASSES, MAX_SMALL_SIZE, PAGE_SHIFT, PAGE_SIZE, class_for};
+use crate::span::{Span, SpanState};
+use crate::thread_cache;
+use core::ptr;
+
+/// What a checked pointer turned out to be.
+#[derive(Clone, Copy)]
+enum Block {
+    Small { class: usize },
+    Large { span: *mut Span },
+}
+
+impl Block {
+    fn usable_size(self) -> usize {
+        match self {
+            Block::Small { class } => CLASSES[class].size as usize,
+            // SAFETY: records are type-stable; the span was just checked to be ours and live.
+            Block::Large { span } => unsafe { (*span).bytes() },
+        }
+    }
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
+#[inline]
+pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    match class_for(size, align) {
+        Some(class) => {
+            let p = thread_cache::alloc(class);
+            debug_fill_fresh(p, size);
+            p
+        }
+        None => alloc_large(size, align, false),
+    }
+}
+
+/// As [`alloc`], with the bytes zeroed. Large runs fresh from the OS are not cleared again.
+#[inline]
+pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    match class_for(size, align) {
+        Some(class) => {
+            let p = thread_cache::alloc(class);
+            if !p.is_null() {
+                // SAFETY: `p` is a fresh block of at least `size` bytes.
+                unsafe { ptr::write_bytes(p, 0, size) };
+            }
+            p
+        }
+        None => alloc_large(size, align, true),
+    }
+}
+
+#[inline]
+fn debug_fill_fresh(_p: *mut u8, _size: usize) {
+    // Debug builds fill fresh small blocks, so a read of uninitialised memory shows 0xa5.
+    #[cfg(debug_assertions)]
+    if !_p.is_null() {
+        // SAFETY: `_p` is a fresh block of at least `_size` bytes.
+        unsafe { ptr::write_bytes(_p, 0xa5, _size) };
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if size > isize::MAX as usize - PAGE_SIZE || align > isize::MAX as usize / 2 {
+        return ptr::null_mut();
+    }
+    let pages = size.div_ceil(PAGE_SIZE).max(1);
+    let align_pages = (align >> PAGE_SHIFT).max(1);
+    let Some(run) = HEAP.pages.alloc(pages, align_pages, SpanState::Large, 0) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: the run is a fresh Large span of `pages` pages, ours.
+    let start = unsafe { run.span.as_ref() }.start() as *mut u8;
+    if zero && !run.zeroed {
+        // SAFETY: the run is committed and at least `size` bytes.
+        unsafe { ptr::write_bytes(start, 0, size) };
+    }
+    start
+}
+
+/// Checks that `p` (non-null) is a live block of ours (module docs); aborts naming `op`
+/// otherwise.
+#[inline]
+fn check(p: *mut u8, op: &str) -> Block {
+    let span = HEAP.pages.pagemap.get(p as usize);
+    if span.is_null() {
+        misuse::report(op, Misuse::InvalidPointer, p);
+    }
+    // SAFETY: records are type-stable (meta); every read below is of atomics, and the record
+    // is confirmed to cover `p` before the result is trusted.
+    let s = unsafe { &*span };
+    let addr = p as usize;
+    let start = s.start();
+    match s.state() {
+        SpanState::Small => {
+            let class = s.class();
+            let sc = &CLASSES[class];
+            let off = addr.wrapping_sub(start);
+            if off >= s.bytes() {
+                misuse::report(op, Misuse::InvalidPointer, p);
+            }
+            let index = ((off as u64 * sc.div_mul as u64) >> 32) as usize;
+            if index * sc.size as usize != off
+                || index >= s.bump.load(crate::sync::Ordering::Relaxed) as usize
+            {
+                misuse::report(op, Misuse::InvalidPointer, p);
+            }
+            // SAFETY: `p` is a block of at least 16 bytes inside a span of ours.
+            if class != 0 && unsafe { crate::block::has_canary(p) } {
+                misuse::report(op, Misuse::DoubleFree, p);
+            }
+            Block::Small { class }
+        }
+        SpanState::Large if addr == start => Block::Large { span },
+        _ => misuse::report(op, Misuse::InvalidPointer, p),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn free_large(span: *mut Span, p: *mut u8, op: &str) {
+    // SAFETY: `check` found a Large span starting at `p`; `free_large` re-checks under the
+    // page-heap lock.
+    if !unsafe { HEAP.pages.free_large(span, p as usize) } {
+        misuse::report(op, Misuse::DoubleFree, p);
+    }
+}
+
+/// Frees `p` (C `free`): null is a no-op.
+///
+/// # Safety
+/// `p` is null or was returned by this allocator and is not used after this call. Misuse
+/// that the checks catch aborts; misuse they cannot catch (module docs) is undefined.
+#[inline]
+pub unsafe fn free(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    match check(p, "free()") {
+        // SAFETY: `check` proved `p` a live block of `class`; the caller gives it up.
+        Block::Small { class } => unsafe { thread_cache::free(p, class) },
+        Block::Large { span } => free_large(span, p, "free()"),
+    }
+}
+
+/// Frees `p` allocated with `size` and `align` (Rust's `dealloc`, C's `free_sized`).
+///
+/// # Safety
+/// As for [`free`]; `size` and `align` are those of the allocation (or of its last
+/// `realloc`). A mismatch that changes the size class aborts.
+#[inline]
+pub unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
+    let expected = class_for(size, align);
+    match (check(p, "dealloc()"), expected) {
+        // SAFETY: as in `free`; the layout agrees with the span.
+        (Block::Small { class }, Some(c)) if c == class => unsafe { thread_cache::free(p, class) },
+        (Block::Large { span }, None) => free_large(span, p, "dealloc()"),
+        _ => misuse::report("dealloc()", Misuse::SizeMismatch, p),
+    }
+}
+
+/// The usable size of live block `p` (C's `malloc_usable_size`); 0 for null.
+///
+/// # Safety
+/// `p` is null or a live block of this allocator.
+pub unsafe fn usable_size(p: *const u8) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    check(p.cast_mut(), "malloc_usable_size()").usable_size()
+}
+
+/// Resizes `p` to `new_size` bytes aligned to `align`, in place when the size class does not
+/// change or a large run can grow or shrink where it is; otherwise allocates, copies and
+/// frees. Returns null (leaving `p` valid) when out of memory. `old_size` is the caller's
+/// size (Rust's layout) or `None` for the block's usable size (C's `realloc`).
+///
+/// # Safety
+/// `p` is a live block of this allocator allocated with `align`, `old_size` (when given) its
+/// size, and it is not used through the old pointer if the result differs.
+pub unsafe fn realloc(
+    p: *mut u8,
+    old_size: Option<usize>,
+    align: usize,
+    new_size: usize,
+) -> *mut u8 {
+    let block = check(p, "realloc()");
+    if let Some(old) = old_size {
+        let agrees = match block {
+            Block::Small { class } => class_for(old, align) == Some(class),
+            Block::Large { .. } => class_for(old, align).is_none(),
+        };
+        if !agrees {
+            misuse::report("realloc()", Misuse::SizeMismatch, p);
+        }
+    }
+    let new_class = class_for(new_size, align);
+    match block {
+        Block::Small { class } if new_class == Some(class) => return p,
+        Block::Large { span } if new_class.is_none() && new_size > MAX_SMALL_SIZE => {
+            // SAFETY: `span` is our live Large span starting at `p` (checked).
+            let resized = unsafe { resize_large(span, new_size) };
+            if resized {
+                return p;
+            }
+        }
+        _ => {}
+    }
+    let q = alloc(new_size, align);
+    if q.is_null() {
+        return q;
+    }
+    let keep = old_size
+        .unwrap_or_else(|| block.usable_size())
+        .min(new_size);
+    // SAFETY: both blocks are live, distinct, and at least `keep` bytes.
+    unsafe { ptr::copy_nonoverlapping(p, q, keep) };
+    match block {
+        // SAFETY: `p` was checked live; its contents were copied.
+        Block::Small { class } => unsafe { thread_cache::free(p, class) },
+        Block::Large { span } => free_large(span, p, "realloc()"),
+    }
+    q
+}
+
+/// Grows or shrinks a large run in place; false when it cannot.
+///
+/// # Safety
+/// `span` is a live Large span of the process heap owned by the caller.
+unsafe fn resize_large(span: *mut Span, new_size: usize) -> bool {
+    if new_size > isize::MAX as usize - PAGE_SIZE {
+        return false;
+    }
+    let new_pages = new_size.div_ceil(PAGE_SIZE);
+    // SAFETY: caller's contract.
+    let pages = unsafe { (*span).pages() };
+    match new_pages.cmp(&pages) {
+        core::cmp::Ordering::Equal => true,
+        // Shrinking by less than a quarter keeps the pages: a realloc that shrinks a little
+        // and grows again should not pay for two page-heap trips.
+        core::cmp::Ordering::Less if new_pages * 4 >= pages * 3 => true,
+        // SAFETY: caller's contract; 0 < new_pages < pages.
+        core::cmp::Ordering::Less => unsafe { HEAP.pages.shrink_in_place(span, new_pages) },
+        // SAFETY: caller's contract.
+        core::cmp::Ordering::Greater => unsafe { HEAP.pages.grow_in_place(span, new_pages) },
+    }
+}
