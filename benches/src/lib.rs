@@ -1,0 +1,69 @@
+//! Tricolor's comparison workloads: the same code, monomorphised for each allocator, so a
+//! table compares allocators and nothing else.
+//!
+//! * [`Rival`] names an allocator and dispatches a generic function to it.
+//! * [`workloads`] holds the allocator workloads `tricolor bench` runs; each is deterministic
+//!   (seeded), checks the contents of every block before freeing it, and returns a checksum
+//!   that must agree across allocators.
+
+pub mod workloads;
+
+use std::alloc::{GlobalAlloc, System};
+
+/// The allocators compared. Tricolor first: ratios are against it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rival {
+    /// Tricolor's `GlobalAlloc`.
+    Tricolor,
+    /// The system allocator (glibc malloc on Debian).
+    Glibc,
+    /// jemalloc 5 through `tikv-jemallocator`.
+    Jemalloc,
+    /// mimalloc 2 through the `mimalloc` crate.
+    Mimalloc,
+}
+
+impl Rival {
+    /// Every allocator, in table order.
+    pub const ALL: [Rival; 4] = [
+        Rival::Tricolor,
+        Rival::Glibc,
+        Rival::Jemalloc,
+        Rival::Mimalloc,
+    ];
+
+    /// The name used on the command line and in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rival::Tricolor => "tricolor",
+            Rival::Glibc => "glibc",
+            Rival::Jemalloc => "jemalloc",
+            Rival::Mimalloc => "mimalloc",
+        }
+    }
+
+    /// Parses [`Rival::name`].
+    pub fn parse(s: &str) -> Option<Rival> {
+        Rival::ALL.into_iter().find(|r| r.name() == s)
+    }
+
+    /// Runs `f` with this allocator as its type parameter.
+    pub fn with<R>(self, f: impl AllocFn<R>) -> R {
+        static TRICOLOR: tricolor_alloc::Tricolor = tricolor_alloc::Tricolor;
+        static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+        static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+        match self {
+            Rival::Tricolor => f.call(&TRICOLOR),
+            Rival::Glibc => f.call(&System),
+            Rival::Jemalloc => f.call(&JEMALLOC),
+            Rival::Mimalloc => f.call(&MIMALLOC),
+        }
+    }
+}
+
+/// A function generic over the allocator (a closure cannot be generic, so workloads
+/// implement this).
+pub trait AllocFn<R> {
+    /// Runs with allocator `a`.
+    fn call<A: GlobalAlloc + Sync + 'static>(self, a: &'static A) -> R;
+}

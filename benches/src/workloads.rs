@@ -1,0 +1,258 @@
+//! The allocator workloads of `tricolor bench`. Each takes a `scale` (1 = the default, about
+//! 0.1–0.5 s per run on our 2-core machines) and returns a checksum of the contents it read
+//! back, which must be the same for every allocator.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::mpsc::sync_channel;
+
+/// A workload: its name, what it stresses, and its entry point.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload {
+    /// Command-line and table name.
+    pub name: &'static str,
+    /// One line for the table.
+    pub what: &'static str,
+    /// Threads it runs at once.
+    pub threads: usize,
+}
+
+/// Every workload, in table order.
+pub const ALL: [Workload; 4] = [
+    Workload {
+        name: "churn",
+        what: "1 thread: replace random blocks of 8-512 B in 10k slots",
+        threads: 1,
+    },
+    Workload {
+        name: "realloc",
+        what: "1 thread: mixed 8 B-256 KiB sizes, 40% realloc",
+        threads: 1,
+    },
+    Workload {
+        name: "prodcons",
+        what: "2 threads: producer allocates 16-1024 B, consumer frees",
+        threads: 2,
+    },
+    Workload {
+        name: "threads",
+        what: "256 short-lived threads, 4 at a time, each 4000 blocks; 1/4 freed by main",
+        threads: 4,
+    },
+];
+
+/// Finds a workload by name.
+pub fn find(name: &str) -> Option<Workload> {
+    ALL.into_iter().find(|w| w.name == name)
+}
+
+/// Runs workload `w` at `scale` on allocator `a`; returns its checksum.
+pub fn run<A: GlobalAlloc + Sync + 'static>(w: Workload, a: &'static A, scale: usize) -> u64 {
+    match w.name {
+        "churn" => churn(a, scale),
+        "realloc" => realloc(a, scale),
+        "prodcons" => prodcons(a, scale),
+        "threads" => threads(a, scale),
+        other => panic!("unknown workload {other}"),
+    }
+}
+
+/// xorshift64: seeded, cheap, the same stream for every allocator.
+pub struct Rng(pub u64);
+impl Rng {
+    /// Next value.
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[inline]
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).expect("valid layout")
+}
+
+/// Writes a stamp into the first and last byte of a fresh block.
+#[inline]
+fn stamp(p: *mut u8, size: usize, v: u8) {
+    assert!(!p.is_null(), "allocation failed");
+    // SAFETY: `p` is a live block of `size >= 1` bytes.
+    unsafe {
+        *p = v;
+        *p.add(size - 1) = v;
+    }
+}
+
+/// Reads a block's stamp back (panicking on a mismatch) and returns it.
+#[inline]
+fn unstamp(p: *mut u8, size: usize) -> u64 {
+    // SAFETY: `p` is a live block of `size >= 1` bytes.
+    let (a, b) = unsafe { (*p, *p.add(size - 1)) };
+    assert_eq!(a, b, "block {p:p} of {size} bytes corrupted");
+    a as u64
+}
+
+fn churn<A: GlobalAlloc>(a: &A, scale: usize) -> u64 {
+    const SLOTS: usize = 10_000;
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut slots: Vec<(usize, usize)> = vec![(0, 0); SLOTS];
+    let mut sum = 0u64;
+    for i in 0..2_000_000 * scale {
+        let r = rng.next_u64();
+        let slot = (r as usize >> 8) % SLOTS;
+        let (p, n) = slots[slot];
+        if p != 0 {
+            sum = sum.wrapping_add(unstamp(p as *mut u8, n));
+            // SAFETY: live block with this layout.
+            unsafe { a.dealloc(p as *mut u8, layout(n)) };
+        }
+        // Mostly small: 8..64 B three times in four, up to 512 B otherwise.
+        let size = if r & 3 != 0 {
+            8 + (r >> 40) as usize % 57
+        } else {
+            8 + (r >> 40) as usize % 505
+        };
+        // SAFETY: non-zero layout.
+        let q = unsafe { a.alloc(layout(size)) };
+        stamp(q, size, i as u8);
+        slots[slot] = (q as usize, size);
+    }
+    for (p, n) in slots {
+        if p != 0 {
+            sum = sum.wrapping_add(unstamp(p as *mut u8, n));
+            // SAFETY: live block.
+            unsafe { a.dealloc(p as *mut u8, layout(n)) };
+        }
+    }
+    sum
+}
+
+fn realloc<A: GlobalAlloc>(a: &A, scale: usize) -> u64 {
+    const SLOTS: usize = 2_000;
+    let mut rng = Rng(0xfeed_face_cafe_beef);
+    let mut slots: Vec<(usize, usize)> = vec![(0, 0); SLOTS];
+    let mut sum = 0u64;
+    // Log-uniform sizes from 8 B to 256 KiB.
+    let size_of = |r: u64| -> usize {
+        let bits = 3 + (r % 16) as u32;
+        (1usize << bits) + (r >> 20) as usize % (1usize << bits)
+    };
+    for i in 0..400_000 * scale {
+        let r = rng.next_u64();
+        let slot = (r as usize >> 8) % SLOTS;
+        let (p, n) = slots[slot];
+        match (r >> 4) % 10 {
+            0..=3 if p != 0 => {
+                // Realloc to between half and twice the size; the kept prefix keeps its stamp.
+                let m = (n / 2 + (r >> 24) as usize % (n * 3 / 2 + 1)).max(1);
+                // SAFETY: live block with layout(n); non-zero new size.
+                let q = unsafe { a.realloc(p as *mut u8, layout(n), m) };
+                assert!(!q.is_null());
+                // SAFETY: q is live with at least min(n, m) >= 1 bytes.
+                let first = unsafe { *q };
+                sum = sum.wrapping_add(first as u64);
+                stamp(q, m, first);
+                slots[slot] = (q as usize, m);
+            }
+            8..=9 if p != 0 => {
+                sum = sum.wrapping_add(unstamp(p as *mut u8, n));
+                // SAFETY: live block.
+                unsafe { a.dealloc(p as *mut u8, layout(n)) };
+                slots[slot] = (0, 0);
+            }
+            _ => {
+                if p != 0 {
+                    sum = sum.wrapping_add(unstamp(p as *mut u8, n));
+                    // SAFETY: live block.
+                    unsafe { a.dealloc(p as *mut u8, layout(n)) };
+                }
+                let size = size_of(r >> 32);
+                // SAFETY: non-zero layout.
+                let q = unsafe { a.alloc(layout(size)) };
+                stamp(q, size, i as u8);
+                slots[slot] = (q as usize, size);
+            }
+        }
+    }
+    for (p, n) in slots {
+        if p != 0 {
+            sum = sum.wrapping_add(unstamp(p as *mut u8, n));
+            // SAFETY: live block.
+            unsafe { a.dealloc(p as *mut u8, layout(n)) };
+        }
+    }
+    sum
+}
+
+fn prodcons<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> u64 {
+    const CHUNK: usize = 64;
+    let total = 1_000_000 * scale;
+    // Blocks travel in fixed-size arrays: the channel itself allocates nothing per message.
+    let (tx, rx) = sync_channel::<[(usize, usize); CHUNK]>(64);
+    let producer = std::thread::spawn(move || {
+        let mut rng = Rng(0xabad_1dea_0000_0001);
+        let mut chunk = [(0usize, 0usize); CHUNK];
+        for i in 0..total {
+            let size = 16 + (rng.next_u64() >> 20) as usize % 1009;
+            // SAFETY: non-zero layout.
+            let p = unsafe { a.alloc(layout(size)) };
+            stamp(p, size, i as u8);
+            chunk[i % CHUNK] = (p as usize, size);
+            if i % CHUNK == CHUNK - 1 {
+                tx.send(chunk).expect("consumer alive");
+            }
+        }
+    });
+    let mut sum = 0u64;
+    for chunk in rx {
+        for (p, n) in chunk {
+            sum = sum.wrapping_add(unstamp(p as *mut u8, n));
+            // SAFETY: live block from the producer, now ours.
+            unsafe { a.dealloc(p as *mut u8, layout(n)) };
+        }
+    }
+    producer.join().expect("producer");
+    sum
+}
+
+fn threads<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> u64 {
+    let mut sum = 0u64;
+    for wave in 0..64 * scale {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut rng = Rng(0x5eed_0000_0000_0001 ^ (((wave * 4 + t) as u64 + 1) << 8));
+                    let mut kept = Vec::with_capacity(4000);
+                    let mut sum = 0u64;
+                    for i in 0..4000 {
+                        let size = 16 + (rng.next_u64() >> 20) as usize % 2033;
+                        // SAFETY: non-zero layout.
+                        let p = unsafe { a.alloc(layout(size)) };
+                        stamp(p, size, i as u8);
+                        kept.push((p as usize, size));
+                    }
+                    // Free three quarters here; the rest outlives the thread.
+                    let handed = kept.split_off(3000);
+                    for (p, n) in kept {
+                        sum = sum.wrapping_add(unstamp(p as *mut u8, n));
+                        // SAFETY: live block.
+                        unsafe { a.dealloc(p as *mut u8, layout(n)) };
+                    }
+                    (sum, handed)
+                })
+            })
+            .collect();
+        for h in handles {
+            let (s, handed) = h.join().expect("worker");
+            sum = sum.wrapping_add(s);
+            for (p, n) in handed {
+                sum = sum.wrapping_add(unstamp(p as *mut u8, n));
+                // SAFETY: live block handed over by an exited thread.
+                unsafe { a.dealloc(p as *mut u8, layout(n)) };
+            }
+        }
+    }
+    sum
+}

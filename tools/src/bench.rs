@@ -1,0 +1,244 @@
+//! `tricolor bench`: every allocator workload on every allocator, one child process per cell.
+//!
+//! Why children: peak memory is a per-process figure (`VmHWM`), and an allocator's cached
+//! memory would otherwise leak into the next cell's measurement. Each child runs one workload
+//! on one allocator `runs` times and reports the median wall time, the peak RSS above its own
+//! baseline, and the workload's checksum; the parent checks that the checksums agree (every
+//! allocator must have returned the same contents) and prints the table with ratios to
+//! Tricolor. The cells of one table come from one invocation, interleaved by workload, so
+//! machine noise hits all allocators alike.
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+use tricolor_benches::workloads::{self, Workload};
+use tricolor_benches::{AllocFn, Rival};
+
+/// The hidden sub-command a child runs.
+pub const CHILD: &str = "__bench-cell";
+
+struct Options {
+    scale: usize,
+    runs: usize,
+    workloads: Vec<Workload>,
+    rivals: Vec<Rival>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        scale: 1,
+        runs: 5,
+        workloads: Vec::new(),
+        rivals: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match a.as_str() {
+            "--long" => {
+                o.scale = 10;
+                o.runs = 7;
+            }
+            "--scale" => {
+                o.scale = value("--scale")?
+                    .parse()
+                    .map_err(|_| "--scale takes a positive integer")?
+            }
+            "--runs" => {
+                o.runs = value("--runs")?
+                    .parse()
+                    .map_err(|_| "--runs takes a positive integer")?
+            }
+            "--workload" => {
+                let v = value("--workload")?;
+                o.workloads
+                    .push(workloads::find(&v).ok_or_else(|| format!("unknown workload '{v}'"))?);
+            }
+            "--allocator" => {
+                let v = value("--allocator")?;
+                o.rivals
+                    .push(Rival::parse(&v).ok_or_else(|| format!("unknown allocator '{v}'"))?);
+            }
+            other => return Err(format!("unknown option '{other}'")),
+        }
+    }
+    if o.scale == 0 || o.runs == 0 {
+        return Err("--scale and --runs must be at least 1".into());
+    }
+    if o.workloads.is_empty() {
+        o.workloads = workloads::ALL.to_vec();
+    }
+    if o.rivals.is_empty() {
+        o.rivals = Rival::ALL.to_vec();
+    }
+    Ok(o)
+}
+
+struct Cell {
+    median_ns: u128,
+    peak_kib: u64,
+    checksum: u64,
+}
+
+/// `tricolor bench`.
+pub fn main(args: &[String]) -> ExitCode {
+    let o = match parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("tricolor bench: {e} (see `tricolor help`)");
+            return ExitCode::from(2);
+        }
+    };
+    let exe = std::env::current_exe().expect("own path");
+    let started = Instant::now();
+    println!(
+        "tricolor bench: scale {}, {} runs per cell, median wall time; peak = RSS high-water mark above the process's baseline",
+        o.scale, o.runs
+    );
+    println!("ratios are allocator / tricolor: above 1.00 means Tricolor is faster or smaller\n");
+    println!(
+        "{:<9} {:<9} {:>10} {:>8} {:>10} {:>8}",
+        "workload", "allocator", "median ms", "time x", "peak MiB", "peak x"
+    );
+    let mut failed = false;
+    for w in &o.workloads {
+        let mut cells: Vec<(Rival, Cell)> = Vec::new();
+        for &r in &o.rivals {
+            let out = Command::new(&exe)
+                .args([
+                    CHILD,
+                    w.name,
+                    r.name(),
+                    &o.scale.to_string(),
+                    &o.runs.to_string(),
+                ])
+                .output()
+                .expect("spawn benchmark child");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let cell = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("CELL "))
+                .and_then(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    Some(Cell {
+                        median_ns: f.first()?.parse().ok()?,
+                        peak_kib: f.get(1)?.parse().ok()?,
+                        checksum: f.get(2)?.parse().ok()?,
+                    })
+                });
+            match cell {
+                Some(c) if out.status.success() => cells.push((r, c)),
+                _ => {
+                    failed = true;
+                    eprintln!(
+                        "tricolor bench: {} on {} failed ({}):\n{}",
+                        w.name,
+                        r.name(),
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            }
+        }
+        let base = cells
+            .iter()
+            .find(|(r, _)| *r == Rival::Tricolor)
+            .map(|(_, c)| (c.median_ns, c.peak_kib));
+        for (i, (r, c)) in cells.iter().enumerate() {
+            let (t_ratio, m_ratio) = match base {
+                Some((t, m)) => (
+                    format!("{:.2}", c.median_ns as f64 / t.max(1) as f64),
+                    format!("{:.2}", c.peak_kib as f64 / m.max(1) as f64),
+                ),
+                None => ("-".into(), "-".into()),
+            };
+            println!(
+                "{:<9} {:<9} {:>10.1} {:>8} {:>10.1} {:>8}",
+                if i == 0 { w.name } else { "" },
+                r.name(),
+                c.median_ns as f64 / 1e6,
+                t_ratio,
+                c.peak_kib as f64 / 1024.0,
+                m_ratio
+            );
+        }
+        if let Some((_, first)) = cells.first() {
+            if cells.iter().any(|(_, c)| c.checksum != first.checksum) {
+                failed = true;
+                eprintln!(
+                    "tricolor bench: {}: checksums differ between allocators (a block's contents changed)",
+                    w.name
+                );
+            }
+        }
+    }
+    println!("\nworkloads:");
+    for w in &o.workloads {
+        println!("  {:<9} {}", w.name, w.what);
+    }
+    println!("total {:.1} s", started.elapsed().as_secs_f64());
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+struct Timed {
+    w: Workload,
+    scale: usize,
+    runs: usize,
+}
+
+impl AllocFn<(Vec<u128>, u64)> for Timed {
+    fn call<A: std::alloc::GlobalAlloc + Sync + 'static>(self, a: &'static A) -> (Vec<u128>, u64) {
+        let mut times = Vec::with_capacity(self.runs);
+        let mut checksum = None;
+        for _ in 0..self.runs {
+            let t = Instant::now();
+            let sum = workloads::run(self.w, a, self.scale);
+            times.push(t.elapsed().as_nanos());
+            assert!(
+                checksum.is_none_or(|c| c == sum),
+                "checksum changed between runs"
+            );
+            checksum = Some(sum);
+        }
+        (times, checksum.unwrap_or(0))
+    }
+}
+
+/// The child: `__bench-cell <workload> <allocator> <scale> <runs>`; prints
+/// `CELL <median ns> <peak KiB> <checksum>`.
+pub fn child(args: &[String]) -> ExitCode {
+    let (Some(w), Some(r), Some(scale), Some(runs)) = (
+        args.first().and_then(|s| workloads::find(s)),
+        args.get(1).and_then(|s| Rival::parse(s)),
+        args.get(2).and_then(|s| s.parse().ok()),
+        args.get(3).and_then(|s| s.parse().ok()),
+    ) else {
+        eprintln!("tricolor: bad {CHILD} arguments {args:?}");
+        return ExitCode::from(2);
+    };
+    let baseline = status_kib("VmRSS:");
+    let (mut times, checksum) = r.with(Timed { w, scale, runs });
+    let peak = status_kib("VmHWM:").saturating_sub(baseline);
+    times.sort_unstable();
+    println!("CELL {} {} {}", times[times.len() / 2], peak, checksum);
+    ExitCode::SUCCESS
+}
+
+/// A `kB` field of `/proc/self/status`.
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}

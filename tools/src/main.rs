@@ -1,0 +1,41 @@
+//! `tricolor`: Tricolor's command-line tool.
+//!
+//! * `tricolor bench [options]` runs the allocator workloads against glibc, jemalloc and
+//!   mimalloc and prints median time and peak memory with ratios to Tricolor (see `bench.rs`).
+
+mod bench;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: tricolor <command> [options]
+
+commands:
+  bench            compare Tricolor with glibc, jemalloc and mimalloc (default: ~1 minute)
+      --long           10x the work and 7 runs per cell (several minutes)
+      --scale N        work multiplier (default 1)
+      --runs N         runs per cell; the median is reported (default 5)
+      --workload W     only this workload (repeatable): churn, realloc, prodcons, threads
+      --allocator A    only this allocator (repeatable): tricolor, glibc, jemalloc, mimalloc
+  help             this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench") => bench::main(&args[1..]),
+        Some(bench::CHILD) => bench::child(&args[1..]),
+        Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprintln!("tricolor: unknown command '{other}'\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+        None => {
+            eprint!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
