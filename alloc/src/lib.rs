@@ -37,8 +37,9 @@
 //! 1. Check the pointer (pagemap, span state, object boundary, bump mark, free canary) and
 //!    abort with a message on misuse; invariant: no list ever receives a block that is not a
 //!    live block of ours.
-//! 2. Small: push onto the thread's list; past two batches (or 2 MiB cached) a batch goes back
-//!    to the central list, which returns a span to the page heap when its last object returns.
+//! 2. Small: push onto the thread's list; past the list's slow-start limit a batch goes back to
+//!    the central list (and past 4 MiB cached in the thread, half of every list), which returns
+//!    a span to the page heap when its last object returns.
 //! 3. Large: the page heap marks the run free and merges it with free neighbours.
 //!
 //! ## Threads and processes

@@ -155,6 +155,18 @@ const fn build_classes() -> [SizeClass; NUM_CLASSES] {
 /// The size-class table, smallest first.
 pub static CLASSES: [SizeClass; NUM_CLASSES] = build_classes();
 
+/// The record of class `class`, without a bounds check on the fast paths.
+///
+/// Invariant relied on: every class index in Tricolor comes from [`class_of`] or
+/// [`class_for`], or from a span record whose class was set from one of them, so it is below
+/// `NUM_CLASSES`.
+#[inline(always)]
+pub fn class_info(class: usize) -> &'static SizeClass {
+    debug_assert!(class < NUM_CLASSES);
+    // SAFETY: the invariant above: `class < NUM_CLASSES`.
+    unsafe { CLASSES.get_unchecked(class) }
+}
+
 /// Lookup for requests up to 1 KiB, indexed by `(n + 7) / 8`.
 const SMALL_LUT_LEN: usize = 1024 / 8 + 1;
 /// Lookup for requests above 1 KiB, indexed by `(n - 1024 + 127) / 128`.
@@ -197,9 +209,13 @@ static LARGE_LUT: [u8; LARGE_LUT_LEN] = build_large_lut();
 pub fn class_of(n: usize) -> usize {
     debug_assert!(n <= MAX_SMALL_SIZE);
     if n <= 1024 {
-        SMALL_LUT[(n + 7) >> 3] as usize
+        // SAFETY: n <= 1024, so the index is at most 128 < SMALL_LUT_LEN.
+        unsafe { *SMALL_LUT.get_unchecked((n + 7) >> 3) as usize }
     } else {
-        LARGE_LUT[(n - 1024 + 127) >> 7] as usize
+        assert!(n <= MAX_SMALL_SIZE);
+        // SAFETY: 1024 < n <= MAX_SMALL_SIZE (asserted; the compiler drops the check where
+        // callers already tested it), so the index is at most LARGE_LUT_LEN - 1.
+        unsafe { *LARGE_LUT.get_unchecked((n - 1024 + 127) >> 7) as usize }
     }
 }
 

@@ -7,15 +7,17 @@
 //!     └──merged into a neighbour┘
 //! ```
 //! `Unused` records sit in the page heap's record pool. Who may write what:
-//! * `start`, `pages`, `state`, `class`: written only under the page-heap lock; read lock-free
-//!   (relaxed) by the free path's checks, which always confirm the record covers the pointer.
+//! * `start`, `pages`, `state`, `class`, `object_size`, `div_mul`: written only under the
+//!   page-heap lock; read lock-free (relaxed) by the free path's checks, which always confirm
+//!   the record covers the pointer. The class's size and division magic are copied here so the
+//!   free path's chain of dependent loads ends at the record (no class-table load after it).
 //! * `bump`: written under `Central[class]`'s lock while Small; read relaxed by free checks.
 //! * `owned` (lists, counts): guarded by the lock of the span's owner: the page heap's lock
 //!   while Unused, Free or Large, `Central[class]`'s lock while Small. Ownership moves only
 //!   while both locks are held (central → page heap, the lock order).
 
 use crate::block::FreeBlock;
-use crate::size_class::PAGE_SHIFT;
+use crate::size_class::{CLASSES, PAGE_SHIFT};
 use crate::sync::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use core::cell::UnsafeCell;
 use core::ptr;
@@ -39,6 +41,8 @@ pub(crate) struct Span {
     class: AtomicU8,
     /// Small spans: objects carved so far; objects at index >= bump were never handed out.
     pub(crate) bump: AtomicU32,
+    object_size: AtomicU32,
+    div_mul: AtomicU32,
     owned: UnsafeCell<Owned>,
 }
 
@@ -64,6 +68,8 @@ impl Span {
             state: AtomicU8::new(SpanState::Unused as u8),
             class: AtomicU8::new(0),
             bump: AtomicU32::new(0),
+            object_size: AtomicU32::new(0),
+            div_mul: AtomicU32::new(0),
             owned: UnsafeCell::new(Owned {
                 free: ptr::null_mut(),
                 allocated: 0,
@@ -110,8 +116,23 @@ impl Span {
         self.pages.store(pages, Ordering::Relaxed);
     }
 
+    /// Small spans: bytes per object, and `size_class::SizeClass::div_mul`.
+    #[inline]
+    pub(crate) fn object_size(&self) -> (usize, u64) {
+        (
+            self.object_size.load(Ordering::Relaxed) as usize,
+            self.div_mul.load(Ordering::Relaxed) as u64,
+        )
+    }
+
     /// Sets state and class; page-heap lock held.
     pub(crate) fn set_state(&self, state: SpanState, class: usize) {
+        let (size, div_mul) = match state {
+            SpanState::Small => (CLASSES[class].size, CLASSES[class].div_mul),
+            _ => (0, 0),
+        };
+        self.object_size.store(size, Ordering::Relaxed);
+        self.div_mul.store(div_mul, Ordering::Relaxed);
         self.class.store(class as u8, Ordering::Relaxed);
         self.state.store(state as u8, Ordering::Relaxed);
     }

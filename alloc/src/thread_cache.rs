@@ -5,9 +5,15 @@
 //! one. The per-CPU restartable-sequence caches replace this as the fast path in a later
 //! stage; this cache remains as their fallback where rseq is unavailable.
 //!
-//! # Bounds
-//! A class's list holds at most two batches (`2 * SizeClass::batch` objects); when the
-//! thread's cached bytes pass [`MAX_THREAD_BYTES`], every list gives back half.
+//! # Bounds (TCMalloc's slow start)
+//! Each list has a limit, starting at one batch (`SizeClass::batch`). A free that pushes a list
+//! past its limit returns a batch to the central list and raises the limit by a batch; an
+//! allocation that finds the list empty raises it too. So a thread that repeatedly frees or
+//! allocates runs of objects soon keeps them all, while one that touches a class rarely holds
+//! at most a batch. A limit never exceeds [`MAX_LIST_BYTES`] (or 8192 objects). On overflow the
+//! cache also totals its bytes (67 multiply-adds, once per batch, off the fast path); past
+//! [`MAX_THREAD_BYTES`], every list gives back half and halves its limit. The fast paths touch
+//! only the list: pop or push, a length update, one compare.
 //!
 //! # Thread exit and re-entry
 //! The cache pointer lives in a `thread_local!` `Cell` with a `const` initialiser and no
@@ -23,14 +29,18 @@
 use crate::block::{self, FreeBlock};
 use crate::central::Batch;
 use crate::heap::{self, HEAP};
-use crate::size_class::{CLASSES, NUM_CLASSES};
+use crate::size_class::{CLASSES, NUM_CLASSES, class_info};
 use crate::sync::Mutex;
 use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
 
 /// Most bytes one thread keeps cached before every list gives back half.
-const MAX_THREAD_BYTES: usize = 2 << 20;
+const MAX_THREAD_BYTES: usize = 4 << 20;
+/// The highest limit a list may reach, in bytes.
+const MAX_LIST_BYTES: usize = 1 << 20;
+/// The highest limit a list may reach, in objects.
+const MAX_LIST_LEN: u32 = 8192;
 
 const CREATING: *mut ThreadCache = ptr::without_provenance_mut(1);
 const EXITED: *mut ThreadCache = ptr::without_provenance_mut(2);
@@ -42,14 +52,41 @@ std::thread_local! {
 struct List {
     head: *mut FreeBlock,
     len: u32,
+    /// Slow-start limit (module docs); 0 in a fresh cache means "one batch".
+    max: u32,
+}
+
+/// Raises list `class`'s limit by a batch, up to its ceiling.
+fn raise_limit(list: &mut List, class: usize) {
+    let sc = &CLASSES[class];
+    let ceiling = ((MAX_LIST_BYTES / sc.size as usize) as u32).clamp(sc.batch, MAX_LIST_LEN);
+    list.max = (list.max.max(sc.batch) + sc.batch).min(ceiling);
 }
 
 /// One thread's cache.
 pub(crate) struct ThreadCache {
     lists: [List; NUM_CLASSES],
-    bytes: usize,
     /// Link in the pool of caches of exited threads (guarded by `POOL`).
     next: *mut ThreadCache,
+}
+
+impl ThreadCache {
+    /// Bytes held in this cache.
+    fn bytes(&self) -> usize {
+        self.lists
+            .iter()
+            .zip(CLASSES.iter())
+            .map(|(l, c)| l.len as usize * c.size as usize)
+            .sum()
+    }
+}
+
+/// The list of `class`, without a bounds check (`size_class::class_info`'s invariant).
+#[inline(always)]
+fn list_of(lists: &mut [List; NUM_CLASSES], class: usize) -> &mut List {
+    debug_assert!(class < NUM_CLASSES);
+    // SAFETY: class indices are below NUM_CLASSES (size_class::class_info's invariant).
+    unsafe { lists.get_unchecked_mut(class) }
 }
 
 /// Caches of exited threads, reused by new threads. The pointer is guarded by the mutex.
@@ -76,14 +113,13 @@ pub(crate) fn alloc(class: usize) -> *mut u8 {
     if usable(tc) {
         // SAFETY: rule 1: this thread owns `tc`.
         let c = unsafe { &mut *tc };
-        let list = &mut c.lists[class];
+        let list = list_of(&mut c.lists, class);
         let b = list.head;
         if !b.is_null() {
             // SAFETY: blocks on our list are free blocks of this class owned by the cache.
             unsafe {
                 list.head = (*b).next;
                 list.len -= 1;
-                c.bytes -= CLASSES[class].size as usize;
                 if class != 0 {
                     block::clear_canary(b.cast());
                 }
@@ -115,6 +151,7 @@ fn alloc_slow(mut tc: *mut ThreadCache, class: usize) -> *mut u8 {
     unsafe {
         let c = &mut *tc;
         let list = &mut c.lists[class];
+        raise_limit(list, class);
         let mut tail = b;
         for _ in 1..batch.count {
             tail = (*tail).next;
@@ -122,7 +159,6 @@ fn alloc_slow(mut tc: *mut ThreadCache, class: usize) -> *mut u8 {
         (*tail).next = list.head;
         list.head = (*b).next;
         list.len += batch.count as u32 - 1;
-        c.bytes += (batch.count - 1) * CLASSES[class].size as usize;
         if class != 0 {
             block::clear_canary(b.cast());
         }
@@ -148,8 +184,8 @@ fn alloc_uncached(class: usize) -> *mut u8 {
 /// `p` is a live block of `class` (checked by the API layer) that nobody uses any more.
 #[inline]
 pub(crate) unsafe fn free(p: *mut u8, class: usize) {
-    let size = CLASSES[class].size as usize;
-    debug_fill_freed(p, size);
+    let info = class_info(class);
+    debug_fill_freed(p, info.size as usize);
     if class != 0 {
         // SAFETY: blocks of classes above 0 have at least 16 bytes.
         unsafe { block::set_canary(p) };
@@ -158,14 +194,13 @@ pub(crate) unsafe fn free(p: *mut u8, class: usize) {
     if usable(tc) {
         // SAFETY: rule 1; `p` becomes a free block owned by this cache.
         let c = unsafe { &mut *tc };
-        let list = &mut c.lists[class];
+        let list = list_of(&mut c.lists, class);
         let b = p.cast::<FreeBlock>();
         // SAFETY: `p` is ours and at least 8 bytes, aligned.
         unsafe { (*b).next = list.head };
         list.head = b;
         list.len += 1;
-        c.bytes += size;
-        if list.len > 2 * CLASSES[class].batch || c.bytes > MAX_THREAD_BYTES {
+        if list.len > list.max {
             overflow(c, class);
         }
         return;
@@ -193,14 +228,23 @@ fn debug_fill_freed(_p: *mut u8, _size: usize) {
 #[cold]
 #[inline(never)]
 fn overflow(c: &mut ThreadCache, class: usize) {
-    let batch = CLASSES[class].batch;
-    if c.lists[class].len > 2 * batch {
-        release(c, class, batch);
+    let list = &mut c.lists[class];
+    if list.max == 0 {
+        // A fresh list: its limit is one batch.
+        list.max = CLASSES[class].batch;
+        if list.len <= list.max {
+            return;
+        }
     }
-    if c.bytes > MAX_THREAD_BYTES {
-        for k in 0..NUM_CLASSES {
+    let n = CLASSES[class].batch.min(list.len);
+    raise_limit(list, class);
+    release(c, class, n);
+    if c.bytes() > MAX_THREAD_BYTES {
+        for (k, sc) in CLASSES.iter().enumerate() {
             let half = c.lists[k].len.div_ceil(2);
             release(c, k, half);
+            let l = &mut c.lists[k];
+            l.max = (l.max / 2).max(sc.batch);
         }
     }
 }
@@ -223,7 +267,6 @@ fn release(c: &mut ThreadCache, class: usize, n: u32) {
         (*last).next = ptr::null_mut();
     }
     list.len -= n;
-    c.bytes -= n as usize * CLASSES[class].size as usize;
     // SAFETY: the cut-off blocks are free blocks of `class` with canaries, owned by us.
     unsafe {
         HEAP.central.insert_batch(
@@ -282,13 +325,15 @@ fn put_in_pool(tc: *mut ThreadCache) {
     pool.0 = tc;
 }
 
-/// Empties the calling thread's cache into the central lists.
+/// Empties a cache into the central lists and resets its limits (a pooled cache starts
+/// afresh in its next thread).
 fn flush(c: &mut ThreadCache) {
     for class in 0..NUM_CLASSES {
         let n = c.lists[class].len;
         release(c, class, n);
+        c.lists[class].max = 0;
     }
-    debug_assert_eq!(c.bytes, 0);
+    debug_assert_eq!(c.bytes(), 0);
 }
 
 /// The pthread-key destructor: runs on the exiting thread with its cache.
@@ -319,5 +364,5 @@ pub(crate) fn current_bytes() -> usize {
         return 0;
     }
     // SAFETY: rule 1.
-    unsafe { (*tc).bytes }
+    unsafe { (*tc).bytes() }
 }
