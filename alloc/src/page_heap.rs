@@ -170,11 +170,21 @@ impl PageHeap {
         debug_assert!(new_pages > pages);
         let extra = new_pages - pages;
         let end = start + (pages << PAGE_SHIFT);
-        // A span ending at the frontier grows by committing more of the reservation.
-        let at_frontier =
-            end == h.region_cur && (h.region_end - h.region_cur) >> PAGE_SHIFT >= extra;
-        if at_frontier && (!h.stock_records(self) || !h.grow(self, extra)) {
-            return false;
+        // What follows the span: a free run (maybe reaching the frontier), or the frontier
+        // itself. If that is too short but reaches the frontier, commit the shortfall; the new
+        // memory merges into the run (or starts one) right after the span.
+        let next = self.pagemap.get(end);
+        // SAFETY: records are type-stable; lock held, so the pagemap and states are exact.
+        let (have, reach) = match unsafe { next.as_ref() } {
+            Some(n) if n.state() == SpanState::Free => (n.pages(), n.end()),
+            _ => (0, end),
+        };
+        if have < extra && reach == h.region_cur {
+            let short = extra - have;
+            let room = (h.region_end - h.region_cur) >> PAGE_SHIFT;
+            if short <= room && (!h.stock_records(self) || !h.grow(self, short)) {
+                return false;
+            }
         }
         let next = self.pagemap.get(end);
         // SAFETY: records are type-stable; lock held, so the pagemap and states are exact.

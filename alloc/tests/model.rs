@@ -98,6 +98,18 @@ fn insert(model: &mut BTreeMap<usize, Live>, p: *mut u8, live: Live) {
     model.insert(a, live);
 }
 
+/// Checks a block against the model and frees it.
+fn free_block(key: usize, l: &Live) {
+    verify(key as *mut u8, l.size, l.stamp);
+    // SAFETY: live with this layout (the model's record).
+    unsafe {
+        GLOBAL.dealloc(
+            key as *mut u8,
+            Layout::from_size_align(l.size, l.align).unwrap(),
+        )
+    };
+}
+
 fn run(seed: u64, steps: usize) {
     let mut rng = Rng(seed | 1);
     let mut model: BTreeMap<usize, Live> = BTreeMap::new();
@@ -167,25 +179,11 @@ fn run(seed: u64, steps: usize) {
             let i = rng.below(keys.len() as u64) as usize;
             let key = keys.swap_remove(i);
             let l = model.remove(&key).unwrap();
-            verify(key as *mut u8, l.size, l.stamp);
-            // SAFETY: live with this layout.
-            unsafe {
-                GLOBAL.dealloc(
-                    key as *mut u8,
-                    Layout::from_size_align(l.size, l.align).unwrap(),
-                )
-            };
+            free_block(key, &l);
         }
     }
     for (key, l) in model {
-        verify(key as *mut u8, l.size, l.stamp);
-        // SAFETY: live with this layout.
-        unsafe {
-            GLOBAL.dealloc(
-                key as *mut u8,
-                Layout::from_size_align(l.size, l.align).unwrap(),
-            )
-        };
+        free_block(key, &l);
     }
 }
 

@@ -94,6 +94,23 @@ fn unstamp(p: *mut u8, size: usize) -> u64 {
     a as u64
 }
 
+/// Checks a stamped block, frees it, and returns its stamp.
+#[inline]
+fn release<A: GlobalAlloc>(a: &A, p: usize, size: usize) -> u64 {
+    let v = unstamp(p as *mut u8, size);
+    // SAFETY: `p` is a live block of `size` bytes from `a`, freed once here.
+    unsafe { a.dealloc(p as *mut u8, layout(size)) };
+    v
+}
+
+/// Releases every occupied slot; returns the sum of their stamps.
+fn release_all<A: GlobalAlloc>(a: &A, slots: &[(usize, usize)]) -> u64 {
+    slots
+        .iter()
+        .filter(|s| s.0 != 0)
+        .fold(0u64, |sum, &(p, n)| sum.wrapping_add(release(a, p, n)))
+}
+
 fn churn<A: GlobalAlloc>(a: &A, scale: usize) -> u64 {
     const SLOTS: usize = 10_000;
     let mut rng = Rng(0x1234_5678_9abc_def1);
@@ -119,14 +136,7 @@ fn churn<A: GlobalAlloc>(a: &A, scale: usize) -> u64 {
         stamp(q, size, i as u8);
         slots[slot] = (q as usize, size);
     }
-    for (p, n) in slots {
-        if p != 0 {
-            sum = sum.wrapping_add(unstamp(p as *mut u8, n));
-            // SAFETY: live block.
-            unsafe { a.dealloc(p as *mut u8, layout(n)) };
-        }
-    }
-    sum
+    sum.wrapping_add(release_all(a, &slots))
 }
 
 fn realloc<A: GlobalAlloc>(a: &A, scale: usize) -> u64 {
@@ -157,16 +167,12 @@ fn realloc<A: GlobalAlloc>(a: &A, scale: usize) -> u64 {
                 slots[slot] = (q as usize, m);
             }
             8..=9 if p != 0 => {
-                sum = sum.wrapping_add(unstamp(p as *mut u8, n));
-                // SAFETY: live block.
-                unsafe { a.dealloc(p as *mut u8, layout(n)) };
+                sum = sum.wrapping_add(release(a, p, n));
                 slots[slot] = (0, 0);
             }
             _ => {
                 if p != 0 {
-                    sum = sum.wrapping_add(unstamp(p as *mut u8, n));
-                    // SAFETY: live block.
-                    unsafe { a.dealloc(p as *mut u8, layout(n)) };
+                    sum = sum.wrapping_add(release(a, p, n));
                 }
                 let size = size_of(r >> 32);
                 // SAFETY: non-zero layout.
@@ -176,14 +182,7 @@ fn realloc<A: GlobalAlloc>(a: &A, scale: usize) -> u64 {
             }
         }
     }
-    for (p, n) in slots {
-        if p != 0 {
-            sum = sum.wrapping_add(unstamp(p as *mut u8, n));
-            // SAFETY: live block.
-            unsafe { a.dealloc(p as *mut u8, layout(n)) };
-        }
-    }
-    sum
+    sum.wrapping_add(release_all(a, &slots))
 }
 
 fn prodcons<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> u64 {
@@ -207,11 +206,8 @@ fn prodcons<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> u64
     });
     let mut sum = 0u64;
     for chunk in rx {
-        for (p, n) in chunk {
-            sum = sum.wrapping_add(unstamp(p as *mut u8, n));
-            // SAFETY: live block from the producer, now ours.
-            unsafe { a.dealloc(p as *mut u8, layout(n)) };
-        }
+        // Blocks from the producer, now ours.
+        sum = sum.wrapping_add(release_all(a, &chunk));
     }
     producer.join().expect("producer");
     sum
@@ -235,11 +231,7 @@ fn threads<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> u64 
                     }
                     // Free three quarters here; the rest outlives the thread.
                     let handed = kept.split_off(3000);
-                    for (p, n) in kept {
-                        sum = sum.wrapping_add(unstamp(p as *mut u8, n));
-                        // SAFETY: live block.
-                        unsafe { a.dealloc(p as *mut u8, layout(n)) };
-                    }
+                    sum = sum.wrapping_add(release_all(a, &kept));
                     (sum, handed)
                 })
             })
@@ -247,11 +239,8 @@ fn threads<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> u64 
         for h in handles {
             let (s, handed) = h.join().expect("worker");
             sum = sum.wrapping_add(s);
-            for (p, n) in handed {
-                sum = sum.wrapping_add(unstamp(p as *mut u8, n));
-                // SAFETY: live block handed over by an exited thread.
-                unsafe { a.dealloc(p as *mut u8, layout(n)) };
-            }
+            // Blocks handed over by an exited thread.
+            sum = sum.wrapping_add(release_all(a, &handed));
         }
     }
     sum
