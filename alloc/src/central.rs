@@ -50,6 +50,24 @@ impl Central {
         }
     }
 
+    /// Takes every class's lock, in class order (fork prepare).
+    pub(crate) fn lock_all_for_fork(&self) {
+        for l in &self.lists {
+            l.lock_for_fork();
+        }
+    }
+
+    /// Releases what [`Central::lock_all_for_fork`] took.
+    ///
+    /// # Safety
+    /// As for `Mutex::unlock_after_fork`, for every class lock.
+    pub(crate) unsafe fn unlock_all_after_fork(&self) {
+        for l in self.lists.iter().rev() {
+            // SAFETY: the caller's contract.
+            unsafe { l.unlock_after_fork() };
+        }
+    }
+
     /// Takes up to `want` objects of `class`. Returns fewer (possibly none) only when the page
     /// heap cannot grow.
     pub(crate) fn remove_batch(&self, pages: &PageHeap, class: usize, want: usize) -> Batch {

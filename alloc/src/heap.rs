@@ -1,9 +1,12 @@
 //! The process heap: the one page heap and the central lists every front cache draws from,
 //! and their one-time initialisation.
 //!
-//! Initialisation happens on the first slow-path call from any thread; it allocates nothing
-//! through the allocator (the canary key comes from `getrandom`, the thread-exit key from
-//! `pthread_key_create`, which does not allocate in glibc).
+//! Initialisation happens on the first slow-path call from any thread. It draws the canary key
+//! (`getrandom`), creates the thread-exit key (`pthread_key_create`) and registers the fork
+//! handlers (`pthread_atfork`). glibc may allocate while registering a fork handler; that call
+//! comes back into the allocator on a thread whose cache is being created, which takes blocks
+//! straight from the central lists and needs nothing initialised beyond the canary key, drawn
+//! first.
 
 use crate::block;
 use crate::central::Central;
@@ -28,36 +31,59 @@ pub(crate) static HEAP: Heap = Heap {
 const UNINIT: u8 = 0;
 const READY: u8 = 2;
 
-/// Init state. Acquire/Release: READY publishes the key and the canary key.
+/// Init state. Acquire/Release: READY publishes the keys.
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+/// Serialises initialisation; the fork handlers hold it across `fork`.
 static INIT_LOCK: Mutex<()> = Mutex::new(());
 /// The pthread key whose destructor flushes a thread's cache. Written once under INIT_LOCK.
 static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 
-/// Makes sure the process heap is initialised; `on_thread_exit` is the cache layer's flush.
+/// What the layers above register at initialisation.
+pub(crate) struct Hooks {
+    /// Flushes a thread's cache (the pthread-key destructor).
+    pub(crate) on_thread_exit: unsafe extern "C" fn(*mut c_void),
+    /// The `pthread_atfork` handlers.
+    pub(crate) fork_prepare: unsafe extern "C" fn(),
+    pub(crate) fork_parent: unsafe extern "C" fn(),
+    pub(crate) fork_child: unsafe extern "C" fn(),
+}
+
+/// Makes sure the process heap is initialised.
 #[inline]
-pub(crate) fn ensure_init(on_thread_exit: unsafe extern "C" fn(*mut c_void)) {
+pub(crate) fn ensure_init(hooks: &'static Hooks) {
     if STATE.load(Ordering::Acquire) != READY {
-        init_slow(on_thread_exit);
+        init_slow(hooks);
     }
 }
 
 #[cold]
 #[inline(never)]
-fn init_slow(on_thread_exit: unsafe extern "C" fn(*mut c_void)) {
+fn init_slow(hooks: &'static Hooks) {
     let _g = INIT_LOCK.lock();
     if STATE.load(Ordering::Acquire) == READY {
         return;
     }
-    assert!(
-        os::system_page_size() <= PAGE_SIZE,
-        "system pages larger than 8 KiB"
-    );
+    if os::system_page_size() > PAGE_SIZE {
+        os::write_stderr(b"tricolor: system pages are larger than 8 KiB; unsupported\n");
+        os::abort();
+    }
     block::init_key();
-    if let Some(key) = os::ThreadExitKey::create(on_thread_exit) {
+    if let Some(key) = os::ThreadExitKey::create(hooks.on_thread_exit) {
         EXIT_KEY.store(key.raw(), Ordering::Relaxed);
     }
+    // Without fork handlers a child could inherit a lock held by a thread that does not exist
+    // in it; refusal is rare (libc out of memory), so we go on, saying so.
+    if !os::register_atfork(hooks.fork_prepare, hooks.fork_parent, hooks.fork_child) {
+        os::write_stderr(
+            b"tricolor: pthread_atfork failed; fork() while threads allocate may deadlock\n",
+        );
+    }
     STATE.store(READY, Ordering::Release);
+}
+
+/// The initialisation lock, for the fork handlers.
+pub(crate) fn init_lock() -> &'static Mutex<()> {
+    &INIT_LOCK
 }
 
 /// Registers `cache` to be flushed when the calling thread exits. False when no key could be

@@ -6,7 +6,8 @@
 //!
 //! ## Layers (bottom to top; a layer never imports one above it)
 //! `os` → `size_class` → `page_heap` (with `pagemap`, `span`, `meta`) → `central` → `heap`
-//! → `thread_cache` → `api` → `global`. `sync`, `block` and `misuse` are leaf utilities.
+//! → `thread_cache` (with `fork`) → `api` → `global`. `sync`, `block` and `misuse` are leaf
+//! utilities.
 //!
 //! ## Data structures
 //! * **Pages and spans.** Memory is handled in 8 KiB pages. A *span* is a run of pages that is
@@ -44,11 +45,14 @@
 //!
 //! ## Threads and processes
 //! A thread's cache is flushed by a `pthread_key_create` destructor when the thread exits;
-//! no `thread_local!` with `Drop` is used (registering one allocates).
+//! no `thread_local!` with `Drop` is used (registering one allocates). `fork` is safe: the
+//! `pthread_atfork` handlers hold every lock across it, and the child flushes the caches of
+//! the threads it did not inherit (`fork`).
 
 pub(crate) mod api;
 pub(crate) mod block;
 pub(crate) mod central;
+pub(crate) mod fork;
 mod global;
 pub(crate) mod heap;
 pub(crate) mod meta;
@@ -83,5 +87,9 @@ pub mod testing {
     /// Bytes held in the calling thread's cache.
     pub fn thread_cache_bytes() -> usize {
         crate::thread_cache::current_bytes()
+    }
+    /// Caches owned by running threads (the registry's live list).
+    pub fn live_thread_caches() -> usize {
+        crate::thread_cache::live_caches()
     }
 }

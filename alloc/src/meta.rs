@@ -31,6 +31,20 @@ impl MetaArena {
         }
     }
 
+    /// Takes the lock (fork prepare).
+    pub(crate) fn lock_for_fork(&self) {
+        self.bump.lock_for_fork();
+    }
+
+    /// Releases what [`MetaArena::lock_for_fork`] took.
+    ///
+    /// # Safety
+    /// As for `Mutex::unlock_after_fork`.
+    pub(crate) unsafe fn unlock_after_fork(&self) {
+        // SAFETY: the caller's contract.
+        unsafe { self.bump.unlock_after_fork() };
+    }
+
     /// Returns `size` zeroed bytes aligned to `align` (a power of two at most 4 KiB), or `None`
     /// when the OS refuses memory.
     pub(crate) fn alloc(&self, size: usize, align: usize) -> Option<NonNull<u8>> {

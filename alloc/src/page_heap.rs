@@ -89,6 +89,24 @@ impl PageHeap {
         }
     }
 
+    /// Takes the page-heap and metadata locks (fork prepare), in that order.
+    pub(crate) fn lock_for_fork(&self) {
+        self.inner.lock_for_fork();
+        self.meta.lock_for_fork();
+    }
+
+    /// Releases what [`PageHeap::lock_for_fork`] took.
+    ///
+    /// # Safety
+    /// As for `Mutex::unlock_after_fork`.
+    pub(crate) unsafe fn unlock_after_fork(&self) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            self.meta.unlock_after_fork();
+            self.inner.unlock_after_fork();
+        }
+    }
+
     /// Allocates `pages` pages starting on a multiple of `align_pages` pages (a power of two),
     /// as a span in `state` (Small with `class`, or Large). `None` when the OS refuses memory.
     pub(crate) fn alloc(

@@ -73,6 +73,22 @@ impl<T> Mutex<T> {
         }
     }
 
+    /// Takes the lock without a guard, for a `fork` prepare handler that must hold it across
+    /// `fork()`. Pair with [`Mutex::unlock_after_fork`].
+    pub(crate) fn lock_for_fork(&self) {
+        core::mem::forget(self.lock());
+    }
+
+    /// Releases a lock taken by [`Mutex::lock_for_fork`], in the parent or in the child (where
+    /// the forking thread, the only one left, is its holder).
+    ///
+    /// # Safety
+    /// The calling thread took the lock with `lock_for_fork` (in the child: the thread that
+    /// forked did), and no guard for it exists.
+    pub(crate) unsafe fn unlock_after_fork(&self) {
+        self.unlock();
+    }
+
     fn unlock(&self) {
         if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
             os::futex_wake_one(&self.state);

@@ -24,7 +24,14 @@
 //!   `malloc`, which must not recurse into cache creation);
 //! * `EXITED`: after the exit flush (later TLS destructors may still allocate and free).
 //!
-//! Rule 1: a cache is touched only by its owning thread (the exit destructor runs on it).
+//! Rule 1: a cache is touched only by its owning thread (the exit destructor runs on it), or,
+//! in the child of a `fork`, by the one thread that exists there (see [`adopt_orphans`]).
+//!
+//! # The registry
+//! Every cache is on one of two lists under [`CACHES`]: `live` (owned by a running thread) or
+//! `pool` (flushed, waiting for a new thread). The registry is what lets a forked child find
+//! the caches of threads that do not exist in it and give their blocks back, so `fork` loses
+//! nothing.
 
 use crate::block::{self, FreeBlock};
 use crate::central::Batch;
@@ -34,6 +41,14 @@ use crate::sync::Mutex;
 use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
+
+/// What process-heap initialisation registers: the thread-exit flush and the fork handlers.
+static HOOKS: heap::Hooks = heap::Hooks {
+    on_thread_exit,
+    fork_prepare: crate::fork::prepare,
+    fork_parent: crate::fork::parent,
+    fork_child: crate::fork::child,
+};
 
 /// Most bytes one thread keeps cached before every list gives back half.
 const MAX_THREAD_BYTES: usize = 4 << 20;
@@ -66,8 +81,10 @@ fn raise_limit(list: &mut List, class: usize) {
 /// One thread's cache.
 pub(crate) struct ThreadCache {
     lists: [List; NUM_CLASSES],
-    /// Link in the pool of caches of exited threads (guarded by `POOL`).
+    /// Links on the registry's `live` (doubly linked) or `pool` (through `next`) list; guarded
+    /// by `CACHES`.
     next: *mut ThreadCache,
+    prev: *mut ThreadCache,
 }
 
 impl ThreadCache {
@@ -89,11 +106,58 @@ fn list_of(lists: &mut [List; NUM_CLASSES], class: usize) -> &mut List {
     unsafe { lists.get_unchecked_mut(class) }
 }
 
-/// Caches of exited threads, reused by new threads. The pointer is guarded by the mutex.
-struct Pool(*mut ThreadCache);
-// SAFETY: pooled caches belong to no thread; the mutex guards the list.
-unsafe impl Send for Pool {}
-static POOL: Mutex<Pool> = Mutex::new(Pool(ptr::null_mut()));
+/// The registry of caches (module docs). Lock order: before every central and page-heap lock.
+pub(crate) struct Caches {
+    live: *mut ThreadCache,
+    pool: *mut ThreadCache,
+}
+// SAFETY: the lists are only followed under the CACHES mutex.
+unsafe impl Send for Caches {}
+pub(crate) static CACHES: Mutex<Caches> = Mutex::new(Caches {
+    live: ptr::null_mut(),
+    pool: ptr::null_mut(),
+});
+
+impl Caches {
+    /// # Safety
+    /// `tc` is on no list; lock held (through `self`).
+    unsafe fn push_live(&mut self, tc: *mut ThreadCache) {
+        // SAFETY: registry links are guarded by the lock the caller holds.
+        unsafe {
+            (*tc).prev = ptr::null_mut();
+            (*tc).next = self.live;
+            if !self.live.is_null() {
+                (*self.live).prev = tc;
+            }
+        }
+        self.live = tc;
+    }
+
+    /// # Safety
+    /// `tc` is on `live`; lock held.
+    unsafe fn unlink_live(&mut self, tc: *mut ThreadCache) {
+        // SAFETY: as above.
+        unsafe {
+            let (prev, next) = ((*tc).prev, (*tc).next);
+            if prev.is_null() {
+                self.live = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+        }
+    }
+
+    /// # Safety
+    /// `tc` is empty and on no list; lock held.
+    unsafe fn push_pool(&mut self, tc: *mut ThreadCache) {
+        // SAFETY: as above.
+        unsafe { (*tc).next = self.pool };
+        self.pool = tc;
+    }
+}
 
 /// The calling thread's cache, or null/CREATING/EXITED.
 #[inline]
@@ -283,13 +347,13 @@ fn release(c: &mut ThreadCache, class: usize, n: u32) {
 #[cold]
 fn create() -> *mut ThreadCache {
     CURRENT.with(|s| s.set(CREATING));
-    heap::ensure_init(on_thread_exit);
+    heap::ensure_init(&HOOKS);
     let mut tc = {
-        let mut pool = POOL.lock();
-        let tc = pool.0;
+        let mut caches = CACHES.lock();
+        let tc = caches.pool;
         if !tc.is_null() {
-            // SAFETY: pooled caches are empty and owned by the pool (lock held).
-            pool.0 = unsafe { (*tc).next };
+            // SAFETY: pooled caches are empty and owned by the registry (lock held).
+            caches.pool = unsafe { (*tc).next };
         }
         tc
     };
@@ -310,19 +374,15 @@ fn create() -> *mut ThreadCache {
     // Registration may call malloc (glibc's second-level key table); that call sees CREATING
     // and goes straight to the central list.
     if !heap::register_thread_exit(tc.cast()) {
-        put_in_pool(tc);
+        // SAFETY: the cache is empty and on no list.
+        unsafe { CACHES.lock().push_pool(tc) };
         CURRENT.with(|s| s.set(EXITED));
         return EXITED;
     }
+    // SAFETY: the cache is on no list.
+    unsafe { CACHES.lock().push_live(tc) };
     CURRENT.with(|s| s.set(tc));
     tc
-}
-
-fn put_in_pool(tc: *mut ThreadCache) {
-    let mut pool = POOL.lock();
-    // SAFETY: the cache is empty and no thread owns it any more.
-    unsafe { (*tc).next = pool.0 };
-    pool.0 = tc;
 }
 
 /// Empties a cache into the central lists and resets its limits (a pooled cache starts
@@ -343,7 +403,48 @@ unsafe extern "C" fn on_thread_exit(p: *mut c_void) {
     CURRENT.with(|s| s.set(EXITED));
     // SAFETY: rule 1: we are the owning thread, in its exit path.
     flush(unsafe { &mut *tc });
-    put_in_pool(tc);
+    let mut caches = CACHES.lock();
+    // SAFETY: the cache is on `live` and now empty.
+    unsafe {
+        caches.unlink_live(tc);
+        caches.push_pool(tc);
+    }
+}
+
+/// In the child of a `fork`: flushes the caches of every thread but the calling one (they did
+/// not survive the fork) into the central lists and pools them. Called once all locks are
+/// usable again.
+pub(crate) fn adopt_orphans() {
+    let me = current();
+    let mut caches = CACHES.lock();
+    let mut tc = caches.live;
+    while !tc.is_null() {
+        // SAFETY: rule 1, fork clause: this is the only thread; every other live cache's owner
+        // is gone, and the registry lock is held while its links change.
+        unsafe {
+            let next = (*tc).next;
+            if tc != me {
+                flush(&mut *tc);
+                caches.unlink_live(tc);
+                caches.push_pool(tc);
+            }
+            tc = next;
+        }
+    }
+}
+
+/// Live caches (tests).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn live_caches() -> usize {
+    let caches = CACHES.lock();
+    let mut n = 0;
+    let mut tc = caches.live;
+    while !tc.is_null() {
+        n += 1;
+        // SAFETY: registry links are guarded by the lock we hold.
+        tc = unsafe { (*tc).next };
+    }
+    n
 }
 
 /// Empties the calling thread's cache (tests, and `release_memory` in a later stage).

@@ -149,6 +149,16 @@ impl ThreadExitKey {
     }
 }
 
+/// Registers `fork` handlers (`pthread_atfork`). Returns false if the C library refused.
+pub(crate) fn register_atfork(
+    prepare: unsafe extern "C" fn(),
+    parent: unsafe extern "C" fn(),
+    child: unsafe extern "C" fn(),
+) -> bool {
+    // SAFETY: the handlers are `extern "C"` functions that live for the whole program.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
+}
+
 /// Writes all of `bytes` to standard error, ignoring failures (used right before aborting).
 pub(crate) fn write_stderr(bytes: &[u8]) {
     let mut rest = bytes;

@@ -1,0 +1,47 @@
+//! Fork safety (`pthread_atfork` handlers, registered at initialisation).
+//!
+//! `fork()` copies only the calling thread. A lock held by another thread at that instant would
+//! stay locked in the child forever, so `prepare` takes every allocator lock, in the global
+//! lock order, before the fork:
+//! `init` → thread-cache registry → `Central[0..N]` → page heap → metadata.
+//! `parent` releases them in reverse. `child` releases them too (the forking thread, the only
+//! one in the child, holds them all), then flushes the caches of the threads that did not
+//! survive into the central lists, so their blocks are not lost.
+
+use crate::heap::{self, HEAP};
+use crate::thread_cache::{self, CACHES};
+
+/// Before `fork`: take every lock.
+pub(crate) unsafe extern "C" fn prepare() {
+    heap::init_lock().lock_for_fork();
+    CACHES.lock_for_fork();
+    HEAP.central.lock_all_for_fork();
+    HEAP.pages.lock_for_fork();
+}
+
+/// Releases what `prepare` took.
+///
+/// # Safety
+/// Called by the thread that ran `prepare`, after the fork (parent or child side).
+unsafe fn release_all() {
+    // SAFETY: `prepare` took these on this thread (caller's contract), in this order.
+    unsafe {
+        HEAP.pages.unlock_after_fork();
+        HEAP.central.unlock_all_after_fork();
+        CACHES.unlock_after_fork();
+        heap::init_lock().unlock_after_fork();
+    }
+}
+
+/// After `fork`, in the parent.
+pub(crate) unsafe extern "C" fn parent() {
+    // SAFETY: pthread_atfork runs this on the thread that ran `prepare`.
+    unsafe { release_all() };
+}
+
+/// After `fork`, in the child.
+pub(crate) unsafe extern "C" fn child() {
+    // SAFETY: the child's only thread is the one that ran `prepare` in the parent.
+    unsafe { release_all() };
+    thread_cache::adopt_orphans();
+}

@@ -1,0 +1,99 @@
+//! `fork` from a multi-threaded program: while other threads allocate (and hold allocator
+//! locks at random instants), the main thread forks; each child must allocate freely (no lock
+//! left held by a thread that does not exist in it) and must have adopted the other threads'
+//! caches (nothing lost). A deadlocked child is killed by `alarm` and fails the test.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tricolor_alloc::{Tricolor, testing};
+
+#[global_allocator]
+static GLOBAL: Tricolor = Tricolor;
+
+fn churn(stop: &AtomicBool, seed: usize) {
+    let mut kept: Vec<(*mut u8, Layout)> = Vec::new();
+    let mut i = seed;
+    while !stop.load(Ordering::Relaxed) {
+        i = i
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let size = 8 + (i >> 33) % 70_000;
+        let l = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: valid layout; blocks freed below with their layouts.
+        let p = unsafe { GLOBAL.alloc(l) };
+        assert!(!p.is_null());
+        kept.push((p, l));
+        if kept.len() > 200 {
+            for (p, l) in kept.drain(..150) {
+                // SAFETY: live blocks.
+                unsafe { GLOBAL.dealloc(p, l) };
+            }
+        }
+    }
+    for (p, l) in kept {
+        // SAFETY: live blocks.
+        unsafe { GLOBAL.dealloc(p, l) };
+    }
+}
+
+/// The child's work: runs after fork in a single-threaded copy of the process.
+fn child_body() -> i32 {
+    if testing::live_thread_caches() != 1 {
+        return 10;
+    }
+    let mut v: Vec<Vec<u64>> = Vec::new();
+    for i in 0..2000u64 {
+        v.push((0..(i % 300)).collect());
+    }
+    let sum: u64 = v.iter().map(|x| x.iter().sum::<u64>()).sum();
+    let big = vec![7u8; 3 << 20];
+    if big.iter().map(|&b| b as u64).sum::<u64>() != 7 * (3 << 20) || sum == 0 {
+        return 11;
+    }
+    drop(v);
+    drop(big);
+    testing::validate_page_heap();
+    0
+}
+
+#[test]
+fn forked_children_allocate_and_lose_nothing() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..3)
+        .map(|t| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || churn(&stop, t * 7919 + 1))
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    for round in 0..20 {
+        // SAFETY: fork in a multi-threaded process: the child only runs `child_body`, which
+        // uses the allocator (the thing under test) and std collections, then `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: alarm and _exit are async-signal-safe; a hang ends with SIGALRM.
+            unsafe {
+                libc::alarm(10);
+                let code = std::panic::catch_unwind(child_body).unwrap_or(12);
+                libc::_exit(code);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(waited, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "round {round}: child failed (status {status:#x}: exit {} / signal {})",
+            libc::WEXITSTATUS(status),
+            libc::WTERMSIG(status)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+}
