@@ -1,0 +1,112 @@
+/* The whole allocator API of tricolor.h, linked against libtricolor (shared or static). */
+#include "tricolor.h"
+#include "check.h"
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+static void fill(unsigned char *p, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(i * 31 + seed);
+}
+static int intact(const unsigned char *p, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(i * 31 + seed)) return 0;
+    return 1;
+}
+
+int main(void) {
+    /* malloc(0) is a unique pointer; free(NULL) is nothing. */
+    void *z1 = tc_malloc(0), *z2 = tc_malloc(0);
+    CHECK(z1 && z2 && z1 != z2);
+    tc_free(z1);
+    tc_free(z2);
+    tc_free(NULL);
+    CHECK(tc_malloc_usable_size(NULL) == 0);
+
+    /* Sizes from 1 byte to 2 MiB: alignment, usable size, contents; sized and unsized free. */
+    unsigned seed = 1;
+    for (size_t n = 1; n <= (2u << 20); n = n < 64 ? n + 1 : n * 5 / 4, seed++) {
+        unsigned char *p = tc_malloc(n);
+        CHECK(p != NULL);
+        if (!p) continue;
+        CHECK((uintptr_t)p % (n > 8 ? 16 : 8) == 0);
+        CHECK(tc_malloc_usable_size(p) >= n);
+        fill(p, n, seed);
+        CHECK(intact(p, n, seed));
+        if (seed % 2) tc_free_sized(p, n); else tc_free(p);
+    }
+
+    /* Alignment sweep: every power of two to 1 MiB, odd sizes, both entry points. */
+    static const size_t sizes[] = {1, 3, 17, 1000, 4097, 70001};
+    for (size_t a = 1; a <= (1u << 20); a <<= 1) {
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            size_t n = sizes[i];
+            unsigned char *p = tc_aligned_alloc(a, n);
+            CHECK(p && (uintptr_t)p % a == 0 && tc_malloc_usable_size(p) >= n);
+            if (p) { memset(p, 0x5a, n); tc_free(p); }
+            void *q = (void *)0x1;
+            int rc = tc_posix_memalign(&q, a, n);
+            if (a >= sizeof(void *)) {
+                CHECK(rc == 0 && (uintptr_t)q % a == 0 && tc_malloc_usable_size(q) >= n);
+                if (rc == 0) { memset(q, 0xa5, n); tc_free(q); }
+            } else {
+                CHECK(rc == EINVAL && q == (void *)0x1);
+            }
+        }
+    }
+    errno = 0;
+    CHECK(tc_aligned_alloc(24, 10) == NULL && errno == EINVAL);
+    void *keep = (void *)0x1;
+    CHECK(tc_posix_memalign(&keep, 24, 10) == EINVAL && keep == (void *)0x1);
+
+    /* realloc: growth and shrink keep contents; NULL allocates; size 0 frees. */
+    size_t n = 10;
+    unsigned char *r = tc_realloc(NULL, n);
+    CHECK(r != NULL);
+    fill(r, n, 7);
+    for (size_t m = 13; m <= (4u << 20); m = m * 3 / 2) {
+        unsigned char *r2 = tc_realloc(r, m);
+        CHECK(r2 && intact(r2, n, 7));
+        if (!r2) break;
+        r = r2;
+        fill(r, m, 7);
+        n = m;
+    }
+    for (size_t m = n / 2; m >= 5; m = m / 3) {
+        unsigned char *r2 = tc_realloc(r, m);
+        CHECK(r2 && intact(r2, m, 7));
+        r = r2;
+    }
+    CHECK(tc_realloc(r, 0) == NULL);
+
+    /* calloc zeroes, also over memory that was dirty before. */
+    for (int round = 0; round < 2; round++) {
+        for (size_t m = 8; m <= (1u << 20); m *= 4) {
+            unsigned char *d = tc_malloc(m);
+            memset(d, 0xff, m);
+            tc_free(d);
+            unsigned char *c = tc_calloc(m / 8, 8);
+            int zero = c != NULL;
+            for (size_t i = 0; c && i < m; i++) zero &= c[i] == 0;
+            CHECK(zero);
+            tc_free(c);
+        }
+    }
+
+    /* Overflow and exhaustion: NULL with ENOMEM; a failed realloc keeps the block. */
+    errno = 0;
+    CHECK(tc_calloc(SIZE_MAX / 2, 3) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(tc_malloc(SIZE_MAX) == NULL && errno == ENOMEM);
+    unsigned char *k = tc_malloc(100);
+    fill(k, 100, 9);
+    errno = 0;
+    CHECK(tc_realloc(k, SIZE_MAX - 4096) == NULL && errno == ENOMEM && intact(k, 100, 9));
+    tc_free(k);
+    void *big = NULL;
+    CHECK(tc_posix_memalign(&big, 64, SIZE_MAX / 2) == ENOMEM && big == NULL);
+    errno = 0;
+    CHECK(tc_aligned_alloc(4096, SIZE_MAX - 100) == NULL && errno == ENOMEM);
+
+    return check_summary("api");
+}

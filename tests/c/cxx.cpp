@@ -1,0 +1,89 @@
+// C++ under LD_PRELOAD: every form of operator new/delete goes to Tricolor, and running out of
+// memory throws std::bad_alloc (after the new_handler) instead of returning NULL.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <malloc.h>
+#include <map>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+static int run, failed;
+#define CHECK(c)                                                                  \
+    do {                                                                          \
+        run++;                                                                    \
+        if (!(c)) {                                                               \
+            failed++;                                                             \
+            std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); \
+        }                                                                         \
+    } while (0)
+
+struct alignas(256) Wide {
+    char bytes[300];
+};
+
+static int handler_calls;
+static void handler() {
+    handler_calls++;
+    std::set_new_handler(nullptr);  // next failure throws
+}
+
+int main() {
+    char *c = new char[100];
+    CHECK(malloc_usable_size(c) == 112);  // Tricolor's class; glibc would say 104
+    delete[] c;
+
+    int *i = new int(7);
+    CHECK(*i == 7);
+    delete i;  // sized delete with -fsized-deallocation (default from C++14)
+
+    Wide *w = new Wide;
+    CHECK(reinterpret_cast<std::uintptr_t>(w) % 256 == 0);
+    delete w;
+    Wide *ws = new Wide[5];
+    CHECK(reinterpret_cast<std::uintptr_t>(ws) % 256 == 0);
+    delete[] ws;
+
+    int *n = new (std::nothrow) int[10];
+    CHECK(n != nullptr);
+    delete[] n;
+    volatile std::size_t half = SIZE_MAX / 2;  // volatile: GCC rejects the size statically
+    CHECK(new (std::nothrow) char[half] == nullptr);
+    Wide *wn = new (std::nothrow) Wide;
+    CHECK(wn && reinterpret_cast<std::uintptr_t>(wn) % 256 == 0);
+    delete wn;
+
+    std::map<std::string, std::vector<std::string>> m;
+    for (int k = 0; k < 20000; k++) m[std::to_string(k % 977)].push_back(std::string(k % 200, 'x'));
+    std::size_t total = 0;
+    for (auto &kv : m) total += kv.second.size();
+    CHECK(total == 20000);
+    auto shared = std::make_shared<std::vector<int>>(100000, 3);
+    CHECK((*shared)[99999] == 3);
+
+    bool threw = false;
+    try {
+        volatile std::size_t huge = SIZE_MAX / 2;
+        char *x = new char[huge];
+        delete[] x;
+    } catch (const std::bad_alloc &) {
+        threw = true;
+    }
+    CHECK(threw);
+
+    std::set_new_handler(handler);
+    threw = false;
+    try {
+        volatile std::size_t huge = SIZE_MAX / 2;
+        char *x = new char[huge];
+        delete[] x;
+    } catch (const std::bad_alloc &) {
+        threw = true;
+    }
+    CHECK(threw && handler_calls == 1);
+
+    std::printf("cxx: %d passed, %d failed\n", run - failed, failed);
+    return failed ? 1 : 0;
+}
