@@ -6,9 +6,11 @@
 //! stage; this cache remains as their fallback where rseq is unavailable.
 //!
 //! # Bounds (TCMalloc's slow start)
-//! Each list has a limit, starting at one batch (`SizeClass::batch`). A free that pushes a list
-//! past its limit returns a batch to the central list and raises the limit by a batch; an
-//! allocation that finds the list empty raises it too. So a thread that repeatedly frees or
+//! Each list has a limit, starting at zero. A refill fetches as many blocks as the limit
+//! allows, at least one and at most a batch (`SizeClass::batch`); an allocation that finds the
+//! list empty raises the limit by one, and by a batch once it has reached a batch; a free that
+//! pushes the list past its limit returns up to a batch to the central list and raises the
+//! limit the same way. So a thread that repeatedly frees or
 //! allocates runs of objects soon keeps them all, while one that touches a class rarely holds
 //! at most a batch. A limit never exceeds [`MAX_LIST_BYTES`] (or 8192 objects). On overflow the
 //! cache also totals its bytes (67 multiply-adds, once per batch, off the fast path); past
@@ -75,7 +77,17 @@ struct List {
 fn raise_limit(list: &mut List, class: usize) {
     let sc = &CLASSES[class];
     let ceiling = ((MAX_LIST_BYTES / sc.size as usize) as u32).clamp(sc.batch, MAX_LIST_LEN);
-    list.max = (list.max.max(sc.batch) + sc.batch).min(ceiling);
+    list.max = if list.max < sc.batch {
+        list.max + 1
+    } else {
+        (list.max + sc.batch).min(ceiling)
+    };
+}
+
+/// How many blocks a refill of list `class` fetches: the limit, up to a batch, so a class a
+/// thread uses once costs one block of memory, not a batch (64 KiB for large classes).
+fn refill_count(list: &List, class: usize) -> usize {
+    list.max.clamp(1, CLASSES[class].batch) as usize
 }
 
 /// One thread's cache.
@@ -203,9 +215,9 @@ fn alloc_slow(mut tc: *mut ThreadCache, class: usize) -> *mut u8 {
     if !usable(tc) {
         return alloc_uncached(class);
     }
-    let batch = HEAP
-        .central
-        .remove_batch(&HEAP.pages, class, CLASSES[class].batch as usize);
+    // SAFETY: rule 1.
+    let want = refill_count(unsafe { &(*tc).lists[class] }, class);
+    let batch = HEAP.central.remove_batch(&HEAP.pages, class, want);
     if batch.count == 0 {
         return ptr::null_mut();
     }
@@ -293,13 +305,8 @@ fn debug_fill_freed(_p: *mut u8, _size: usize) {
 #[inline(never)]
 fn overflow(c: &mut ThreadCache, class: usize) {
     let list = &mut c.lists[class];
-    if list.max == 0 {
-        // A fresh list: its limit is one batch.
-        list.max = CLASSES[class].batch;
-        if list.len <= list.max {
-            return;
-        }
-    }
+    // Past the limit: give back a batch (or everything, while the limit is still small)
+    // and let the limit grow, so a thread that frees many blocks soon keeps them.
     let n = CLASSES[class].batch.min(list.len);
     raise_limit(list, class);
     release(c, class, n);

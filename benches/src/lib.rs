@@ -5,7 +5,10 @@
 //! * [`workloads`] holds the allocator workloads `tricolor bench` runs; each is deterministic
 //!   (seeded), checks the contents of every block before freeing it, and returns a checksum
 //!   that must agree across allocators.
+//! * [`programs`] holds the real programs run under `LD_PRELOAD` by the tests and by
+//!   `tricolor bench --programs`.
 
+pub mod programs;
 pub mod workloads;
 
 use std::alloc::{GlobalAlloc, System};

@@ -19,6 +19,9 @@ pub const CHILD: &str = "__bench-cell";
 struct Options {
     scale: usize,
     runs: usize,
+    programs: bool,
+    runs_given: bool,
+    only_programs: Vec<String>,
     workloads: Vec<Workload>,
     rivals: Vec<Rival>,
 }
@@ -27,6 +30,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         scale: 1,
         runs: 5,
+        programs: false,
+        runs_given: false,
+        only_programs: Vec::new(),
         workloads: Vec::new(),
         rivals: Vec::new(),
     };
@@ -50,7 +56,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--runs" => {
                 o.runs = value("--runs")?
                     .parse()
-                    .map_err(|_| "--runs takes a positive integer")?
+                    .map_err(|_| "--runs takes a positive integer")?;
+                o.runs_given = true;
+            }
+            "--programs" => o.programs = true,
+            "--program" => {
+                o.programs = true;
+                o.only_programs.push(value("--program")?);
             }
             "--workload" => {
                 let v = value("--workload")?;
@@ -92,6 +104,9 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if o.programs {
+        return crate::programs::main(if o.runs_given { o.runs } else { 3 }, &o.only_programs);
+    }
     let exe = std::env::current_exe().expect("own path");
     let started = Instant::now();
     println!(

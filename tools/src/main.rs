@@ -1,9 +1,11 @@
 //! `tricolor`: Tricolor's command-line tool.
 //!
 //! * `tricolor bench [options]` runs the allocator workloads against glibc, jemalloc and
-//!   mimalloc and prints median time and peak memory with ratios to Tricolor (see `bench.rs`).
+//!   mimalloc and prints median time and peak memory with ratios to Tricolor (see `bench.rs`);
+//!   with `--programs`, real programs under `LD_PRELOAD` instead (see `programs.rs`).
 
 mod bench;
+mod programs;
 
 use std::process::ExitCode;
 
@@ -17,6 +19,9 @@ commands:
       --runs N         runs per cell; the median is reported (default 5)
       --workload W     only this workload (repeatable): churn, realloc, prodcons, threads
       --allocator A    only this allocator (repeatable): tricolor, glibc, jemalloc, mimalloc
+      --programs       instead: real programs under LD_PRELOAD (python, sqlite, git, xz, sort)
+                       against glibc and Debian's jemalloc, mimalloc, tcmalloc (3 runs each)
+      --program P      only this program (repeatable; implies --programs)
   help             this text
 ";
 

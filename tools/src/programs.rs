@@ -1,0 +1,199 @@
+//! `tricolor bench --programs`: real programs (see `tricolor_benches::programs`) under each
+//! allocator preloaded the same way (`LD_PRELOAD`), glibc being no preload at all. Reports the
+//! median wall time and the median peak RSS (the largest `ru_maxrss` of the program and its
+//! children, from `wait4`), with ratios to Tricolor, and checks that every allocator produced
+//! glibc's output. Rival libraries are Debian's (`libjemalloc2`, `libmimalloc2.0`,
+//! `libtcmalloc-minimal4`); a missing one is skipped with a note.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+use tricolor_benches::programs;
+
+const LIBDIR: &str = "/usr/lib/x86_64-linux-gnu";
+
+/// (name, preload library or None for glibc).
+fn allocators() -> Vec<(&'static str, Option<PathBuf>)> {
+    let own = std::env::current_exe()
+        .unwrap()
+        .with_file_name("libtricolor_malloc.so");
+    let mut v = vec![("tricolor", Some(own)), ("glibc", None)];
+    for (name, file) in [
+        ("jemalloc", "libjemalloc.so.2"),
+        ("mimalloc", "libmimalloc.so.2"),
+        ("tcmalloc", "libtcmalloc_minimal.so.4"),
+    ] {
+        let path = Path::new(LIBDIR).join(file);
+        if path.exists() {
+            v.push((name, Some(path)));
+        } else {
+            println!(
+                "note: {name} skipped ({} not found; apt-get install the Debian package)",
+                path.display()
+            );
+        }
+    }
+    v
+}
+
+/// Makes sure `libtricolor_malloc.so` sits next to this binary, building it when run by cargo.
+fn ensure_preload(path: &Path) -> bool {
+    if path.exists() {
+        return true;
+    }
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        eprintln!(
+            "tricolor bench: {} is missing: cargo build --release -p tricolor-preload",
+            path.display()
+        );
+        return false;
+    };
+    let release = path
+        .parent()
+        .and_then(|d| d.file_name())
+        .is_some_and(|n| n == "release");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-q", "-p", "tricolor-preload"]);
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.status().is_ok_and(|s| s.success()) && path.exists()
+}
+
+struct Run {
+    secs: f64,
+    peak_kib: u64,
+    stdout: Vec<u8>,
+}
+
+fn run_once(p: &programs::Program, preload: Option<&Path>, dir: &Path) -> Result<Run, String> {
+    let mut cmd = p.command(dir);
+    match preload {
+        Some(lib) => cmd.env("LD_PRELOAD", lib),
+        None => cmd.env_remove("LD_PRELOAD"),
+    };
+    let err = std::fs::File::create(dir.join("stderr.txt")).map_err(|e| e.to_string())?;
+    cmd.stdout(Stdio::piped()).stderr(err);
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let mut stdout = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .map_err(|e| e.to_string())?;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid out-buffer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child (reaping it; `child` is not waited on again).
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let secs = start.elapsed().as_secs_f64();
+    if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        let stderr = std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
+        return Err(format!("status {status:#x}\n{stderr}"));
+    }
+    Ok(Run {
+        secs,
+        peak_kib: usage.ru_maxrss as u64,
+        stdout,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs the programs table; `runs` per cell, `only` filters programs by name.
+pub fn main(runs: usize, only: &[String]) -> ExitCode {
+    let allocs = allocators();
+    if !ensure_preload(allocs[0].1.as_deref().unwrap()) {
+        return ExitCode::FAILURE;
+    }
+    let scratch = std::env::temp_dir().join(format!("tricolor-bench-{}", std::process::id()));
+    println!(
+        "tricolor bench --programs: {runs} runs per cell; median wall time and median peak RSS (ru_maxrss of the program tree)"
+    );
+    println!("ratios are allocator / tricolor: above 1.00 means Tricolor is faster or smaller\n");
+    println!(
+        "{:<8} {:<9} {:>9} {:>7} {:>9} {:>7}",
+        "program", "allocator", "median s", "time x", "peak MiB", "peak x"
+    );
+    let mut failed = false;
+    for p in programs::ALL
+        .iter()
+        .filter(|p| only.is_empty() || only.iter().any(|o| o == p.name))
+    {
+        if !p.installed() {
+            println!(
+                "{:<8} skipped: {} not installed (apt-get install {})",
+                p.name, p.needs.0, p.needs.1
+            );
+            continue;
+        }
+        let mut rows: Vec<(&str, f64, f64)> = Vec::new();
+        let mut reference: Option<Vec<u8>> = None;
+        // Interleave allocators run by run, so drift in machine load spreads evenly.
+        let mut samples: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); allocs.len()];
+        for r in 0..runs {
+            for (i, (name, lib)) in allocs.iter().enumerate() {
+                let dir = scratch.join(format!("{}-{name}-{r}", p.name));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                match run_once(p, lib.as_deref(), &dir) {
+                    Ok(run) => {
+                        if *name == "glibc" && reference.is_none() {
+                            reference = Some(run.stdout.clone());
+                        }
+                        if reference.as_ref().is_some_and(|want| *want != run.stdout) {
+                            failed = true;
+                            eprintln!(
+                                "tricolor bench: {} under {name}: output differs from glibc's",
+                                p.name
+                            );
+                        }
+                        samples[i].0.push(run.secs);
+                        samples[i].1.push(run.peak_kib as f64);
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("tricolor bench: {} under {name} failed: {e}", p.name);
+                    }
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        for ((name, _), (t, m)) in allocs.iter().zip(samples) {
+            if !t.is_empty() {
+                rows.push((name, median(t), median(m)));
+            }
+        }
+        let base = rows.iter().find(|r| r.0 == "tricolor").map(|r| (r.1, r.2));
+        for (i, (name, t, m)) in rows.iter().enumerate() {
+            let (tx, mx) = base.map_or(("-".into(), "-".into()), |(bt, bm)| {
+                (format!("{:.2}", t / bt), format!("{:.2}", m / bm))
+            });
+            println!(
+                "{:<8} {:<9} {:>9.3} {:>7} {:>9.1} {:>7}",
+                if i == 0 { p.name } else { "" },
+                name,
+                t,
+                tx,
+                m / 1024.0,
+                mx
+            );
+        }
+    }
+    println!("\nprograms:");
+    for p in programs::ALL {
+        println!("  {:<8} {}", p.name, p.what);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
