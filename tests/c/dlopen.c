@@ -1,5 +1,7 @@
 /* libtricolor loaded with dlopen after the program started: first use from several threads
- * at once, blocks passed between threads, then threads exit holding cached memory. */
+ * at once, then threads exit holding cached memory; finally the library is dlclose'd while a
+ * thread that used it is alive, and that thread exits afterwards (its cache flush must still
+ * find the library's code: the library is linked with -z nodelete). */
 #include "check.h"
 #include <dlfcn.h>
 #include <pthread.h>
@@ -33,6 +35,16 @@ static void *worker(void *arg) {
     return kept[0];
 }
 
+static pthread_barrier_t closed;
+static void *late(void *arg) {
+    (void)arg;
+    void *p = tc_malloc_p(64);
+    tc_free_p(p); /* this thread now has a cache with a pthread-key destructor */
+    pthread_barrier_wait(&closed); /* main dlcloses */
+    pthread_barrier_wait(&closed); /* ... then we exit, running the destructor */
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     CHECK(argc == 2);
     void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
@@ -51,5 +63,12 @@ int main(int argc, char **argv) {
         tc_free_p(left);
         CHECK(bad[i] == 0);
     }
+    pthread_barrier_init(&closed, NULL, 2);
+    pthread_t l;
+    pthread_create(&l, NULL, late, NULL);
+    pthread_barrier_wait(&closed);
+    CHECK(dlclose(lib) == 0);
+    pthread_barrier_wait(&closed);
+    pthread_join(l, NULL);
     return check_summary("dlopen");
 }
