@@ -22,6 +22,7 @@ static void *pool[64];
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile int stop;
 static int corrupt;
+static int errno_clobbered;
 
 static void *churn(void *arg) {
     unsigned x = (unsigned)(uintptr_t)arg * 2654435761u + 1;
@@ -38,10 +39,22 @@ static void *churn(void *arg) {
             /* Freed by another thread than the one that allocated it, most of the time. */
             size_t m = malloc_usable_size(q);
             if (m < 16) corrupt++;
+            errno = EDOM; /* free must preserve errno (POSIX), even when a lock is contended */
             free(q);
+            if (errno != EDOM) errno_clobbered++;
         }
     }
     return NULL;
+}
+
+static void *first_allocation(void *arg) {
+    (void)arg;
+    errno = ERANGE; /* a new thread's first malloc creates its cache: errno must survive */
+    void *p = malloc(48);
+    int kept = errno == ERANGE;
+    free(p);
+    kept &= errno == ERANGE;
+    return kept ? p : NULL;
 }
 
 int main(void) {
@@ -132,5 +145,11 @@ int main(void) {
     for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
     for (int i = 0; i < 64; i++) free(pool[i]);
     CHECK(corrupt == 0);
+    CHECK(errno_clobbered == 0);
+    pthread_t first;
+    void *kept = NULL;
+    pthread_create(&first, NULL, first_allocation, NULL);
+    pthread_join(first, &kept);
+    CHECK(kept != NULL);
     return check_summary("preload");
 }

@@ -7,10 +7,31 @@
 //! with ENOMEM instead of being promised and killed later; pages cost RSS once touched.
 //! Metadata is mapped read-write directly (sparse tables with `MAP_NORESERVE`), never through
 //! the allocator it describes.
+//!
+//! No function here changes `errno` (each keeps an [`ErrnoGuard`]): `free` must preserve it
+//! (POSIX; glibc does), and a contended lock's futex wait can fail with `EAGAIN`. The C layer
+//! sets `errno` itself when an allocation fails.
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::AtomicU32;
+
+/// Restores the calling thread's `errno` when dropped.
+struct ErrnoGuard(i32);
+
+impl ErrnoGuard {
+    fn new() -> Self {
+        // SAFETY: __errno_location returns the calling thread's errno slot.
+        Self(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for ErrnoGuard {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}
 
 /// The smallest page size the kernel may use; our 8 KiB pages must be a multiple of it.
 pub(crate) fn system_page_size() -> usize {
@@ -22,6 +43,7 @@ pub(crate) fn system_page_size() -> usize {
 /// Reserves `len` bytes of address space aligned to `align` (a power of two), preferably at
 /// `hint`. Nothing is committed: the range is `PROT_NONE` until [`commit`].
 pub(crate) fn reserve(len: usize, align: usize, hint: usize) -> Option<NonNull<u8>> {
+    let _errno = ErrnoGuard::new();
     debug_assert!(align.is_power_of_two() && len % system_page_size() == 0);
     if hint != 0 && hint % align == 0 {
         let p = map(hint as *mut c_void, len, libc::PROT_NONE, 0)?;
@@ -47,6 +69,7 @@ pub(crate) fn reserve(len: usize, align: usize, hint: usize) -> Option<NonNull<u
 /// Makes `[ptr, ptr + len)`, inside a reservation, readable and writable. Returns false when
 /// the kernel refuses (commit limit reached): the caller reports out-of-memory.
 pub(crate) fn commit(ptr: NonNull<u8>, len: usize) -> bool {
+    let _errno = ErrnoGuard::new();
     // SAFETY: the range lies inside a reservation made by `reserve` (callers' invariant) and
     // changing protection of our own PROT_NONE mapping cannot affect any other object.
     unsafe { libc::mprotect(ptr.as_ptr().cast(), len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
@@ -56,6 +79,7 @@ pub(crate) fn commit(ptr: NonNull<u8>, len: usize) -> bool {
 /// `MAP_NORESERVE` and Linux's lazy zero pages, a large sparse table (the pagemap root) costs
 /// RSS only where it is written.
 pub(crate) fn map_zeroed(len: usize) -> Option<NonNull<u8>> {
+    let _errno = ErrnoGuard::new();
     map(
         ptr::null_mut(),
         len,
@@ -91,6 +115,7 @@ fn unmap(p: *mut u8, len: usize) {
 
 /// Sleeps while `*word == expected` (futex wait). Spurious wake-ups are allowed.
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32) {
+    let _errno = ErrnoGuard::new();
     // SAFETY: `word` is a live, aligned u32 for the whole call; FUTEX_WAIT only reads it.
     unsafe {
         libc::syscall(
@@ -105,6 +130,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32) {
 
 /// Wakes one thread sleeping in [`futex_wait`] on `word`.
 pub(crate) fn futex_wake_one(word: &AtomicU32) {
+    let _errno = ErrnoGuard::new();
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access it.
     unsafe {
         libc::syscall(
@@ -124,6 +150,7 @@ pub(crate) struct ThreadExitKey(libc::pthread_key_t);
 impl ThreadExitKey {
     /// Creates the key. Returns `None` when the process is out of keys.
     pub(crate) fn create(destructor: unsafe extern "C" fn(*mut c_void)) -> Option<Self> {
+        let _errno = ErrnoGuard::new();
         let mut key: libc::pthread_key_t = 0;
         // SAFETY: `key` is a valid out-pointer; the destructor is an `extern "C"` fn that lives
         // for the whole program.
@@ -134,6 +161,7 @@ impl ThreadExitKey {
     /// Sets the calling thread's value. May allocate (glibc's second-level key table), so
     /// callers guard against re-entry.
     pub(crate) fn set(&self, value: *mut c_void) {
+        let _errno = ErrnoGuard::new();
         // SAFETY: the key was created by `create` and is never deleted.
         unsafe { libc::pthread_setspecific(self.0, value) };
     }
@@ -155,12 +183,14 @@ pub(crate) fn register_atfork(
     parent: unsafe extern "C" fn(),
     child: unsafe extern "C" fn(),
 ) -> bool {
+    let _errno = ErrnoGuard::new();
     // SAFETY: the handlers are `extern "C"` functions that live for the whole program.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
 }
 
 /// Writes all of `bytes` to standard error, ignoring failures (used right before aborting).
 pub(crate) fn write_stderr(bytes: &[u8]) {
+    let _errno = ErrnoGuard::new();
     let mut rest = bytes;
     while !rest.is_empty() {
         // SAFETY: `rest` is a valid readable slice for the length given.
@@ -181,6 +211,7 @@ pub(crate) fn abort() -> ! {
 /// 64 random bits from the kernel, or a mix of address-space and clock entropy when
 /// `getrandom` is unavailable (early boot, seccomp). Used for the free-block canary key.
 pub(crate) fn random_u64() -> u64 {
+    let _errno = ErrnoGuard::new();
     let mut v: u64 = 0;
     // SAFETY: `v` is a valid 8-byte out-buffer.
     let n = unsafe { libc::getrandom((&raw mut v).cast(), 8, libc::GRND_NONBLOCK) };
