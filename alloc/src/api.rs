@@ -19,9 +19,36 @@
 
 use crate::heap::HEAP;
 use crate::misuse::{self, Misuse};
+use crate::percpu;
 use crate::size_class::{CLASSES, MAX_SMALL_SIZE, PAGE_SHIFT, PAGE_SIZE, class_for};
 use crate::span::{Span, SpanState};
 use crate::thread_cache;
+
+/// One block of `class` from the front end in use.
+#[inline(always)]
+fn front_alloc(class: usize) -> *mut u8 {
+    if percpu::per_cpu() {
+        percpu::alloc(class)
+    } else {
+        thread_cache::alloc(class)
+    }
+}
+
+/// Gives a checked block of `class` to the front end in use.
+///
+/// # Safety
+/// `p` is a live block of `class` (checked) that nobody uses any more.
+#[inline(always)]
+unsafe fn front_free(p: *mut u8, class: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if percpu::per_cpu() {
+            percpu::free(p, class)
+        } else {
+            thread_cache::free(p, class)
+        }
+    }
+}
 use core::ptr;
 
 /// What a checked pointer turned out to be.
@@ -46,7 +73,7 @@ impl Block {
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
         Some(class) => {
-            let p = thread_cache::alloc(class);
+            let p = front_alloc(class);
             debug_fill_fresh(p, size);
             p
         }
@@ -59,7 +86,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
         Some(class) => {
-            let p = thread_cache::alloc(class);
+            let p = front_alloc(class);
             if !p.is_null() {
                 // SAFETY: `p` is a fresh block of at least `size` bytes.
                 unsafe { ptr::write_bytes(p, 0, size) };
@@ -159,7 +186,7 @@ pub unsafe fn free(p: *mut u8) {
     }
     match check(p, "free()") {
         // SAFETY: `check` proved `p` a live block of `class`; the caller gives it up.
-        Block::Small { class } => unsafe { thread_cache::free(p, class) },
+        Block::Small { class } => unsafe { front_free(p, class) },
         Block::Large { span } => free_large(span, p, "free()"),
     }
 }
@@ -174,7 +201,7 @@ pub unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     let expected = class_for(size, align);
     match (check(p, "dealloc()"), expected) {
         // SAFETY: as in `free`; the layout agrees with the span.
-        (Block::Small { class }, Some(c)) if c == class => unsafe { thread_cache::free(p, class) },
+        (Block::Small { class }, Some(c)) if c == class => unsafe { front_free(p, class) },
         (Block::Large { span }, None) => free_large(span, p, "dealloc()"),
         _ => misuse::report("dealloc()", Misuse::SizeMismatch, p),
     }
@@ -238,7 +265,7 @@ pub unsafe fn realloc(
     unsafe { ptr::copy_nonoverlapping(p, q, keep) };
     match block {
         // SAFETY: `p` was checked live; its contents were copied.
-        Block::Small { class } => unsafe { thread_cache::free(p, class) },
+        Block::Small { class } => unsafe { front_free(p, class) },
         Block::Large { span } => free_large(span, p, "realloc()"),
     }
     q

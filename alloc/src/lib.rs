@@ -60,6 +60,7 @@ pub(crate) mod misuse;
 pub(crate) mod os;
 pub(crate) mod page_heap;
 pub(crate) mod pagemap;
+pub(crate) mod percpu;
 pub mod size_class;
 pub(crate) mod span;
 pub(crate) mod sync;
@@ -67,6 +68,7 @@ pub(crate) mod thread_cache;
 
 pub use api::{alloc, alloc_zeroed, dealloc, free, realloc, usable_size};
 pub use global::Tricolor;
+pub use percpu::{FrontEnd, front_end};
 
 /// Internals for integration tests (Go's `export_test.go`); not a stable API.
 #[cfg(feature = "testing")]
@@ -83,6 +85,17 @@ pub mod testing {
     /// Empties the calling thread's cache into the central lists.
     pub fn flush_thread_cache() {
         crate::thread_cache::flush_current();
+    }
+    /// Empties every front cache this thread can reach: its own per-thread cache, or every
+    /// CPU's slab (by moving the thread across the CPUs, then allowing it all CPUs again).
+    pub fn drain_front_caches() {
+        crate::thread_cache::flush_current();
+        crate::percpu::drain_by_migration();
+        crate::os::rseq::unpin();
+    }
+    /// Bytes held in front caches: the calling thread's cache, plus every CPU's slab.
+    pub fn front_cache_bytes() -> usize {
+        crate::thread_cache::current_bytes() + crate::percpu::cached_bytes()
     }
     /// Bytes held in the calling thread's cache.
     pub fn thread_cache_bytes() -> usize {

@@ -52,6 +52,11 @@ static HOOKS: heap::Hooks = heap::Hooks {
     fork_child: crate::fork::child,
 };
 
+/// Initialises the process heap (both front ends need its keys and fork handlers).
+pub(crate) fn init_heap() {
+    heap::ensure_init(&HOOKS);
+}
+
 /// Most bytes one thread keeps cached before every list gives back half.
 const MAX_THREAD_BYTES: usize = 4 << 20;
 /// The highest limit a list may reach, in bytes.
@@ -290,8 +295,9 @@ pub(crate) unsafe fn free(p: *mut u8, class: usize) {
     }
 }
 
+/// Debug builds poison freed blocks (shared with the per-CPU front end).
 #[inline]
-fn debug_fill_freed(_p: *mut u8, _size: usize) {
+pub(crate) fn debug_fill_freed(_p: *mut u8, _size: usize) {
     // Debug builds poison freed memory past the link and canary words, so a use after free
     // reads 0xdf bytes instead of plausible data.
     #[cfg(debug_assertions)]

@@ -39,7 +39,13 @@ fn churn(stop: &AtomicBool, seed: usize) {
 
 /// The child's work: runs after fork in a single-threaded copy of the process.
 fn child_body() -> i32 {
-    if testing::live_thread_caches() != 1 {
+    // Per-thread caches: only this thread's survives (the others were adopted). Per-CPU
+    // caches: no thread has one, and the slabs are consistent (single committing stores).
+    let expected = match tricolor_alloc::front_end() {
+        tricolor_alloc::FrontEnd::PerThread => 1,
+        tricolor_alloc::FrontEnd::PerCpu => 0,
+    };
+    if testing::live_thread_caches() != expected {
         return 10;
     }
     let mut v: Vec<Vec<u64>> = Vec::new();

@@ -188,6 +188,18 @@ pub(crate) fn register_atfork(
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
 }
 
+/// True when environment variable `name` is set to exactly `value`. Reads the environment
+/// without allocating (the allocator may be initialising).
+pub(crate) fn env_is(name: &core::ffi::CStr, value: &[u8]) -> bool {
+    let _errno = ErrnoGuard::new();
+    // SAFETY: getenv with a NUL-terminated name returns null or a NUL-terminated string that
+    // stays valid while the environment is not modified (we read it at once).
+    unsafe {
+        let v = libc::getenv(name.as_ptr());
+        !v.is_null() && core::ffi::CStr::from_ptr(v).to_bytes() == value
+    }
+}
+
 /// Writes all of `bytes` to standard error, ignoring failures (used right before aborting).
 pub(crate) fn write_stderr(bytes: &[u8]) {
     let _errno = ErrnoGuard::new();

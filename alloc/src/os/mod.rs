@@ -11,5 +11,9 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 
+/// Restartable sequences: x86-64 Linux only (aarch64 is not tested here: no machine).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) mod rseq;
+
 #[cfg(not(target_os = "linux"))]
 compile_error!("tricolor-alloc supports Linux only for now (the OS layer has one platform file)");

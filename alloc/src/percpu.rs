@@ -1,0 +1,293 @@
+//! Per-CPU front caches on restartable sequences: the allocation fast path when glibc has
+//! registered rseq (see `os::rseq`). Memory held in front caches is then bounded by the number
+//! of CPUs, however many threads run, and threads have nothing to flush when they exit.
+//!
+//! # Slabs
+//! One slab per CPU, all with the same layout: `NUM_CLASSES` headers of 16 bytes
+//! `{ current: u32, capacity: u32, items_offset: u32, _ }`, then each class's array of
+//! `capacity` block pointers. `items[0..current]` are free blocks (with their canary set, see
+//! `block`). Headers and arrays are written only by restartable sequences running on that
+//! slab's CPU (rule 1), with `current` as the single committing store, so no lock and no atomic
+//! instruction guards them. Capacities are fixed at two batches per class for now.
+//!
+//! # Slow paths
+//! * Allocation from an empty list takes a batch from the central list, returns one block and
+//!   pushes the rest, one restartable push each (a thread migrated half-way simply fills the
+//!   other CPU's list; blocks that fit nowhere go back to the central list).
+//! * A free onto a full list pops a batch (again one sequence each, on whatever CPU the thread
+//!   is on) and returns it, with the freed block, to the central list.
+//!
+//! Nothing ever touches another CPU's slab, so there is no cross-CPU protocol to get wrong.
+//! Not done yet (issue 3): capacities that adapt to use, transfer caches, and draining an idle
+//! CPU's slab (that needs the stop-flag + membarrier protocol).
+//!
+//! # Mode
+//! Decided once, at the first allocation: per-CPU when rseq is registered and
+//! `TRICOLOR_PERCPU` is not `0`; otherwise the per-thread caches of `thread_cache`.
+
+use crate::block::{self, FreeBlock};
+use crate::central::Batch;
+use crate::heap::HEAP;
+use crate::os::{self, rseq};
+use crate::size_class::{CLASSES, NUM_CLASSES, class_info};
+use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::thread_cache;
+use core::ptr;
+
+const HEADER: usize = 16;
+
+/// Which front end serves allocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrontEnd {
+    /// Per-CPU caches on restartable sequences.
+    PerCpu,
+    /// Per-thread caches (rseq unavailable, or `TRICOLOR_PERCPU=0`).
+    PerThread,
+}
+
+const UNDECIDED: u8 = 0;
+const PER_CPU: u8 = 1;
+const PER_THREAD: u8 = 2;
+/// The mode; Release/Acquire publishes the slabs below.
+static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
+static DECIDE: Mutex<()> = Mutex::new(());
+/// The slabs, written once before MODE becomes PER_CPU.
+static BASE: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
+static STRIDE: AtomicUsize = AtomicUsize::new(0);
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+fn capacity(class: usize) -> u32 {
+    2 * CLASSES[class].batch
+}
+
+/// The front end in use, deciding it on first call.
+pub fn front_end() -> FrontEnd {
+    if per_cpu() {
+        FrontEnd::PerCpu
+    } else {
+        FrontEnd::PerThread
+    }
+}
+
+/// True when the per-CPU caches serve allocations.
+#[inline(always)]
+pub(crate) fn per_cpu() -> bool {
+    match MODE.load(Ordering::Acquire) {
+        PER_CPU => true,
+        PER_THREAD => false,
+        _ => decide(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn decide() -> bool {
+    let _g = DECIDE.lock();
+    match MODE.load(Ordering::Acquire) {
+        PER_CPU => return true,
+        PER_THREAD => return false,
+        _ => {}
+    }
+    thread_cache::init_heap();
+    let ok = !os::env_is(c"TRICOLOR_PERCPU", b"0") && rseq::available() && build_slabs();
+    MODE.store(if ok { PER_CPU } else { PER_THREAD }, Ordering::Release);
+    ok
+}
+
+fn build_slabs() -> bool {
+    let mut offset = NUM_CLASSES * HEADER;
+    let mut items = [0usize; NUM_CLASSES];
+    for (c, slot) in items.iter_mut().enumerate() {
+        *slot = offset;
+        offset += capacity(c) as usize * size_of::<usize>();
+    }
+    let stride = offset.next_multiple_of(64);
+    let n = rseq::cpu_count();
+    let Some(mem) = HEAP.pages.meta.alloc(stride * n, 4096) else {
+        return false;
+    };
+    let base = mem.as_ptr();
+    for cpu in 0..n {
+        for (c, &at) in items.iter().enumerate() {
+            // SAFETY: fresh metadata of `stride * n` bytes; no sequence can run on it before
+            // MODE is published.
+            unsafe {
+                let h = base.add(cpu * stride + c * HEADER).cast::<u32>();
+                h.add(1).write(capacity(c));
+                h.add(2).write(at as u32);
+            }
+        }
+    }
+    BASE.store(base, Ordering::Relaxed);
+    STRIDE.store(stride, Ordering::Relaxed);
+    COUNT.store(n, Ordering::Relaxed);
+    true
+}
+
+#[inline(always)]
+fn slabs() -> rseq::Slabs {
+    rseq::Slabs {
+        base: BASE.load(Ordering::Relaxed),
+        stride: STRIDE.load(Ordering::Relaxed),
+        n: COUNT.load(Ordering::Relaxed),
+    }
+}
+
+/// Allocates one block of `class` (null when memory is exhausted). Per-CPU mode only.
+#[inline]
+pub(crate) fn alloc(class: usize) -> *mut u8 {
+    // SAFETY: per-CPU mode is on, so rseq is available and the slabs are built.
+    let b = unsafe { rseq::pop(slabs(), class * HEADER) } as *mut u8;
+    if b.is_null() {
+        return alloc_slow(class);
+    }
+    if class != 0 {
+        // SAFETY: a block of at least 16 bytes, now ours.
+        unsafe { block::clear_canary(b) };
+    }
+    b
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_slow(class: usize) -> *mut u8 {
+    let batch = HEAP
+        .central
+        .remove_batch(&HEAP.pages, class, class_info(class).batch as usize);
+    if batch.count == 0 {
+        return ptr::null_mut();
+    }
+    let first = batch.head;
+    // SAFETY: the batch's blocks are ours; the rest go into the slab with their canary set.
+    unsafe {
+        let mut rest = Batch {
+            head: (*first).next,
+            count: batch.count - 1,
+        };
+        let mut b = rest.head;
+        while !b.is_null() {
+            let next = (*b).next;
+            if class != 0 {
+                block::set_canary(b.cast());
+            }
+            if !rseq::push(slabs(), class * HEADER, b as usize) {
+                break;
+            }
+            rest.count -= 1;
+            b = next;
+        }
+        rest.head = b;
+        if rest.count > 0 {
+            for_each_set_canary(rest.head, class);
+            HEAP.central.insert_batch(&HEAP.pages, class, rest);
+        }
+        if class != 0 {
+            block::clear_canary(first.cast());
+        }
+    }
+    first.cast()
+}
+
+/// Sets the canary of every block of a null-terminated list (before it goes to the central
+/// list, whose blocks all carry it).
+///
+/// # Safety
+/// The list's blocks are free blocks of `class`, ours.
+unsafe fn for_each_set_canary(mut b: *mut FreeBlock, class: usize) {
+    while class != 0 && !b.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe {
+            block::set_canary(b.cast());
+            b = (*b).next;
+        }
+    }
+}
+
+/// Frees a block of `class` that the API layer has checked. Per-CPU mode only.
+///
+/// # Safety
+/// `p` is a live block of `class` that nobody uses any more.
+#[inline]
+pub(crate) unsafe fn free(p: *mut u8, class: usize) {
+    thread_cache::debug_fill_freed(p, class_info(class).size as usize);
+    if class != 0 {
+        // SAFETY: a block of at least 16 bytes, ours.
+        unsafe { block::set_canary(p) };
+    }
+    // SAFETY: per-CPU mode is on.
+    if !unsafe { rseq::push(slabs(), class * HEADER, p as usize) } {
+        overflow(p, class);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn overflow(p: *mut u8, class: usize) {
+    let b = p.cast::<FreeBlock>();
+    // SAFETY: `p` and every popped block are free blocks of `class`, ours.
+    unsafe {
+        (*b).next = ptr::null_mut();
+        let mut batch = Batch { head: b, count: 1 };
+        for _ in 0..class_info(class).batch {
+            let q = rseq::pop(slabs(), class * HEADER) as *mut FreeBlock;
+            if q.is_null() {
+                break;
+            }
+            (*q).next = batch.head;
+            batch.head = q;
+            batch.count += 1;
+        }
+        HEAP.central.insert_batch(&HEAP.pages, class, batch);
+    }
+}
+
+/// Bytes held in every CPU's slab (reads other CPUs' headers racily: statistics only).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn cached_bytes() -> usize {
+    if !per_cpu() {
+        return 0;
+    }
+    let s = slabs();
+    let mut total = 0;
+    for cpu in 0..s.n {
+        for (c, sc) in CLASSES.iter().enumerate() {
+            // SAFETY: a header inside the slabs; a racy read of a u32 (statistics only).
+            let cur = unsafe {
+                ptr::read_volatile(s.base.add(cpu * s.stride + c * HEADER).cast::<u32>())
+            };
+            total += cur as usize * sc.size as usize;
+        }
+    }
+    total
+}
+
+/// Empties every CPU's slab into the central lists by moving the calling thread to each CPU
+/// in turn and popping there (so the rule "only a slab's own CPU touches it" holds). Restores
+/// nothing: the caller re-pins if it cares. Tests only for now.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn drain_by_migration() {
+    if !per_cpu() {
+        return;
+    }
+    let s = slabs();
+    for cpu in 0..s.n {
+        if !rseq::pin_to(cpu) {
+            continue;
+        }
+        for class in 0..NUM_CLASSES {
+            loop {
+                // SAFETY: per-CPU mode is on.
+                let q = unsafe { rseq::pop(s, class * HEADER) } as *mut FreeBlock;
+                if q.is_null() {
+                    break;
+                }
+                // SAFETY: a popped block is a free block of `class`, ours.
+                unsafe {
+                    (*q).next = ptr::null_mut();
+                    HEAP.central
+                        .insert_batch(&HEAP.pages, class, Batch { head: q, count: 1 });
+                }
+            }
+        }
+    }
+}

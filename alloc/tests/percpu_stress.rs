@@ -1,0 +1,139 @@
+//! Restartable sequences under fire: many more threads than CPUs, threads re-pinning
+//! themselves to random CPUs, and a signaller interrupting every worker every few microseconds,
+//! so pushes and pops are preempted, migrated and signalled mid-sequence. Every block is
+//! stamped over its whole size by its owner and checked before it is freed: a block handed out
+//! twice, or an item lost or duplicated by a half-applied sequence, fails the check. Runs in
+//! whichever front end is active (CI runs it in both).
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use tricolor_alloc::Tricolor;
+
+#[global_allocator]
+static GLOBAL: Tricolor = Tricolor;
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALS.fetch_add(1, Ordering::Relaxed);
+}
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+
+fn pin(cpus: &[usize]) {
+    // SAFETY: a zeroed cpu_set_t is valid; setting our own thread's affinity.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn stamp(p: *mut u8, size: usize, v: u64) {
+    for i in 0..size / 8 {
+        // SAFETY: inside the block we own.
+        unsafe { p.cast::<u64>().add(i).write(v ^ i as u64) };
+    }
+}
+
+fn check(p: *mut u8, size: usize, v: u64) {
+    for i in 0..size / 8 {
+        // SAFETY: inside the block we own.
+        let w = unsafe { p.cast::<u64>().add(i).read() };
+        assert_eq!(
+            w,
+            v ^ i as u64,
+            "block {p:p} ({size} B) word {i}: handed out twice or corrupted"
+        );
+    }
+}
+
+#[test]
+fn sequences_survive_preemption_migration_and_signals() {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // SAFETY: installing a handler that only bumps an atomic (async-signal-safe); SA_RESTART so
+    // the workers' own syscalls are not disturbed.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+    let ops = if cfg!(debug_assertions) {
+        40_000
+    } else {
+        300_000
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..12)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ ((t as u64 + 1) << 20);
+                let mut live: Vec<(usize, usize, u64)> = Vec::new();
+                for op in 0..ops {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if op % 256 == 0 {
+                        let c = (x >> 40) as usize % cpus;
+                        if x & 1 == 0 {
+                            pin(&[c])
+                        } else {
+                            pin(&(0..cpus).collect::<Vec<_>>())
+                        }
+                    }
+                    if live.len() > 64 || (x & 3 == 0 && !live.is_empty()) {
+                        let (p, n, v) = live.swap_remove((x >> 8) as usize % live.len());
+                        check(p as *mut u8, n, v);
+                        // SAFETY: live block with this layout.
+                        unsafe {
+                            GLOBAL.dealloc(p as *mut u8, Layout::from_size_align(n, 8).unwrap())
+                        };
+                    } else {
+                        let n = 8 + (x >> 24) as usize % 2048;
+                        // SAFETY: valid layout.
+                        let p = unsafe { GLOBAL.alloc(Layout::from_size_align(n, 8).unwrap()) };
+                        assert!(!p.is_null());
+                        let v = x ^ ((t as u64) << 56);
+                        stamp(p, n, v);
+                        live.push((p as usize, n, v));
+                    }
+                }
+                for (p, n, v) in live {
+                    check(p as *mut u8, n, v);
+                    // SAFETY: live block with this layout.
+                    unsafe { GLOBAL.dealloc(p as *mut u8, Layout::from_size_align(n, 8).unwrap()) };
+                }
+            })
+        })
+        .collect();
+    let threads: Vec<libc::pthread_t> = workers
+        .iter()
+        .map(|h| {
+            use std::os::unix::thread::JoinHandleExt;
+            h.as_pthread_t()
+        })
+        .collect();
+    let signaller = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for &t in &threads {
+                    // SAFETY: the workers are alive until `stop` is set after they are joined.
+                    unsafe { libc::pthread_kill(t, libc::SIGUSR1) };
+                }
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
+        })
+    };
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    signaller.join().unwrap();
+    assert!(
+        SIGNALS.load(Ordering::Relaxed) > 1000,
+        "too few signals to mean anything"
+    );
+    tricolor_alloc::testing::validate_page_heap();
+}
