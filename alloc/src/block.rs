@@ -6,6 +6,10 @@
 //! 1. A block is handed to a user with its canary word cleared (the cache pop clears it), so
 //!    live blocks never carry their canary unless the user wrote that exact random value.
 //! 2. Every path that takes a block back (cache push, central insert) writes the canary.
+//! 3. Memory outside free lists and caches holds no canary: a span's blocks have theirs cleared
+//!    when the span returns to the page heap (`central`, invariant 4). So user-visible memory
+//!    never shows a canary value (which would also reveal the key), and none can be carried by
+//!    user data to the address it names.
 //!
 //! So `free(p)` finding `p`'s canary in place means `p` is already free: a double free,
 //! detected whichever cache or span list holds the block, at the cost of one load and compare.

@@ -13,10 +13,14 @@
 //!    `bump` (in caches or in use); it reaches zero only when every one came back.
 //! 3. Every object on a span's free list carries its canary (see `block`), so freeing it again
 //!    is detected.
+//! 4. A span returned to the page heap carries no canary: its free blocks' canaries are cleared
+//!    first. Otherwise a stale canary could surface in a block carved later from those pages,
+//!    travel with the user's data (a `realloc` copies it) and land in a block at its original
+//!    address, which would then look already free.
 //!
 //! Lock order: this lock, then the page heap's.
 
-use crate::block::FreeBlock;
+use crate::block::{self, FreeBlock};
 use crate::misuse::{self, Misuse};
 use crate::page_heap::PageHeap;
 use crate::size_class::{CLASSES, NUM_CLASSES};
@@ -154,6 +158,14 @@ impl Central {
                 if o.allocated == 0 {
                     if !was_full {
                         list.partial.remove(span);
+                    }
+                    // Invariant 4: the pages leave with no canary in them.
+                    if class != 0 {
+                        let mut f = o.free;
+                        while !f.is_null() {
+                            block::clear_canary(f.cast());
+                            f = (*f).next;
+                        }
                     }
                     pages.free(span);
                 } else if was_full {

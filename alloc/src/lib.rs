@@ -101,6 +101,15 @@ pub mod testing {
     pub fn thread_cache_bytes() -> usize {
         crate::thread_cache::current_bytes()
     }
+    /// True when block `p` (of 16 bytes or more, ours) carries its free canary: a block handed
+    /// to the user must not.
+    ///
+    /// # Safety
+    /// `p` is a readable block of at least 16 bytes.
+    pub unsafe fn carries_free_canary(p: *const u8) -> bool {
+        // SAFETY: the caller's contract.
+        unsafe { crate::block::has_canary(p) }
+    }
     /// Caches owned by running threads (the registry's live list).
     pub fn live_thread_caches() -> usize {
         crate::thread_cache::live_caches()

@@ -1,0 +1,43 @@
+//! Memory handed to the user never shows a free canary: spans returning to the page heap have
+//! their blocks' canaries cleared, so a large block carved from their pages starts clean.
+//! (A stale canary once travelled through `realloc` copies to the address it names and made a
+//! live block look already freed.) One test in its own binary: it relies on page reuse.
+
+use std::alloc::{GlobalAlloc, Layout};
+use tricolor_alloc::{Tricolor, testing};
+
+#[global_allocator]
+static GLOBAL: Tricolor = Tricolor;
+
+#[test]
+fn freed_spans_leave_no_canaries_behind() {
+    let small = Layout::from_size_align(48, 8).unwrap();
+    // SAFETY: valid layouts; every block is freed with its layout.
+    unsafe {
+        let blocks: Vec<usize> = (0..20_000).map(|_| GLOBAL.alloc(small) as usize).collect();
+        let lo = *blocks.iter().min().unwrap();
+        let hi = *blocks.iter().max().unwrap() + 48;
+        for &b in &blocks {
+            GLOBAL.dealloc(b as *mut u8, small);
+        }
+        drop(blocks);
+        testing::drain_front_caches();
+        // Best fit puts a block of the freed size on the freed pages.
+        let big_layout = Layout::from_size_align(hi - lo - 64 * 1024, 8).unwrap();
+        let big = GLOBAL.alloc(big_layout) as usize;
+        let overlap = big.max(lo)..(big + big_layout.size()).min(hi);
+        assert!(
+            overlap.len() > 256 * 1024,
+            "the large block did not reuse the freed pages"
+        );
+        let mut a = overlap.start.next_multiple_of(16);
+        while a + 16 <= overlap.end {
+            assert!(
+                !testing::carries_free_canary(a as *const u8),
+                "stale canary at {a:#x}"
+            );
+            a += 16;
+        }
+        GLOBAL.dealloc(big as *mut u8, big_layout);
+    }
+}
