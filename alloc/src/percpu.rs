@@ -8,7 +8,8 @@
 //! `capacity` block pointers. `items[0..current]` are free blocks (with their canary set, see
 //! `block`). Headers and arrays are written only by restartable sequences running on that
 //! slab's CPU (rule 1), with `current` as the single committing store, so no lock and no atomic
-//! instruction guards them. Capacities are fixed at two batches per class for now.
+//! instruction guards them. Capacities are fixed (see [`capacity`]) for now. Slabs are a power
+//! of two apart.
 //!
 //! # Slow paths
 //! * Allocation from an empty list takes a batch from the central list, returns one block and
@@ -51,13 +52,24 @@ const PER_THREAD: u8 = 2;
 /// The mode; Release/Acquire publishes the slabs below.
 static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
 static DECIDE: Mutex<()> = Mutex::new(());
-/// The slabs, written once before MODE becomes PER_CPU.
-static BASE: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
-static STRIDE: AtomicUsize = AtomicUsize::new(0);
-static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// The slabs, in one static so the fast path finds them with one address computation. Written
+/// once before MODE becomes PER_CPU (relaxed; published by MODE's Release).
+struct Layout {
+    base: AtomicPtr<u8>,
+    shift: AtomicUsize,
+    count: AtomicUsize,
+}
+static LAYOUT: Layout = Layout {
+    base: AtomicPtr::new(ptr::null_mut()),
+    shift: AtomicUsize::new(0),
+    count: AtomicUsize::new(0),
+};
 
+/// Slots per class in a slab: two batches, and for small classes up to 64 KiB of blocks (at
+/// most 256), so alloc/free runs of a few hundred small blocks stay on the CPU.
 fn capacity(class: usize) -> u32 {
-    2 * CLASSES[class].batch
+    let sc = &CLASSES[class];
+    (2 * sc.batch).max(((64 * 1024) / sc.size).min(256))
 }
 
 /// The front end in use, deciding it on first call.
@@ -101,7 +113,8 @@ fn build_slabs() -> bool {
         *slot = offset;
         offset += capacity(c) as usize * size_of::<usize>();
     }
-    let stride = offset.next_multiple_of(64);
+    // A power of two, so the sequences find a CPU's slab with a shift.
+    let stride = offset.next_power_of_two();
     let n = rseq::cpu_count();
     let Some(mem) = HEAP.pages.meta.alloc(stride * n, 4096) else {
         return false;
@@ -118,18 +131,20 @@ fn build_slabs() -> bool {
             }
         }
     }
-    BASE.store(base, Ordering::Relaxed);
-    STRIDE.store(stride, Ordering::Relaxed);
-    COUNT.store(n, Ordering::Relaxed);
+    LAYOUT.base.store(base, Ordering::Relaxed);
+    LAYOUT
+        .shift
+        .store(stride.trailing_zeros() as usize, Ordering::Relaxed);
+    LAYOUT.count.store(n, Ordering::Relaxed);
     true
 }
 
 #[inline(always)]
 fn slabs() -> rseq::Slabs {
     rseq::Slabs {
-        base: BASE.load(Ordering::Relaxed),
-        stride: STRIDE.load(Ordering::Relaxed),
-        n: COUNT.load(Ordering::Relaxed),
+        base: LAYOUT.base.load(Ordering::Relaxed),
+        shift: LAYOUT.shift.load(Ordering::Relaxed) as u32,
+        n: LAYOUT.count.load(Ordering::Relaxed),
     }
 }
 
@@ -253,7 +268,7 @@ pub(crate) fn cached_bytes() -> usize {
         for (c, sc) in CLASSES.iter().enumerate() {
             // SAFETY: a header inside the slabs; a racy read of a u32 (statistics only).
             let cur = unsafe {
-                ptr::read_volatile(s.base.add(cpu * s.stride + c * HEADER).cast::<u32>())
+                ptr::read_volatile(s.base.add((cpu << s.shift) + c * HEADER).cast::<u32>())
             };
             total += cur as usize * sc.size as usize;
         }

@@ -15,7 +15,7 @@
 //! x86-64). We never write `cpu_id_start` and never rely on the kernel rewriting it.
 //!
 //! # The sequences
-//! Two out-of-line functions operate on the calling CPU's slab (see `percpu.rs` for the
+//! Two sequences, inlined where they are used, operate on the calling CPU's slab (see `percpu.rs` for the
 //! layout): `pop` and `push`. Each reads `cpu_id` inside the sequence, checks it against the
 //! number of slabs, and ends with a single committing store of the list's `current` index;
 //! everything before that store is either a read or a write above `current` (invisible to every
@@ -25,119 +25,139 @@
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicIsize, AtomicU8, Ordering};
 
-/// `RSEQ_SIG` as glibc registers it on x86-64.
-const RSEQ_SIG: u32 = 0x5305_3053;
-const _: () = assert!(RSEQ_SIG == 0x5305_3053);
+// Each sequence is inline assembly, so it inlines into the allocation fast path. Every copy the
+// compiler emits carries its own descriptor (in `.data.rel.ro.tricolor_rseq_cs`) and its own
+// abort handler (in `.text.tricolor_rseq_abort`, preceded by the signature), tied together by
+// numeric local labels, which the assembler resolves in source order across sections:
+//   2: restart — point rseq_cs at this copy's descriptor;
+//   3: start of the sequence; 4: just after the committing store (post-commit);
+//   5: abort handler, which jumps back to 2; 7: failure exit; 8: common exit.
+// Header of a class in a slab: { current: u32, capacity: u32, items_offset: u32, _: u32 }.
 
-// Arguments (System V): rdi = struct rseq *, rsi = slabs base, rdx = slab stride,
-// rcx = offset of the class header in a slab, r8 = number of slabs, r9 = item (push).
-// Header: { current: u32, capacity: u32, items_offset: u32, _: u32 }.
-core::arch::global_asm!(
-    ".pushsection .text.tricolor_rseq,\"ax\",@progbits",
-    ".p2align 4",
-    ".globl tricolor_rseq_pop",
-    ".hidden tricolor_rseq_pop",
-    ".type tricolor_rseq_pop,@function",
-    "tricolor_rseq_pop:",
-    "    lea rax, [rip + .Ltricolor_pop_cs]",
-    "    mov qword ptr [rdi + 8], rax",
-    ".Ltricolor_pop_start:",
-    "    mov eax, dword ptr [rdi + 4]",
-    "    cmp rax, r8",
-    "    jae .Ltricolor_pop_fail",
-    "    imul rax, rdx",
-    "    add rax, rsi",
-    "    mov r10d, dword ptr [rax + rcx]",
-    "    test r10d, r10d",
-    "    jz .Ltricolor_pop_fail",
-    "    mov r11d, dword ptr [rax + rcx + 8]",
-    "    add r11, rax",
-    "    mov r11, qword ptr [r11 + r10 * 8 - 8]",
-    "    dec r10d",
-    "    mov dword ptr [rax + rcx], r10d",
-    ".Ltricolor_pop_commit:",
-    "    mov rax, r11",
-    "    ret",
-    ".Ltricolor_pop_fail:",
-    "    xor eax, eax",
-    "    ret",
-    "    .long 0x53053053",
-    ".Ltricolor_pop_abort:",
-    "    jmp tricolor_rseq_pop",
-    ".size tricolor_rseq_pop, . - tricolor_rseq_pop",
-    "",
-    ".p2align 4",
-    ".globl tricolor_rseq_push",
-    ".hidden tricolor_rseq_push",
-    ".type tricolor_rseq_push,@function",
-    "tricolor_rseq_push:",
-    "    lea rax, [rip + .Ltricolor_push_cs]",
-    "    mov qword ptr [rdi + 8], rax",
-    ".Ltricolor_push_start:",
-    "    mov eax, dword ptr [rdi + 4]",
-    "    cmp rax, r8",
-    "    jae .Ltricolor_push_fail",
-    "    imul rax, rdx",
-    "    add rax, rsi",
-    "    mov r10d, dword ptr [rax + rcx]",
-    "    cmp r10d, dword ptr [rax + rcx + 4]",
-    "    jae .Ltricolor_push_fail",
-    "    mov r11d, dword ptr [rax + rcx + 8]",
-    "    add r11, rax",
-    "    mov qword ptr [r11 + r10 * 8], r9",
-    "    inc r10d",
-    "    mov dword ptr [rax + rcx], r10d",
-    ".Ltricolor_push_commit:",
-    "    mov eax, 1",
-    "    ret",
-    ".Ltricolor_push_fail:",
-    "    xor eax, eax",
-    "    ret",
-    "    .long 0x53053053",
-    ".Ltricolor_push_abort:",
-    "    jmp tricolor_rseq_push",
-    ".size tricolor_rseq_push, . - tricolor_rseq_push",
-    ".popsection",
-    "",
-    ".pushsection .data.rel.ro.tricolor_rseq_cs,\"aw\",@progbits",
-    ".balign 32",
-    ".Ltricolor_pop_cs:",
-    "    .long 0, 0",
-    "    .quad .Ltricolor_pop_start",
-    "    .quad .Ltricolor_pop_commit - .Ltricolor_pop_start",
-    "    .quad .Ltricolor_pop_abort",
-    ".balign 32",
-    ".Ltricolor_push_cs:",
-    "    .long 0, 0",
-    "    .quad .Ltricolor_push_start",
-    "    .quad .Ltricolor_push_commit - .Ltricolor_push_start",
-    "    .quad .Ltricolor_push_abort",
-    ".popsection",
-);
-
-unsafe extern "C" {
-    fn tricolor_rseq_pop(
-        area: *mut c_void,
-        slabs: *mut u8,
-        stride: usize,
-        header: usize,
-        slabs_n: usize,
-    ) -> usize;
-    fn tricolor_rseq_push(
-        area: *mut c_void,
-        slabs: *mut u8,
-        stride: usize,
-        header: usize,
-        slabs_n: usize,
-        item: usize,
-    ) -> usize;
+/// Pops the top item of the list whose header is at `header` in the calling CPU's slab;
+/// 0 when the list is empty (or the CPU has no slab).
+///
+/// # Safety
+/// [`available`] returned true; `slabs` describes live, initialised slabs.
+#[inline(always)]
+pub(crate) unsafe fn pop(slabs: Slabs, header: usize) -> usize {
+    let out: usize;
+    // SAFETY: the sequence reads this thread's struct rseq and the current CPU's slab, and
+    // commits with one store of `current`; an abort restarts it from scratch (module docs).
+    unsafe {
+        core::arch::asm!(
+            ".pushsection .data.rel.ro.tricolor_rseq_cs,\"aw\",@progbits",
+            ".balign 32",
+            "66:",
+            ".long 0, 0",
+            ".quad 3f, (4f - 3f), 5f",
+            ".popsection",
+            ".pushsection .text.tricolor_rseq_abort,\"ax\",@progbits",
+            ".long 0x53053053",
+            "5:",
+            "jmp 2f",
+            ".popsection",
+            "2:",
+            "lea {cpu}, [rip + 66b]",
+            "mov qword ptr [{area} + 8], {cpu}",
+            "3:",
+            "mov {cpu:e}, dword ptr [{area} + 4]",
+            "cmp {cpu}, {n}",
+            "jae 7f",
+            "shl {cpu}, cl",
+            "add {cpu}, {base}",
+            "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
+            "test {cur:e}, {cur:e}",
+            "jz 7f",
+            "mov {out:e}, dword ptr [{cpu} + {hdr} + 8]",
+            "add {out}, {cpu}",
+            "mov {out}, qword ptr [{out} + {cur} * 8 - 8]",
+            "dec {cur:e}",
+            "mov dword ptr [{cpu} + {hdr}], {cur:e}",
+            "4:",
+            "jmp 8f",
+            "7:",
+            "xor {out:e}, {out:e}",
+            "8:",
+            area = in(reg) area(),
+            base = in(reg) slabs.base,
+            in("cl") slabs.shift as u8,
+            n = in(reg) slabs.n,
+            hdr = in(reg) header,
+            out = out(reg) out,
+            cpu = out(reg) _,
+            cur = out(reg) _,
+            options(nostack),
+        );
+    }
+    out
 }
 
-/// Where the per-CPU slabs are: `n` slabs of `stride` bytes from `base`.
+/// Pushes `item` on the list whose header is at `header` in the calling CPU's slab; false
+/// when it is full (or the CPU has no slab).
+///
+/// # Safety
+/// As for [`pop`].
+#[inline(always)]
+pub(crate) unsafe fn push(slabs: Slabs, header: usize, item: usize) -> bool {
+    let ok: usize;
+    // SAFETY: as for `pop`; the item is written above `current`, invisible until the commit.
+    unsafe {
+        core::arch::asm!(
+            ".pushsection .data.rel.ro.tricolor_rseq_cs,\"aw\",@progbits",
+            ".balign 32",
+            "66:",
+            ".long 0, 0",
+            ".quad 3f, (4f - 3f), 5f",
+            ".popsection",
+            ".pushsection .text.tricolor_rseq_abort,\"ax\",@progbits",
+            ".long 0x53053053",
+            "5:",
+            "jmp 2f",
+            ".popsection",
+            "2:",
+            "lea {cpu}, [rip + 66b]",
+            "mov qword ptr [{area} + 8], {cpu}",
+            "3:",
+            "mov {cpu:e}, dword ptr [{area} + 4]",
+            "cmp {cpu}, {n}",
+            "jae 7f",
+            "shl {cpu}, cl",
+            "add {cpu}, {base}",
+            "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
+            "cmp {cur:e}, dword ptr [{cpu} + {hdr} + 4]",
+            "jae 7f",
+            "mov {ok:e}, dword ptr [{cpu} + {hdr} + 8]",
+            "add {ok}, {cpu}",
+            "mov qword ptr [{ok} + {cur} * 8], {item}",
+            "inc {cur:e}",
+            "mov dword ptr [{cpu} + {hdr}], {cur:e}",
+            "4:",
+            "mov {ok:e}, 1",
+            "jmp 8f",
+            "7:",
+            "xor {ok:e}, {ok:e}",
+            "8:",
+            area = in(reg) area(),
+            base = in(reg) slabs.base,
+            in("cl") slabs.shift as u8,
+            n = in(reg) slabs.n,
+            hdr = in(reg) header,
+            item = in(reg) item,
+            ok = out(reg) ok,
+            cpu = out(reg) _,
+            cur = out(reg) _,
+            options(nostack),
+        );
+    }
+    ok != 0
+}
+
+/// Where the per-CPU slabs are: `n` slabs of `1 << shift` bytes from `base`.
 #[derive(Clone, Copy)]
 pub(crate) struct Slabs {
     pub(crate) base: *mut u8,
-    pub(crate) stride: usize,
+    pub(crate) shift: u32,
     pub(crate) n: usize,
 }
 
@@ -191,26 +211,6 @@ pub(crate) fn area() -> *mut c_void {
 pub(crate) fn cpu_of(area: *mut c_void) -> i32 {
     // SAFETY: `area` is this thread's registered struct rseq; cpu_id is at offset 4.
     unsafe { core::ptr::read_volatile(area.cast::<i32>().add(1)) }
-}
-
-/// Pops the top item of the list at `header` in the calling CPU's slab; 0 when it is empty.
-///
-/// # Safety
-/// [`available`] returned true; `slabs` describes live slabs whose headers are valid.
-#[inline]
-pub(crate) unsafe fn pop(slabs: Slabs, header: usize) -> usize {
-    // SAFETY: the caller's contract; the sequence only touches the current CPU's slab.
-    unsafe { tricolor_rseq_pop(area(), slabs.base, slabs.stride, header, slabs.n) }
-}
-
-/// Pushes `item` on the list at `header` in the calling CPU's slab; false when it is full.
-///
-/// # Safety
-/// As for [`pop`].
-#[inline]
-pub(crate) unsafe fn push(slabs: Slabs, header: usize, item: usize) -> bool {
-    // SAFETY: the caller's contract.
-    unsafe { tricolor_rseq_push(area(), slabs.base, slabs.stride, header, slabs.n, item) != 0 }
 }
 
 /// Number of CPUs the kernel may report (`_SC_NPROCESSORS_CONF`; CPU ids are below it on
