@@ -34,6 +34,36 @@ use core::sync::atomic::{AtomicIsize, AtomicU8, Ordering};
 //   5: abort handler, which jumps back to 2; 7: failure exit; 8: common exit.
 // Header of a class in a slab: { current: u32, capacity: u32, items_offset: u32, _: u32 }.
 
+/// The shared head of both sequences: this copy's descriptor and signed abort handler, the
+/// restart point (2) that registers the descriptor, the start of the sequence (3), and the
+/// address of the current CPU's slab in `{cpu}` (or a jump to the failure exit 7).
+macro_rules! sequence_start {
+    () => {
+        concat!(
+            ".pushsection .data.rel.ro.tricolor_rseq_cs,\"aw\",@progbits\n",
+            ".balign 32\n",
+            "66:\n",
+            ".long 0, 0\n",
+            ".quad 3f, (4f - 3f), 5f\n",
+            ".popsection\n",
+            ".pushsection .text.tricolor_rseq_abort,\"ax\",@progbits\n",
+            ".long 0x53053053\n",
+            "5:\n",
+            "jmp 2f\n",
+            ".popsection\n",
+            "2:\n",
+            "lea {cpu}, [rip + 66b]\n",
+            "mov qword ptr [{area} + 8], {cpu}\n",
+            "3:\n",
+            "mov {cpu:e}, dword ptr [{area} + 4]\n",
+            "cmp {cpu}, {n}\n",
+            "jae 7f\n",
+            "shl {cpu}, cl\n",
+            "add {cpu}, {base}\n",
+        )
+    };
+}
+
 /// Pops the top item of the list whose header is at `header` in the calling CPU's slab;
 /// 0 when the list is empty (or the CPU has no slab).
 ///
@@ -46,26 +76,7 @@ pub(crate) unsafe fn pop(slabs: Slabs, header: usize) -> usize {
     // commits with one store of `current`; an abort restarts it from scratch (module docs).
     unsafe {
         core::arch::asm!(
-            ".pushsection .data.rel.ro.tricolor_rseq_cs,\"aw\",@progbits",
-            ".balign 32",
-            "66:",
-            ".long 0, 0",
-            ".quad 3f, (4f - 3f), 5f",
-            ".popsection",
-            ".pushsection .text.tricolor_rseq_abort,\"ax\",@progbits",
-            ".long 0x53053053",
-            "5:",
-            "jmp 2f",
-            ".popsection",
-            "2:",
-            "lea {cpu}, [rip + 66b]",
-            "mov qword ptr [{area} + 8], {cpu}",
-            "3:",
-            "mov {cpu:e}, dword ptr [{area} + 4]",
-            "cmp {cpu}, {n}",
-            "jae 7f",
-            "shl {cpu}, cl",
-            "add {cpu}, {base}",
+            sequence_start!(),
             "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
             "test {cur:e}, {cur:e}",
             "jz 7f",
@@ -104,26 +115,7 @@ pub(crate) unsafe fn push(slabs: Slabs, header: usize, item: usize) -> bool {
     // SAFETY: as for `pop`; the item is written above `current`, invisible until the commit.
     unsafe {
         core::arch::asm!(
-            ".pushsection .data.rel.ro.tricolor_rseq_cs,\"aw\",@progbits",
-            ".balign 32",
-            "66:",
-            ".long 0, 0",
-            ".quad 3f, (4f - 3f), 5f",
-            ".popsection",
-            ".pushsection .text.tricolor_rseq_abort,\"ax\",@progbits",
-            ".long 0x53053053",
-            "5:",
-            "jmp 2f",
-            ".popsection",
-            "2:",
-            "lea {cpu}, [rip + 66b]",
-            "mov qword ptr [{area} + 8], {cpu}",
-            "3:",
-            "mov {cpu:e}, dword ptr [{area} + 4]",
-            "cmp {cpu}, {n}",
-            "jae 7f",
-            "shl {cpu}, cl",
-            "add {cpu}, {base}",
+            sequence_start!(),
             "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
             "cmp {cur:e}, dword ptr [{cpu} + {hdr} + 4]",
             "jae 7f",
