@@ -31,7 +31,7 @@ use crate::central::Batch;
 use crate::heap::HEAP;
 use crate::os::{self, rseq};
 use crate::size_class::{CLASSES, NUM_CLASSES, class_info};
-use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicIsize, AtomicPtr, AtomicU8, AtomicUsize, Mutex, Ordering};
 use crate::thread_cache;
 use core::ptr;
 
@@ -58,11 +58,13 @@ struct Layout {
     base: AtomicPtr<u8>,
     shift: AtomicUsize,
     count: AtomicUsize,
+    rseq_offset: AtomicIsize,
 }
 static LAYOUT: Layout = Layout {
     base: AtomicPtr::new(ptr::null_mut()),
     shift: AtomicUsize::new(0),
     count: AtomicUsize::new(0),
+    rseq_offset: AtomicIsize::new(0),
 };
 
 /// Slots per class in a slab: two batches, and for small classes up to 64 KiB of blocks (at
@@ -136,6 +138,7 @@ fn build_slabs() -> bool {
         .shift
         .store(stride.trailing_zeros() as usize, Ordering::Relaxed);
     LAYOUT.count.store(n, Ordering::Relaxed);
+    LAYOUT.rseq_offset.store(rseq::offset(), Ordering::Relaxed);
     true
 }
 
@@ -145,6 +148,7 @@ fn slabs() -> rseq::Slabs {
         base: LAYOUT.base.load(Ordering::Relaxed),
         shift: LAYOUT.shift.load(Ordering::Relaxed) as u32,
         n: LAYOUT.count.load(Ordering::Relaxed),
+        rseq_offset: LAYOUT.rseq_offset.load(Ordering::Relaxed),
     }
 }
 

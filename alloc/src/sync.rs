@@ -7,7 +7,9 @@
 //! in the allocator's statics), spins briefly before sleeping, and exposes raw lock/unlock so
 //! that a `fork` handler can hold every lock across the fork.
 
-pub(crate) use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{
+    AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, Ordering,
+};
 
 use crate::os;
 use core::cell::UnsafeCell;

@@ -90,7 +90,7 @@ pub(crate) unsafe fn pop(slabs: Slabs, header: usize) -> usize {
             "7:",
             "xor {out:e}, {out:e}",
             "8:",
-            area = in(reg) area(),
+            area = in(reg) area_at(slabs.rseq_offset),
             base = in(reg) slabs.base,
             in("cl") slabs.shift as u8,
             n = in(reg) slabs.n,
@@ -130,7 +130,7 @@ pub(crate) unsafe fn push(slabs: Slabs, header: usize, item: usize) -> bool {
             "7:",
             "xor {ok:e}, {ok:e}",
             "8:",
-            area = in(reg) area(),
+            area = in(reg) area_at(slabs.rseq_offset),
             base = in(reg) slabs.base,
             in("cl") slabs.shift as u8,
             n = in(reg) slabs.n,
@@ -151,6 +151,8 @@ pub(crate) struct Slabs {
     pub(crate) base: *mut u8,
     pub(crate) shift: u32,
     pub(crate) n: usize,
+    /// [`offset`], carried here so the fast path reads everything from one place.
+    pub(crate) rseq_offset: isize,
 }
 
 const UNKNOWN: u8 = 0;
@@ -188,15 +190,25 @@ fn detect() -> bool {
     ok
 }
 
+/// glibc's `__rseq_offset`. Only meaningful when [`available`].
+pub(crate) fn offset() -> isize {
+    OFFSET.load(Ordering::Relaxed)
+}
+
 /// The calling thread's `struct rseq`. Only meaningful when [`available`].
+fn area() -> *mut c_void {
+    area_at(offset())
+}
+
+/// The calling thread's `struct rseq`, given [`offset`].
 #[inline(always)]
-pub(crate) fn area() -> *mut c_void {
+fn area_at(offset: isize) -> *mut c_void {
     let tp: usize;
     // SAFETY: on x86-64 Linux, fs:[0] holds the thread pointer (the TCB's self pointer).
     unsafe {
         core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags))
     };
-    (tp as isize + OFFSET.load(Ordering::Relaxed)) as *mut c_void
+    (tp as isize + offset) as *mut c_void
 }
 
 /// The CPU the kernel last recorded for this thread (-1 before registration).
