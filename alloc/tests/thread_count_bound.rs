@@ -1,11 +1,13 @@
 //! Memory held in front caches is bounded by the number of CPUs, not of threads: 512 threads,
-//! all alive at once, each allocate and free a few hundred blocks and then exit. Run in child
+//! all alive at once, each allocate and free a few hundred blocks and then exit. Their
+//! allocation phases run one at a time (a mutex), so live blocks never exceed one thread's
+//! worth and what grows with the thread count is only what the front end keeps. Run in child
 //! processes, once per front end; their peak RSS (VmHWM) is compared. The per-thread caches
 //! hold every thread's blocks until it exits; the per-CPU caches hold at most their slabs.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::process::Command;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use tricolor_alloc::{FrontEnd, Tricolor, front_end};
 
 #[global_allocator]
@@ -32,12 +34,15 @@ fn churn_with_many_threads() {
     }
     let before = vm_kib("VmRSS:");
     let barrier = Arc::new(Barrier::new(THREADS));
+    let one_at_a_time = Arc::new(Mutex::new(()));
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
             let barrier = Arc::clone(&barrier);
+            let one_at_a_time = Arc::clone(&one_at_a_time);
             std::thread::Builder::new()
                 .stack_size(64 << 10)
                 .spawn(move || {
+                    let turn = one_at_a_time.lock().unwrap();
                     let mut blocks = Vec::with_capacity(400);
                     for i in 0..400 {
                         let l = Layout::from_size_align(16 + (i * 97 + t * 13) % 4000, 8).unwrap();
@@ -52,6 +57,7 @@ fn churn_with_many_threads() {
                         // SAFETY: live blocks with their layouts.
                         unsafe { GLOBAL.dealloc(p, l) };
                     }
+                    drop(turn);
                     // Every thread stays alive, with whatever its front end kept, until all
                     // have allocated: the moment per-thread caches are at their largest.
                     barrier.wait();
