@@ -49,18 +49,20 @@ pub enum FrontEnd {
 const UNDECIDED: u8 = 0;
 const PER_CPU: u8 = 1;
 const PER_THREAD: u8 = 2;
-/// The mode; Release/Acquire publishes the slabs below.
-static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
 static DECIDE: Mutex<()> = Mutex::new(());
 /// The slabs, in one static so the fast path finds them with one address computation. Written
-/// once before MODE becomes PER_CPU (relaxed; published by MODE's Release).
+/// once before `mode` becomes PER_CPU (relaxed; published by its Release).
 struct Layout {
+    /// The mode; Release/Acquire publishes the fields below. Here, so the fast path reads the
+    /// mode and the slabs from one place.
+    mode: AtomicU8,
     base: AtomicPtr<u8>,
     shift: AtomicUsize,
     count: AtomicUsize,
     rseq_offset: AtomicIsize,
 }
 static LAYOUT: Layout = Layout {
+    mode: AtomicU8::new(UNDECIDED),
     base: AtomicPtr::new(ptr::null_mut()),
     shift: AtomicUsize::new(0),
     count: AtomicUsize::new(0),
@@ -86,7 +88,7 @@ pub fn front_end() -> FrontEnd {
 /// True when the per-CPU caches serve allocations.
 #[inline(always)]
 pub(crate) fn per_cpu() -> bool {
-    match MODE.load(Ordering::Acquire) {
+    match LAYOUT.mode.load(Ordering::Acquire) {
         PER_CPU => true,
         PER_THREAD => false,
         _ => decide(),
@@ -97,14 +99,16 @@ pub(crate) fn per_cpu() -> bool {
 #[inline(never)]
 fn decide() -> bool {
     let _g = DECIDE.lock();
-    match MODE.load(Ordering::Acquire) {
+    match LAYOUT.mode.load(Ordering::Acquire) {
         PER_CPU => return true,
         PER_THREAD => return false,
         _ => {}
     }
     thread_cache::init_heap();
     let ok = !os::env_is(c"TRICOLOR_PERCPU", b"0") && rseq::available() && build_slabs();
-    MODE.store(if ok { PER_CPU } else { PER_THREAD }, Ordering::Release);
+    LAYOUT
+        .mode
+        .store(if ok { PER_CPU } else { PER_THREAD }, Ordering::Release);
     ok
 }
 
@@ -125,7 +129,7 @@ fn build_slabs() -> bool {
     for cpu in 0..n {
         for (c, &at) in items.iter().enumerate() {
             // SAFETY: fresh metadata of `stride * n` bytes; no sequence can run on it before
-            // MODE is published.
+            // `mode` is published.
             unsafe {
                 let h = base.add(cpu * stride + c * HEADER).cast::<u32>();
                 h.add(1).write(capacity(c));

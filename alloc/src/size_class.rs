@@ -167,10 +167,9 @@ pub fn class_info(class: usize) -> &'static SizeClass {
     unsafe { CLASSES.get_unchecked(class) }
 }
 
-/// Lookup for requests up to 1 KiB, indexed by `(n + 7) / 8`.
-const SMALL_LUT_LEN: usize = 1024 / 8 + 1;
-/// Lookup for requests above 1 KiB, indexed by `(n - 1024 + 127) / 128`.
-const LARGE_LUT_LEN: usize = (MAX_SMALL_SIZE - 1024) / 128 + 1;
+/// Lookup for every small request, indexed by `(n + 7) / 8` (4 KiB): one load, no branch.
+/// Exact because every class boundary is a multiple of 8.
+const LUT_LEN: usize = MAX_SMALL_SIZE / 8 + 1;
 
 const fn smallest_class_for(n: u32) -> u8 {
     let (sizes, _, count) = GENERATED;
@@ -181,42 +180,25 @@ const fn smallest_class_for(n: u32) -> u8 {
     c as u8
 }
 
-const fn build_small_lut() -> [u8; SMALL_LUT_LEN] {
-    let mut lut = [0u8; SMALL_LUT_LEN];
+const fn build_lut() -> [u8; LUT_LEN] {
+    let mut lut = [0u8; LUT_LEN];
     let mut i = 0;
-    while i < SMALL_LUT_LEN {
+    while i < LUT_LEN {
         lut[i] = smallest_class_for((i * 8) as u32);
         i += 1;
     }
     lut
 }
 
-const fn build_large_lut() -> [u8; LARGE_LUT_LEN] {
-    let mut lut = [0u8; LARGE_LUT_LEN];
-    let mut i = 0;
-    while i < LARGE_LUT_LEN {
-        lut[i] = smallest_class_for((1024 + i * 128) as u32);
-        i += 1;
-    }
-    lut
-}
-
-static SMALL_LUT: [u8; SMALL_LUT_LEN] = build_small_lut();
-static LARGE_LUT: [u8; LARGE_LUT_LEN] = build_large_lut();
+static LUT: [u8; LUT_LEN] = build_lut();
 
 /// The class serving a request of `n <= MAX_SMALL_SIZE` bytes with alignment at most 8.
+///
+/// # Panics
+/// If `n > MAX_SMALL_SIZE` (callers have checked, so the bounds check folds away).
 #[inline]
 pub fn class_of(n: usize) -> usize {
-    debug_assert!(n <= MAX_SMALL_SIZE);
-    if n <= 1024 {
-        // SAFETY: n <= 1024, so the index is at most 128 < SMALL_LUT_LEN.
-        unsafe { *SMALL_LUT.get_unchecked((n + 7) >> 3) as usize }
-    } else {
-        assert!(n <= MAX_SMALL_SIZE);
-        // SAFETY: 1024 < n <= MAX_SMALL_SIZE (asserted; the compiler drops the check where
-        // callers already tested it), so the index is at most LARGE_LUT_LEN - 1.
-        unsafe { *LARGE_LUT.get_unchecked((n - 1024 + 127) >> 7) as usize }
-    }
+    LUT[n.wrapping_add(7) >> 3] as usize
 }
 
 /// The class serving `size` bytes aligned to `align` (a power of two), or `None` when the
