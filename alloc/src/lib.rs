@@ -21,13 +21,16 @@
 //!   from 64 MiB-aligned reservations committed on use (`page_heap`).
 //! * **Central lists.** Per class, the spans with free objects, under a per-class lock;
 //!   objects move to and from front caches in batches (`central`).
-//! * **Front caches.** Per thread, per class, a list of free blocks (`thread_cache`); the
-//!   per-CPU restartable-sequence caches take over the fast path in a later stage.
+//! * **Front caches.** Per CPU, per class, a stack of free blocks pushed and popped by
+//!   restartable sequences (`percpu`, over `os::rseq`) where glibc has registered rseq;
+//!   otherwise per thread, per class, a list of free blocks (`thread_cache`). Decided once per
+//!   process; `front_end()` reports which.
 //!
 //! ## Allocation (`api::alloc`)
-//! 1. Pick the class from the request size and alignment (two table loads); requests that fit
+//! 1. Pick the class from the request size and alignment (one table load); requests that fit
 //!    no class become page runs (step 4).
-//! 2. Pop a block from the thread's list for the class: the fast path, no lock, no atomic.
+//! 2. Pop a block from this CPU's stack (or this thread's list) for the class: the fast path,
+//!    no lock, no atomic.
 //! 3. On a miss, take a batch from the central list (lock per class); the central list carves
 //!    it from a partially free span, or asks the page heap for a new span.
 //! 4. Large: the page heap finds the best-fitting free run (aligned if asked), splitting off
@@ -38,9 +41,9 @@
 //! 1. Check the pointer (pagemap, span state, object boundary, bump mark, free canary) and
 //!    abort with a message on misuse; invariant: no list ever receives a block that is not a
 //!    live block of ours.
-//! 2. Small: push onto the thread's list; past the list's slow-start limit a batch goes back to
-//!    the central list (and past 4 MiB cached in the thread, half of every list), which returns
-//!    a span to the page heap when its last object returns.
+//! 2. Small: push onto this CPU's stack or this thread's list. A full stack (or a list past
+//!    its slow-start limit, or past 4 MiB cached in the thread) sends a batch back to the
+//!    central list, which returns a span to the page heap when its last object returns.
 //! 3. Large: the page heap marks the run free and merges it with free neighbours.
 //!
 //! ## Threads and processes
