@@ -105,14 +105,14 @@ fn decide() -> bool {
         _ => {}
     }
     thread_cache::init_heap();
-    let ok = !os::env_is(c"TRICOLOR_PERCPU", b"0") && rseq::available() && build_slabs();
+    let ok = !os::env_is(c"TRICOLOR_PERCPU", b"0") && rseq::detect().is_some_and(build_slabs);
     LAYOUT
         .mode
         .store(if ok { PER_CPU } else { PER_THREAD }, Ordering::Release);
     ok
 }
 
-fn build_slabs() -> bool {
+fn build_slabs(rseq_offset: isize) -> bool {
     let mut offset = NUM_CLASSES * HEADER;
     let mut items = [0usize; NUM_CLASSES];
     for (c, slot) in items.iter_mut().enumerate() {
@@ -142,7 +142,7 @@ fn build_slabs() -> bool {
         .shift
         .store(stride.trailing_zeros() as usize, Ordering::Relaxed);
     LAYOUT.count.store(n, Ordering::Relaxed);
-    LAYOUT.rseq_offset.store(rseq::offset(), Ordering::Relaxed);
+    LAYOUT.rseq_offset.store(rseq_offset, Ordering::Relaxed);
     true
 }
 
@@ -240,7 +240,7 @@ unsafe fn for_each_set_canary(mut b: *mut FreeBlock, class: usize) {
 /// `p` is a live block of `class` that nobody uses any more.
 #[inline]
 pub(crate) unsafe fn free(p: *mut u8, class: usize) {
-    thread_cache::debug_fill_freed(p, class_info(class).size as usize);
+    block::debug_fill_freed(p, class_info(class).size as usize);
     if class != 0 {
         // SAFETY: a block of at least 16 bytes, ours.
         unsafe { block::set_canary(p) };

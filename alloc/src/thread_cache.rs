@@ -266,7 +266,7 @@ fn alloc_uncached(class: usize) -> *mut u8 {
 #[inline]
 pub(crate) unsafe fn free(p: *mut u8, class: usize) {
     let info = class_info(class);
-    debug_fill_freed(p, info.size as usize);
+    block::debug_fill_freed(p, info.size as usize);
     if class != 0 {
         // SAFETY: blocks of classes above 0 have at least 16 bytes.
         unsafe { block::set_canary(p) };
@@ -292,18 +292,6 @@ pub(crate) unsafe fn free(p: *mut u8, class: usize) {
         (*b).next = ptr::null_mut();
         HEAP.central
             .insert_batch(&HEAP.pages, class, Batch { head: b, count: 1 });
-    }
-}
-
-/// Debug builds poison freed blocks (shared with the per-CPU front end).
-#[inline]
-pub(crate) fn debug_fill_freed(_p: *mut u8, _size: usize) {
-    // Debug builds poison freed memory past the link and canary words, so a use after free
-    // reads 0xdf bytes instead of plausible data.
-    #[cfg(debug_assertions)]
-    if _size > 16 {
-        // SAFETY: the block is ours and `_size` bytes long.
-        unsafe { ptr::write_bytes(_p.add(16), 0xdf, _size - 16) };
     }
 }
 

@@ -23,7 +23,6 @@
 //! handler simply starts over. No atomic instruction and no lock.
 
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicIsize, AtomicU8, Ordering};
 
 // Each sequence is inline assembly, so it inlines into the allocation fast path. Every copy the
 // compiler emits carries its own descriptor (in `.data.rel.ro.tricolor_rseq_cs`) and its own
@@ -64,41 +63,58 @@ macro_rules! sequence_start {
     };
 }
 
+/// One restartable sequence: the shared head ([`sequence_start`]), then `body`, with the
+/// operands every sequence uses bound here once: `{area}` (this thread's `struct rseq`),
+/// `{base}`, `cl` (the slab shift), `{n}`, `{hdr}` (the class header's offset), and the scratch
+/// registers `{cpu}` and `{cur}`. `extra` adds the sequence's own operands.
+macro_rules! sequence {
+    ($slabs:expr, $header:expr, [$($body:literal),* $(,)?], $($extra:tt)*) => {
+        core::arch::asm!(
+            sequence_start!(),
+            $($body,)*
+            $($extra)*
+            area = in(reg) area_at($slabs.rseq_offset),
+            base = in(reg) $slabs.base,
+            n = in(reg) $slabs.n,
+            hdr = in(reg) $header,
+            cpu = out(reg) _,
+            cur = out(reg) _,
+            in("cl") $slabs.shift as u8,
+            options(nostack),
+        )
+    };
+}
+
 /// Pops the top item of the list whose header is at `header` in the calling CPU's slab;
 /// 0 when the list is empty (or the CPU has no slab).
 ///
 /// # Safety
-/// [`available`] returned true; `slabs` describes live, initialised slabs.
+/// `slabs.rseq_offset` came from [`detect`]; `slabs` describes live, initialised slabs.
 #[inline(always)]
 pub(crate) unsafe fn pop(slabs: Slabs, header: usize) -> usize {
     let out: usize;
     // SAFETY: the sequence reads this thread's struct rseq and the current CPU's slab, and
     // commits with one store of `current`; an abort restarts it from scratch (module docs).
     unsafe {
-        core::arch::asm!(
-            sequence_start!(),
-            "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
-            "test {cur:e}, {cur:e}",
-            "jz 7f",
-            "mov {out:e}, dword ptr [{cpu} + {hdr} + 8]",
-            "add {out}, {cpu}",
-            "mov {out}, qword ptr [{out} + {cur} * 8 - 8]",
-            "dec {cur:e}",
-            "mov dword ptr [{cpu} + {hdr}], {cur:e}",
-            "4:",
-            "jmp 8f",
-            "7:",
-            "xor {out:e}, {out:e}",
-            "8:",
-            area = in(reg) area_at(slabs.rseq_offset),
-            base = in(reg) slabs.base,
-            in("cl") slabs.shift as u8,
-            n = in(reg) slabs.n,
-            hdr = in(reg) header,
+        sequence!(
+            slabs,
+            header,
+            [
+                "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
+                "test {cur:e}, {cur:e}",
+                "jz 7f",
+                "mov {out:e}, dword ptr [{cpu} + {hdr} + 8]",
+                "add {out}, {cpu}",
+                "mov {out}, qword ptr [{out} + {cur} * 8 - 8]",
+                "dec {cur:e}",
+                "mov dword ptr [{cpu} + {hdr}], {cur:e}",
+                "4:",
+                "jmp 8f",
+                "7:",
+                "xor {out:e}, {out:e}",
+                "8:",
+            ],
             out = out(reg) out,
-            cpu = out(reg) _,
-            cur = out(reg) _,
-            options(nostack),
         );
     }
     out
@@ -114,32 +130,27 @@ pub(crate) unsafe fn push(slabs: Slabs, header: usize, item: usize) -> bool {
     let ok: usize;
     // SAFETY: as for `pop`; the item is written above `current`, invisible until the commit.
     unsafe {
-        core::arch::asm!(
-            sequence_start!(),
-            "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
-            "cmp {cur:e}, dword ptr [{cpu} + {hdr} + 4]",
-            "jae 7f",
-            "mov {ok:e}, dword ptr [{cpu} + {hdr} + 8]",
-            "add {ok}, {cpu}",
-            "mov qword ptr [{ok} + {cur} * 8], {item}",
-            "inc {cur:e}",
-            "mov dword ptr [{cpu} + {hdr}], {cur:e}",
-            "4:",
-            "mov {ok:e}, 1",
-            "jmp 8f",
-            "7:",
-            "xor {ok:e}, {ok:e}",
-            "8:",
-            area = in(reg) area_at(slabs.rseq_offset),
-            base = in(reg) slabs.base,
-            in("cl") slabs.shift as u8,
-            n = in(reg) slabs.n,
-            hdr = in(reg) header,
+        sequence!(
+            slabs,
+            header,
+            [
+                "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
+                "cmp {cur:e}, dword ptr [{cpu} + {hdr} + 4]",
+                "jae 7f",
+                "mov {ok:e}, dword ptr [{cpu} + {hdr} + 8]",
+                "add {ok}, {cpu}",
+                "mov qword ptr [{ok} + {cur} * 8], {item}",
+                "inc {cur:e}",
+                "mov dword ptr [{cpu} + {hdr}], {cur:e}",
+                "4:",
+                "mov {ok:e}, 1",
+                "jmp 8f",
+                "7:",
+                "xor {ok:e}, {ok:e}",
+                "8:",
+            ],
             item = in(reg) item,
             ok = out(reg) ok,
-            cpu = out(reg) _,
-            cur = out(reg) _,
-            options(nostack),
         );
     }
     ok != 0
@@ -151,56 +162,28 @@ pub(crate) struct Slabs {
     pub(crate) base: *mut u8,
     pub(crate) shift: u32,
     pub(crate) n: usize,
-    /// [`offset`], carried here so the fast path reads everything from one place.
+    /// [`detect`]'s offset, carried here so the fast path reads everything from one place.
     pub(crate) rseq_offset: isize,
 }
 
-const UNKNOWN: u8 = 0;
-const AVAILABLE: u8 = 1;
-const UNAVAILABLE: u8 = 2;
-static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
-/// `__rseq_offset`, valid once STATE is AVAILABLE (Release/Acquire through STATE).
-static OFFSET: AtomicIsize = AtomicIsize::new(0);
-
-/// Whether glibc registered rseq for this process's threads. Decided once.
-pub(crate) fn available() -> bool {
-    match STATE.load(Ordering::Acquire) {
-        AVAILABLE => true,
-        UNAVAILABLE => false,
-        _ => detect(),
-    }
-}
-
-#[cold]
-fn detect() -> bool {
+/// glibc's `__rseq_offset` when it has registered rseq for the calling thread (and so, by
+/// glibc's rule, for every thread); `None` otherwise. Called once, when the front end is chosen;
+/// the caller keeps the answer.
+pub(crate) fn detect() -> Option<isize> {
     // SAFETY: dlsym with RTLD_DEFAULT and NUL-terminated names; the symbols, when present, are
     // glibc's `const ptrdiff_t __rseq_offset` and `const unsigned int __rseq_size`.
-    let ok = unsafe {
+    let offset = unsafe {
         let off = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr()).cast::<isize>();
         let size = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()).cast::<u32>();
         if off.is_null() || size.is_null() || *size < 20 {
-            false
-        } else {
-            OFFSET.store(*off, Ordering::Relaxed);
-            true
+            return None;
         }
+        *off
     };
-    let ok = ok && cpu_of(area()) >= 0;
-    STATE.store(if ok { AVAILABLE } else { UNAVAILABLE }, Ordering::Release);
-    ok
+    (cpu_of(area_at(offset)) >= 0).then_some(offset)
 }
 
-/// glibc's `__rseq_offset`. Only meaningful when [`available`].
-pub(crate) fn offset() -> isize {
-    OFFSET.load(Ordering::Relaxed)
-}
-
-/// The calling thread's `struct rseq`. Only meaningful when [`available`].
-fn area() -> *mut c_void {
-    area_at(offset())
-}
-
-/// The calling thread's `struct rseq`, given [`offset`].
+/// The calling thread's `struct rseq`, given [`detect`]'s offset.
 #[inline(always)]
 fn area_at(offset: isize) -> *mut c_void {
     let tp: usize;
@@ -211,8 +194,8 @@ fn area_at(offset: isize) -> *mut c_void {
     (tp as isize + offset) as *mut c_void
 }
 
-/// The CPU the kernel last recorded for this thread (-1 before registration).
-pub(crate) fn cpu_of(area: *mut c_void) -> i32 {
+/// The CPU the kernel last recorded for this thread (negative before registration).
+fn cpu_of(area: *mut c_void) -> i32 {
     // SAFETY: `area` is this thread's registered struct rseq; cpu_id is at offset 4.
     unsafe { core::ptr::read_volatile(area.cast::<i32>().add(1)) }
 }
