@@ -17,13 +17,33 @@
 //! is found in the wrong state.
 
 use crate::os;
-use crate::sync::{AtomicUsize, Ordering};
+// The key is written once, before any block exists, and is part of no concurrent protocol: a
+// plain core atomic (not `sync`'s, which become loom's in the transfer-cache model).
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// A free block (only the link is typed; the canary is written through [`set_canary`]).
 #[repr(C)]
 pub(crate) struct FreeBlock {
     pub(crate) next: *mut FreeBlock,
 }
+
+/// A list of free blocks linked through [`FreeBlock::next`], with its length: the unit in which
+/// blocks move between front caches, transfer caches and central lists.
+pub(crate) struct Batch {
+    pub(crate) head: *mut FreeBlock,
+    pub(crate) count: usize,
+}
+
+impl Batch {
+    pub(crate) const EMPTY: Batch = Batch {
+        head: core::ptr::null_mut(),
+        count: 0,
+    };
+}
+
+// SAFETY: a batch's blocks belong to whoever holds the batch (it is moved, never shared), so
+// handing it to another thread hands over the blocks with it.
+unsafe impl Send for Batch {}
 
 /// The canary key, drawn from the kernel at heap initialisation. Atomic, relaxed: written once
 /// before any block exists.

@@ -20,7 +20,7 @@
 //!
 //! Lock order: this lock, then the page heap's.
 
-use crate::block::{self, FreeBlock};
+use crate::block::{self, Batch, FreeBlock};
 use crate::misuse::{self, Misuse};
 use crate::page_heap::PageHeap;
 use crate::size_class::{CLASSES, NUM_CLASSES};
@@ -35,12 +35,6 @@ pub(crate) struct Central {
 
 struct CentralList {
     partial: SpanList,
-}
-
-/// A batch of objects linked through `FreeBlock::next`.
-pub(crate) struct Batch {
-    pub(crate) head: *mut FreeBlock,
-    pub(crate) count: usize,
 }
 
 impl Central {

@@ -3,18 +3,24 @@
 //! `fork()` copies only the calling thread. A lock held by another thread at that instant would
 //! stay locked in the child forever, so `prepare` takes every allocator lock, in the global
 //! lock order, before the fork:
-//! `init` → thread-cache registry → `Central[0..N]` → page heap → metadata.
+//! `init` → thread-cache registry → per-CPU resize → transfer caches → `Central[0..N]` → page
+//! heap → metadata.
 //! `parent` releases them in reverse. `child` releases them too (the forking thread, the only
 //! one in the child, holds them all), then flushes the caches of the threads that did not
 //! survive into the central lists, so their blocks are not lost.
 
 use crate::heap::{self, HEAP};
+use crate::percpu;
 use crate::thread_cache::{self, CACHES};
 
 /// Before `fork`: take every lock.
 pub(crate) unsafe extern "C" fn prepare() {
     heap::init_lock().lock_for_fork();
     CACHES.lock_for_fork();
+    percpu::RESIZE.lock_for_fork();
+    for t in &HEAP.transfer {
+        t.lock_for_fork();
+    }
     HEAP.central.lock_all_for_fork();
     HEAP.pages.lock_for_fork();
 }
@@ -28,6 +34,10 @@ unsafe fn release_all() {
     unsafe {
         HEAP.pages.unlock_after_fork();
         HEAP.central.unlock_all_after_fork();
+        for t in HEAP.transfer.iter().rev() {
+            t.unlock_after_fork();
+        }
+        percpu::RESIZE.unlock_after_fork();
         CACHES.unlock_after_fork();
         heap::init_lock().unlock_after_fork();
     }

@@ -8,25 +8,79 @@
 //! straight from the central lists and needs nothing initialised beyond the canary key, drawn
 //! first.
 
-use crate::block;
+use crate::block::{self, Batch};
 use crate::central::Central;
 use crate::os;
 use crate::page_heap::PageHeap;
 use crate::size_class::PAGE_SIZE;
+use crate::size_class::{CLASSES, NUM_CLASSES};
 use crate::sync::{AtomicU8, AtomicU32, Mutex, Ordering};
+use crate::transfer::{self, TransferCache};
 use core::ffi::c_void;
 
-/// The page heap and central lists of the process.
+/// The page heap, central lists and transfer caches of the process.
 pub(crate) struct Heap {
     pub(crate) pages: PageHeap,
     pub(crate) central: Central,
+    pub(crate) transfer: [TransferCache; NUM_CLASSES],
 }
 
 /// The process heap.
 pub(crate) static HEAP: Heap = Heap {
     pages: PageHeap::new(),
     central: Central::new(),
+    transfer: [const { TransferCache::new() }; NUM_CLASSES],
 };
+
+impl Heap {
+    /// Takes up to `want` free blocks of `class` for a front cache: a parked batch when `want`
+    /// is a whole batch and one is parked, otherwise from the central list. Fewer (possibly
+    /// none) only when memory is exhausted.
+    pub(crate) fn remove_batch(&self, class: usize, want: usize) -> Batch {
+        if want == CLASSES[class].batch as usize
+            && let Some(b) = self.transfer[class].remove()
+        {
+            return b;
+        }
+        self.central.remove_batch(&self.pages, class, want)
+    }
+
+    /// Takes back free blocks of `class` from a front cache: a whole batch is parked in the
+    /// transfer cache when there is room, anything else goes to the central list.
+    ///
+    /// # Safety
+    /// As for `Central::insert_batch`: every block is a free block of `class`, carrying its
+    /// canary, that the caller owns and nobody uses.
+    pub(crate) unsafe fn insert_batch(&self, class: usize, batch: Batch) {
+        let sc = &CLASSES[class];
+        let batch = if batch.count == sc.batch as usize {
+            let limit = transfer::limit_for(sc.size as usize, sc.batch as usize);
+            match self.transfer[class].insert(batch, limit) {
+                Ok(()) => return,
+                Err(b) => b,
+            }
+        } else {
+            batch
+        };
+        // SAFETY: the caller's contract.
+        unsafe { self.central.insert_batch(&self.pages, class, batch) };
+    }
+
+    /// Empties into the central lists every transfer cache that saw no traffic since the
+    /// previous call (all of them with `force`). Returns the bytes moved.
+    pub(crate) fn reclaim_transfer(&self, force: bool) -> usize {
+        let mut bytes = 0;
+        for (class, t) in self.transfer.iter().enumerate() {
+            t.take_if_idle(force, |b| {
+                bytes += b.count * CLASSES[class].size as usize;
+                // SAFETY: parked batches are free blocks of `class` with canaries (transfer
+                // invariant 1), now ours.
+                unsafe { self.central.insert_batch(&self.pages, class, b) };
+            });
+        }
+        bytes
+    }
+}
 
 const UNINIT: u8 = 0;
 const READY: u8 = 2;

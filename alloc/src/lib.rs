@@ -52,29 +52,48 @@
 //! `pthread_atfork` handlers hold every lock across it, and the child flushes the caches of
 //! the threads it did not inherit (`fork`).
 
+// Under loom only the modelled modules are built; the rest of the crate is what uses them.
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
+
+#[cfg(not(loom))]
 pub(crate) mod api;
 pub(crate) mod block;
+#[cfg(not(loom))]
 pub(crate) mod central;
+#[cfg(not(loom))]
 pub(crate) mod fork;
+#[cfg(not(loom))]
 mod global;
+#[cfg(not(loom))]
 pub(crate) mod heap;
+#[cfg(not(loom))]
 pub(crate) mod meta;
+#[cfg(not(loom))]
 pub(crate) mod misuse;
 pub(crate) mod os;
+#[cfg(not(loom))]
 pub(crate) mod page_heap;
+#[cfg(not(loom))]
 pub(crate) mod pagemap;
+#[cfg(not(loom))]
 pub(crate) mod percpu;
 pub mod size_class;
+#[cfg(not(loom))]
 pub(crate) mod span;
 pub(crate) mod sync;
+#[cfg(not(loom))]
 pub(crate) mod thread_cache;
+pub(crate) mod transfer;
 
+#[cfg(not(loom))]
 pub use api::{alloc, alloc_zeroed, dealloc, free, realloc, usable_size};
+#[cfg(not(loom))]
 pub use global::Tricolor;
+#[cfg(not(loom))]
 pub use percpu::{FrontEnd, front_end};
 
 /// Internals for integration tests (Go's `export_test.go`); not a stable API.
-#[cfg(feature = "testing")]
+#[cfg(all(feature = "testing", not(loom)))]
 pub mod testing {
     /// Committed bytes and free bytes in the process page heap.
     pub fn page_heap_bytes() -> (usize, usize) {
@@ -89,12 +108,26 @@ pub mod testing {
     pub fn flush_thread_cache() {
         crate::thread_cache::flush_current();
     }
-    /// Empties every front cache this thread can reach: its own per-thread cache, or every
-    /// CPU's slab (by moving the thread across the CPUs, then allowing it all CPUs again).
-    pub fn drain_front_caches() {
+    /// Empties every front cache this thread can reach (its own per-thread cache, or every
+    /// CPU's slab) and every transfer cache. Returns the bytes moved from slabs and transfer
+    /// caches.
+    pub fn drain_front_caches() -> usize {
         crate::thread_cache::flush_current();
-        crate::percpu::drain_by_migration();
-        crate::os::rseq::unpin();
+        crate::percpu::drain_all()
+    }
+    /// One pass of the idle reclaimer (normally run from the slow paths once a second).
+    /// Returns the bytes moved to the central lists.
+    pub fn reclaim_idle() -> usize {
+        crate::percpu::reclaim_idle()
+    }
+    /// Blocks held and capacity of the per-CPU list of size class `class` on `cpu`; `None`
+    /// outside per-CPU mode.
+    pub fn percpu_list(cpu: usize, class: usize) -> Option<(u32, u32)> {
+        crate::percpu::list_state(cpu, class)
+    }
+    /// Batches parked in the transfer cache of `class`.
+    pub fn transfer_batches(class: usize) -> usize {
+        crate::heap::HEAP.transfer[class].parked_batches()
     }
     /// Bytes held in front caches: the calling thread's cache, plus every CPU's slab.
     pub fn front_cache_bytes() -> usize {
@@ -103,6 +136,16 @@ pub mod testing {
     /// Bytes held in the calling thread's cache.
     pub fn thread_cache_bytes() -> usize {
         crate::thread_cache::current_bytes()
+    }
+    /// Moves the calling thread to `cpu` (false if refused); `None` lets it run anywhere.
+    pub fn pin(cpu: Option<usize>) -> bool {
+        match cpu {
+            Some(c) => crate::os::rseq::pin_to(c),
+            None => {
+                crate::os::rseq::unpin();
+                true
+            }
+        }
     }
     /// True when block `p` (of 16 bytes or more, ours) carries its free canary: a block handed
     /// to the user must not.

@@ -1,16 +1,20 @@
-//! Synchronisation: every atomic and lock the allocator uses comes through this module, so a
-//! model checker (`loom`, arriving with the lock-free per-CPU caches) can be switched in at one
-//! place.
+//! Synchronisation: every atomic and lock the allocator uses comes through this module, so the
+//! `loom` model checker is switched in at one place (`--cfg loom`: then only this module, the
+//! OS layer, `block` and `transfer` are built, with loom's atomics; see `transfer`'s model).
 //!
 //! [`Mutex`] is a three-state futex lock (Drepper, "Futexes are tricky"): 0 unlocked, 1 locked,
 //! 2 locked with possible sleepers. It never allocates, is `const`-constructible (so it can live
 //! in the allocator's statics), spins briefly before sleeping, and exposes raw lock/unlock so
 //! that a `fork` handler can hold every lock across the fork.
 
+#[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{
-    AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, Ordering,
+    AtomicBool, AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
+#[cfg(not(loom))]
 use crate::os;
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
@@ -33,7 +37,17 @@ unsafe impl<T: Send> Sync for Mutex<T> {}
 unsafe impl<T: Send> Send for Mutex<T> {}
 
 impl<T> Mutex<T> {
+    #[cfg(not(loom))]
     pub(crate) const fn new(value: T) -> Self {
+        Self {
+            state: AtomicU32::new(UNLOCKED),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// Under loom (whose atomics are not `const`).
+    #[cfg(loom)]
+    pub(crate) fn new(value: T) -> Self {
         Self {
             state: AtomicU32::new(UNLOCKED),
             data: UnsafeCell::new(value),
@@ -58,7 +72,8 @@ impl<T> Mutex<T> {
     fn lock_contended(&self) {
         // Spin a little first: critical sections here are short (a list splice), and a futex
         // round trip costs microseconds.
-        for _ in 0..100 {
+        // (Under loom, one try: its scheduler explores the interleavings.)
+        for _ in 0..if cfg!(loom) { 1 } else { 100 } {
             if self.state.load(Ordering::Relaxed) == UNLOCKED
                 && self
                     .state
@@ -67,11 +82,34 @@ impl<T> Mutex<T> {
             {
                 return;
             }
+            #[cfg(not(loom))]
             core::hint::spin_loop();
+            #[cfg(loom)]
+            loom::thread::yield_now();
         }
         // Announce a sleeper by moving to CONTENDED; whoever unlocks from CONTENDED wakes one.
         while self.state.swap(CONTENDED, Ordering::Acquire) != UNLOCKED {
+            #[cfg(not(loom))]
             os::futex_wait(&self.state, CONTENDED);
+            // loom has no futex: yielding lets it schedule the holder.
+            #[cfg(loom)]
+            loom::thread::yield_now();
+        }
+    }
+
+    /// Takes the lock if it is free.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        // The guard must not exist unless the lock was taken: dropping one unlocks (so no
+        // `then_some`, which would build and drop a guard on failure).
+        let taken = self
+            .state
+            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        if taken {
+            Some(MutexGuard { mutex: self })
+        } else {
+            None
         }
     }
 
@@ -93,6 +131,7 @@ impl<T> Mutex<T> {
 
     fn unlock(&self) {
         if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
+            #[cfg(not(loom))]
             os::futex_wake_one(&self.state);
         }
     }
@@ -124,10 +163,23 @@ impl<T> Drop for MutexGuard<'_, T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn a_failed_try_lock_leaves_the_holder_holding() {
+        let m = Mutex::new(());
+        let held = m.lock();
+        assert!(m.try_lock().is_none());
+        assert!(
+            m.try_lock().is_none(),
+            "a failed try_lock released the holder's lock"
+        );
+        drop(held);
+        assert!(m.try_lock().is_some());
+    }
 
     #[test]
     fn mutex_excludes_under_contention() {

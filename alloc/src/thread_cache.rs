@@ -35,8 +35,7 @@
 //! the caches of threads that do not exist in it and give their blocks back, so `fork` loses
 //! nothing.
 
-use crate::block::{self, FreeBlock};
-use crate::central::Batch;
+use crate::block::{self, Batch, FreeBlock};
 use crate::heap::{self, HEAP};
 use crate::size_class::{CLASSES, NUM_CLASSES, class_info};
 use crate::sync::Mutex;
@@ -222,7 +221,7 @@ fn alloc_slow(mut tc: *mut ThreadCache, class: usize) -> *mut u8 {
     }
     // SAFETY: rule 1.
     let want = refill_count(unsafe { &(*tc).lists[class] }, class);
-    let batch = HEAP.central.remove_batch(&HEAP.pages, class, want);
+    let batch = HEAP.remove_batch(class, want);
     if batch.count == 0 {
         return ptr::null_mut();
     }
@@ -334,8 +333,7 @@ fn release(c: &mut ThreadCache, class: usize, n: u32) {
     list.len -= n;
     // SAFETY: the cut-off blocks are free blocks of `class` with canaries, owned by us.
     unsafe {
-        HEAP.central.insert_batch(
-            &HEAP.pages,
+        HEAP.insert_batch(
             class,
             Batch {
                 head,

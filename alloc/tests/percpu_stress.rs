@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tricolor_alloc::Tricolor;
 
+mod common;
+use common::{check, pin, stamp};
+
 #[global_allocator]
 static GLOBAL: Tricolor = Tricolor;
 
@@ -17,36 +20,6 @@ extern "C" fn on_signal(_: libc::c_int) {
     SIGNALS.fetch_add(1, Ordering::Relaxed);
 }
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
-
-fn pin(cpus: &[usize]) {
-    // SAFETY: a zeroed cpu_set_t is valid; setting our own thread's affinity.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &c in cpus {
-            libc::CPU_SET(c, &mut set);
-        }
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-fn stamp(p: *mut u8, size: usize, v: u64) {
-    for i in 0..size / 8 {
-        // SAFETY: inside the block we own.
-        unsafe { p.cast::<u64>().add(i).write(v ^ i as u64) };
-    }
-}
-
-fn check(p: *mut u8, size: usize, v: u64) {
-    for i in 0..size / 8 {
-        // SAFETY: inside the block we own.
-        let w = unsafe { p.cast::<u64>().add(i).read() };
-        assert_eq!(
-            w,
-            v ^ i as u64,
-            "block {p:p} ({size} B) word {i}: handed out twice or corrupted"
-        );
-    }
-}
 
 #[test]
 fn sequences_survive_preemption_migration_and_signals() {
@@ -71,9 +44,7 @@ fn sequences_survive_preemption_migration_and_signals() {
                 let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ ((t as u64 + 1) << 20);
                 let mut live: Vec<(usize, usize, u64)> = Vec::new();
                 for op in 0..ops {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    common::next(&mut x);
                     if op % 256 == 0 {
                         let c = (x >> 40) as usize % cpus;
                         if x & 1 == 0 {

@@ -142,6 +142,55 @@ pub(crate) fn futex_wake_one(word: &AtomicU32) {
     }
 }
 
+/// `membarrier(2)` commands and flag (linux/membarrier.h); not all are in the libc crate.
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ: libc::c_long = 1 << 7;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ: libc::c_long = 1 << 8;
+const MEMBARRIER_CMD_FLAG_CPU: libc::c_long = 1 << 0;
+
+/// Registers the process for [`rseq_fence`] (Linux ≥ 5.10). False when the kernel refuses
+/// (too old, or forbidden by a seccomp filter).
+pub(crate) fn register_rseq_fence() -> bool {
+    let _errno = ErrnoGuard::new();
+    // SAFETY: a membarrier registration command takes no pointers.
+    unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ,
+            0,
+            0,
+        ) == 0
+    }
+}
+
+/// Restarts every restartable sequence of this process now running on `cpu`, and makes the
+/// calling thread's earlier stores visible to whatever runs there next (`membarrier` with
+/// `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ` and `MEMBARRIER_CMD_FLAG_CPU`). False on failure.
+pub(crate) fn rseq_fence(cpu: usize) -> bool {
+    let _errno = ErrnoGuard::new();
+    // SAFETY: a membarrier command with a CPU number takes no pointers.
+    unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ,
+            MEMBARRIER_CMD_FLAG_CPU,
+            cpu as libc::c_int,
+        ) == 0
+    }
+}
+
+/// A monotonic clock in nanoseconds with a few milliseconds' resolution
+/// (`CLOCK_MONOTONIC_COARSE`: a vDSO read, no system call), for rate limits.
+pub(crate) fn coarse_now_ns() -> u64 {
+    let _errno = ErrnoGuard::new();
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// A thread-exit hook: `destructor(value)` runs when a thread that called [`ThreadExitKey::set`]
 /// with a non-null value exits (a `pthread_key_create` destructor; Rust's `thread_local!` with
 /// `Drop` would itself allocate when it registers).

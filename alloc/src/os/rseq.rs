@@ -31,7 +31,11 @@ use core::ffi::c_void;
 //   2: restart — point rseq_cs at this copy's descriptor;
 //   3: start of the sequence; 4: just after the committing store (post-commit);
 //   5: abort handler, which jumps back to 2; 7: failure exit; 8: common exit.
-// Header of a class in a slab: { current: u32, capacity: u32, items_offset: u32, _: u32 }.
+// Header of a class in a slab: { current: u32, capacity: u32, items_offset: u32, begin: u32 }.
+// `pop` fails when current <= begin, `push` when current >= capacity; each reads its gate
+// (begin, capacity) *before* `current`, so that a header being unlocked by another CPU
+// (`percpu::resize`) is seen whole: x86-64 does not reorder loads with loads, and the unlocking
+// thread stores the gates last.
 
 /// The shared head of both sequences: this copy's descriptor and signed abort handler, the
 /// restart point (2) that registers the descriptor, the start of the sequence (3), and the
@@ -100,9 +104,10 @@ pub(crate) unsafe fn pop(slabs: Slabs, header: usize) -> usize {
             slabs,
             header,
             [
+                "mov {out:e}, dword ptr [{cpu} + {hdr} + 12]",
                 "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
-                "test {cur:e}, {cur:e}",
-                "jz 7f",
+                "cmp {cur:e}, {out:e}",
+                "jbe 7f",
                 "mov {out:e}, dword ptr [{cpu} + {hdr} + 8]",
                 "add {out}, {cpu}",
                 "mov {out}, qword ptr [{out} + {cur} * 8 - 8]",
@@ -134,8 +139,9 @@ pub(crate) unsafe fn push(slabs: Slabs, header: usize, item: usize) -> bool {
             slabs,
             header,
             [
+                "mov {ok:e}, dword ptr [{cpu} + {hdr} + 4]",
                 "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
-                "cmp {cur:e}, dword ptr [{cpu} + {hdr} + 4]",
+                "cmp {cur:e}, {ok:e}",
                 "jae 7f",
                 "mov {ok:e}, dword ptr [{cpu} + {hdr} + 8]",
                 "add {ok}, {cpu}",
@@ -192,6 +198,12 @@ fn area_at(offset: isize) -> *mut c_void {
         core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags))
     };
     (tp as isize + offset) as *mut c_void
+}
+
+/// The CPU the calling thread is running on (it may move at any moment: a hint), given
+/// [`detect`]'s offset.
+pub(crate) fn current_cpu(offset: isize) -> usize {
+    cpu_of(area_at(offset)).max(0) as usize
 }
 
 /// The CPU the kernel last recorded for this thread (negative before registration).

@@ -4,34 +4,53 @@
 //!
 //! # Slabs
 //! One slab per CPU, all with the same layout: `NUM_CLASSES` headers of 16 bytes
-//! `{ current: u32, capacity: u32, items_offset: u32, _ }`, then each class's array of
-//! `capacity` block pointers. `items[0..current]` are free blocks (with their canary set, see
-//! `block`). Headers and arrays are written only by restartable sequences running on that
-//! slab's CPU (rule 1), with `current` as the single committing store, so no lock and no atomic
-//! instruction guards them. Capacities are fixed (see [`capacity`]) for now. Slabs are a power
-//! of two apart.
+//! `{ current: u32, capacity: u32, items_offset: u32, begin: u32 }`, then each class's array of
+//! [`max_capacity`] block pointers. `items[begin..current]` are free blocks (with their canary
+//! set, see `block`); `begin` is 0 except while the header is locked. Slabs are a power of two
+//! apart.
+//!
+//! Rule 1: `current` and `items` are written only by restartable sequences running on the
+//! slab's CPU, with `current` as the single committing store, or by the holder of a *locked*
+//! header (`resize`). Rule 2: `capacity` and `begin` are written only by `resize`, under its
+//! lock. So no lock and no atomic instruction guards the fast path.
+//!
+//! # Capacity adapts to use
+//! A list starts at one batch of capacity ([`initial_capacity`]). When a free finds it full,
+//! the list grows by a batch, up to [`max_capacity`]; when a pass of [`reclaim_idle`] finds
+//! that a CPU's list of some class had no miss since the previous pass, it is emptied and
+//! shrunk back to one batch. A CPU that stops using a class thereby gives its blocks back
+//! within two passes (one second apart, run from the slow paths; the background scavenger of
+//! the next issue will run them when nothing allocates). Both resizes work on another CPU's
+//! slab safely: `resize` explains the protocol (locked headers plus `membarrier`). Where the
+//! kernel lacks `membarrier`'s rseq command, capacities stay at their maximum instead.
 //!
 //! # Slow paths
-//! * Allocation from an empty list takes a batch from the central list, returns one block and
-//!   pushes the rest, one restartable push each (a thread migrated half-way simply fills the
-//!   other CPU's list; blocks that fit nowhere go back to the central list).
-//! * A free onto a full list pops a batch (again one sequence each, on whatever CPU the thread
-//!   is on) and returns it, with the freed block, to the central list.
+//! * Allocation from an empty list takes a batch (from the transfer cache or the central
+//!   list), returns one block and pushes the rest, one restartable push each (a thread migrated
+//!   half-way simply fills the other CPU's list; blocks that fit nowhere go back).
+//! * A free onto a full list grows the list if it may, else pops a batch (one sequence each,
+//!   on whatever CPU the thread is on) and returns it, with the freed block, to the transfer
+//!   cache or the central list.
 //!
-//! Nothing ever touches another CPU's slab, so there is no cross-CPU protocol to get wrong.
-//! Not done yet (issue 3): capacities that adapt to use, transfer caches, and draining an idle
-//! CPU's slab (that needs the stop-flag + membarrier protocol).
+//! `fork` needs no flush: the child inherits the slabs with the rest of memory, and its
+//! threads use them as any other thread would. The fork handlers hold the resize lock, so no
+//! header is left locked in the child.
 //!
 //! # Mode
 //! Decided once, at the first allocation: per-CPU when rseq is registered and
 //! `TRICOLOR_PERCPU` is not `0`; otherwise the per-thread caches of `thread_cache`.
 
-use crate::block::{self, FreeBlock};
-use crate::central::Batch;
+mod resize;
+
+pub(crate) use resize::RESIZE;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use resize::{drain_all, reclaim_idle};
+
+use crate::block::{self, Batch, FreeBlock};
 use crate::heap::HEAP;
 use crate::os::{self, rseq};
 use crate::size_class::{CLASSES, NUM_CLASSES, class_info};
-use crate::sync::{AtomicIsize, AtomicPtr, AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU8, AtomicUsize, Mutex, Ordering};
 use crate::thread_cache;
 use core::ptr;
 
@@ -60,6 +79,8 @@ struct Layout {
     shift: AtomicUsize,
     count: AtomicUsize,
     rseq_offset: AtomicIsize,
+    /// True when `membarrier` can fence another CPU's sequences, so capacities may change.
+    resizable: AtomicBool,
 }
 static LAYOUT: Layout = Layout {
     mode: AtomicU8::new(UNDECIDED),
@@ -67,13 +88,25 @@ static LAYOUT: Layout = Layout {
     shift: AtomicUsize::new(0),
     count: AtomicUsize::new(0),
     rseq_offset: AtomicIsize::new(0),
+    resizable: AtomicBool::new(false),
 };
 
-/// Slots per class in a slab: two batches, and for small classes up to 64 KiB of blocks (at
-/// most 256), so alloc/free runs of a few hundred small blocks stay on the CPU.
-fn capacity(class: usize) -> u32 {
+/// Most slots a class's list may have: two batches, and for small classes up to 64 KiB of
+/// blocks (at most 256), so alloc/free runs of a few hundred small blocks stay on the CPU.
+/// Each slab reserves this many.
+pub(crate) fn max_capacity(class: usize) -> u32 {
     let sc = &CLASSES[class];
     (2 * sc.batch).max(((64 * 1024) / sc.size).min(256))
+}
+
+/// The capacity a list starts with, and shrinks back to when idle: one batch (the maximum when
+/// capacities cannot change).
+pub(crate) fn initial_capacity(class: usize) -> u32 {
+    if LAYOUT.resizable.load(Ordering::Relaxed) {
+        CLASSES[class].batch
+    } else {
+        max_capacity(class)
+    }
 }
 
 /// The front end in use, deciding it on first call.
@@ -113,15 +146,21 @@ fn decide() -> bool {
 }
 
 fn build_slabs(rseq_offset: isize) -> bool {
+    let n = rseq::cpu_count();
+    if !resize::init(n) {
+        return false;
+    }
+    LAYOUT
+        .resizable
+        .store(os::register_rseq_fence(), Ordering::Relaxed);
     let mut offset = NUM_CLASSES * HEADER;
     let mut items = [0usize; NUM_CLASSES];
     for (c, slot) in items.iter_mut().enumerate() {
         *slot = offset;
-        offset += capacity(c) as usize * size_of::<usize>();
+        offset += max_capacity(c) as usize * size_of::<usize>();
     }
     // A power of two, so the sequences find a CPU's slab with a shift.
     let stride = offset.next_power_of_two();
-    let n = rseq::cpu_count();
     let Some(mem) = HEAP.pages.meta.alloc(stride * n, 4096) else {
         return false;
     };
@@ -132,7 +171,7 @@ fn build_slabs(rseq_offset: isize) -> bool {
             // `mode` is published.
             unsafe {
                 let h = base.add(cpu * stride + c * HEADER).cast::<u32>();
-                h.add(1).write(capacity(c));
+                h.add(1).write(initial_capacity(c));
                 h.add(2).write(at as u32);
             }
         }
@@ -182,21 +221,21 @@ pub(crate) fn alloc(class: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn alloc_slow(class: usize) -> *mut u8 {
-    let batch = HEAP
-        .central
-        .remove_batch(&HEAP.pages, class, class_info(class).batch as usize);
+    resize::note_miss(class);
+    let batch = HEAP.remove_batch(class, class_info(class).batch as usize);
     if batch.count == 0 {
         return ptr::null_mut();
     }
     let first = batch.head;
-    // SAFETY: the batch's blocks are ours; the rest go into the slab with their canary set.
+    // SAFETY: the batch's blocks are ours; the rest go into the slab with their canary set
+    // (blocks carved fresh from a span have none yet).
     unsafe {
         let mut rest = Batch {
             head: (*first).next,
             count: batch.count - 1,
         };
-        let mut b = rest.head;
-        while !b.is_null() {
+        while rest.count > 0 {
+            let b = rest.head;
             let next = (*b).next;
             if class != 0 {
                 block::set_canary(b.cast());
@@ -205,27 +244,30 @@ fn alloc_slow(class: usize) -> *mut u8 {
                 break;
             }
             rest.count -= 1;
-            b = next;
+            rest.head = next;
         }
-        rest.head = b;
         if rest.count > 0 {
-            for_each_set_canary(rest.head, class);
-            HEAP.central.insert_batch(&HEAP.pages, class, rest);
+            for_each_set_canary(rest.head, rest.count, class);
+            HEAP.insert_batch(class, rest);
         }
         if class != 0 {
             block::clear_canary(first.cast());
         }
     }
+    resize::maybe_reclaim();
     first.cast()
 }
 
-/// Sets the canary of every block of a null-terminated list (before it goes to the central
-/// list, whose blocks all carry it).
+/// Sets the canary of the first `n` blocks of a list (before they go to the transfer cache or
+/// the central list, whose blocks all carry it).
 ///
 /// # Safety
-/// The list's blocks are free blocks of `class`, ours.
-unsafe fn for_each_set_canary(mut b: *mut FreeBlock, class: usize) {
-    while class != 0 && !b.is_null() {
+/// The list's first `n` blocks are free blocks of `class`, ours.
+unsafe fn for_each_set_canary(mut b: *mut FreeBlock, n: usize, class: usize) {
+    if class == 0 {
+        return;
+    }
+    for _ in 0..n {
         // SAFETY: the caller's contract.
         unsafe {
             block::set_canary(b.cast());
@@ -254,12 +296,17 @@ pub(crate) unsafe fn free(p: *mut u8, class: usize) {
 #[cold]
 #[inline(never)]
 fn overflow(p: *mut u8, class: usize) {
+    resize::note_miss(class);
+    // SAFETY: per-CPU mode is on.
+    if resize::grow(class) && unsafe { rseq::push(slabs(), class * HEADER, p as usize) } {
+        return;
+    }
     let b = p.cast::<FreeBlock>();
-    // SAFETY: `p` and every popped block are free blocks of `class`, ours.
+    // SAFETY: `p` and every popped block are free blocks of `class` with canaries, ours.
     unsafe {
         (*b).next = ptr::null_mut();
         let mut batch = Batch { head: b, count: 1 };
-        for _ in 0..class_info(class).batch {
+        while batch.count < class_info(class).batch as usize {
             let q = rseq::pop(slabs(), class * HEADER) as *mut FreeBlock;
             if q.is_null() {
                 break;
@@ -268,8 +315,16 @@ fn overflow(p: *mut u8, class: usize) {
             batch.head = q;
             batch.count += 1;
         }
-        HEAP.central.insert_batch(&HEAP.pages, class, batch);
+        HEAP.insert_batch(class, batch);
     }
+    resize::maybe_reclaim();
+}
+
+/// Blocks and capacity of `class`'s list on `cpu` (racy; `None` outside per-CPU mode).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn list_state(cpu: usize, class: usize) -> Option<(u32, u32)> {
+    let s = slabs();
+    (per_cpu() && cpu < s.n && class < NUM_CLASSES).then(|| resize::racy_list(&s, cpu, class))
 }
 
 /// Bytes held in every CPU's slab (reads other CPUs' headers racily: statistics only).
@@ -282,43 +337,8 @@ pub(crate) fn cached_bytes() -> usize {
     let mut total = 0;
     for cpu in 0..s.n {
         for (c, sc) in CLASSES.iter().enumerate() {
-            // SAFETY: a header inside the slabs; a racy read of a u32 (statistics only).
-            let cur = unsafe {
-                ptr::read_volatile(s.base.add((cpu << s.shift) + c * HEADER).cast::<u32>())
-            };
-            total += cur as usize * sc.size as usize;
+            total += resize::racy_list(&s, cpu, c).0 as usize * sc.size as usize;
         }
     }
     total
-}
-
-/// Empties every CPU's slab into the central lists by moving the calling thread to each CPU
-/// in turn and popping there (so the rule "only a slab's own CPU touches it" holds). Restores
-/// nothing: the caller re-pins if it cares. Tests only for now.
-#[cfg(any(test, feature = "testing"))]
-pub(crate) fn drain_by_migration() {
-    if !per_cpu() {
-        return;
-    }
-    let s = slabs();
-    for cpu in 0..s.n {
-        if !rseq::pin_to(cpu) {
-            continue;
-        }
-        for class in 0..NUM_CLASSES {
-            loop {
-                // SAFETY: per-CPU mode is on.
-                let q = unsafe { rseq::pop(s, class * HEADER) } as *mut FreeBlock;
-                if q.is_null() {
-                    break;
-                }
-                // SAFETY: a popped block is a free block of `class`, ours.
-                unsafe {
-                    (*q).next = ptr::null_mut();
-                    HEAP.central
-                        .insert_batch(&HEAP.pages, class, Batch { head: q, count: 1 });
-                }
-            }
-        }
-    }
 }
