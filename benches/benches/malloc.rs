@@ -1,5 +1,6 @@
 //! The malloc fast paths, Tricolor against glibc, jemalloc and mimalloc in one run:
-//! * `pair/<size>`: one allocation and its free, back to back (the cache-hit path);
+//! * `pair/<size>`: one allocation and its free, back to back (the cache-hit path), for a size
+//!   in each range of size classes;
 //! * `batch100/<size>`: 100 allocations, then 100 frees (a cache's worth of pushes and pops).
 //!
 //! Run: `cargo bench -p tricolor-benches --bench malloc`. Criterion prints each median; the
@@ -11,6 +12,11 @@ use std::hint::black_box;
 use std::time::Duration;
 use tricolor_benches::{AllocFn, Rival};
 
+/// `pair` sizes: one per size-class range (8 B to 32 KiB, doubling), plus one large size.
+const PAIR_SIZES: [usize; 14] = [
+    8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536,
+];
+/// `batch100` sizes.
 const SIZES: [usize; 5] = [16, 64, 512, 4096, 65536];
 
 struct Pair<'a> {
@@ -67,7 +73,7 @@ impl AllocFn<()> for Batch<'_> {
 }
 
 fn pairs(c: &mut Criterion) {
-    for size in SIZES {
+    for size in PAIR_SIZES {
         for rival in Rival::ALL {
             rival.with(Pair { c, size, rival });
         }

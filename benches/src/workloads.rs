@@ -17,7 +17,7 @@ pub struct Workload {
 }
 
 /// Every workload, in table order.
-pub const ALL: [Workload; 4] = [
+pub const ALL: [Workload; 6] = [
     Workload {
         name: "churn",
         what: "1 thread: replace random blocks of 8-512 B in 10k slots",
@@ -30,8 +30,18 @@ pub const ALL: [Workload; 4] = [
     },
     Workload {
         name: "prodcons",
-        what: "2 threads: producer allocates 16-1024 B, consumer frees",
+        what: "1 producer allocates 16-1024 B, 1 consumer frees",
         threads: 2,
+    },
+    Workload {
+        name: "prodcons2",
+        what: "2 producer/consumer pairs, the same blocks split between them",
+        threads: 4,
+    },
+    Workload {
+        name: "prodcons8",
+        what: "8 producer/consumer pairs, the same blocks split between them",
+        threads: 16,
     },
     Workload {
         name: "threads",
@@ -50,7 +60,9 @@ pub fn run<A: GlobalAlloc + Sync + 'static>(w: Workload, a: &'static A, scale: u
     match w.name {
         "churn" => churn(a, scale),
         "realloc" => realloc(a, scale),
-        "prodcons" => prodcons(a, scale),
+        "prodcons" => prodcons(a, scale, 1),
+        "prodcons2" => prodcons(a, scale, 2),
+        "prodcons8" => prodcons(a, scale, 8),
         "threads" => threads(a, scale),
         other => panic!("unknown workload {other}"),
     }
@@ -185,31 +197,45 @@ fn realloc<A: GlobalAlloc>(a: &A, scale: usize) -> u64 {
     sum.wrapping_add(release_all(a, &slots))
 }
 
-fn prodcons<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> u64 {
+/// `pairs` producers each allocate their share of a million blocks (per `scale`) and send
+/// them to their own consumer thread, which reads and frees them: every free is cross-thread.
+fn prodcons<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize, pairs: usize) -> u64 {
     const CHUNK: usize = 64;
-    let total = 1_000_000 * scale;
-    // Blocks travel in fixed-size arrays: the channel itself allocates nothing per message.
-    let (tx, rx) = sync_channel::<[(usize, usize); CHUNK]>(64);
-    let producer = std::thread::spawn(move || {
-        let mut rng = Rng(0xabad_1dea_0000_0001);
-        let mut chunk = [(0usize, 0usize); CHUNK];
-        for i in 0..total {
-            let size = 16 + (rng.next_u64() >> 20) as usize % 1009;
-            // SAFETY: non-zero layout.
-            let p = unsafe { a.alloc(layout(size)) };
-            stamp(p, size, i as u8);
-            chunk[i % CHUNK] = (p as usize, size);
-            if i % CHUNK == CHUNK - 1 {
-                tx.send(chunk).expect("consumer alive");
-            }
-        }
-    });
+    let total = 1_000_000 * scale / pairs;
+    let consumers: Vec<_> = (0..pairs)
+        .map(|k| {
+            // Blocks travel in fixed-size arrays: the channel allocates nothing per message.
+            let (tx, rx) = sync_channel::<[(usize, usize); CHUNK]>(64);
+            let producer = std::thread::spawn(move || {
+                let mut rng = Rng(0xabad_1dea_0000_0001 ^ ((k as u64) << 32));
+                let mut chunk = [(0usize, 0usize); CHUNK];
+                for i in 0..total {
+                    let size = 16 + (rng.next_u64() >> 20) as usize % 1009;
+                    // SAFETY: non-zero layout.
+                    let p = unsafe { a.alloc(layout(size)) };
+                    stamp(p, size, i as u8);
+                    chunk[i % CHUNK] = (p as usize, size);
+                    if i % CHUNK == CHUNK - 1 {
+                        tx.send(chunk).expect("consumer alive");
+                    }
+                }
+            });
+            let consumer = std::thread::spawn(move || {
+                let mut sum = 0u64;
+                for chunk in rx {
+                    // Blocks from the producer, now ours.
+                    sum = sum.wrapping_add(release_all(a, &chunk));
+                }
+                sum
+            });
+            (producer, consumer)
+        })
+        .collect();
     let mut sum = 0u64;
-    for chunk in rx {
-        // Blocks from the producer, now ours.
-        sum = sum.wrapping_add(release_all(a, &chunk));
+    for (p, c) in consumers {
+        p.join().expect("producer");
+        sum = sum.wrapping_add(c.join().expect("consumer"));
     }
-    producer.join().expect("producer");
     sum
 }
 

@@ -17,7 +17,8 @@ commands:
       --long           10x the work and 7 runs per cell (several minutes)
       --scale N        work multiplier (default 1)
       --runs N         runs per cell; the median is reported (default 5)
-      --workload W     only this workload (repeatable): churn, realloc, prodcons, threads
+      --workload W     only this workload (repeatable): churn, realloc, prodcons, prodcons2,
+                       prodcons8, threads
       --allocator A    only this allocator (repeatable): tricolor, glibc, jemalloc, mimalloc
       --programs       instead: real programs under LD_PRELOAD (python, sqlite, git, xz, sort)
                        against glibc and Debian's jemalloc, mimalloc, tcmalloc (3 runs each)
