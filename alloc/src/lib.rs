@@ -5,9 +5,9 @@
 //! touches a list.
 //!
 //! ## Layers (bottom to top; a layer never imports one above it)
-//! `os` → `size_class` → `page_heap` (with `pagemap`, `span`, `meta`) → `central` → `heap`
-//! → `thread_cache` (with `fork`) → `api` → `global`. `sync`, `block` and `misuse` are leaf
-//! utilities.
+//! `os` → `size_class` → `page_heap` (with `pagemap`, `span`, `meta`) → `central` →
+//! `transfer` → `heap` → front ends (`percpu` with its `resize`, `thread_cache`, `fork`) →
+//! `api` → `global`. `sync`, `block` and `misuse` are leaf utilities.
 //!
 //! ## Data structures
 //! * **Pages and spans.** Memory is handled in 8 KiB pages. A *span* is a run of pages that is
@@ -21,10 +21,14 @@
 //!   from 64 MiB-aligned reservations committed on use (`page_heap`).
 //! * **Central lists.** Per class, the spans with free objects, under a per-class lock;
 //!   objects move to and from front caches in batches (`central`).
+//! * **Transfer caches.** Per class, a few whole batches parked between the front caches and
+//!   the central lists, so blocks freed on one CPU reach another without touching their spans
+//!   (`transfer`).
 //! * **Front caches.** Per CPU, per class, a stack of free blocks pushed and popped by
 //!   restartable sequences (`percpu`, over `os::rseq`) where glibc has registered rseq;
 //!   otherwise per thread, per class, a list of free blocks (`thread_cache`). Decided once per
-//!   process; `front_end()` reports which.
+//!   process; `front_end()` reports which. Per-CPU capacities grow with use and idle lists are
+//!   emptied, safely from any CPU (`percpu::resize`).
 //!
 //! ## Allocation (`api::alloc`)
 //! 1. Pick the class from the request size and alignment (one table load); requests that fit

@@ -198,12 +198,14 @@ fn slabs() -> rseq::Slabs {
 /// Allocates one block of `class` (null when memory is exhausted). Per-CPU mode only.
 ///
 /// Budget, read with `objdump -d` on the release `tricolor` binary (x86-64, 2026-11-23):
-/// `Tricolor::alloc` for a small request that hits the slab runs 46 instructions from entry to
-/// `ret`: 6 pick the size class (one table load), 4 check the mode, 8 read the slab layout and
-/// find this thread's `struct rseq`, 2 register the descriptor, 13 are the sequence (CPU id,
-/// bound, header, item, committing store), 3 clear the canary, the rest are the prologue,
-/// epilogue and branches. No atomic instruction, no lock; the only stores are `rseq_cs`, the
-/// commit and the canary. (mimalloc's whole malloc is about 20.)
+/// `Tricolor::alloc` for a small request that hits the slab runs 47 instructions from entry to
+/// `ret`: 5 pick the size class (one table load), 4 check the mode, 8 read the slab layout and
+/// find this thread's `struct rseq`, 2 register the descriptor, 14 are the sequence (CPU id,
+/// bound, `begin` gate, `current`, item, committing store), 3 clear the canary, the rest are the
+/// prologue, epilogue and branches. No atomic instruction, no lock; the only stores are
+/// `rseq_cs`, the commit and the canary. (mimalloc's whole malloc is about 20.) Two of the
+/// loads go through the GOT (the size-class table and the layout live in this crate, but the
+/// code is position-independent).
 #[inline]
 pub(crate) fn alloc(class: usize) -> *mut u8 {
     // SAFETY: per-CPU mode is on, so rseq is available and the slabs are built.
