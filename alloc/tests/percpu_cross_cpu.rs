@@ -4,13 +4,11 @@
 //! stamped by its owner and checked before it is freed: a block handed out twice, because a
 //! drain and a sequence both took it, fails the check. Per-CPU mode only.
 
-use std::alloc::{GlobalAlloc, Layout};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tricolor_alloc::{FrontEnd, Tricolor, front_end, testing};
 
 mod common;
-use common::{check, stamp};
 
 #[global_allocator]
 static GLOBAL: Tricolor = Tricolor;
@@ -44,34 +42,19 @@ fn drains_never_race_a_sequence() {
         .map(|t| {
             std::thread::spawn(move || {
                 let mut x = 0x2545_f491_4f6c_dd1du64 ^ ((t as u64 + 1) << 24);
-                let mut live: Vec<(usize, usize, u64)> = Vec::new();
+                let mut live = common::Live::default();
                 for op in 0..ops {
                     common::next(&mut x);
                     if op % 1024 == 0 {
                         common::pin(&[(x >> 40) as usize % cpus]);
                     }
-                    if live.len() > 200 || (x & 1 == 0 && !live.is_empty()) {
-                        let (p, n, v) = live.swap_remove((x >> 8) as usize % live.len());
-                        check(p as *mut u8, n, v);
-                        // SAFETY: a live block with this layout.
-                        unsafe {
-                            GLOBAL.dealloc(p as *mut u8, Layout::from_size_align(n, 8).unwrap())
-                        };
+                    if live.len() > 200 || (x & 1 == 0 && live.len() > 0) {
+                        live.free_one((x >> 8) as usize);
                     } else {
                         // Four sizes, so lists fill, overflow and grow while being drained.
                         let n = [16, 48, 128, 1024][(x >> 20) as usize % 4];
-                        // SAFETY: valid layout.
-                        let p = unsafe { GLOBAL.alloc(Layout::from_size_align(n, 8).unwrap()) };
-                        assert!(!p.is_null());
-                        let v = x ^ ((t as u64) << 56);
-                        stamp(p, n, v);
-                        live.push((p as usize, n, v));
+                        live.alloc(n, x ^ ((t as u64) << 56));
                     }
-                }
-                for (p, n, v) in live {
-                    check(p as *mut u8, n, v);
-                    // SAFETY: a live block with this layout.
-                    unsafe { GLOBAL.dealloc(p as *mut u8, Layout::from_size_align(n, 8).unwrap()) };
                 }
             })
         })

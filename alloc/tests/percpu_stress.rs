@@ -5,13 +5,12 @@
 //! twice, or an item lost or duplicated by a half-applied sequence, fails the check. Runs in
 //! whichever front end is active (CI runs it in both).
 
-use std::alloc::{GlobalAlloc, Layout};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tricolor_alloc::Tricolor;
 
 mod common;
-use common::{check, pin, stamp};
+use common::pin;
 
 #[global_allocator]
 static GLOBAL: Tricolor = Tricolor;
@@ -42,7 +41,7 @@ fn sequences_survive_preemption_migration_and_signals() {
         .map(|t| {
             std::thread::spawn(move || {
                 let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ ((t as u64 + 1) << 20);
-                let mut live: Vec<(usize, usize, u64)> = Vec::new();
+                let mut live = common::Live::default();
                 for op in 0..ops {
                     common::next(&mut x);
                     if op % 256 == 0 {
@@ -53,27 +52,11 @@ fn sequences_survive_preemption_migration_and_signals() {
                             pin(&(0..cpus).collect::<Vec<_>>())
                         }
                     }
-                    if live.len() > 64 || (x & 3 == 0 && !live.is_empty()) {
-                        let (p, n, v) = live.swap_remove((x >> 8) as usize % live.len());
-                        check(p as *mut u8, n, v);
-                        // SAFETY: live block with this layout.
-                        unsafe {
-                            GLOBAL.dealloc(p as *mut u8, Layout::from_size_align(n, 8).unwrap())
-                        };
+                    if live.len() > 64 || (x & 3 == 0 && live.len() > 0) {
+                        live.free_one((x >> 8) as usize);
                     } else {
-                        let n = 8 + (x >> 24) as usize % 2048;
-                        // SAFETY: valid layout.
-                        let p = unsafe { GLOBAL.alloc(Layout::from_size_align(n, 8).unwrap()) };
-                        assert!(!p.is_null());
-                        let v = x ^ ((t as u64) << 56);
-                        stamp(p, n, v);
-                        live.push((p as usize, n, v));
+                        live.alloc(8 + (x >> 24) as usize % 2048, x ^ ((t as u64) << 56));
                     }
-                }
-                for (p, n, v) in live {
-                    check(p as *mut u8, n, v);
-                    // SAFETY: live block with this layout.
-                    unsafe { GLOBAL.dealloc(p as *mut u8, Layout::from_size_align(n, 8).unwrap()) };
                 }
             })
         })

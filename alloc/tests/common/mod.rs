@@ -41,3 +41,46 @@ pub fn next(x: &mut u64) -> u64 {
     *x ^= *x << 17;
     *x
 }
+
+/// Blocks a test thread owns, each stamped with its own pattern, allocated and freed through
+/// the binary's global allocator. Dropping it checks and frees whatever is left.
+#[derive(Default)]
+pub struct Live(Vec<(usize, usize, u64)>);
+
+impl Live {
+    /// Blocks held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Allocates `size` bytes and stamps them with `v`.
+    pub fn alloc(&mut self, size: usize, v: u64) {
+        let layout = std::alloc::Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: a valid, non-zero layout.
+        let p = unsafe { std::alloc::alloc(layout) };
+        assert!(!p.is_null());
+        stamp(p, size, v);
+        self.0.push((p as usize, size, v));
+    }
+
+    /// Checks and frees the block at `pick % len()` (there must be one).
+    pub fn free_one(&mut self, pick: usize) {
+        let (p, n, v) = self.0.swap_remove(pick % self.0.len());
+        check(p as *mut u8, n, v);
+        // SAFETY: a live block allocated by `alloc` with this layout.
+        unsafe {
+            std::alloc::dealloc(
+                p as *mut u8,
+                std::alloc::Layout::from_size_align(n, 8).unwrap(),
+            )
+        };
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        while !self.0.is_empty() {
+            self.free_one(0);
+        }
+    }
+}
