@@ -17,6 +17,9 @@
 //!    first. Otherwise a stale canary could surface in a block carved later from those pages,
 //!    travel with the user's data (a `realloc` copies it) and land in a block at its original
 //!    address, which would then look already free.
+//! 5. Every object `remove_batch` hands out carries its canary (free-list objects by invariant
+//!    3, never-used ones get it as they are carved), so front caches can hold batches as they
+//!    come and a double free of a cached block is detected.
 //!
 //! Lock order: this lock, then the page heap's.
 
@@ -106,6 +109,10 @@ impl Central {
                 let base = (*span).start();
                 while out.count < want && bump < sc.objects {
                     let b = (base + bump as usize * sc.size as usize) as *mut FreeBlock;
+                    // Invariant 5: carved blocks leave with their canary, like the others.
+                    if class != 0 {
+                        block::set_canary(b.cast());
+                    }
                     (*b).next = out.head;
                     out.head = b;
                     out.count += 1;

@@ -229,8 +229,8 @@ fn alloc_slow(class: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     let first = batch.head;
-    // SAFETY: the batch's blocks are ours; the rest go into the slab with their canary set
-    // (blocks carved fresh from a span have none yet).
+    // SAFETY: the batch's blocks are ours, each with its canary set (central invariant 5,
+    // transfer invariant 1); the rest go into the slab as they are.
     unsafe {
         let mut rest = Batch {
             head: (*first).next,
@@ -239,9 +239,6 @@ fn alloc_slow(class: usize) -> *mut u8 {
         while rest.count > 0 {
             let b = rest.head;
             let next = (*b).next;
-            if class != 0 {
-                block::set_canary(b.cast());
-            }
             if !rseq::push(slabs(), class * HEADER, b as usize) {
                 break;
             }
@@ -249,7 +246,6 @@ fn alloc_slow(class: usize) -> *mut u8 {
             rest.head = next;
         }
         if rest.count > 0 {
-            for_each_set_canary(rest.head, rest.count, class);
             HEAP.insert_batch(class, rest);
         }
         if class != 0 {
@@ -258,24 +254,6 @@ fn alloc_slow(class: usize) -> *mut u8 {
     }
     resize::maybe_reclaim();
     first.cast()
-}
-
-/// Sets the canary of the first `n` blocks of a list (before they go to the transfer cache or
-/// the central list, whose blocks all carry it).
-///
-/// # Safety
-/// The list's first `n` blocks are free blocks of `class`, ours.
-unsafe fn for_each_set_canary(mut b: *mut FreeBlock, n: usize, class: usize) {
-    if class == 0 {
-        return;
-    }
-    for _ in 0..n {
-        // SAFETY: the caller's contract.
-        unsafe {
-            block::set_canary(b.cast());
-            b = (*b).next;
-        }
-    }
 }
 
 /// Frees a block of `class` that the API layer has checked. Per-CPU mode only.
