@@ -172,6 +172,7 @@ fn free_large(span: *mut Span, p: *mut u8, op: &str) {
     if !unsafe { HEAP.pages.free_large(span, p as usize) } {
         misuse::report(op, Misuse::DoubleFree, p);
     }
+    crate::scavenger::tick();
 }
 
 /// Frees `p` (C `free`): null is a no-op.

@@ -38,6 +38,18 @@ pub(crate) struct Central {
 
 struct CentralList {
     partial: SpanList,
+    /// Small spans of this class (full or partial), and the sum of their `allocated`.
+    spans: usize,
+    allocated: usize,
+}
+
+/// One class's central figures, read under its lock.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CentralStats {
+    /// Small spans of the class.
+    pub(crate) spans: usize,
+    /// Objects out of those spans: in front caches, transfer caches, or the program's hands.
+    pub(crate) allocated: usize,
 }
 
 impl Central {
@@ -46,8 +58,19 @@ impl Central {
             lists: [const {
                 Mutex::new(CentralList {
                     partial: SpanList::new(),
+                    spans: 0,
+                    allocated: 0,
                 })
             }; NUM_CLASSES],
+        }
+    }
+
+    /// The figures of `class`.
+    pub(crate) fn stats(&self, class: usize) -> CentralStats {
+        let l = self.lists[class].lock();
+        CentralStats {
+            spans: l.spans,
+            allocated: l.allocated,
         }
     }
 
@@ -92,6 +115,7 @@ impl Central {
                     o.allocated = 0;
                     (*span).bump.store(0, Ordering::Relaxed);
                     list.partial.push(span);
+                    list.spans += 1;
                 }
             }
             // SAFETY: `span` is on our partial list, so we own its fields (lock held).
@@ -125,6 +149,7 @@ impl Central {
                 }
             }
         }
+        list.allocated += out.count;
         out
     }
 
@@ -168,6 +193,7 @@ impl Central {
                             f = (*f).next;
                         }
                     }
+                    list.spans -= 1;
                     pages.free(span);
                 } else if was_full {
                     list.partial.push(span);
@@ -175,6 +201,7 @@ impl Central {
                 b = next;
             }
         }
+        list.allocated -= batch.count;
     }
 }
 

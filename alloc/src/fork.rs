@@ -3,14 +3,15 @@
 //! `fork()` copies only the calling thread. A lock held by another thread at that instant would
 //! stay locked in the child forever, so `prepare` takes every allocator lock, in the global
 //! lock order, before the fork:
-//! `init` → thread-cache registry → per-CPU resize → transfer caches → `Central[0..N]` → page
-//! heap → metadata.
+//! `init` → thread-cache registry → per-CPU resize → transfer caches → `Central[0..N]` →
+//! scavenging pass → page heap → metadata.
 //! `parent` releases them in reverse. `child` releases them too (the forking thread, the only
 //! one in the child, holds them all), then flushes the caches of the threads that did not
 //! survive into the central lists, so their blocks are not lost.
 
 use crate::heap::{self, HEAP};
 use crate::percpu;
+use crate::scavenger;
 use crate::thread_cache::{self, CACHES};
 
 /// Before `fork`: take every lock.
@@ -22,6 +23,7 @@ pub(crate) unsafe extern "C" fn prepare() {
         t.lock_for_fork();
     }
     HEAP.central.lock_all_for_fork();
+    scavenger::PASS.lock_for_fork();
     HEAP.pages.lock_for_fork();
 }
 
@@ -33,6 +35,7 @@ unsafe fn release_all() {
     // SAFETY: `prepare` took these on this thread (caller's contract), in this order.
     unsafe {
         HEAP.pages.unlock_after_fork();
+        scavenger::PASS.unlock_after_fork();
         HEAP.central.unlock_all_after_fork();
         for t in HEAP.transfer.iter().rev() {
             t.unlock_after_fork();
@@ -53,5 +56,6 @@ pub(crate) unsafe extern "C" fn parent() {
 pub(crate) unsafe extern "C" fn child() {
     // SAFETY: the child's only thread is the one that ran `prepare` in the parent.
     unsafe { release_all() };
+    scavenger::after_fork_child();
     thread_cache::adopt_orphans();
 }

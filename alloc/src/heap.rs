@@ -122,6 +122,8 @@ fn init_slow(hooks: &'static Hooks) {
         os::abort();
     }
     block::init_key();
+    // Read the environment now, so its lock is never taken again (nor held across a fork).
+    crate::knobs::get();
     if let Some(key) = os::ThreadExitKey::create(hooks.on_thread_exit) {
         EXIT_KEY.store(key.raw(), Ordering::Relaxed);
     }

@@ -65,11 +65,15 @@ pub(crate) mod block;
 #[cfg(not(loom))]
 pub(crate) mod central;
 #[cfg(not(loom))]
+pub(crate) mod dirty;
+#[cfg(not(loom))]
 pub(crate) mod fork;
 #[cfg(not(loom))]
 mod global;
 #[cfg(not(loom))]
 pub(crate) mod heap;
+#[cfg(not(loom))]
+pub(crate) mod knobs;
 #[cfg(not(loom))]
 pub(crate) mod meta;
 #[cfg(not(loom))]
@@ -81,9 +85,13 @@ pub(crate) mod page_heap;
 pub(crate) mod pagemap;
 #[cfg(not(loom))]
 pub(crate) mod percpu;
+#[cfg(not(loom))]
+pub(crate) mod scavenger;
 pub mod size_class;
 #[cfg(not(loom))]
 pub(crate) mod span;
+#[cfg(not(loom))]
+pub(crate) mod stats;
 pub(crate) mod sync;
 #[cfg(not(loom))]
 pub(crate) mod thread_cache;
@@ -94,7 +102,13 @@ pub use api::{alloc, alloc_zeroed, dealloc, free, realloc, usable_size};
 #[cfg(not(loom))]
 pub use global::Tricolor;
 #[cfg(not(loom))]
+pub use knobs::NO_LIMIT;
+#[cfg(not(loom))]
 pub use percpu::{FrontEnd, front_end};
+#[cfg(not(loom))]
+pub use scavenger::release_memory;
+#[cfg(not(loom))]
+pub use stats::{AllocStats, ClassStats, class_stats, memory_limit, set_memory_limit, stats};
 
 /// Internals for integration tests (Go's `export_test.go`); not a stable API.
 #[cfg(all(feature = "testing", not(loom)))]

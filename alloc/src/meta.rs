@@ -7,7 +7,7 @@
 //! rely on this (they read the record, then confirm it still describes the pointer).
 
 use crate::os;
-use crate::sync::Mutex;
+use crate::sync::{AtomicUsize, Mutex, Ordering};
 use core::ptr::NonNull;
 
 /// Metadata is carved from chunks of this size (or larger, for a big request).
@@ -17,6 +17,8 @@ const CHUNK: usize = 1 << 20;
 /// a new pagemap leaf, a new thread's cache).
 pub(crate) struct MetaArena {
     bump: Mutex<Bump>,
+    /// Bytes mapped for metadata so far (statistics; written under `bump`'s lock).
+    mapped: AtomicUsize,
 }
 
 struct Bump {
@@ -28,7 +30,13 @@ impl MetaArena {
     pub(crate) const fn new() -> Self {
         Self {
             bump: Mutex::new(Bump { cur: 0, end: 0 }),
+            mapped: AtomicUsize::new(0),
         }
+    }
+
+    /// Bytes mapped for metadata (never returned, so this only grows).
+    pub(crate) fn mapped(&self) -> usize {
+        self.mapped.load(Ordering::Relaxed)
     }
 
     /// Takes the lock (fork prepare).
@@ -58,9 +66,12 @@ impl MetaArena {
         if size >= CHUNK / 4 {
             // A big request gets its own mapping, so the current chunk's tail is not wasted.
             let len = size.next_multiple_of(os::system_page_size());
-            return os::map_zeroed(len);
+            let p = os::map_zeroed(len)?;
+            self.mapped.fetch_add(len, Ordering::Relaxed);
+            return Some(p);
         }
         let p = os::map_zeroed(CHUNK)?;
+        self.mapped.fetch_add(CHUNK, Ordering::Relaxed);
         b.cur = p.as_ptr() as usize + size;
         b.end = p.as_ptr() as usize + CHUNK;
         Some(p)

@@ -11,21 +11,32 @@
 //!   `trailing_zeros`; longer runs sit on one list sorted by (pages, address), searched first-fit
 //!   (= best fit, lowest address among equals). Long runs are few because neighbours coalesce.
 //! * Span records come from a pool refilled from metadata memory.
+//! * Free pages are *dirty* (hold memory) or *clean* (fresh, or released to the OS), one bit
+//!   each in their arena's record (`dirty`). The scavenger releases dirty pages from the highest
+//!   address down: it takes a run of at most [`RELEASE_CHUNK`] pages out of the index as a
+//!   `Releasing` span, drops the lock for the `madvise`, then gives the run back, clean. So the
+//!   lock is never held across a system call, except by the synchronous release that a
+//!   memory limit forces when the heap must grow.
 //!
 //! # Invariants (all under `PageHeap::inner`'s lock)
 //! 1. No two free runs are adjacent: a freed run merges with free neighbours at once.
 //! 2. Every page of every span maps to it in the pagemap (see `pagemap`).
 //! 3. `free_pages` is the sum of the pages of all indexed free runs; `committed` counts every
-//!    byte made read-write (spans in use, free runs).
+//!    byte made read-write; it is the sum of the pages of spans in use (`large_pages` of them
+//!    Large), of indexed free runs and of `Releasing` runs (`releasing_pages`).
+//! 4. `dirty_pages` is the number of dirty pages (`dirty` invariant 1: all in indexed runs);
+//!    `arenas` lists every arena this heap committed memory in, highest address first.
 //!
 //! Lock order: `Central[class]` before the page heap; the page heap calls no one above it.
 
+use crate::dirty::ArenaPages;
+use crate::knobs;
 use crate::meta::MetaArena;
 use crate::os;
 use crate::pagemap::{ARENA_SIZE, PageMap};
 use crate::size_class::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::{Span, SpanList, SpanState};
-use crate::sync::Mutex;
+use crate::sync::{AtomicBool, Mutex, Ordering};
 use core::ptr::{self, NonNull};
 
 /// Runs shorter than this many pages have exact-size free lists.
@@ -34,6 +45,9 @@ const SMALL_RUNS: usize = 128;
 const GROW_CHUNK: usize = 1 << 20;
 /// Span records allocated at once when the pool is empty.
 const RECORD_BATCH: usize = 64;
+/// Most pages released by one `madvise` (1 MiB): bounds how long one step of the scavenger
+/// takes, and how long a `Releasing` run is out of the index.
+pub(crate) const RELEASE_CHUNK: usize = 128;
 
 /// A run handed out by [`PageHeap::alloc`].
 pub(crate) struct Run {
@@ -47,6 +61,8 @@ pub(crate) struct PageHeap {
     pub(crate) pagemap: PageMap,
     pub(crate) meta: MetaArena,
     inner: Mutex<Inner>,
+    /// Set once any page has been dirty (the scavenger starts its thread then).
+    ever_dirty: AtomicBool,
 }
 
 struct Inner {
@@ -58,17 +74,37 @@ struct Inner {
     region_end: usize,
     committed: usize,
     free_pages: usize,
+    dirty_pages: usize,
+    releasing_pages: usize,
+    large_pages: usize,
+    /// Bytes ever released to the OS, and large allocations ever made and freed.
+    released_total: u64,
+    large_allocs: u64,
+    large_frees: u64,
+    large_bytes_allocated: u64,
+    arenas: *mut ArenaPages,
 }
 
 // SAFETY: the raw pointers in Inner are only followed under the page-heap lock.
 unsafe impl Send for Inner {}
 
-/// Page-heap figures, for tests (the statistics API arrives with the scavenger).
-#[cfg(any(test, feature = "testing"))]
+/// Page-heap figures, read together under the lock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PageHeapStats {
+    /// Bytes made read-write: the sum of the next four.
     pub(crate) committed: usize,
+    /// Bytes in free runs, dirty or clean.
     pub(crate) free_bytes: usize,
+    /// Of `free_bytes`, those holding memory.
+    pub(crate) dirty_bytes: usize,
+    /// Bytes out of the index while being released (they still hold memory).
+    pub(crate) releasing_bytes: usize,
+    /// Bytes in Large spans (the rest of the spans in use are Small).
+    pub(crate) large_bytes: usize,
+    pub(crate) released_total: u64,
+    pub(crate) large_allocs: u64,
+    pub(crate) large_frees: u64,
+    pub(crate) large_bytes_allocated: u64,
 }
 
 impl PageHeap {
@@ -76,6 +112,7 @@ impl PageHeap {
         Self {
             pagemap: PageMap::new(),
             meta: MetaArena::new(),
+            ever_dirty: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 small: [const { SpanList::new() }; SMALL_RUNS],
                 nonempty: 0,
@@ -85,8 +122,21 @@ impl PageHeap {
                 region_end: 0,
                 committed: 0,
                 free_pages: 0,
+                dirty_pages: 0,
+                releasing_pages: 0,
+                large_pages: 0,
+                released_total: 0,
+                large_allocs: 0,
+                large_frees: 0,
+                large_bytes_allocated: 0,
+                arenas: ptr::null_mut(),
             }),
         }
+    }
+
+    /// True once any free page has held memory.
+    pub(crate) fn ever_dirty(&self) -> bool {
+        self.ever_dirty.load(Ordering::Relaxed)
     }
 
     /// Takes the page-heap and metadata locks (fork prepare), in that order.
@@ -134,7 +184,15 @@ impl PageHeap {
         // holds at least three records (stock_records).
         let span = unsafe { h.carve(self, run, pages, align_pages) };
         // SAFETY: `span` is owned by the page heap until it is returned.
-        let zeroed = unsafe { (*span).owned().zeroed };
+        let (start, fresh) = unsafe { ((*span).start(), (*span).owned().zeroed) };
+        // Clean pages read as zero unless they were released with MADV_FREE.
+        let dirty = h.note_taken(self, start, pages);
+        let zeroed = fresh || (dirty == 0 && !knobs::get().madv_free);
+        if state == SpanState::Large {
+            h.large_pages += pages;
+            h.large_allocs += 1;
+            h.large_bytes_allocated += (pages << PAGE_SHIFT) as u64;
+        }
         // SAFETY: as above; the state change publishes the span to its new owner.
         unsafe { (*span).set_state(state, class) };
         h.check(self);
@@ -151,6 +209,7 @@ impl PageHeap {
         // SAFETY: the caller hands the span over; the page heap lock is held.
         unsafe {
             (*span).owned().zeroed = false;
+            h.note_freed(self, (*span).start(), (*span).pages());
             h.release(self, span);
         }
         h.check(self);
@@ -170,6 +229,9 @@ impl PageHeap {
                 return false;
             }
             (*span).owned().zeroed = false;
+            h.large_pages -= (*span).pages();
+            h.large_frees += 1;
+            h.note_freed(self, (*span).start(), (*span).pages());
             h.release(self, span);
         }
         h.check(self);
@@ -211,6 +273,8 @@ impl PageHeap {
         if !fits {
             return false;
         }
+        h.note_taken(self, end, extra);
+        h.large_pages += extra;
         // SAFETY: `next` is an indexed free run adjacent to `span`; lock held.
         unsafe {
             h.unindex(next);
@@ -247,19 +311,60 @@ impl PageHeap {
             self.pagemap
                 .set_range((*tail).start(), (*tail).pages(), tail);
             (*span).set_range(start, new_pages);
+            h.large_pages -= pages - new_pages;
+            h.note_freed(self, (*tail).start(), (*tail).pages());
             h.release(self, tail);
         }
         h.check(self);
         true
     }
 
-    #[cfg(any(test, feature = "testing"))]
+    /// The heap's figures, consistent with each other (one short lock hold).
     pub(crate) fn stats(&self) -> PageHeapStats {
         let h = self.inner.lock();
         PageHeapStats {
             committed: h.committed,
             free_bytes: h.free_pages << PAGE_SHIFT,
+            dirty_bytes: h.dirty_pages << PAGE_SHIFT,
+            releasing_bytes: h.releasing_pages << PAGE_SHIFT,
+            large_bytes: h.large_pages << PAGE_SHIFT,
+            released_total: h.released_total,
+            large_allocs: h.large_allocs,
+            large_frees: h.large_frees,
+            large_bytes_allocated: h.large_bytes_allocated,
         }
+    }
+
+    /// Returns the highest run of at most `max_pages` dirty pages to the OS, holding the lock
+    /// only to take the run out of the index and to put it back. Returns the pages released:
+    /// 0 when no page is dirty (or no span record could be had).
+    pub(crate) fn release_step(&self, max_pages: usize) -> usize {
+        let (start, pages, span) = {
+            let mut h = self.inner.lock();
+            if !h.stock_records(self) {
+                return 0;
+            }
+            let Some((start, pages)) = h.highest_dirty(max_pages.min(RELEASE_CHUNK)) else {
+                return 0;
+            };
+            // SAFETY: lock held; the run is dirty, so inside an indexed free run; records
+            // stocked.
+            let span = unsafe { h.take_out(self, start, pages) };
+            h.check(self);
+            (start, pages, span)
+        };
+        os::release(start, pages << PAGE_SHIFT, knobs::get().madv_free);
+        let mut h = self.inner.lock();
+        h.releasing_pages -= pages;
+        h.released_total += (pages << PAGE_SHIFT) as u64;
+        // SAFETY: `span` is the Releasing record `take_out` made, which nobody else touches
+        // (only its creator returns a Releasing span); its pages are clean now.
+        unsafe {
+            (*span).owned().zeroed = false;
+            h.release(self, span);
+        }
+        h.check(self);
+        pages
     }
 
     /// Walks the whole index and checks invariants 1–3. O(free runs + pages); tests and the
@@ -276,6 +381,112 @@ impl Inner {
     fn check(&self, _heap: &PageHeap) {
         #[cfg(feature = "expensive-checks")]
         self.validate(_heap);
+    }
+
+    /// Calls `f(arena, first, n)` for each arena piece of the pages `[start, start + pages)`.
+    fn for_arena_pieces(
+        heap: &PageHeap,
+        start: usize,
+        pages: usize,
+        mut f: impl FnMut(&ArenaPages, usize, usize),
+    ) {
+        let end = start + (pages << PAGE_SHIFT);
+        let mut at = start;
+        while at < end {
+            let arena_end = (at | (ARENA_SIZE - 1)) + 1;
+            let stop = arena_end.min(end);
+            f(
+                heap.pagemap.arena_pages(at),
+                (at & (ARENA_SIZE - 1)) >> PAGE_SHIFT,
+                (stop - at) >> PAGE_SHIFT,
+            );
+            at = stop;
+        }
+    }
+
+    /// Pages `[start, start + pages)`, which held a span, are free again: they are dirty.
+    fn note_freed(&mut self, heap: &PageHeap, start: usize, pages: usize) {
+        Self::for_arena_pieces(heap, start, pages, |a, first, n| a.mark(first, n));
+        self.dirty_pages += pages;
+        if !heap.ever_dirty.load(Ordering::Relaxed) {
+            heap.ever_dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Pages `[start, start + pages)` leave the free index; returns how many were dirty.
+    fn note_taken(&mut self, heap: &PageHeap, start: usize, pages: usize) -> usize {
+        let mut dirty = 0;
+        Self::for_arena_pieces(heap, start, pages, |a, first, n| dirty += a.clear(first, n));
+        self.dirty_pages -= dirty;
+        dirty
+    }
+
+    /// The highest run of dirty pages (at most `max` long), as `(address, pages)`.
+    fn highest_dirty(&self, max: usize) -> Option<(usize, usize)> {
+        let mut a = self.arenas;
+        while !a.is_null() {
+            // SAFETY: arena records live in never-freed leaves; lock held.
+            let arena = unsafe { &*a };
+            if let Some((first, n)) = arena.highest_run(max) {
+                return Some((arena.base() + (first << PAGE_SHIFT), n));
+            }
+            a = arena.lower();
+        }
+        None
+    }
+
+    /// Takes the dirty pages `[start, start + pages)` out of their free run as a `Releasing`
+    /// span; what is left of the run stays indexed.
+    ///
+    /// # Safety
+    /// Lock held; the pages are dirty (so inside one indexed run); two pool records.
+    unsafe fn take_out(&mut self, heap: &PageHeap, start: usize, pages: usize) -> *mut Span {
+        let run = heap.pagemap.get(start);
+        // SAFETY: a dirty page belongs to an indexed free run (dirty invariant 1); lock held.
+        unsafe {
+            debug_assert_eq!((*run).state(), SpanState::Free);
+            self.unindex(run);
+            let (rs, re) = ((*run).start(), (*run).end());
+            let end = start + (pages << PAGE_SHIFT);
+            let zeroed = (*run).owned().zeroed;
+            let mid = if rs == start {
+                run
+            } else {
+                (*run).set_range(rs, (start - rs) >> PAGE_SHIFT);
+                self.index(run);
+                let m = self.take_record();
+                heap.pagemap.set_range(start, pages, m);
+                m
+            };
+            (*mid).set_range(start, pages);
+            if end < re {
+                let t = self.take_record();
+                (*t).set_range(end, (re - end) >> PAGE_SHIFT);
+                (*t).owned().zeroed = zeroed;
+                heap.pagemap.set_range(end, (re - end) >> PAGE_SHIFT, t);
+                self.index(t);
+            }
+            self.note_taken(heap, start, pages);
+            (*mid).set_state(SpanState::Releasing, 0);
+            self.releasing_pages += pages;
+            mid
+        }
+    }
+
+    /// Releases dirty pages in place, lock held, until `pages` are released or none is dirty
+    /// (the memory limit's synchronous path). Returns the pages released.
+    fn release_locked(&mut self, heap: &PageHeap, pages: usize) -> usize {
+        let mut done = 0;
+        while done < pages {
+            let Some((start, n)) = self.highest_dirty((pages - done).min(RELEASE_CHUNK)) else {
+                break;
+            };
+            os::release(start, n << PAGE_SHIFT, knobs::get().madv_free);
+            self.note_taken(heap, start, n);
+            self.released_total += (n << PAGE_SHIFT) as u64;
+            done += n;
+        }
+        done
     }
 
     /// Makes sure the record pool holds at least three records: a grow may take one and a
@@ -497,11 +708,21 @@ impl Inner {
         }
     }
 
-    /// Adds at least `pages` pages of fresh committed memory to the index.
+    /// Adds at least `pages` pages of fresh committed memory to the index. Under a memory
+    /// limit, first releases dirty pages so that what the process holds stays within it.
     fn grow(&mut self, heap: &PageHeap, pages: usize) -> bool {
         let Some(need) = pages.checked_mul(PAGE_SIZE) else {
             return false;
         };
+        let limit = knobs::memory_limit();
+        if limit != knobs::NO_LIMIT {
+            let held = self.committed - ((self.free_pages - self.dirty_pages) << PAGE_SHIFT)
+                + heap.meta.mapped();
+            let over = (held + need.max(GROW_CHUNK)).saturating_sub(limit as usize);
+            if over > 0 {
+                self.release_locked(heap, over.div_ceil(PAGE_SIZE));
+            }
+        }
         if self.region_end - self.region_cur < need {
             let Some(len) = need.checked_next_multiple_of(ARENA_SIZE) else {
                 return false;
@@ -525,7 +746,12 @@ impl Inner {
         let len = need.max(GROW_CHUNK).min(self.region_end - self.region_cur);
         let base = self.region_cur;
         // Leaves exist only for committed memory: a huge reservation costs no metadata.
-        if !heap.pagemap.ensure(&heap.meta, base, len) {
+        let mut arenas = self.arenas;
+        let ok = heap.pagemap.ensure(&heap.meta, base, len, |new| {
+            arenas = insert_arena(arenas, new);
+        });
+        self.arenas = arenas;
+        if !ok {
             return false;
         }
         // SAFETY: base is inside our reservation (frontier), non-null.
@@ -547,6 +773,7 @@ impl Inner {
 
     #[cfg(any(test, feature = "expensive-checks", feature = "testing"))]
     fn validate(&self, heap: &PageHeap) {
+        let mut dirty_runs = 0;
         let mut total = 0;
         let mut check_run = |s: *mut Span| {
             // SAFETY: indexed records are owned by the page heap; lock held by the caller.
@@ -572,6 +799,9 @@ impl Inner {
                     r.is_null() || (*r).state() != SpanState::Free,
                     "adjacent free runs"
                 );
+                Self::for_arena_pieces(heap, start, pages, |a, first, n| {
+                    dirty_runs += a.count(first, n)
+                });
                 total += pages;
             }
         };
@@ -604,6 +834,44 @@ impl Inner {
             }
         }
         assert_eq!(total, self.free_pages, "free page count");
+        assert_eq!(
+            dirty_runs, self.dirty_pages,
+            "dirty pages outside free runs"
+        );
+        let (mut dirty_arenas, mut a, mut above) = (0, self.arenas, usize::MAX);
+        while !a.is_null() {
+            // SAFETY: arena records are never freed.
+            let arena = unsafe { &*a };
+            assert!(arena.base() < above, "arena list order");
+            above = arena.base();
+            assert_eq!(arena.count(0, crate::dirty::ARENA_PAGES), arena.dirty());
+            dirty_arenas += arena.dirty();
+            a = arena.lower();
+        }
+        assert_eq!(dirty_arenas, self.dirty_pages, "dirty count");
+    }
+}
+
+/// Inserts `new` into the arena list headed by `head` (highest address first); returns the
+/// new head.
+fn insert_arena(head: *mut ArenaPages, new: &'static ArenaPages) -> *mut ArenaPages {
+    let new_ptr = ptr::from_ref(new).cast_mut();
+    // SAFETY: arena records live in never-freed leaves, and the list is changed only under the
+    // page-heap lock, which our caller holds.
+    let arena = |a: *mut ArenaPages| unsafe { &*a };
+    if head.is_null() || arena(head).base() < new.base() {
+        new.set_lower(head);
+        return new_ptr;
+    }
+    let mut at = head;
+    loop {
+        let lower = arena(at).lower();
+        if lower.is_null() || arena(lower).base() < new.base() {
+            new.set_lower(lower);
+            arena(at).set_lower(new_ptr);
+            return head;
+        }
+        at = lower;
     }
 }
 
@@ -729,6 +997,66 @@ mod tests {
             assert!(!h.grow_in_place(a, 3), "grew over a live span");
             assert_eq!((*a).pages(), 2);
         }
+        h.validate();
+    }
+
+    #[test]
+    fn released_runs_go_highest_first_and_come_back_zeroed() {
+        let h = heap();
+        let spans: Vec<_> = (0..3).map(|_| alloc(h, 4, 1)).collect();
+        let starts: Vec<usize> = spans
+            .iter()
+            // SAFETY: records valid.
+            .map(|&s| unsafe { (*s).start() })
+            .collect();
+        assert!(starts[0] < starts[1] && starts[1] < starts[2]);
+        for &s in &spans {
+            // SAFETY: our span, committed; then handed back, unused.
+            unsafe {
+                core::ptr::write_bytes((*s).start() as *mut u8, 0xAB, (*s).bytes());
+                h.free(s);
+            }
+            h.validate();
+        }
+        assert_eq!(h.stats().dirty_bytes, 12 * PAGE_SIZE);
+        // The highest dirty pages go first: the third span's.
+        assert_eq!(h.release_step(4), 4);
+        h.validate();
+        let st = h.stats();
+        assert_eq!(st.dirty_bytes, 8 * PAGE_SIZE);
+        assert_eq!(st.released_total, 4 * PAGE_SIZE as u64);
+        assert_eq!(st.releasing_bytes, 0);
+        // SAFETY: the pages are free but committed and read-write; released pages read zero.
+        unsafe {
+            assert_eq!(*(starts[2] as *const u8), 0, "released page not zero");
+            assert_eq!(
+                *(starts[1] as *const u8),
+                0xAB,
+                "dirty page released too soon"
+            );
+        }
+        while h.release_step(RELEASE_CHUNK) > 0 {
+            h.validate();
+        }
+        assert_eq!(h.stats().dirty_bytes, 0);
+        // Reuse: a run made only of released pages is known to be zero.
+        let r = h.alloc(12, 1, SpanState::Large, 0).unwrap();
+        // SAFETY: record valid.
+        let (start, bytes) = unsafe { (r.span.as_ref().start(), r.span.as_ref().bytes()) };
+        assert_eq!(start, starts[0]);
+        assert_eq!(r.zeroed, !knobs::get().madv_free);
+        // SAFETY: our run, committed.
+        let mem = unsafe { core::slice::from_raw_parts_mut(start as *mut u8, bytes) };
+        if r.zeroed {
+            assert!(mem.iter().all(|&b| b == 0), "reused released run not zero");
+        }
+        mem.fill(0x5A);
+        // A run that mixes dirty and released pages is not.
+        // SAFETY: ours, unused.
+        unsafe { h.free(r.span.as_ptr()) };
+        assert_eq!(h.release_step(6), 6);
+        let r = h.alloc(12, 1, SpanState::Large, 0).unwrap();
+        assert!(!r.zeroed, "half-dirty run reported zeroed");
         h.validate();
     }
 }

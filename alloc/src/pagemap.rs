@@ -20,6 +20,7 @@
 //!    address, which makes a stale slot harmless (records are type-stable, see `meta`).
 //! 3. Leaves are never freed.
 
+use crate::dirty::ArenaPages;
 use crate::meta::MetaArena;
 use crate::size_class::PAGE_SHIFT;
 use crate::span::Span;
@@ -36,6 +37,8 @@ const LEAF_SLOTS: usize = 1 << (ARENA_SHIFT - PAGE_SHIFT);
 
 struct Leaf {
     spans: [AtomicPtr<Span>; LEAF_SLOTS],
+    /// The arena's dirty-page bits, owned by the page heap the arena belongs to (`dirty`).
+    pages: ArenaPages,
 }
 
 /// The root table. Slots are written once each, under a page-heap lock (Release); read
@@ -65,22 +68,47 @@ impl PageMap {
         unsafe { (*leaf).spans[(addr >> PAGE_SHIFT) & (LEAF_SLOTS - 1)].load(Ordering::Relaxed) }
     }
 
-    /// Makes sure root and leaves exist for `[start, start + len)`. Called under the page-heap
-    /// lock before the range is published. Returns false if metadata cannot be mapped.
-    pub(crate) fn ensure(&self, meta: &MetaArena, start: usize, len: usize) -> bool {
+    /// Makes sure root and leaves exist for `[start, start + len)`, calling `new_arena` with the
+    /// dirty-page record of each arena whose leaf it creates (its base already set). Called
+    /// under the page-heap lock before the range is published. Returns false if metadata cannot
+    /// be mapped.
+    pub(crate) fn ensure(
+        &self,
+        meta: &MetaArena,
+        start: usize,
+        len: usize,
+        mut new_arena: impl FnMut(&'static ArenaPages),
+    ) -> bool {
         if (start + len) >> ADDRESS_BITS != 0 {
             return false;
         }
-        for slot in &ROOT[start >> ARENA_SHIFT..=(start + len - 1) >> ARENA_SHIFT] {
+        let first = start >> ARENA_SHIFT;
+        for (i, slot) in ROOT[first..=(start + len - 1) >> ARENA_SHIFT]
+            .iter()
+            .enumerate()
+        {
             if slot.load(Ordering::Acquire).is_null() {
                 let Some(leaf) = meta.alloc(size_of::<Leaf>(), 4096) else {
                     return false;
                 };
-                // Zeroed memory is a valid leaf: every slot null.
-                slot.store(leaf.as_ptr().cast(), Ordering::Release);
+                let leaf = leaf.as_ptr().cast::<Leaf>();
+                // SAFETY: zeroed metadata is a valid leaf (every slot null, no page dirty),
+                // never freed (invariant 3).
+                let pages = unsafe { &(*leaf).pages };
+                pages.set_base((first + i) << ARENA_SHIFT);
+                slot.store(leaf, Ordering::Release);
+                new_arena(pages);
             }
         }
         true
+    }
+
+    /// The dirty-page record of the arena holding `addr`, which [`PageMap::ensure`] covered.
+    pub(crate) fn arena_pages(&self, addr: usize) -> &'static ArenaPages {
+        let leaf = ROOT[addr >> ARENA_SHIFT].load(Ordering::Relaxed);
+        debug_assert!(!leaf.is_null(), "arena_pages before ensure");
+        // SAFETY: `ensure` created this leaf; leaves are never freed.
+        unsafe { &(*leaf).pages }
     }
 
     /// Points every page of `[start, start + pages pages)` at `span`. Caller holds the

@@ -3,7 +3,8 @@
 //! # States
 //! ```text
 //!   Unused ──grow/split──▶ Free ──alloc──▶ Small(class) ──last object back──▶ Free
-//!     ▲                     │  └──alloc──▶ Large ──────────free────────────▶ Free
+//!     ▲                     │  ├──alloc──▶ Large ──────────free────────────▶ Free
+//!     │                     │  └──scavenger──▶ Releasing ──madvise done──▶ Free
 //!     └──merged into a neighbour┘
 //! ```
 //! `Unused` records sit in the page heap's record pool. Who may write what:
@@ -30,6 +31,8 @@ pub(crate) enum SpanState {
     Free = 1,
     Small = 2,
     Large = 3,
+    /// Pages out of the free index while the scavenger returns them to the OS.
+    Releasing = 4,
 }
 
 /// The record describing one run of pages.
@@ -102,6 +105,7 @@ impl Span {
             1 => SpanState::Free,
             2 => SpanState::Small,
             3 => SpanState::Large,
+            4 => SpanState::Releasing,
             _ => SpanState::Unused,
         }
     }

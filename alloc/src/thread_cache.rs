@@ -38,7 +38,7 @@
 use crate::block::{self, Batch, FreeBlock};
 use crate::heap::{self, HEAP};
 use crate::size_class::{CLASSES, NUM_CLASSES, class_info};
-use crate::sync::Mutex;
+use crate::sync::{AtomicU32, Mutex, Ordering};
 use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
@@ -72,9 +72,22 @@ std::thread_local! {
 
 struct List {
     head: *mut FreeBlock,
-    len: u32,
+    /// Blocks on the list. Written only by the owner (rule 1) with plain-width relaxed loads
+    /// and stores (no atomic read-modify-write); read racily by the statistics.
+    len: AtomicU32,
     /// Slow-start limit (module docs); 0 in a fresh cache means "one batch".
     max: u32,
+}
+
+impl List {
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        self.len.load(Ordering::Relaxed)
+    }
+    #[inline(always)]
+    fn set_len(&self, n: u32) {
+        self.len.store(n, Ordering::Relaxed);
+    }
 }
 
 /// Raises list `class`'s limit by a batch, up to its ceiling.
@@ -109,7 +122,7 @@ impl ThreadCache {
         self.lists
             .iter()
             .zip(CLASSES.iter())
-            .map(|(l, c)| l.len as usize * c.size as usize)
+            .map(|(l, c)| l.len() as usize * c.size as usize)
             .sum()
     }
 }
@@ -199,7 +212,7 @@ pub(crate) fn alloc(class: usize) -> *mut u8 {
             // SAFETY: blocks on our list are free blocks of this class owned by the cache.
             unsafe {
                 list.head = (*b).next;
-                list.len -= 1;
+                list.set_len(list.len() - 1);
                 if class != 0 {
                     block::clear_canary(b.cast());
                 }
@@ -238,11 +251,12 @@ fn alloc_slow(mut tc: *mut ThreadCache, class: usize) -> *mut u8 {
         }
         (*tail).next = list.head;
         list.head = (*b).next;
-        list.len += batch.count as u32 - 1;
+        list.set_len(list.len() + batch.count as u32 - 1);
         if class != 0 {
             block::clear_canary(b.cast());
         }
     }
+    crate::scavenger::tick();
     b.cast()
 }
 
@@ -279,8 +293,8 @@ pub(crate) unsafe fn free(p: *mut u8, class: usize) {
         // SAFETY: `p` is ours and at least 8 bytes, aligned.
         unsafe { (*b).next = list.head };
         list.head = b;
-        list.len += 1;
-        if list.len > list.max {
+        list.set_len(list.len() + 1);
+        if list.len() > list.max {
             overflow(c, class);
         }
         return;
@@ -300,17 +314,18 @@ fn overflow(c: &mut ThreadCache, class: usize) {
     let list = &mut c.lists[class];
     // Past the limit: give back a batch (or everything, while the limit is still small)
     // and let the limit grow, so a thread that frees many blocks soon keeps them.
-    let n = CLASSES[class].batch.min(list.len);
+    let n = CLASSES[class].batch.min(list.len());
     raise_limit(list, class);
     release(c, class, n);
     if c.bytes() > MAX_THREAD_BYTES {
         for (k, sc) in CLASSES.iter().enumerate() {
-            let half = c.lists[k].len.div_ceil(2);
+            let half = c.lists[k].len().div_ceil(2);
             release(c, k, half);
             let l = &mut c.lists[k];
             l.max = (l.max / 2).max(sc.batch);
         }
     }
+    crate::scavenger::tick();
 }
 
 /// Returns the first `n` blocks of list `class` to the central list.
@@ -319,7 +334,7 @@ fn release(c: &mut ThreadCache, class: usize, n: u32) {
         return;
     }
     let list = &mut c.lists[class];
-    debug_assert!(n <= list.len);
+    debug_assert!(n <= list.len());
     let head = list.head;
     let mut last = head;
     // SAFETY: the list holds at least `n` blocks owned by this cache (rule 1).
@@ -330,7 +345,7 @@ fn release(c: &mut ThreadCache, class: usize, n: u32) {
         list.head = (*last).next;
         (*last).next = ptr::null_mut();
     }
-    list.len -= n;
+    list.set_len(list.len() - n);
     // SAFETY: the cut-off blocks are free blocks of `class` with canaries, owned by us.
     unsafe {
         HEAP.insert_batch(
@@ -388,7 +403,7 @@ fn create() -> *mut ThreadCache {
 /// afresh in its next thread).
 fn flush(c: &mut ThreadCache) {
     for class in 0..NUM_CLASSES {
-        let n = c.lists[class].len;
+        let n = c.lists[class].len();
         release(c, class, n);
         c.lists[class].max = 0;
     }
@@ -446,8 +461,24 @@ pub(crate) fn live_caches() -> usize {
     n
 }
 
-/// Empties the calling thread's cache (tests, and `release_memory` in a later stage).
-#[cfg(any(test, feature = "testing"))]
+/// Blocks of each class held in every live thread's cache (read racily: statistics), added
+/// to `out`. Holds the registry lock, which only thread creation and exit take.
+pub(crate) fn cached_by_class(out: &mut [usize; NUM_CLASSES]) {
+    let caches = CACHES.lock();
+    let mut tc = caches.live;
+    while !tc.is_null() {
+        // SAFETY: live caches stay valid while the registry lock is held (a cache leaves
+        // `live` only under it); `len` is an atomic, so reading another thread's is no race.
+        unsafe {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o += (*ptr::addr_of!((*tc).lists[k].len)).load(Ordering::Relaxed) as usize;
+            }
+            tc = (*tc).next;
+        }
+    }
+}
+
+/// Empties the calling thread's cache (tests, and `release_memory`).
 pub(crate) fn flush_current() {
     let tc = current();
     if usable(tc) {

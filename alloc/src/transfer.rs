@@ -125,8 +125,7 @@ impl TransferCache {
         n
     }
 
-    /// Blocks parked here (racy: statistics).
-    #[cfg(any(test, feature = "testing"))]
+    /// Batches parked here (statistics).
     pub(crate) fn parked_batches(&self) -> usize {
         self.hint.load(Ordering::Relaxed)
     }

@@ -237,15 +237,105 @@ pub(crate) fn register_atfork(
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
 }
 
-/// True when environment variable `name` is set to exactly `value`. Reads the environment
-/// without allocating (the allocator may be initialising).
-pub(crate) fn env_is(name: &core::ffi::CStr, value: &[u8]) -> bool {
+/// The value of environment variable `name`, if set. Reads the environment without allocating
+/// (the allocator may be initialising); the bytes stay valid while nobody changes the
+/// environment (callers read them at once, during initialisation).
+pub(crate) fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
     let _errno = ErrnoGuard::new();
-    // SAFETY: getenv with a NUL-terminated name returns null or a NUL-terminated string that
-    // stays valid while the environment is not modified (we read it at once).
+    // SAFETY: getenv with a NUL-terminated name returns null or a NUL-terminated string in the
+    // environment block.
     unsafe {
         let v = libc::getenv(name.as_ptr());
-        !v.is_null() && core::ffi::CStr::from_ptr(v).to_bytes() == value
+        (!v.is_null()).then(|| core::ffi::CStr::from_ptr(v).to_bytes())
+    }
+}
+
+/// Returns the pages of `[addr, addr + len)` (inside a committed range of ours) to the OS:
+/// `madvise(MADV_DONTNEED)`, after which they read as zero, or with `free`, `MADV_FREE`, which
+/// lets the kernel take them lazily (they stay in RSS until it does) and may leave their old
+/// bytes. Falls back to `MADV_DONTNEED` where `MADV_FREE` is refused (Linux < 4.5).
+pub(crate) fn release(addr: usize, len: usize, free: bool) {
+    let _errno = ErrnoGuard::new();
+    // SAFETY: the range is committed memory the page heap owns and nobody uses; advising the
+    // kernel to drop its contents is what the caller wants.
+    unsafe {
+        if free && libc::madvise(addr as *mut c_void, len, libc::MADV_FREE) == 0 {
+            return;
+        }
+        libc::madvise(addr as *mut c_void, len, libc::MADV_DONTNEED);
+    }
+}
+
+/// Sleeps while `*word == expected`, at most `ns` nanoseconds (futex wait with a timeout).
+pub(crate) fn futex_wait_for(word: &AtomicU32, expected: u32, ns: u64) {
+    let _errno = ErrnoGuard::new();
+    let ts = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `word` is a live, aligned u32; `ts` a valid relative timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts,
+        );
+    }
+}
+
+/// Nanoseconds of CPU time the calling thread has used.
+pub(crate) fn thread_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// A precise monotonic clock, in nanoseconds.
+pub(crate) fn now_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let _errno = ErrnoGuard::new();
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Starts a detached thread running `body` with every signal blocked (so the program's signal
+/// handlers never run on it) and a small stack, named `name` (at most 15 bytes). False when
+/// the thread could not be created. `pthread_create` may allocate: callers hold no allocator
+/// lock.
+pub(crate) fn spawn_detached(
+    body: extern "C" fn(*mut c_void) -> *mut c_void,
+    name: &core::ffi::CStr,
+) -> bool {
+    let _errno = ErrnoGuard::new();
+    // SAFETY: every pointer passed is a valid local out-pointer or the attr/sets initialised
+    // just before; the old mask is restored before returning.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        if libc::pthread_attr_init(&mut attr) != 0 {
+            return false;
+        }
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut t: libc::pthread_t = 0;
+        let ok = libc::pthread_create(&mut t, &attr, body, ptr::null_mut()) == 0;
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
+        libc::pthread_attr_destroy(&mut attr);
+        if ok {
+            libc::pthread_setname_np(t, name.as_ptr());
+        }
+        ok
     }
 }
 

@@ -19,8 +19,8 @@
 //! the list grows by a batch, up to [`max_capacity`]; when a pass of [`reclaim_idle`] finds
 //! that a CPU's list of some class had no miss since the previous pass, it is emptied and
 //! shrunk back to one batch. A CPU that stops using a class thereby gives its blocks back
-//! within two passes (one second apart, run from the slow paths; the background scavenger of
-//! the next issue will run them when nothing allocates). Both resizes work on another CPU's
+//! within two passes (one second apart, run by the scavenger thread, or from the slow paths
+//! when it is off: see `scavenger`). Both resizes work on another CPU's
 //! slab safely: `resize` explains the protocol (locked headers plus `membarrier`). Where the
 //! kernel lacks `membarrier`'s rseq command, capacities stay at their maximum instead.
 //!
@@ -42,9 +42,7 @@
 
 mod resize;
 
-pub(crate) use resize::RESIZE;
-#[cfg(any(test, feature = "testing"))]
-pub(crate) use resize::{drain_all, reclaim_idle};
+pub(crate) use resize::{RESIZE, drain_all, reclaim_idle};
 
 use crate::block::{self, Batch, FreeBlock};
 use crate::heap::HEAP;
@@ -138,7 +136,7 @@ fn decide() -> bool {
         _ => {}
     }
     thread_cache::init_heap();
-    let ok = !os::env_is(c"TRICOLOR_PERCPU", b"0") && rseq::detect().is_some_and(build_slabs);
+    let ok = crate::knobs::get().percpu && rseq::detect().is_some_and(build_slabs);
     LAYOUT
         .mode
         .store(if ok { PER_CPU } else { PER_THREAD }, Ordering::Release);
@@ -252,7 +250,7 @@ fn alloc_slow(class: usize) -> *mut u8 {
             block::clear_canary(first.cast());
         }
     }
-    resize::maybe_reclaim();
+    crate::scavenger::tick();
     first.cast()
 }
 
@@ -297,7 +295,7 @@ fn overflow(p: *mut u8, class: usize) {
         }
         HEAP.insert_batch(class, batch);
     }
-    resize::maybe_reclaim();
+    crate::scavenger::tick();
 }
 
 /// Blocks and capacity of `class`'s list on `cpu` (racy; `None` outside per-CPU mode).
@@ -307,18 +305,27 @@ pub(crate) fn list_state(cpu: usize, class: usize) -> Option<(u32, u32)> {
     (per_cpu() && cpu < s.n && class < NUM_CLASSES).then(|| resize::racy_list(&s, cpu, class))
 }
 
-/// Bytes held in every CPU's slab (reads other CPUs' headers racily: statistics only).
-#[cfg(any(test, feature = "testing"))]
-pub(crate) fn cached_bytes() -> usize {
+/// Blocks of each class held in every CPU's slab, added to `out` (reads other CPUs' headers
+/// racily: statistics only).
+pub(crate) fn cached_by_class(out: &mut [usize; NUM_CLASSES]) {
     if !per_cpu() {
-        return 0;
+        return;
     }
     let s = slabs();
-    let mut total = 0;
     for cpu in 0..s.n {
-        for (c, sc) in CLASSES.iter().enumerate() {
-            total += resize::racy_list(&s, cpu, c).0 as usize * sc.size as usize;
+        for (c, o) in out.iter_mut().enumerate() {
+            *o += resize::racy_list(&s, cpu, c).0 as usize;
         }
     }
-    total
+}
+
+/// Bytes held in every CPU's slab (racy, as [`cached_by_class`]).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn cached_bytes() -> usize {
+    let mut n = [0; NUM_CLASSES];
+    cached_by_class(&mut n);
+    n.iter()
+        .zip(CLASSES.iter())
+        .map(|(&k, sc)| k * sc.size as usize)
+        .sum()
 }

@@ -30,17 +30,12 @@ use crate::block::Batch;
 use crate::heap::HEAP;
 use crate::os::{self, rseq};
 use crate::size_class::{CLASSES, NUM_CLASSES};
-use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering};
+use crate::sync::{AtomicPtr, AtomicU32, Mutex, Ordering};
 use core::ptr;
 
 /// Serialises every operation here; the fork handlers hold it so that no header stays locked
 /// in a child.
 pub(crate) static RESIZE: Mutex<()> = Mutex::new(());
-
-/// How often the slow paths run [`reclaim_idle`], at most.
-const RECLAIM_INTERVAL_NS: u64 = 1_000_000_000;
-/// When the slow paths may next run [`reclaim_idle`] (`os::coarse_now_ns` time).
-static NEXT_RECLAIM: AtomicU64 = AtomicU64::new(0);
 
 /// Per-CPU miss counts, for telling idle lists from busy ones.
 struct CpuCounts {
@@ -216,13 +211,8 @@ fn drain(s: &rseq::Slabs, cpu: usize, mask: u128) -> usize {
 /// transfer caches that saw no traffic. Returns the bytes moved to the central lists, from
 /// which whole spans go back to the page heap. A list in steady use without misses is emptied
 /// too; it costs that CPU one refill.
-#[cfg(any(test, feature = "testing"))]
 pub(crate) fn reclaim_idle() -> usize {
     let _g = RESIZE.lock();
-    reclaim_idle_locked()
-}
-
-fn reclaim_idle_locked() -> usize {
     let mut bytes = 0;
     if per_cpu() && LAYOUT.resizable.load(Ordering::Relaxed) {
         let s = slabs();
@@ -249,7 +239,6 @@ fn reclaim_idle_locked() -> usize {
 
 /// Empties every CPU's lists and every transfer cache into the central lists (for releasing
 /// memory now, and for tests). Returns the bytes moved.
-#[cfg(any(test, feature = "testing"))]
 pub(crate) fn drain_all() -> usize {
     let _g = RESIZE.lock();
     let mut bytes = 0;
@@ -263,30 +252,7 @@ pub(crate) fn drain_all() -> usize {
     bytes + HEAP.reclaim_transfer(true)
 }
 
-/// Runs [`reclaim_idle`] from a slow path when a pass is due (every
-/// [`RECLAIM_INTERVAL_NS`]) and no other resize is running.
-pub(super) fn maybe_reclaim() {
-    let now = os::coarse_now_ns();
-    let next = NEXT_RECLAIM.load(Ordering::Relaxed);
-    if now < next
-        || NEXT_RECLAIM
-            .compare_exchange(
-                next,
-                now + RECLAIM_INTERVAL_NS,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
-            .is_err()
-    {
-        return;
-    }
-    if let Some(_g) = RESIZE.try_lock() {
-        reclaim_idle_locked();
-    }
-}
-
 /// Blocks in a list and its capacity, read racily (statistics and tests).
-#[cfg(any(test, feature = "testing"))]
 pub(crate) fn racy_list(s: &rseq::Slabs, cpu: usize, class: usize) -> (u32, u32) {
     let h = Header::at(s, cpu, class);
     (

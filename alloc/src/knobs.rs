@@ -1,0 +1,235 @@
+//! Settings read from the environment, once, at the first allocation, in Go's style.
+//!
+//! | variable | accepted values | default |
+//! |---|---|---|
+//! | `GOMEMLIMIT` | `off`, or a byte count with an optional unit `B`, `KiB`, `MiB`, `GiB`, `TiB` (Go's exact forms: `512MiB`, `1073741824`) | off |
+//! | `TRICOLOR_MADV` | `dontneed`, `free` | `dontneed` |
+//! | `TRICOLOR_SCAVENGER` | `1` (background thread), `0` (release from the allocating threads' slow paths instead) | `1` |
+//! | `TRICOLOR_PERCPU` | `1`, `0` (per-thread caches even where rseq works) | `1` |
+//!
+//! A malformed value is reported once on standard error, naming the variable, the value and
+//! the accepted forms, and the default is kept (Go dies on a malformed `GOMEMLIMIT`; an
+//! allocator that takes a program down for a typo in its environment is worse).
+//!
+//! Invariant: after [`get`] first returns, the values never change, except the memory limit,
+//! which [`set_memory_limit`] may change at any time (it is one atomic word).
+
+use crate::os;
+use crate::sync::{AtomicBool, AtomicI64, AtomicU8, Mutex, Ordering};
+
+/// The memory limit meaning "none" (Go's `math.MaxInt64`).
+pub const NO_LIMIT: i64 = i64::MAX;
+
+/// The settings other modules read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Knobs {
+    /// Release pages with `MADV_FREE` instead of `MADV_DONTNEED`.
+    pub(crate) madv_free: bool,
+    /// Run the background scavenger thread.
+    pub(crate) scavenger: bool,
+    /// Use per-CPU caches where rseq works.
+    pub(crate) percpu: bool,
+}
+
+const UNREAD: u8 = 0;
+const READ: u8 = 1;
+static STATE: AtomicU8 = AtomicU8::new(UNREAD);
+static LOCK: Mutex<()> = Mutex::new(());
+static MADV_FREE: AtomicBool = AtomicBool::new(false);
+static SCAVENGER: AtomicBool = AtomicBool::new(true);
+static PERCPU: AtomicBool = AtomicBool::new(true);
+static LIMIT: AtomicI64 = AtomicI64::new(NO_LIMIT);
+
+/// The settings, reading the environment on first call.
+#[inline]
+pub(crate) fn get() -> Knobs {
+    if STATE.load(Ordering::Acquire) != READ {
+        read_environment();
+    }
+    Knobs {
+        madv_free: MADV_FREE.load(Ordering::Relaxed),
+        scavenger: SCAVENGER.load(Ordering::Relaxed),
+        percpu: PERCPU.load(Ordering::Relaxed),
+    }
+}
+
+/// The memory limit in bytes ([`NO_LIMIT`] when off).
+#[inline]
+pub(crate) fn memory_limit() -> i64 {
+    if STATE.load(Ordering::Acquire) != READ {
+        read_environment();
+    }
+    LIMIT.load(Ordering::Relaxed)
+}
+
+/// Sets the memory limit and returns the previous one; a negative `limit` only reads it
+/// (Go's `debug.SetMemoryLimit`).
+pub(crate) fn set_memory_limit(limit: i64) -> i64 {
+    let old = memory_limit();
+    if limit < 0 {
+        return old;
+    }
+    LIMIT.swap(limit, Ordering::Relaxed)
+}
+
+#[cold]
+#[inline(never)]
+fn read_environment() {
+    let _g = LOCK.lock();
+    if STATE.load(Ordering::Acquire) == READ {
+        return;
+    }
+    if let Some(v) = os::getenv(c"GOMEMLIMIT") {
+        match parse_memory_limit(v) {
+            Some(n) => LIMIT.store(n, Ordering::Relaxed),
+            None => complain(
+                b"GOMEMLIMIT",
+                v,
+                b"\"off\" or a byte count with an optional unit B, KiB, MiB, GiB or TiB \
+                  (e.g. 512MiB)",
+                b"no limit",
+            ),
+        }
+    }
+    if let Some(v) = os::getenv(c"TRICOLOR_MADV") {
+        match v {
+            b"dontneed" => MADV_FREE.store(false, Ordering::Relaxed),
+            b"free" => MADV_FREE.store(true, Ordering::Relaxed),
+            _ => complain(b"TRICOLOR_MADV", v, b"dontneed or free", b"dontneed"),
+        }
+    }
+    for (name, flag, label) in [
+        (
+            c"TRICOLOR_SCAVENGER",
+            &SCAVENGER,
+            &b"TRICOLOR_SCAVENGER"[..],
+        ),
+        (c"TRICOLOR_PERCPU", &PERCPU, &b"TRICOLOR_PERCPU"[..]),
+    ] {
+        if let Some(v) = os::getenv(name) {
+            match v {
+                b"1" => flag.store(true, Ordering::Relaxed),
+                b"0" => flag.store(false, Ordering::Relaxed),
+                _ => complain(label, v, b"1 or 0", b"1"),
+            }
+        }
+    }
+    STATE.store(READ, Ordering::Release);
+}
+
+/// Go's `GOMEMLIMIT` syntax (`runtime.parseByteCount`, plus `off`): digits, optionally
+/// followed by `B` or by `KiB`, `MiB`, `GiB`, `TiB`; at most `i64::MAX` bytes; not negative
+/// (a leading `-` is read, as Go reads it, and then refused unless the number is zero).
+pub(crate) fn parse_memory_limit(s: &[u8]) -> Option<i64> {
+    if s == b"off" {
+        return Some(NO_LIMIT);
+    }
+    let (digits, shift) = match s {
+        [.., b'K', b'i', b'B'] => (&s[..s.len() - 3], 10),
+        [.., b'M', b'i', b'B'] => (&s[..s.len() - 3], 20),
+        [.., b'G', b'i', b'B'] => (&s[..s.len() - 3], 30),
+        [.., b'T', b'i', b'B'] => (&s[..s.len() - 3], 40),
+        [.., d, b'B'] if d.is_ascii_digit() => (&s[..s.len() - 1], 0),
+        [.., d] if d.is_ascii_digit() => (s, 0),
+        _ => return None,
+    };
+    let (neg, digits) = match digits {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, digits),
+    };
+    if digits.is_empty() && !neg {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+    }
+    if neg && n != 0 {
+        return None;
+    }
+    let bytes = n.checked_mul(1u64 << shift)?;
+    i64::try_from(bytes).ok()
+}
+
+/// Writes `tricolor: VAR="value" is malformed (accepted: …); keeping the default (…)`.
+fn complain(var: &[u8], value: &[u8], accepted: &[u8], default: &[u8]) {
+    let mut buf = [0u8; 512];
+    let mut len = 0;
+    let value = &value[..value.len().min(128)];
+    for part in [
+        &b"tricolor: "[..],
+        var,
+        b"=\"",
+        value,
+        b"\" is malformed (accepted: ",
+        accepted,
+        b"); keeping the default (",
+        default,
+        b")\n",
+    ] {
+        let n = part.len().min(buf.len() - len);
+        buf[len..len + n].copy_from_slice(&part[..n]);
+        len += n;
+    }
+    os::write_stderr(&buf[..len]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limit_accepts_exactly_gos_forms() {
+        let ok: &[(&[u8], i64)] = &[
+            (b"off", NO_LIMIT),
+            (b"0", 0),
+            (b"-0", 0),
+            (b"1", 1),
+            (b"1B", 1),
+            (b"1KiB", 1024),
+            (b"2MiB", 2 << 20),
+            (b"3GiB", 3 << 30),
+            (b"4TiB", 4 << 40),
+            (b"9223372036854775807", i64::MAX),
+            (b"8388607TiB", 8_388_607 << 40),
+        ];
+        for &(s, want) in ok {
+            assert_eq!(
+                parse_memory_limit(s),
+                Some(want),
+                "{}",
+                String::from_utf8_lossy(s)
+            );
+        }
+        let bad: &[&[u8]] = &[
+            b"",
+            b"B",
+            b"KiB",
+            b"-",
+            b"-1",
+            b"1KB",
+            b"1kiB",
+            b"1Ki",
+            b"1XiB",
+            b"1 MiB",
+            b" 1",
+            b"1.5GiB",
+            b"+1",
+            b"OFF",
+            b"9223372036854775808",
+            b"8388608TiB",
+            b"99999999999999999999999",
+        ];
+        for &s in bad {
+            assert_eq!(
+                parse_memory_limit(s),
+                None,
+                "{}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+}
