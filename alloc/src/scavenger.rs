@@ -129,12 +129,17 @@ fn check(budget: usize, pace: u64) -> usize {
             break;
         }
         done += pages << PAGE_SHIFT;
+        SCAVENGER
+            .released
+            .fetch_add((pages << PAGE_SHIFT) as u64, Ordering::Relaxed);
         if pace > 0 {
+            SCAVENGER
+                .cpu_ns
+                .store(os::thread_cpu_ns(), Ordering::Relaxed);
             let took = os::now_ns() - t0;
             os::futex_wait_for(&SLEEP, 0, (took * pace).clamp(10_000, 100_000_000));
         }
     }
-    SCAVENGER.released.fetch_add(done as u64, Ordering::Relaxed);
     done
 }
 

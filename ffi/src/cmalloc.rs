@@ -18,7 +18,7 @@ use core::ffi::{c_int, c_void};
 use core::ptr;
 
 #[inline]
-fn set_errno(e: i32) {
+pub(crate) fn set_errno(e: i32) {
     // SAFETY: __errno_location returns the calling thread's errno slot.
     unsafe { *libc::__errno_location() = e };
 }

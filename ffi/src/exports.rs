@@ -83,3 +83,75 @@ pub unsafe extern "C" fn tc_malloc_usable_size(ptr: *const c_void) -> usize {
     // SAFETY: the caller's contract.
     unsafe { cmalloc::malloc_usable_size(ptr) }
 }
+
+/// Tricolor's memory, partitioned: `mapped` is the sum of the nine parts from `in_use_small`
+/// to `metadata` (exactly, when no other thread allocates during the call), plus counters.
+/// The same struct as Rust's `tricolor_alloc::AllocStats`; fields are only ever added at the
+/// end.
+#[allow(non_camel_case_types)]
+pub type tc_alloc_stats_t = tricolor_alloc::AllocStats;
+
+/// One size class's figures (Rust's `tricolor_alloc::ClassStats`).
+#[allow(non_camel_case_types)]
+pub type tc_class_stats_t = tricolor_alloc::ClassStats;
+
+/// The number of size classes: `tc_class_stats` accepts 0 to `TC_NUM_CLASSES - 1`.
+pub const TC_NUM_CLASSES: i32 = 67;
+const _: () = assert!(TC_NUM_CLASSES as usize == tricolor_alloc::size_class::NUM_CLASSES);
+
+/// The memory limit meaning "none" (Go's `math.MaxInt64`).
+pub const TC_NO_LIMIT: i64 = i64::MAX;
+
+/// Fills `*out` with the statistics. Returns 0, or -1 with `errno = EINVAL` when `out` is
+/// NULL. Never stops other threads' allocations for more than a short lock hold.
+///
+/// # Safety
+/// `out` is NULL or points to writable memory for one `tc_alloc_stats_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tc_alloc_stats(out: *mut tc_alloc_stats_t) -> i32 {
+    if out.is_null() {
+        cmalloc::set_errno(libc::EINVAL);
+        return -1;
+    }
+    // SAFETY: the caller's contract: `out` is writable.
+    unsafe { out.write(tricolor_alloc::stats()) };
+    0
+}
+
+/// Fills `*out` with the figures of size class `size_class` (0 ≤ size_class <
+/// `TC_NUM_CLASSES`). Returns 0, or -1 with `errno = EINVAL` for a bad class or NULL `out`.
+///
+/// # Safety
+/// `out` is NULL or points to writable memory for one `tc_class_stats_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tc_class_stats(size_class: i32, out: *mut tc_class_stats_t) -> i32 {
+    let figures = usize::try_from(size_class)
+        .ok()
+        .and_then(tricolor_alloc::class_stats);
+    match figures {
+        Some(c) if !out.is_null() => {
+            // SAFETY: the caller's contract: `out` is writable.
+            unsafe { out.write(c) };
+            0
+        }
+        _ => {
+            cmalloc::set_errno(libc::EINVAL);
+            -1
+        }
+    }
+}
+
+/// Returns every free page to the OS and empties every cache it can reach (Go's
+/// `debug.FreeOSMemory`); returns the bytes released.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_release_memory() -> usize {
+    tricolor_alloc::release_memory()
+}
+
+/// Sets the soft memory limit in bytes and returns the previous one; a negative `limit` only
+/// reads it; `TC_NO_LIMIT` turns it off (Go's `debug.SetMemoryLimit`; `GOMEMLIMIT` sets it
+/// at start).
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_set_memory_limit(limit: i64) -> i64 {
+    tricolor_alloc::set_memory_limit(limit)
+}

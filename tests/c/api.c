@@ -108,5 +108,46 @@ int main(void) {
     errno = 0;
     CHECK(tc_aligned_alloc(4096, SIZE_MAX - 100) == NULL && errno == ENOMEM);
 
+    /* Statistics: the parts add up to mapped; live objects show; release returns pages. */
+    tc_alloc_stats_t st;
+    CHECK(tc_alloc_stats(&st) == 0 && st.mapped > 0);
+    CHECK(st.in_use_small + st.in_use_large + st.cached_front + st.cached_transfer +
+              st.cached_central + st.span_waste + st.free_dirty + st.released + st.metadata ==
+          st.mapped);
+    errno = 0;
+    CHECK(tc_alloc_stats(NULL) == -1 && errno == EINVAL);
+    void *held[1000];
+    for (int i = 0; i < 1000; i++) held[i] = tc_malloc(200);
+    unsigned char *large = tc_malloc(8u << 20);
+    memset(large, 1, 8u << 20);
+    tc_alloc_stats_t st2;
+    CHECK(tc_alloc_stats(&st2) == 0);
+    CHECK(st2.in_use_small >= st.in_use_small + 1000 * 200);
+    CHECK(st2.in_use_large >= st.in_use_large + (8u << 20));
+    CHECK(st2.large_allocs == st.large_allocs + 1);
+    int classes_in_use = 0;
+    for (int c = 0; c < TC_NUM_CLASSES; c++) {
+        tc_class_stats_t cs;
+        CHECK(tc_class_stats(c, &cs) == 0 && cs.size > 0);
+        classes_in_use += cs.in_use > 0;
+    }
+    CHECK(classes_in_use > 0);
+    tc_class_stats_t cs;
+    errno = 0;
+    CHECK(tc_class_stats(TC_NUM_CLASSES, &cs) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(tc_class_stats(-1, &cs) == -1 && errno == EINVAL);
+    for (int i = 0; i < 1000; i++) tc_free(held[i]);
+    tc_free(large);
+    CHECK(tc_release_memory() >= (8u << 20));
+    tc_alloc_stats_t st3;
+    CHECK(tc_alloc_stats(&st3) == 0 && st3.free_dirty == 0 && st3.released >= (8u << 20));
+
+    /* The memory limit: off by default, settable, readable with a negative value. */
+    CHECK(tc_set_memory_limit(-1) == TC_NO_LIMIT);
+    CHECK(tc_set_memory_limit(1ll << 40) == TC_NO_LIMIT);
+    CHECK(tc_set_memory_limit(-1) == (1ll << 40));
+    CHECK(tc_set_memory_limit(TC_NO_LIMIT) == (1ll << 40));
+
     return check_summary("api");
 }

@@ -64,6 +64,16 @@ int main(void) {
     CHECK(tc_usable != NULL);
     void *p = malloc(100);
     CHECK(malloc_usable_size(p) == 112 && tc_usable && tc_usable(p) == 112);
+
+    /* malloc_trim gives freed memory back to the OS (tc_release_memory underneath). */
+    {
+        size_t n = 32u << 20;
+        unsigned char *volatile big = malloc(n); /* volatile: the compiler may not elide the pair */
+        memset((void *)big, 7, n);
+        free(big);
+        CHECK(malloc_trim(0) == 1);
+        CHECK(malloc_trim(0) == 0);
+    }
     free(p);
 
     CHECK(early && strcmp(early, "allocated before main") == 0);

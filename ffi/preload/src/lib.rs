@@ -104,6 +104,14 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     unsafe { cmalloc::malloc_usable_size(p) }
 }
 
+/// `malloc_trim`: glibc's way for a program to give free memory back. Tricolor returns every
+/// free page and empties the caches it can reach (`tc_release_memory`), whatever `pad` says;
+/// returns 1 when memory was released, 0 otherwise (glibc's convention).
+#[unsafe(no_mangle)]
+pub extern "C" fn malloc_trim(_pad: usize) -> i32 {
+    i32::from(tricolor_alloc::release_memory() > 0)
+}
+
 // C++ operators. `n` is the size; `a` an alignment (std::align_val_t, a size_t); the nothrow_t
 // reference is unused.
 
