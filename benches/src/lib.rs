@@ -5,10 +5,12 @@
 //! * [`workloads`] holds the allocator workloads `tricolor bench` runs; each is deterministic
 //!   (seeded), checks the contents of every block before freeing it, and returns a checksum
 //!   that must agree across allocators.
+//! * [`spike`] measures how fast each allocator returns a freed spike of memory to the OS.
 //! * [`programs`] holds the real programs run under `LD_PRELOAD` by the tests and by
 //!   `tricolor bench --programs`.
 
 pub mod programs;
+pub mod spike;
 pub mod workloads;
 
 use std::alloc::{GlobalAlloc, System};

@@ -16,11 +16,20 @@ use tricolor_benches::{AllocFn, Rival};
 /// The hidden sub-command a child runs.
 pub const CHILD: &str = "__bench-cell";
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Spike {
+    With,
+    Only,
+    Without,
+}
+
 struct Options {
     scale: usize,
     runs: usize,
     programs: bool,
     runs_given: bool,
+    spike: Spike,
+    spike_seconds: f64,
     only_programs: Vec<String>,
     workloads: Vec<Workload>,
     rivals: Vec<Rival>,
@@ -32,6 +41,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         runs: 5,
         programs: false,
         runs_given: false,
+        spike: Spike::With,
+        spike_seconds: 5.0,
         only_programs: Vec::new(),
         workloads: Vec::new(),
         rivals: Vec::new(),
@@ -47,7 +58,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--long" => {
                 o.scale = 10;
                 o.runs = 7;
+                o.spike_seconds = 10.0;
             }
+            "--spike" => o.spike = Spike::Only,
+            "--no-spike" => o.spike = Spike::Without,
             "--scale" => {
                 o.scale = value("--scale")?
                     .parse()
@@ -82,6 +96,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
     }
     if o.workloads.is_empty() {
         o.workloads = workloads::ALL.to_vec();
+    } else if o.spike == Spike::With {
+        o.spike = Spike::Without;
     }
     if o.rivals.is_empty() {
         o.rivals = Rival::ALL.to_vec();
@@ -109,17 +125,26 @@ pub fn main(args: &[String]) -> ExitCode {
     }
     let exe = std::env::current_exe().expect("own path");
     let started = Instant::now();
-    println!(
-        "tricolor bench: scale {}, {} runs per cell, median wall time; peak = RSS high-water mark above the process's baseline",
-        o.scale, o.runs
-    );
-    println!("ratios are allocator / tricolor: above 1.00 means Tricolor is faster or smaller\n");
-    println!(
-        "{:<9} {:<9} {:>10} {:>8} {:>10} {:>8}",
-        "workload", "allocator", "median ms", "time x", "peak MiB", "peak x"
-    );
     let mut failed = false;
-    for w in &o.workloads {
+    let workloads: &[Workload] = if o.spike == Spike::Only {
+        &[]
+    } else {
+        &o.workloads
+    };
+    if !workloads.is_empty() {
+        println!(
+            "tricolor bench: scale {}, {} runs per cell, median wall time; peak = RSS high-water mark above the process's baseline",
+            o.scale, o.runs
+        );
+        println!(
+            "ratios are allocator / tricolor: above 1.00 means Tricolor is faster or smaller\n"
+        );
+        println!(
+            "{:<9} {:<9} {:>10} {:>8} {:>10} {:>8}",
+            "workload", "allocator", "median ms", "time x", "peak MiB", "peak x"
+        );
+    }
+    for w in workloads {
         let mut cells: Vec<(Rival, Cell)> = Vec::new();
         for &r in &o.rivals {
             let out = Command::new(&exe)
@@ -190,9 +215,14 @@ pub fn main(args: &[String]) -> ExitCode {
             }
         }
     }
-    println!("\nworkloads:");
-    for w in &o.workloads {
-        println!("  {:<9} {}", w.name, w.what);
+    if !workloads.is_empty() {
+        println!("\nworkloads:");
+        for w in workloads {
+            println!("  {:<9} {}", w.name, w.what);
+        }
+    }
+    if o.spike != Spike::Without && !crate::spike::table(&o.rivals, o.spike_seconds) {
+        failed = true;
     }
     println!("total {:.1} s", started.elapsed().as_secs_f64());
     if failed {

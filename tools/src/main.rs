@@ -1,11 +1,13 @@
 //! `tricolor`: Tricolor's command-line tool.
 //!
 //! * `tricolor bench [options]` runs the allocator workloads against glibc, jemalloc and
-//!   mimalloc and prints median time and peak memory with ratios to Tricolor (see `bench.rs`);
+//!   mimalloc and prints median time and peak memory with ratios to Tricolor (see `bench.rs`),
+//!   then how fast each returns a freed spike of memory (see `spike.rs`);
 //!   with `--programs`, real programs under `LD_PRELOAD` instead (see `programs.rs`).
 
 mod bench;
 mod programs;
+mod spike;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,9 @@ commands:
       --workload W     only this workload (repeatable): churn, realloc, prodcons, prodcons2,
                        prodcons8, threads
       --allocator A    only this allocator (repeatable): tricolor, glibc, jemalloc, mimalloc
+      --spike          only the spike table: RSS after a freed 256 MiB spike while the
+                       program sleeps, 0-5 s (0-10 s with --long), and the idle CPU it costs
+      --no-spike       skip the spike table
       --programs       instead: real programs under LD_PRELOAD (python, sqlite, git, xz, sort)
                        against glibc and Debian's jemalloc, mimalloc, tcmalloc (3 runs each)
       --program P      only this program (repeatable; implies --programs)
@@ -31,6 +36,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("bench") => bench::main(&args[1..]),
         Some(bench::CHILD) => bench::child(&args[1..]),
+        Some(spike::CHILD) => spike::child(&args[1..]),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             ExitCode::SUCCESS

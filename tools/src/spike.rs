@@ -1,0 +1,117 @@
+//! `tricolor bench`'s spike table: RSS after a freed spike while the program sleeps, per
+//! allocator, each in its own child process (see `tricolor_benches::spike`).
+
+use std::process::{Command, ExitCode};
+use tricolor_benches::spike::{self, SAMPLES, Spike};
+use tricolor_benches::{AllocFn, Rival};
+
+/// The hidden sub-command a child runs.
+pub const CHILD: &str = "__spike-cell";
+
+/// The spike's size in MiB.
+pub const MIB: usize = 256;
+
+struct Run {
+    mib: usize,
+    seconds: f64,
+}
+
+impl AllocFn<Spike> for Run {
+    fn call<A: std::alloc::GlobalAlloc + Sync + 'static>(self, a: &'static A) -> Spike {
+        spike::run(a, self.mib, self.seconds)
+    }
+}
+
+/// Runs the spike on every allocator in `rivals` and prints the table; false if a child
+/// failed or the checksums disagree.
+pub fn table(rivals: &[Rival], seconds: f64) -> bool {
+    let exe = std::env::current_exe().expect("own path");
+    let samples: Vec<f64> = SAMPLES.iter().copied().filter(|&s| s <= seconds).collect();
+    println!(
+        "\nspike: {MIB} MiB of mixed objects allocated and touched, all freed, then the program sleeps;\n\
+         RSS above the process's baseline (MiB) at each time after the last free, and the CPU\n\
+         the process used while it slept (background threads)"
+    );
+    print!("{:<9} {:>8}", "allocator", "peak");
+    for s in &samples {
+        print!(" {:>7}", format!("{s:.0} s"));
+    }
+    println!(" {:>9}", "idle CPU");
+    let mut ok = true;
+    let mut checksum = None;
+    for &r in rivals {
+        let out = Command::new(&exe)
+            .args([CHILD, r.name(), &MIB.to_string(), &seconds.to_string()])
+            .output()
+            .expect("spawn spike child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let parsed = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("SPIKE "))
+            .and_then(parse_line);
+        let Some(s) = parsed.filter(|_| out.status.success()) else {
+            ok = false;
+            eprintln!(
+                "tricolor bench: spike on {} failed ({}):\n{}",
+                r.name(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            continue;
+        };
+        if checksum.is_some_and(|c| c != s.checksum) {
+            ok = false;
+            eprintln!("tricolor bench: spike checksums differ between allocators");
+        }
+        checksum = Some(s.checksum);
+        let mib = |b: usize| b.saturating_sub(s.base) as f64 / (1 << 20) as f64;
+        print!("{:<9} {:>8.1}", r.name(), mib(s.peak));
+        for a in &s.after {
+            print!(" {:>7.1}", mib(*a));
+        }
+        println!(" {:>7.1} ms", s.idle_cpu * 1e3);
+    }
+    ok
+}
+
+fn parse_line(l: &str) -> Option<Spike> {
+    let f: Vec<&str> = l.split_whitespace().collect();
+    let n = f.len();
+    if n < 4 {
+        return None;
+    }
+    Some(Spike {
+        base: f[0].parse().ok()?,
+        peak: f[1].parse().ok()?,
+        after: f[2..n - 2]
+            .iter()
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?,
+        idle_cpu: f[n - 2].parse().ok()?,
+        checksum: f[n - 1].parse().ok()?,
+    })
+}
+
+/// The child: `__spike-cell <allocator> <MiB> <seconds>`; prints
+/// `SPIKE <base> <peak> <after...> <idle cpu s> <checksum>`.
+pub fn child(args: &[String]) -> ExitCode {
+    let (Some(r), Some(mib), Some(seconds)) = (
+        args.first().and_then(|s| Rival::parse(s)),
+        args.get(1).and_then(|s| s.parse().ok()),
+        args.get(2).and_then(|s| s.parse().ok()),
+    ) else {
+        eprintln!("tricolor: bad {CHILD} arguments {args:?}");
+        return ExitCode::from(2);
+    };
+    let s = r.with(Run { mib, seconds });
+    let after: Vec<String> = s.after.iter().map(ToString::to_string).collect();
+    println!(
+        "SPIKE {} {} {} {} {}",
+        s.base,
+        s.peak,
+        after.join(" "),
+        s.idle_cpu,
+        s.checksum
+    );
+    ExitCode::SUCCESS
+}
