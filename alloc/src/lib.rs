@@ -5,9 +5,11 @@
 //! touches a list.
 //!
 //! ## Layers (bottom to top; a layer never imports one above it)
-//! `os` → `size_class` → `page_heap` (with `pagemap`, `span`, `meta`) → `central` →
-//! `transfer` → `heap` → front ends (`percpu` with its `resize`, `thread_cache`, `fork`) →
-//! `api` → `global`. `sync`, `block` and `misuse` are leaf utilities.
+//! `os` → `size_class` → `page_heap` (with `pagemap`, `dirty`, `span`, `meta`) → `central` →
+//! `transfer` → `heap` → front ends (`percpu` with its `resize`, `thread_cache`, `fork`) and
+//! `scavenger` (which the front ends' slow paths tick, and which empties their idle caches) →
+//! `stats` → `api` → `global`. `sync`, `block`, `misuse` and `knobs` (the environment) are
+//! leaf utilities.
 //!
 //! ## Data structures
 //! * **Pages and spans.** Memory is handled in 8 KiB pages. A *span* is a run of pages that is
@@ -49,6 +51,19 @@
 //!    its slow-start limit, or past 4 MiB cached in the thread) sends a batch back to the
 //!    central list, which returns a span to the page heap when its last object returns.
 //! 3. Large: the page heap marks the run free and merges it with free neighbours.
+//!
+//! ## Returning memory (`scavenger`, `dirty`)
+//! Free pages are dirty (they hold memory) or clean (released, or never touched): one bit per
+//! page. A background thread, started once pages have been freed, keeps what the heap holds
+//! within 110% of what its spans in use need (and within 95% of `GOMEMLIMIT`), releasing dirty
+//! runs with `madvise` from the highest address down at about 1% of one CPU, and empties idle
+//! front and transfer caches once a second. `release_memory()` releases everything now. Reuse
+//! needs no system call: under `MADV_DONTNEED` a clean page reads as zero, which `alloc_zeroed`
+//! exploits.
+//!
+//! ## Statistics (`stats`)
+//! Every mapped byte is in exactly one part: objects in use, free blocks in front, transfer
+//! and central caches, span tails, dirty free pages, released pages, metadata.
 //!
 //! ## Threads and processes
 //! A thread's cache is flushed by a `pthread_key_create` destructor when the thread exits;
