@@ -349,8 +349,9 @@ impl PageHeap {
             };
             // SAFETY: lock held; the run is dirty, so inside an indexed free run; records
             // stocked.
+            // No `check` here: the full validator would make each 1 MiB step cost a walk of
+            // the whole index, which under `expensive-checks` starves every other thread.
             let span = unsafe { h.take_out(self, start, pages) };
-            h.check(self);
             (start, pages, span)
         };
         os::release(start, pages << PAGE_SHIFT, knobs::get().madv_free);
@@ -363,7 +364,6 @@ impl PageHeap {
             (*span).owned().zeroed = false;
             h.release(self, span);
         }
-        h.check(self);
         pages
     }
 
@@ -745,17 +745,19 @@ impl Inner {
         }
         let len = need.max(GROW_CHUNK).min(self.region_end - self.region_cur);
         let base = self.region_cur;
-        // Leaves exist only for committed memory: a huge reservation costs no metadata.
+        // SAFETY: base is inside our reservation (frontier), non-null.
+        if !os::commit(unsafe { NonNull::new_unchecked(base as *mut u8) }, len) {
+            return false;
+        }
+        // Leaves exist only for committed memory, so they are made after the commit: a request
+        // the kernel refuses (say, 64 TiB) costs no metadata. If metadata runs out here, the
+        // range stays committed but outside the heap, and the next grow commits it again.
         let mut arenas = self.arenas;
         let ok = heap.pagemap.ensure(&heap.meta, base, len, |new| {
             arenas = insert_arena(arenas, new);
         });
         self.arenas = arenas;
         if !ok {
-            return false;
-        }
-        // SAFETY: base is inside our reservation (frontier), non-null.
-        if !os::commit(unsafe { NonNull::new_unchecked(base as *mut u8) }, len) {
             return false;
         }
         self.region_cur += len;

@@ -5,6 +5,10 @@
 //!
 //! Each test that reads RSS runs in its own child process (the helper tests below, selected by
 //! an environment variable), so the other tests of this file cannot disturb its figures.
+//!
+//! Not built with `expensive-checks`: its validator walks every free page after every
+//! page-heap operation, and these tests make hundreds of MiB of free pages.
+#![cfg(not(feature = "expensive-checks"))]
 
 use std::process::Command;
 use std::time::{Duration, Instant};
