@@ -145,8 +145,7 @@ pub mod testing {
     /// CPU's slab) and every transfer cache. Returns the bytes moved from slabs and transfer
     /// caches.
     pub fn drain_front_caches() -> usize {
-        crate::thread_cache::flush_current();
-        crate::percpu::drain_all()
+        crate::scavenger::empty_caches()
     }
     /// One pass of the idle reclaimer (normally run from the slow paths once a second).
     /// Returns the bytes moved to the central lists.

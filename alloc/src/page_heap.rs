@@ -207,11 +207,7 @@ impl PageHeap {
     pub(crate) unsafe fn free(&self, span: *mut Span) {
         let mut h = self.inner.lock();
         // SAFETY: the caller hands the span over; the page heap lock is held.
-        unsafe {
-            (*span).owned().zeroed = false;
-            h.note_freed(self, (*span).start(), (*span).pages());
-            h.release(self, span);
-        }
+        unsafe { h.take_back(self, span) };
         h.check(self);
     }
 
@@ -228,11 +224,9 @@ impl PageHeap {
             if (*span).state() != SpanState::Large || (*span).start() != addr {
                 return false;
             }
-            (*span).owned().zeroed = false;
             h.large_pages -= (*span).pages();
             h.large_frees += 1;
-            h.note_freed(self, (*span).start(), (*span).pages());
-            h.release(self, span);
+            h.take_back(self, span);
         }
         h.check(self);
         true
@@ -307,13 +301,11 @@ impl PageHeap {
             debug_assert!(new_pages > 0 && new_pages < pages);
             let tail = h.take_record();
             (*tail).set_range(start + (new_pages << PAGE_SHIFT), pages - new_pages);
-            (*tail).owned().zeroed = false;
             self.pagemap
                 .set_range((*tail).start(), (*tail).pages(), tail);
             (*span).set_range(start, new_pages);
             h.large_pages -= pages - new_pages;
-            h.note_freed(self, (*tail).start(), (*tail).pages());
-            h.release(self, tail);
+            h.take_back(self, tail);
         }
         h.check(self);
         true
@@ -651,6 +643,20 @@ impl Inner {
             (*run).set_range(aligned + (pages << PAGE_SHIFT), (*run).pages() - pages);
             self.index(run);
             s
+        }
+    }
+
+    /// Takes back pages a span used: they are dirty now, and are indexed, merged with free
+    /// neighbours.
+    ///
+    /// # Safety
+    /// As for [`Inner::release`].
+    unsafe fn take_back(&mut self, heap: &PageHeap, s: *mut Span) {
+        // SAFETY: the caller's contract; lock held.
+        unsafe {
+            (*s).owned().zeroed = false;
+            self.note_freed(heap, (*s).start(), (*s).pages());
+            self.release(heap, s);
         }
     }
 

@@ -37,7 +37,7 @@ use crate::os;
 use crate::page_heap::{PageHeapStats, RELEASE_CHUNK};
 use crate::percpu;
 use crate::size_class::PAGE_SHIFT;
-use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Mutex, Ordering};
+use crate::sync::{AtomicU8, AtomicU64, Mutex, Ordering};
 use crate::thread_cache;
 use core::ffi::c_void;
 
@@ -62,8 +62,6 @@ static THREAD: AtomicU8 = AtomicU8::new(NOT_STARTED);
 static NEXT_CHECK: AtomicU64 = AtomicU64::new(0);
 /// Over goal at the previous check.
 static WAS_OVER: AtomicU8 = AtomicU8::new(0);
-/// The thread sleeps on this word; never changed (a sleep with a timeout).
-static SLEEP: AtomicU32 = AtomicU32::new(0);
 /// Serialises scavenging passes; held across `fork` (module docs).
 pub(crate) static PASS: Mutex<()> = Mutex::new(());
 
@@ -96,10 +94,8 @@ pub(crate) fn over_goal(ps: &PageHeapStats, meta: usize, limit: i64) -> usize {
 /// at the previous check, at most `budget` bytes, sleeping `pace` times each chunk's duration
 /// after it (0: no pacing). Returns the bytes released.
 fn check(budget: usize, pace: u64) -> usize {
+    // Empties idle per-CPU lists, then idle transfer caches (in either front-end mode).
     percpu::reclaim_idle();
-    if !percpu::per_cpu() {
-        HEAP.reclaim_transfer(false);
-    }
     let mut done = 0;
     let over = over_goal(
         &HEAP.pages.stats(),
@@ -137,7 +133,7 @@ fn check(budget: usize, pace: u64) -> usize {
                 .cpu_ns
                 .store(os::thread_cpu_ns(), Ordering::Relaxed);
             let took = os::now_ns() - t0;
-            os::futex_wait_for(&SLEEP, 0, (took * pace).clamp(10_000, 100_000_000));
+            os::sleep_ns((took * pace).clamp(10_000, 100_000_000));
         }
     }
     done
@@ -188,15 +184,11 @@ fn tick_slow() {
     }
     if matches!(THREAD.load(Ordering::Relaxed), NOT_STARTED | INLINE) {
         // An allocating thread pays for this check: no pacing, but a bounded amount. Before
-        // the thread starts, this only empties idle caches (nothing is dirty yet).
-        if let Some(_g) = INLINE_CHECK.try_lock() {
-            check(INLINE_BUDGET, 0);
-        }
+        // the thread starts, this only empties idle caches (nothing is dirty yet). The
+        // compare-exchange above lets one caller a second through, so checks do not overlap.
+        check(INLINE_BUDGET, 0);
     }
 }
-
-/// Keeps two inline checks from running at once (a second one just skips).
-static INLINE_CHECK: Mutex<()> = Mutex::new(());
 
 extern "C" fn run(_: *mut c_void) -> *mut c_void {
     loop {
@@ -204,7 +196,7 @@ extern "C" fn run(_: *mut c_void) -> *mut c_void {
         SCAVENGER
             .cpu_ns
             .store(os::thread_cpu_ns(), Ordering::Relaxed);
-        os::futex_wait_for(&SLEEP, 0, CHECK_NS);
+        os::sleep_ns(CHECK_NS);
     }
 }
 
@@ -215,14 +207,20 @@ pub(crate) fn after_fork_child() {
     }
 }
 
+/// Empties every cache the calling thread can reach: its own per-thread cache, every CPU's
+/// lists, then every transfer cache (in either front-end mode). Returns the bytes moved from
+/// slabs and transfer caches.
+pub(crate) fn empty_caches() -> usize {
+    thread_cache::flush_current();
+    percpu::drain_all()
+}
+
 /// Returns every free page to the OS and empties every cache it can reach now (Go's
 /// `debug.FreeOSMemory`): the calling thread's cache, every CPU's lists, every transfer cache.
 /// Other threads' per-thread caches (the fallback front end) are theirs to empty; they hold at
 /// most 4 MiB each. Returns the bytes released.
 pub fn release_memory() -> usize {
-    thread_cache::flush_current();
-    percpu::drain_all();
-    HEAP.reclaim_transfer(true);
+    empty_caches();
     let _pass = PASS.lock();
     let mut pages = 0;
     loop {

@@ -142,8 +142,8 @@ pub fn stats() -> AllocStats {
         s.cached_front += c.cached_front * c.size;
         s.cached_transfer += c.cached_transfer * c.size;
         s.cached_central += c.free_slots * c.size;
-        s.span_waste +=
-            c.span_bytes - (c.in_use + c.cached_front + c.cached_transfer + c.free_slots) * c.size;
+        // Every slot is in use, cached or free: what the slots leave over is the tail.
+        s.span_waste += c.span_bytes - c.spans * u64::from(CLASSES[class].objects) * c.size;
     }
     let p = HEAP.pages.stats();
     let meta = HEAP.pages.meta.mapped();

@@ -181,14 +181,7 @@ pub(crate) fn rseq_fence(cpu: usize) -> bool {
 /// A monotonic clock in nanoseconds with a few milliseconds' resolution
 /// (`CLOCK_MONOTONIC_COARSE`: a vDSO read, no system call), for rate limits.
 pub(crate) fn coarse_now_ns() -> u64 {
-    let _errno = ErrnoGuard::new();
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    clock_ns(libc::CLOCK_MONOTONIC_COARSE)
 }
 
 /// A thread-exit hook: `destructor(value)` runs when a thread that called [`ThreadExitKey::set`]
@@ -266,23 +259,15 @@ pub(crate) fn release(addr: usize, len: usize, free: bool) {
     }
 }
 
-/// Sleeps while `*word == expected`, at most `ns` nanoseconds (futex wait with a timeout).
-pub(crate) fn futex_wait_for(word: &AtomicU32, expected: u32, ns: u64) {
+/// Sleeps for `ns` nanoseconds (less if a signal interrupts; the scavenger blocks them all).
+pub(crate) fn sleep_ns(ns: u64) {
     let _errno = ErrnoGuard::new();
     let ts = libc::timespec {
         tv_sec: (ns / 1_000_000_000) as libc::time_t,
         tv_nsec: (ns % 1_000_000_000) as libc::c_long,
     };
-    // SAFETY: `word` is a live, aligned u32; `ts` a valid relative timeout.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            &ts,
-        );
-    }
+    // SAFETY: `ts` is a valid relative time; no remainder is asked for.
+    unsafe { libc::nanosleep(&ts, ptr::null_mut()) };
 }
 
 /// Nanoseconds of CPU time the calling thread has used.
