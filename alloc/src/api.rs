@@ -127,6 +127,20 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
     start
 }
 
+/// A run of `pages` whole pages (page-aligned) straight from the page heap, as one Large
+/// span: how another Tricolor layer (the collector's GC spans) gets memory from the one page
+/// heap, so the memory limit and the statistics cover it. The flag says the run is known to
+/// read as zero. Given back with [`free`]. `None` when the heap cannot grow.
+pub fn alloc_pages(pages: usize) -> Option<(ptr::NonNull<u8>, bool)> {
+    if pages == 0 || pages > (isize::MAX as usize >> PAGE_SHIFT) / 2 {
+        return None;
+    }
+    let run = HEAP.pages.alloc(pages, 1, SpanState::Large, 0)?;
+    // SAFETY: the run is a fresh Large span, ours.
+    let start = unsafe { run.span.as_ref() }.start() as *mut u8;
+    ptr::NonNull::new(start).map(|p| (p, run.zeroed))
+}
+
 /// Checks that `p` (non-null) is a live block of ours (module docs); aborts naming `op`
 /// otherwise. Always inlined: it is most of the free path.
 #[inline(always)]

@@ -113,7 +113,7 @@ pub(crate) mod thread_cache;
 pub(crate) mod transfer;
 
 #[cfg(not(loom))]
-pub use api::{alloc, alloc_zeroed, dealloc, free, realloc, usable_size};
+pub use api::{alloc, alloc_pages, alloc_zeroed, dealloc, free, realloc, usable_size};
 #[cfg(not(loom))]
 pub use global::Tricolor;
 #[cfg(not(loom))]

@@ -1,0 +1,567 @@
+//! The heap: its types, its spans (central lists per kind, large objects), its mutators and
+//! the world lock that stops them, its global roots, and its pacing state.
+//!
+//! # Locks (order: `world` → `central` → `roots`; `stats` is a leaf)
+//! * `world`: the mutator registry and the `collecting` flag. A collector holds it for the
+//!   whole cycle, except while waiting on `parked` for mutators to stop.
+//! * `central`: every span list and record pool (`Central`).
+//! * `roots`: global handles and root callbacks.
+//!
+//! # Kinds
+//! Small spans are grouped by *kind*: one type (or pointer-free bytes) in one size class.
+//! A kind's spans hold objects of one type, so the marker finds an object's pointer map from
+//! its span, with no per-object header (decision: costs a partly used span per kind per
+//! mutator, and saves a header word on every object; binary-trees' 16-byte nodes would be
+//! 24 bytes with one).
+
+use crate::knobs::Config;
+use crate::mutator::MutatorState;
+use crate::object::{BYTES, Registry, TypeError, TypeId, TypeInfo};
+use crate::pacer::{self, Limiter};
+use crate::span::{self, FREE, GcSpan, IN_USE, LARGE};
+use crate::spanmap;
+use crate::stats::StatsState;
+use std::collections::{HashMap, VecDeque};
+use std::ptr;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+use tricolor_alloc::size_class::{CLASSES, MAX_SMALL_SIZE, PAGE_SIZE, class_of};
+
+/// The kind of objects of type `ty` in size class `class` (pointer-free types share kind
+/// `BYTES`).
+pub(crate) fn kind(ty: &TypeInfo, class: usize) -> u64 {
+    let t = if ty.noscan() { BYTES } else { ty.id };
+    (t as u64) << 8 | class as u64
+}
+
+/// A garbage-collected heap. Heaps live for the rest of the process (`Heap::new` leaks it),
+/// as Go's does: a mutator or handle can never outlive its heap.
+pub struct Heap {
+    pub(crate) types: Registry,
+    pub(crate) world: Mutex<World>,
+    /// Signalled when a mutator parks or goes native (the collector waits on it).
+    pub(crate) parked: Condvar,
+    /// Signalled when a collection ends (parked mutators wait on it).
+    pub(crate) resumed: Condvar,
+    pub(crate) central: Mutex<Central>,
+    pub(crate) roots: Mutex<GlobalRoots>,
+    /// Bytes of objects allocated or cached since the last mark, plus what it marked
+    /// (Go's `heapLive`). Atomic, relaxed: a trigger check only.
+    pub(crate) live: AtomicUsize,
+    /// The heap goal: a collection starts when `live` reaches it. Atomic, relaxed.
+    pub(crate) goal: AtomicUsize,
+    pub(crate) gc_percent: AtomicI32,
+    pub(crate) config: Config,
+    pub(crate) stats: Mutex<StatsState>,
+    pub(crate) epoch: Instant,
+    /// Rust types registered by the typed layer.
+    pub(crate) rust_types: Mutex<HashMap<std::any::TypeId, TypeId>>,
+}
+
+/// Guarded by `Heap::world`.
+pub(crate) struct World {
+    pub(crate) mutators: Vec<*mut MutatorState>,
+    /// Detached records, reused only after `QUARANTINE` later detaches, so that using a
+    /// detached mutator is caught (it reads `DETACHED`) rather than acting on another's.
+    pub(crate) detached: VecDeque<*mut MutatorState>,
+    pub(crate) collecting: bool,
+    pub(crate) limiter: Limiter,
+    /// When the previous cycle ended (for the limiter and gctrace).
+    pub(crate) last_end: Instant,
+}
+
+pub(crate) const QUARANTINE: usize = 64;
+
+// SAFETY: the raw pointers are records owned by the heap, only dereferenced under the
+// protocol in `mutator.rs`; the registry itself moves between threads only inside the mutex.
+unsafe impl Send for World {}
+
+/// The spans of one kind. Guarded by `Heap::central`.
+#[derive(Default)]
+pub(crate) struct KindLists {
+    /// Swept spans with a free slot, not cached.
+    pub(crate) partial: Vec<*mut GcSpan>,
+    /// Spans not yet swept in this cycle (entries may have gone stale: check before use).
+    pub(crate) unswept: Vec<*mut GcSpan>,
+}
+
+/// Guarded by `Heap::central`.
+pub(crate) struct Central {
+    pub(crate) kinds: HashMap<u64, KindLists>,
+    /// Every small span in use, plus stale `FREE` records until the next sweep termination.
+    pub(crate) all: Vec<*mut GcSpan>,
+    pub(crate) large: Vec<*mut GcSpan>,
+    /// Records ready for reuse.
+    records: Vec<*mut GcSpan>,
+    /// Records freed since the last sweep termination: possibly still listed, so not reused
+    /// until the lists are rebuilt.
+    retired: Vec<*mut GcSpan>,
+    /// Spans with `swept != sweepgen` are unswept.
+    pub(crate) sweepgen: u32,
+    /// The proportional sweeper's position in `all`.
+    cursor: usize,
+    /// Bytes of GC spans in use.
+    pub(crate) span_bytes: usize,
+}
+
+// SAFETY: as for `World`: records owned by the heap, moved only inside the mutex.
+unsafe impl Send for Central {}
+
+/// Guarded by `Heap::roots`.
+pub(crate) struct GlobalRoots {
+    pub(crate) handles: Vec<*mut HandleSlot>,
+    pub(crate) callbacks: Vec<(u64, RootCallback)>,
+    pub(crate) next_callback: u64,
+}
+
+// SAFETY: handle slots are heap allocations owned by the registry until freed.
+unsafe impl Send for GlobalRoots {}
+
+/// A global handle's slot: the object it keeps alive, and its index in the registry.
+pub struct HandleSlot {
+    pub(crate) obj: AtomicUsize,
+    pub(crate) index: usize,
+    pub(crate) heap: *const Heap,
+}
+
+/// A root callback: called during marking to report a runtime's own roots.
+pub type RootCallback = Box<dyn Fn(&mut crate::mark::RootVisitor<'_>) + Send + Sync>;
+
+/// The identity of a registered root callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallbackId(u64);
+
+static DEFAULT: OnceLock<&'static Heap> = OnceLock::new();
+
+impl Heap {
+    /// A new heap with `config`. It lives for the rest of the process.
+    pub fn new(config: Config) -> &'static Heap {
+        let now = Instant::now();
+        Box::leak(Box::new(Heap {
+            types: Registry::new(),
+            world: Mutex::new(World {
+                mutators: Vec::new(),
+                detached: VecDeque::new(),
+                collecting: false,
+                limiter: Limiter::default(),
+                last_end: now,
+            }),
+            parked: Condvar::new(),
+            resumed: Condvar::new(),
+            central: Mutex::new(Central {
+                kinds: HashMap::new(),
+                all: Vec::new(),
+                large: Vec::new(),
+                records: Vec::new(),
+                retired: Vec::new(),
+                sweepgen: 1,
+                cursor: 0,
+                span_bytes: 0,
+            }),
+            roots: Mutex::new(GlobalRoots {
+                handles: Vec::new(),
+                callbacks: Vec::new(),
+                next_callback: 1,
+            }),
+            live: AtomicUsize::new(0),
+            goal: AtomicUsize::new(pacer::heap_goal(pacer::Inputs {
+                marked: 0,
+                roots: 0,
+                gc_percent: config.gc_percent,
+                limit: tricolor_alloc::memory_limit(),
+                non_heap: 0,
+                limited: false,
+            })),
+            gc_percent: AtomicI32::new(config.gc_percent),
+            config,
+            stats: Mutex::new(StatsState::default()),
+            epoch: now,
+            rust_types: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The process-wide heap, configured from the environment (`knobs`) on first use.
+    pub fn default_heap() -> &'static Heap {
+        DEFAULT.get_or_init(|| Heap::new(Config::from_env()))
+    }
+
+    /// The settings this heap was made with.
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// Registers a type of `size` bytes with pointer slots at byte `offsets`.
+    pub fn register_type(
+        &self,
+        name: &str,
+        size: usize,
+        offsets: &[usize],
+    ) -> Result<TypeId, TypeError> {
+        self.types.register(name, size, offsets).map(|t| t.id)
+    }
+
+    /// The registered type `id`.
+    pub fn type_info(&self, id: TypeId) -> Option<&'static TypeInfo> {
+        self.types.get(id)
+    }
+
+    /// Sets `GOGC` (Go's `debug.SetGCPercent`): returns the previous value; negative is off.
+    pub fn set_gc_percent(&self, percent: i32) -> i32 {
+        let old = self.gc_percent.swap(percent, Ordering::Relaxed);
+        let marked = self.stats_lock().marked;
+        self.update_goal(marked, 0, false);
+        old
+    }
+
+    pub(crate) fn stats_lock(&self) -> MutexGuard<'_, StatsState> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn world_lock(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn central_lock(&self) -> MutexGuard<'_, Central> {
+        self.central.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn roots_lock(&self) -> MutexGuard<'_, GlobalRoots> {
+        self.roots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Recomputes the goal after a cycle that marked `marked` bytes with `roots` bytes of roots.
+    pub(crate) fn update_goal(&self, marked: usize, roots: usize, limited: bool) -> usize {
+        let limit = tricolor_alloc::memory_limit();
+        let non_heap = if limit == pacer::NO_LIMIT {
+            0
+        } else {
+            let mapped = tricolor_alloc::stats().mapped as usize;
+            mapped.saturating_sub(self.central_lock().span_bytes)
+        };
+        let goal = pacer::heap_goal(pacer::Inputs {
+            marked,
+            roots,
+            gc_percent: self.gc_percent.load(Ordering::Relaxed),
+            limit,
+            non_heap,
+            limited,
+        });
+        self.goal.store(goal, Ordering::Relaxed);
+        goal
+    }
+
+    /// True when allocation has reached the goal.
+    #[inline]
+    pub(crate) fn over_goal(&self) -> bool {
+        self.live.load(Ordering::Relaxed) >= self.goal.load(Ordering::Relaxed)
+    }
+
+    /// A global handle keeping `obj` (null or an object of this heap) alive until freed.
+    pub(crate) fn handle_new(&'static self, obj: usize) -> *mut HandleSlot {
+        let mut roots = self.roots_lock();
+        let index = roots.handles.len();
+        let slot = Box::into_raw(Box::new(HandleSlot {
+            obj: AtomicUsize::new(obj),
+            index,
+            heap: self,
+        }));
+        roots.handles.push(slot);
+        slot
+    }
+
+    /// Frees a handle.
+    ///
+    /// # Safety
+    /// `slot` came from `handle_new` on this heap and is not used afterwards.
+    pub(crate) unsafe fn handle_free(&self, slot: *mut HandleSlot) {
+        let mut roots = self.roots_lock();
+        // SAFETY: the caller's contract: a live handle of this heap.
+        let index = unsafe { (*slot).index };
+        if roots.handles.get(index) != Some(&slot) {
+            crate::misuse::abort(format_args!(
+                "tc_handle_free(): {slot:p} is not a live handle"
+            ));
+        }
+        roots.handles.swap_remove(index);
+        if let Some(&moved) = roots.handles.get(index) {
+            // SAFETY: every listed handle is live.
+            unsafe { (*moved).index = index };
+        }
+        // SAFETY: unlisted now; the caller gives it up.
+        drop(unsafe { Box::from_raw(slot) });
+    }
+
+    /// Registers a root callback, called during every mark.
+    pub fn add_root_callback(&self, f: RootCallback) -> CallbackId {
+        let mut roots = self.roots_lock();
+        let id = roots.next_callback;
+        roots.next_callback += 1;
+        roots.callbacks.push((id, f));
+        CallbackId(id)
+    }
+
+    /// Removes a root callback; false if it was not registered.
+    pub fn remove_root_callback(&self, id: CallbackId) -> bool {
+        let mut roots = self.roots_lock();
+        let before = roots.callbacks.len();
+        roots.callbacks.retain(|(i, _)| *i != id.0);
+        roots.callbacks.len() != before
+    }
+}
+
+/// A span from the page heap for `nelems` slots of `size` bytes of kind `kind`.
+fn new_span(
+    heap: &Heap,
+    c: &mut Central,
+    pages: usize,
+    size: usize,
+    nelems: u32,
+    ty: &'static TypeInfo,
+    kind: u64,
+) -> Option<*mut GcSpan> {
+    let (mem, zeroed) = tricolor_alloc::alloc_pages(pages)?;
+    let rec = c
+        .records
+        .pop()
+        .unwrap_or_else(|| Box::into_raw(Box::new(GcSpan::new(ty))));
+    let start = mem.as_ptr() as usize;
+    // SAFETY: the record is Free and unpublished: ours alone under the central lock.
+    unsafe {
+        (*rec).init(
+            heap as *const Heap as usize,
+            start,
+            pages,
+            size,
+            nelems,
+            ty,
+            kind,
+            zeroed,
+            c.sweepgen,
+        )
+    };
+    if !spanmap::set(start, pages, rec) {
+        spanmap::set(start, pages, ptr::null_mut());
+        // SAFETY: the run came from `alloc_pages` and nothing else has seen it.
+        unsafe { tricolor_alloc::free(mem.as_ptr()) };
+        c.records.push(rec);
+        return None;
+    }
+    // SAFETY: the record is published and initialised.
+    unsafe { (*rec).state.store(IN_USE, Ordering::Release) };
+    c.span_bytes += pages * PAGE_SIZE;
+    Some(rec)
+}
+
+impl Central {
+    /// Gives a span's pages back to the page heap; the record is retired.
+    fn free_span(&mut self, s: *mut GcSpan) {
+        // SAFETY: `s` is an in-use record under the central lock, held by no cache.
+        let s = unsafe { &*s };
+        s.state.store(FREE, Ordering::Release);
+        spanmap::set(s.start, s.pages, ptr::null_mut());
+        self.span_bytes -= s.bytes();
+        // SAFETY: the pages came from `alloc_pages`; no object in them is reachable.
+        unsafe { tricolor_alloc::free(s.start as *mut u8) };
+        self.retired.push(s as *const GcSpan as *mut GcSpan);
+    }
+
+    /// Sweeps `s` if unswept (true if it was). An empty span goes back to the page heap;
+    /// with `keep_empty` it is kept for the caller instead.
+    fn sweep_one(&mut self, s: *mut GcSpan, poison: bool) -> Option<u32> {
+        // SAFETY: a listed record is valid; under the central lock we are its holder unless
+        // it is cached (checked).
+        let r = unsafe { &*s };
+        // SAFETY: as above.
+        let o = unsafe { r.owned() };
+        if r.state.load(Ordering::Relaxed) != IN_USE || o.cached || o.swept == self.sweepgen {
+            return None;
+        }
+        // SAFETY: as above; nothing marks while mutators run.
+        Some(unsafe { r.sweep(poison, self.sweepgen) }.live)
+    }
+
+    /// A swept span of `kind` with a free slot, for a cache; `None` if the kind has none.
+    fn find_span(&mut self, kind: u64, poison: bool) -> Option<*mut GcSpan> {
+        let sweepgen = self.sweepgen;
+        loop {
+            let lists = self.kinds.entry(kind).or_default();
+            let s = if let Some(s) = lists.partial.pop() {
+                s
+            } else {
+                let s = lists.unswept.pop()?;
+                match self.sweep_one(s, poison) {
+                    None => continue,
+                    Some(_) => s,
+                }
+            };
+            // SAFETY: listed records are valid; we hold the central lock.
+            let r = unsafe { &*s };
+            // SAFETY: as above; not cached (partial and swept spans are uncached).
+            let o = unsafe { r.owned() };
+            if r.state.load(Ordering::Relaxed) != IN_USE || o.cached || o.swept != sweepgen {
+                continue;
+            }
+            // SAFETY: as above.
+            if unsafe { r.free_slots() } > 0 {
+                return Some(s);
+            }
+        }
+    }
+
+    /// Proportional sweeping: sweeps one more unswept span, so every span is swept long
+    /// before the next cycle (Go's sweep credit, one span per refill).
+    fn sweep_some(&mut self, poison: bool) {
+        while self.cursor < self.all.len() {
+            let s = self.all[self.cursor];
+            self.cursor += 1;
+            if let Some(live) = self.sweep_one(s, poison) {
+                // SAFETY: listed and in use (just swept).
+                let r = unsafe { &*s };
+                if live == 0 {
+                    self.free_span(s);
+                } else if live < r.nelems {
+                    self.kinds.entry(r.kind).or_default().partial.push(s);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Sweep termination: sweeps every span not yet swept this cycle, drops freed records
+    /// from the lists and makes them reusable.
+    pub(crate) fn finish_sweep(&mut self, poison: bool) {
+        for i in 0..self.all.len() {
+            let s = self.all[i];
+            if self.sweep_one(s, poison) == Some(0) {
+                self.free_span(s);
+            }
+        }
+        // SAFETY: listed records are valid.
+        self.all
+            .retain(|&s| unsafe { (*s).state.load(Ordering::Relaxed) } == IN_USE);
+        for lists in self.kinds.values_mut() {
+            lists.partial.clear();
+            lists.unswept.clear();
+        }
+        self.records.append(&mut self.retired);
+        self.cursor = self.all.len();
+    }
+
+    /// Mark termination's flip: every small span becomes unswept in the new generation,
+    /// dead large objects go back to the page heap. Returns bytes of large objects alive.
+    pub(crate) fn start_sweep(&mut self) -> usize {
+        self.sweepgen = self.sweepgen.wrapping_add(1);
+        for lists in self.kinds.values_mut() {
+            lists.partial.clear();
+            lists.unswept.clear();
+        }
+        for &s in &self.all {
+            // SAFETY: after `finish_sweep` every listed record is in use.
+            let kind = unsafe { (*s).kind };
+            self.kinds.entry(kind).or_default().unswept.push(s);
+        }
+        self.cursor = 0;
+        let mut live = 0;
+        let large = std::mem::take(&mut self.large);
+        for s in large {
+            // SAFETY: listed large records are in use.
+            let r = unsafe { &*s };
+            if r.mark[0].swap(0, Ordering::Relaxed) & 1 != 0 {
+                live += r.size;
+                self.large.push(s);
+            } else {
+                self.free_span(s);
+            }
+        }
+        self.records.append(&mut self.retired);
+        live
+    }
+}
+
+/// Refill and large allocation: called by mutators with no lock held.
+impl Heap {
+    /// A swept span with free slots for `kind`, marked cached; counts its free slots as
+    /// allocated. `None` when the page heap cannot grow.
+    pub(crate) fn cache_span(
+        &self,
+        ty: &'static TypeInfo,
+        class: usize,
+        kind: u64,
+    ) -> Option<*mut GcSpan> {
+        let mut c = self.central_lock();
+        let poison = self.config.verify;
+        let s = match c.find_span(kind, poison) {
+            Some(s) => s,
+            None => {
+                let pages = span::span_pages(class);
+                let size = CLASSES[class].size as usize;
+                let n = (pages * PAGE_SIZE / size) as u32;
+                let s = new_span(self, &mut c, pages, size, n, ty, kind)?;
+                c.all.push(s);
+                s
+            }
+        };
+        c.sweep_some(poison);
+        // SAFETY: `find_span`/`new_span` give an uncached in-use span; we hold the lock.
+        let r = unsafe { &*s };
+        // SAFETY: as above.
+        unsafe { r.owned().cached = true };
+        // SAFETY: we are now its holder.
+        let free = unsafe { r.free_slots() } as usize;
+        self.live.fetch_add(free * r.size, Ordering::Relaxed);
+        Some(s)
+    }
+
+    /// Gives a cached span back with its allocation position; the unused slots stop counting
+    /// as allocated.
+    ///
+    /// # Safety
+    /// The caller's cache held `s`, and stops holding it.
+    pub(crate) unsafe fn uncache_span(&self, s: *mut GcSpan, free_index: u32, keep_partial: bool) {
+        let mut c = self.central_lock();
+        // SAFETY: the caller's contract: we are the holder until `cached` is cleared.
+        let r = unsafe { &*s };
+        // SAFETY: as above.
+        let o = unsafe { r.owned() };
+        o.free_index = free_index;
+        // SAFETY: as above.
+        let free = unsafe { r.free_slots() } as usize;
+        o.cached = false;
+        self.live.fetch_sub(free * r.size, Ordering::Relaxed);
+        if keep_partial && free > 0 {
+            c.kinds.entry(r.kind).or_default().partial.push(s);
+        }
+    }
+
+    /// A zeroed large object of `bytes` bytes of type `ty`; null when the heap cannot grow.
+    pub(crate) fn alloc_large(&self, ty: &'static TypeInfo, bytes: usize) -> *mut u8 {
+        let Some(pages) = bytes.checked_add(PAGE_SIZE - 1).map(|b| b / PAGE_SIZE) else {
+            return ptr::null_mut();
+        };
+        let mut c = self.central_lock();
+        let Some(s) = new_span(self, &mut c, pages, bytes, 1, ty, LARGE) else {
+            return ptr::null_mut();
+        };
+        c.large.push(s);
+        drop(c);
+        // SAFETY: a new span, not yet visible to any other mutator's allocation.
+        let r = unsafe { &*s };
+        // SAFETY: as above: we are its only holder.
+        let o = unsafe { r.owned() };
+        // The object counts as allocated from the start: slot 0 is below free_index.
+        o.free_index = 1;
+        if o.needzero {
+            // SAFETY: the span's pages are ours and at least `bytes` long.
+            unsafe { ptr::write_bytes(r.start as *mut u8, 0, bytes) };
+        }
+        self.live.fetch_add(bytes, Ordering::Relaxed);
+        r.start as *mut u8
+    }
+}
+
+/// The size class for a small object of `bytes` bytes, or `None` for a large one.
+#[inline]
+pub(crate) fn small_class(bytes: usize) -> Option<usize> {
+    (bytes <= MAX_SMALL_SIZE).then(|| class_of(bytes.max(1)))
+}

@@ -1,0 +1,193 @@
+//! # Tricolor's garbage collector
+//!
+//! A precise, non-moving mark-sweep collector in the design of Go's runtime, over the same
+//! page heap as Tricolor's allocator (GC spans are page runs from `tricolor_alloc`, so one
+//! `GOMEMLIMIT` and one set of statistics cover both). This version stops the world for the
+//! whole cycle; the API, the barrier entry point and the span layout are those the
+//! concurrent collector keeps (`../shared/design/ARCHITECTURE.md`, section 3).
+//!
+//! ## Layers (bottom to top; a layer never imports one above it)
+//! `object` (types) → `spanmap`, `span` (GC spans, bitmaps) → `heap` (central lists, record
+//! pool, registry) → `mutator` (caches, roots, the stop handshake) → `mark` → `barrier`
+//! (`write`) → sweeping (`heap::Central`, `span::sweep`) → `pacer` → `collect` (the cycle)
+//! → `stats` → `typed` (the safe Rust layer). `knobs` and `misuse` are leaf utilities.
+//!
+//! ## Object model (`object`, `span`)
+//! * A type is registered at run time with a size and the byte offsets of its pointer slots.
+//!   Arrays are `len` copies of a type; raw byte objects are pointer-free. Every object is
+//!   zeroed.
+//! * Objects of at most 32 KiB live in GC spans of one *kind* (one type, or pointer-free, in
+//!   one of the allocator's 67 size classes), so the span gives every object's pointer map
+//!   without a header. Pointer-free kinds (Go's noscan span classes) are never scanned.
+//!   Larger objects get a span each.
+//! * Each span has alloc bits and mark bits. Slot `i` is allocated iff `i < free_index` or its
+//!   alloc bit is set; sweeping makes the mark bits the new alloc bits (Go's swap), so a dead
+//!   object costs nothing to free.
+//! * An interior pointer keeps its whole object alive.
+//!
+//! ## Allocation (`mutator`)
+//! 1. Read the mutator's `poll` word: non-zero means a collection is waiting (park) or the
+//!    mutator was detached (abort). This makes every allocation a safepoint.
+//! 2. Take the next free slot from the kind's cached 64-slot window of free bits (count
+//!    trailing zeros, clear the lowest bit) and zero it: no lock, no atomic.
+//! 3. When the span is used up, give it back and get another under the heap's central lock:
+//!    a swept span with room, else an unswept one swept now (lazy sweeping), else a new span
+//!    from the page heap. Each refill also sweeps one more span anywhere (proportional
+//!    sweeping), and counts the span's free slots as allocated (Go's `heapLive`).
+//! 4. If allocation has reached the heap goal, collect first. If the page heap cannot grow,
+//!    collect and retry once; then return null.
+//!
+//! ## Collection (`collect`, `mark`, `pacer`)
+//! 1. Stop the world by handshake: every other mutator parks at its next safepoint; mutators
+//!    in native code count as stopped and cannot leave it until the cycle ends.
+//! 2. Finish the previous cycle's sweeping; flush every cache.
+//! 3. Mark from the roots (shadow stacks, typed handle scopes, global handles, root
+//!    callbacks) with an explicit grey stack. Verification mode then checks that no marked
+//!    object points to an unmarked one, and sweeping poisons dead objects.
+//! 4. Flip: all small spans become unswept; dead large objects go back now; the next goal is
+//!    Go's `marked + (marked + roots) × GOGC/100`, capped by `GOMEMLIMIT` under a CPU limiter.
+//! 5. Restart the world.
+//!
+//! ## Roots
+//! Per-mutator shadow stacks of slot addresses (`push_root`/`pop_roots`), the typed layer's
+//! handle arena, global handles, and registered root callbacks.
+//!
+//! ## Checks
+//! Always on: a pointer stored through `write` that is not this heap's object, a slot outside
+//! the written object, popping more roots than pushed, using a detached mutator, allocating
+//! an unregistered type: each aborts with a message (`misuse`). Verification mode (cargo
+//! feature `verify` or `TRICOLOR_GC_VERIFY=1`) adds the heap-wide marking check, dangling
+//! pointer detection and poisoning of freed objects.
+//!
+//! ## Threads
+//! Any number of mutators on any number of heaps; any attached thread can collect. A
+//! mutator is its thread's (`Mutator` is not `Send`); it must detach (drop) before its
+//! thread exits.
+
+pub(crate) mod barrier;
+pub(crate) mod collect;
+pub(crate) mod heap;
+pub(crate) mod knobs;
+pub(crate) mod mark;
+pub(crate) mod misuse;
+pub(crate) mod mutator;
+pub(crate) mod object;
+pub mod pacer;
+pub(crate) mod span;
+pub(crate) mod spanmap;
+pub(crate) mod stats;
+pub(crate) mod typed;
+
+pub use heap::{CallbackId, HandleSlot, Heap, RootCallback};
+pub use knobs::Config;
+pub use mark::RootVisitor;
+pub use mutator::MutatorState;
+pub use object::{BYTES, TypeError, TypeId, TypeInfo};
+pub use stats::{GcStats, PAUSES};
+pub use typed::{Data, Field, Global, Local, Member, Scope, Trace};
+
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+/// A thread's attachment to a heap: allocate, root, write, collect. Not `Send`; detaches
+/// when dropped. Its raw operations are those of [`MutatorState`] (through `Deref`); the
+/// safe typed layer is [`Mutator::scope`].
+pub struct Mutator {
+    m: NonNull<MutatorState>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Mutator {
+    /// Attaches the calling thread to `heap`.
+    pub fn attach(heap: &'static Heap) -> Mutator {
+        Mutator {
+            m: NonNull::new(mutator::attach(heap)).expect("attach gives a record"),
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl std::ops::Deref for Mutator {
+    type Target = MutatorState;
+    fn deref(&self) -> &MutatorState {
+        // SAFETY: attached until drop; records are never freed.
+        unsafe { self.m.as_ref() }
+    }
+}
+
+impl Drop for Mutator {
+    fn drop(&mut self) {
+        // SAFETY: attached and owned by this thread (not `Send`).
+        unsafe { mutator::detach(self.m.as_ptr()) };
+    }
+}
+
+/// The raw layer for the C ABI: mutators and handles as pointers.
+pub mod raw {
+    use super::*;
+
+    /// Attaches the calling thread to `heap`; the record is detached with [`detach`].
+    pub fn attach(heap: &'static Heap) -> *mut MutatorState {
+        mutator::attach(heap)
+    }
+
+    /// Detaches `m` (aborts if already detached).
+    ///
+    /// # Safety
+    /// `m` came from [`attach`] on this thread.
+    pub unsafe fn detach(m: *mut MutatorState) {
+        // SAFETY: the caller's contract.
+        unsafe { mutator::detach(m) }
+    }
+
+    /// A global handle holding `obj` (null or an object of `m`'s heap; aborts otherwise).
+    pub fn handle_new(m: &MutatorState, obj: *mut u8) -> *mut HandleSlot {
+        m.check_attached("handle_new");
+        check_object(m, obj, "handle_new");
+        m.heap.handle_new(obj as usize)
+    }
+
+    /// The object a handle holds.
+    ///
+    /// # Safety
+    /// `h` is a live handle.
+    pub unsafe fn handle_get(h: *const HandleSlot) -> *mut u8 {
+        // SAFETY: the caller's contract.
+        unsafe { (*h).obj.load(std::sync::atomic::Ordering::Relaxed) as *mut u8 }
+    }
+
+    /// Points a handle at `obj` (null or an object of `m`'s heap; aborts otherwise).
+    ///
+    /// # Safety
+    /// `h` is a live handle of `m`'s heap.
+    pub unsafe fn handle_set(m: &MutatorState, h: *mut HandleSlot, obj: *mut u8) {
+        m.check_attached("handle_set");
+        check_object(m, obj, "handle_set");
+        // SAFETY: the caller's contract.
+        unsafe {
+            (*h).obj
+                .store(obj as usize, std::sync::atomic::Ordering::Relaxed)
+        };
+    }
+
+    /// Frees a handle (aborts if it is not live).
+    ///
+    /// # Safety
+    /// `h` came from [`handle_new`] and was not freed (a second free is caught only while the
+    /// slot has not been reused).
+    pub unsafe fn handle_free(h: *mut HandleSlot) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let heap: &Heap = &*(*h).heap;
+            heap.handle_free(h);
+        }
+    }
+
+    fn check_object(m: &MutatorState, obj: *mut u8, op: &str) {
+        if !obj.is_null() && !m.is_object(obj) {
+            misuse::abort(format_args!(
+                "{op}(): {obj:p} is not an object of this heap"
+            ));
+        }
+    }
+}

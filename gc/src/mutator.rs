@@ -1,0 +1,547 @@
+//! Mutators: a thread's context on a heap (allocation caches, shadow-stack roots) and the
+//! handshake that stops them.
+//!
+//! # States
+//! ```text
+//!   RUNNING ──safepoint sees STOP──▶ PARKED ──collection ends──▶ RUNNING
+//!   RUNNING ──enter_native──▶ NATIVE ──leave_native (no STOP)──▶ RUNNING
+//!   (any, at detach) ──▶ poll has DETACHED: every later use aborts
+//! ```
+//! A collector stops the world by setting `STOP` in every other mutator's `poll` word and
+//! waiting (on `Heap::parked`) until none is `RUNNING`. `PARKED` and `NATIVE` mutators count
+//! as stopped: a thread blocked in native code never holds up a collection.
+//!
+//! # Rules
+//! 1. `poll` and `status` are atomic. `enter_native`/`leave_native` and the collector use
+//!    sequentially consistent store-then-load on them (Dekker): either the mutator sees
+//!    `STOP` and does not run, or the collector sees it `RUNNING` and waits for it.
+//! 2. `local` (caches, shadow stack, handle slots) is touched by the owning thread while it
+//!    is `RUNNING`, and by a collector only while the owner is stopped (parked or native)
+//!    and the collector holds `Heap::world`. The owner never holds a reference into `local`
+//!    across a call that can park.
+//! 3. Every allocation is a safepoint: its fast path reads `poll` (one load) and takes the
+//!    slow path when it is non-zero.
+
+use crate::heap::{Heap, kind, small_class};
+use crate::misuse;
+use crate::object::{BYTES, TypeId, TypeInfo};
+use crate::span::GcSpan;
+use std::cell::UnsafeCell;
+use std::collections::HashMap;
+use std::ptr;
+use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use tricolor_alloc::size_class::CLASSES;
+
+pub(crate) const STOP: u32 = 1;
+pub(crate) const DETACHED: u32 = 2;
+
+pub(crate) const RUNNING: u8 = 0;
+pub(crate) const NATIVE: u8 = 1;
+pub(crate) const PARKED: u8 = 2;
+
+/// One kind's allocation cache: a span and a 64-slot window of its free bits.
+pub(crate) struct AllocCache {
+    span: *mut GcSpan,
+    /// Free slots (1 bits) in the window starting at slot `base`.
+    bits: u64,
+    base: u32,
+    nelems: u32,
+    size: usize,
+    start: usize,
+    needzero: bool,
+}
+
+impl AllocCache {
+    const EMPTY: AllocCache = AllocCache {
+        span: ptr::null_mut(),
+        bits: 0,
+        base: 0,
+        nelems: 0,
+        size: 0,
+        start: 0,
+        needzero: false,
+    };
+
+    /// The next free slot, zeroed; `None` when the span is used up. The fast path: a
+    /// count-trailing-zeros and a clear-lowest-bit.
+    #[inline(always)]
+    fn take(&mut self) -> Option<*mut u8> {
+        if self.bits == 0 && !self.next_window() {
+            return None;
+        }
+        let i = self.base + self.bits.trailing_zeros();
+        self.bits &= self.bits - 1;
+        let p = (self.start + i as usize * self.size) as *mut u8;
+        if self.needzero {
+            zero(p, self.size);
+        }
+        Some(p)
+    }
+
+    /// Moves the window to the next 64 slots that have a free one.
+    #[inline(never)]
+    fn next_window(&mut self) -> bool {
+        if self.span.is_null() {
+            return false;
+        }
+        // SAFETY: this cache holds the span (rule 2; `span.rs` holder rule).
+        let o = unsafe { (*self.span).owned() };
+        loop {
+            self.base += 64;
+            if self.base >= self.nelems {
+                return false;
+            }
+            self.bits = !o.alloc[self.base as usize / 64] & valid(self.base, self.nelems);
+            if self.bits != 0 {
+                return true;
+            }
+        }
+    }
+
+    /// Loads span `s` (swept, held by this cache).
+    fn load(&mut self, s: *mut GcSpan) {
+        // SAFETY: the cache holds `s`.
+        let r = unsafe { &*s };
+        // SAFETY: as above.
+        let o = unsafe { r.owned() };
+        let fi = o.free_index;
+        let base = fi & !63;
+        self.span = s;
+        self.base = base;
+        self.nelems = r.nelems;
+        self.size = r.size;
+        self.start = r.start;
+        self.needzero = o.needzero;
+        let below = if fi % 64 == 0 {
+            0
+        } else {
+            (1u64 << (fi % 64)) - 1
+        };
+        self.bits = !o.alloc[base as usize / 64] & valid(base, r.nelems) & !below;
+    }
+
+    /// The span's allocation position: every slot below it is allocated or was just
+    /// handed out (consumed in index order).
+    fn free_index(&self) -> u32 {
+        if self.bits != 0 {
+            self.base + self.bits.trailing_zeros()
+        } else {
+            (self.base + 64).min(self.nelems)
+        }
+    }
+
+    /// Gives the span back to the heap.
+    fn release(&mut self, heap: &Heap, keep_partial: bool) {
+        if self.span.is_null() {
+            return;
+        }
+        let fi = self.free_index();
+        // SAFETY: this cache held the span; it lets go of it here.
+        unsafe { heap.uncache_span(self.span, fi, keep_partial) };
+        *self = AllocCache::EMPTY;
+    }
+}
+
+/// Slots of the window at `base` that exist.
+#[inline]
+fn valid(base: u32, nelems: u32) -> u64 {
+    let n = nelems - base;
+    if n >= 64 { !0 } else { (1u64 << n) - 1 }
+}
+
+/// Zeroes a small object: word stores for the common small sizes, `memset` beyond.
+#[inline(always)]
+fn zero(p: *mut u8, size: usize) {
+    if size <= 64 {
+        let w = p.cast::<u64>();
+        for i in 0..size / 8 {
+            // SAFETY: `p` is a slot of `size` bytes (a multiple of 8), 8-aligned.
+            unsafe { w.add(i).write(0) };
+        }
+    } else {
+        // SAFETY: as above.
+        unsafe { ptr::write_bytes(p, 0, size) };
+    }
+}
+
+/// A mutator's thread-owned context (rule 2).
+pub(crate) struct Local {
+    /// Single objects, by type id.
+    single: Vec<(Option<&'static TypeInfo>, AllocCache)>,
+    /// Arrays and byte objects, by kind.
+    others: HashMap<u64, AllocCache>,
+    /// Shadow stack: addresses of slots holding object pointers.
+    pub(crate) roots: Vec<*mut usize>,
+    /// The typed layer's handle arena: object pointers rooted by open scopes (a `Local`
+    /// holds the object pointer itself, so the arena may move as it grows).
+    pub(crate) slots: Vec<usize>,
+    /// The typed layer's cache of Rust type → type id.
+    pub(crate) rust_types: Vec<(std::any::TypeId, TypeId)>,
+}
+
+/// A mutator's shared record: the C `tc_mutator`.
+pub struct MutatorState {
+    pub(crate) poll: AtomicU32,
+    pub(crate) status: AtomicU8,
+    pub(crate) heap: &'static Heap,
+    pub(crate) local: UnsafeCell<Local>,
+}
+
+// SAFETY: the record is shared with collectors under the protocol in the module docs.
+unsafe impl Sync for MutatorState {}
+
+impl MutatorState {
+    fn new(heap: &'static Heap) -> Self {
+        Self {
+            poll: AtomicU32::new(0),
+            status: AtomicU8::new(RUNNING),
+            heap,
+            local: UnsafeCell::new(Local {
+                single: Vec::new(),
+                others: HashMap::new(),
+                roots: Vec::new(),
+                slots: Vec::new(),
+                rust_types: Vec::new(),
+            }),
+        }
+    }
+
+    /// The owner's view of `local`.
+    ///
+    /// # Safety
+    /// Rule 2: the calling thread owns this running mutator, and drops the reference before
+    /// anything that can park or collect.
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    pub(crate) unsafe fn local(&self) -> &mut Local {
+        // SAFETY: the caller's contract.
+        unsafe { &mut *self.local.get() }
+    }
+
+    /// Aborts if the mutator was detached, names `op`.
+    #[inline(always)]
+    pub(crate) fn check_attached(&self, op: &str) {
+        if self.poll.load(Ordering::Relaxed) & DETACHED != 0 {
+            misuse::detached(op, self);
+        }
+    }
+
+    /// Serves a pending stop (or reports use after detach). Called when `poll` is non-zero.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn poll_slow(&self, op: &str) {
+        let p = self.poll.load(Ordering::Acquire);
+        if p & DETACHED != 0 {
+            misuse::detached(op, self);
+        }
+        if p & STOP != 0 {
+            let w = self.heap.world_lock();
+            drop(self.park(w));
+        }
+    }
+
+    /// Parks until no stop is pending for this mutator; holds `world` on return.
+    pub(crate) fn park<'a>(
+        &self,
+        mut w: MutexGuard<'a, crate::heap::World>,
+    ) -> MutexGuard<'a, crate::heap::World> {
+        if self.poll.load(Ordering::Acquire) & STOP == 0 {
+            return w;
+        }
+        self.status.store(PARKED, Ordering::SeqCst);
+        self.heap.parked.notify_all();
+        while self.poll.load(Ordering::Acquire) & STOP != 0 {
+            w = self.heap.resumed.wait(w).unwrap_or_else(|e| e.into_inner());
+        }
+        self.status.store(RUNNING, Ordering::SeqCst);
+        w
+    }
+
+    /// A safepoint: parks if a collection is waiting for this mutator.
+    #[inline]
+    pub fn safepoint(&self) {
+        if self.poll.load(Ordering::Relaxed) != 0 {
+            self.poll_slow("safepoint");
+        }
+    }
+
+    /// Allocates a zeroed object of registered type `ty`; null only when the heap cannot
+    /// grow. Aborts if `ty` is not registered in this heap.
+    #[inline]
+    pub fn alloc(&self, ty: TypeId) -> *mut u8 {
+        if self.poll.load(Ordering::Relaxed) == 0 {
+            // SAFETY: rule 2; the reference ends before any slow path.
+            let local = unsafe { self.local() };
+            if let Some((_, c)) = local.single.get_mut(ty as usize)
+                && let Some(p) = c.take()
+            {
+                return p;
+            }
+        }
+        self.alloc_slow(ty)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, ty: TypeId) -> *mut u8 {
+        self.safepoint();
+        let info = self.type_of(ty, "alloc");
+        match small_class(info.size) {
+            None => self.alloc_large(info, info.size),
+            Some(class) => {
+                let kind = kind(info, class);
+                self.alloc_small(info, class, kind, |local| {
+                    if local.single.len() <= ty as usize {
+                        local
+                            .single
+                            .resize_with(ty as usize + 1, || (None, AllocCache::EMPTY));
+                    }
+                    let e = &mut local.single[ty as usize];
+                    e.0 = Some(info);
+                    &mut e.1
+                })
+            }
+        }
+    }
+
+    /// Allocates a zeroed array of `len` elements of type `elem`; null if the heap cannot
+    /// grow or the size overflows.
+    pub fn alloc_array(&self, elem: TypeId, len: usize) -> *mut u8 {
+        self.safepoint();
+        let info = self.type_of(elem, "alloc_array");
+        let Some(bytes) = info.size.checked_mul(len) else {
+            return ptr::null_mut();
+        };
+        self.alloc_sized(info, bytes.max(1))
+    }
+
+    /// Allocates `size` zeroed pointer-free bytes, never scanned.
+    pub fn alloc_bytes(&self, size: usize) -> *mut u8 {
+        self.safepoint();
+        let info = self.type_of(BYTES, "alloc_bytes");
+        self.alloc_sized(info, size.max(1))
+    }
+
+    fn alloc_sized(&self, info: &'static TypeInfo, bytes: usize) -> *mut u8 {
+        if bytes > isize::MAX as usize / 2 {
+            return ptr::null_mut();
+        }
+        match small_class(bytes) {
+            None => self.alloc_large(info, bytes),
+            Some(class) => {
+                let kind = kind(info, class);
+                self.alloc_small(info, class, kind, |local| {
+                    local.others.entry(kind).or_insert(AllocCache::EMPTY)
+                })
+            }
+        }
+    }
+
+    /// Small allocation through the cache `pick` selects: refills it (collecting first when
+    /// the heap has reached its goal) when it is used up.
+    fn alloc_small(
+        &self,
+        info: &'static TypeInfo,
+        class: usize,
+        kind: u64,
+        pick: impl Fn(&mut Local) -> &mut AllocCache,
+    ) -> *mut u8 {
+        loop {
+            {
+                // SAFETY: rule 2; dropped before `collect` below.
+                let c = pick(unsafe { self.local() });
+                if let Some(p) = c.take() {
+                    return p;
+                }
+                c.release(self.heap, false);
+            }
+            if self.heap.over_goal() {
+                crate::collect::collect(self, false);
+            }
+            let Some(s) = self.heap.cache_span(info, class, kind) else {
+                // The page heap cannot grow: a full collection may free a span.
+                crate::collect::collect(self, true);
+                match self.heap.cache_span(info, class, kind) {
+                    Some(s) => {
+                        // SAFETY: rule 2.
+                        pick(unsafe { self.local() }).load(s);
+                        continue;
+                    }
+                    None => return ptr::null_mut(),
+                }
+            };
+            // SAFETY: rule 2.
+            pick(unsafe { self.local() }).load(s);
+            debug_assert!(CLASSES[class].size as usize >= info.size.min(1));
+        }
+    }
+
+    fn alloc_large(&self, info: &'static TypeInfo, bytes: usize) -> *mut u8 {
+        if self.heap.over_goal() {
+            crate::collect::collect(self, false);
+        }
+        let p = self.heap.alloc_large(info, bytes);
+        if !p.is_null() {
+            return p;
+        }
+        crate::collect::collect(self, true);
+        self.heap.alloc_large(info, bytes)
+    }
+
+    fn type_of(&self, ty: TypeId, op: &str) -> &'static TypeInfo {
+        self.check_attached(op);
+        match self.heap.types.get(ty) {
+            Some(t) => t,
+            None => misuse::abort(format_args!(
+                "{op}(): type {ty} is not registered in this heap"
+            )),
+        }
+    }
+
+    /// Gives every cached span back (at a collection's start and at detach).
+    ///
+    /// # Safety
+    /// Rule 2: the caller is the owner, or a collector while the owner is stopped.
+    pub(crate) unsafe fn release_caches(&self, keep_partial: bool) {
+        // SAFETY: the caller's contract.
+        let local = unsafe { self.local() };
+        for (_, c) in &mut local.single {
+            c.release(self.heap, keep_partial);
+        }
+        for c in local.others.values_mut() {
+            c.release(self.heap, keep_partial);
+        }
+    }
+
+    /// Pushes a root slot onto the shadow stack.
+    ///
+    /// # Safety
+    /// `slot` stays valid (readable, holding null or an object of this heap) until popped.
+    #[inline]
+    pub unsafe fn push_root(&self, slot: *mut *mut u8) {
+        self.check_attached("push_root");
+        // SAFETY: rule 2.
+        unsafe { self.local() }.roots.push(slot.cast());
+    }
+
+    /// Pops `n` root slots; aborts if fewer are pushed.
+    #[inline]
+    pub fn pop_roots(&self, n: usize) {
+        self.check_attached("pop_roots");
+        // SAFETY: rule 2.
+        let roots = &mut unsafe { self.local() }.roots;
+        match roots.len().checked_sub(n) {
+            Some(keep) => roots.truncate(keep),
+            None => misuse::abort(format_args!(
+                "pop_roots(): popping {n} roots but only {} are pushed (mutator {:p})",
+                roots.len(),
+                self
+            )),
+        }
+    }
+
+    /// Roots on the shadow stack.
+    pub fn roots_len(&self) -> usize {
+        // SAFETY: rule 2.
+        unsafe { self.local() }.roots.len()
+    }
+
+    /// Enters native code: until `leave_native`, collections do not wait for this mutator,
+    /// which must not touch the heap.
+    pub fn enter_native(&self) {
+        self.check_attached("enter_native");
+        self.status.store(NATIVE, Ordering::SeqCst);
+        if self.poll.load(Ordering::SeqCst) & STOP != 0 {
+            // A collector may be waiting for this mutator: wake it (under the lock, so the
+            // wake-up cannot fall between its check and its wait).
+            let _w = self.heap.world_lock();
+            self.heap.parked.notify_all();
+        }
+    }
+
+    /// Leaves native code, waiting for a running collection to end first.
+    pub fn leave_native(&self) {
+        if self.status.load(Ordering::Relaxed) != NATIVE {
+            misuse::abort(format_args!(
+                "leave_native(): mutator {self:p} is not in native code"
+            ));
+        }
+        loop {
+            self.status.store(RUNNING, Ordering::SeqCst);
+            let p = self.poll.load(Ordering::SeqCst);
+            if p & DETACHED != 0 {
+                misuse::detached("leave_native", self);
+            }
+            if p & STOP == 0 {
+                return;
+            }
+            self.status.store(NATIVE, Ordering::SeqCst);
+            let mut w = self.heap.world_lock();
+            self.heap.parked.notify_all();
+            while self.poll.load(Ordering::Acquire) & STOP != 0 {
+                w = self.heap.resumed.wait(w).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+
+    /// Runs a full collection now (Go's `runtime.GC`).
+    pub fn collect(&self) {
+        self.check_attached("collect");
+        crate::collect::collect(self, true);
+    }
+
+    /// The heap this mutator allocates from.
+    pub fn heap(&self) -> &'static Heap {
+        self.heap
+    }
+}
+
+/// Attaches a new mutator for the calling thread.
+pub(crate) fn attach(heap: &'static Heap) -> *mut MutatorState {
+    let mut w = heap.world_lock();
+    while w.collecting {
+        w = heap.resumed.wait(w).unwrap_or_else(|e| e.into_inner());
+    }
+    let m = if w.detached.len() > crate::heap::QUARANTINE {
+        let m = w.detached.pop_front().unwrap_or(ptr::null_mut());
+        // SAFETY: detached records are valid and unused (quarantined).
+        unsafe {
+            (*m).poll.store(0, Ordering::Relaxed);
+            (*m).status.store(RUNNING, Ordering::Relaxed);
+        }
+        m
+    } else {
+        Box::into_raw(Box::new(MutatorState::new(heap)))
+    };
+    w.mutators.push(m);
+    m
+}
+
+/// Detaches `m`: its caches go back to the heap, its roots stop being roots.
+///
+/// # Safety
+/// `m` is an attached mutator owned by the calling thread.
+pub(crate) unsafe fn detach(m: *mut MutatorState) {
+    // SAFETY: the caller's contract.
+    let st = unsafe { &*m };
+    st.check_attached("detach");
+    if st.status.load(Ordering::Relaxed) == NATIVE {
+        st.leave_native();
+    }
+    let w = st.heap.world_lock();
+    let mut w = st.park(w);
+    // SAFETY: rule 2: the owner, running, holding `world` so no collection runs.
+    unsafe { st.release_caches(true) };
+    {
+        // SAFETY: as above.
+        let local = unsafe { st.local() };
+        local.roots.clear();
+        local.slots.clear();
+        local.single.clear();
+        local.others.clear();
+    }
+    w.mutators.retain(|&x| x != m);
+    st.poll.store(DETACHED, Ordering::Release);
+    w.detached.push_back(m);
+}

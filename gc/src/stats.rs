@@ -1,0 +1,167 @@
+//! Collector statistics (`Heap::stats`, C `tc_gc_stats`) and the `GODEBUG=gctrace=1` line.
+//!
+//! Pauses are kept as Go's `MemStats.PauseNs`: a circular buffer of the last 256, the most
+//! recent at `(cycles + 255) % 256`. `StatsState` is guarded by `Heap::stats`.
+
+use crate::heap::Heap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Pauses remembered.
+pub const PAUSES: usize = 256;
+
+/// A snapshot of a heap's collector figures (the C `tc_gc_stats_t`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GcStats {
+    /// Completed collections.
+    pub cycles: u64,
+    /// Bytes of objects marked (alive) by the last collection.
+    pub live_bytes: u64,
+    /// Bytes allocated now: the last live bytes plus everything allocated since (whole
+    /// cached spans count as allocated, as Go's `heapLive`).
+    pub heap_bytes: u64,
+    /// The heap size at which the next collection starts.
+    pub heap_goal: u64,
+    /// Bytes of pages the heap's spans hold (objects, free slots, span tails).
+    pub span_bytes: u64,
+    /// Total stop-the-world pause time, ns.
+    pub pause_total_ns: u64,
+    /// Longest pause, ns.
+    pub pause_max_ns: u64,
+    /// The last 256 pauses, ns: the most recent at `(cycles + 255) % 256`.
+    pub pause_ns: [u64; PAUSES],
+    /// `GOGC` now (negative: off).
+    pub gc_percent: i64,
+    /// The memory limit (`GOMEMLIMIT`), `i64::MAX` for none.
+    pub memory_limit: i64,
+    /// 1 when the CPU limiter let the heap exceed the memory limit at the last cycle.
+    pub cpu_limited: u32,
+    /// Mutators attached now.
+    pub mutators: u32,
+}
+
+/// One cycle's figures, for the statistics and the trace.
+pub(crate) struct Cycle {
+    pub(crate) start: Instant,
+    pub(crate) stop_ns: u64,
+    pub(crate) prep_ns: u64,
+    pub(crate) mark_ns: u64,
+    pub(crate) term_ns: u64,
+    pub(crate) heap_before: usize,
+    pub(crate) marked: usize,
+    pub(crate) goal: usize,
+    pub(crate) stack_roots: usize,
+    pub(crate) global_roots: usize,
+    pub(crate) pause_ns: u64,
+    pub(crate) mutators: usize,
+    pub(crate) limited: bool,
+}
+
+/// Guarded by `Heap::stats`.
+pub(crate) struct StatsState {
+    pub(crate) cycles: u64,
+    pub(crate) marked: usize,
+    pub(crate) pause_total: u64,
+    pub(crate) pause_max: u64,
+    pub(crate) pauses: [u64; PAUSES],
+    pub(crate) limited: bool,
+    pub(crate) last: Option<Cycle>,
+}
+
+impl Default for StatsState {
+    fn default() -> Self {
+        Self {
+            cycles: 0,
+            marked: 0,
+            pause_total: 0,
+            pause_max: 0,
+            pauses: [0; PAUSES],
+            limited: false,
+            last: None,
+        }
+    }
+}
+
+impl StatsState {
+    pub(crate) fn record(&mut self, c: Cycle) {
+        self.pauses[self.cycles as usize % PAUSES] = c.pause_ns;
+        self.cycles += 1;
+        self.marked = c.marked;
+        self.pause_total += c.pause_ns;
+        self.pause_max = self.pause_max.max(c.pause_ns);
+        self.limited = c.limited;
+        self.last = Some(c);
+    }
+}
+
+impl Heap {
+    /// The collector's figures now.
+    pub fn stats(&self) -> GcStats {
+        // Lock order: `world` and `central` before the `stats` leaf.
+        let mutators = self.world_lock().mutators.len() as u32;
+        let span_bytes = self.central_lock().span_bytes;
+        let st = self.stats_lock();
+        GcStats {
+            cycles: st.cycles,
+            live_bytes: st.marked as u64,
+            heap_bytes: self.live.load(Ordering::Relaxed) as u64,
+            heap_goal: self.goal.load(Ordering::Relaxed).min(i64::MAX as usize) as u64,
+            span_bytes: span_bytes as u64,
+            pause_total_ns: st.pause_total,
+            pause_max_ns: st.pause_max,
+            pause_ns: st.pauses,
+            gc_percent: self.gc_percent.load(Ordering::Relaxed) as i64,
+            memory_limit: tricolor_alloc::memory_limit(),
+            cpu_limited: st.limited as u32,
+            mutators,
+        }
+    }
+}
+
+/// Go's `fmtNSAsMS`: whole milliseconds from 10 ms, else three significant digits.
+fn ms(ns: u64) -> String {
+    let ms = ns as f64 / 1e6;
+    if ms >= 10.0 {
+        format!("{}", ns / 1_000_000)
+    } else if ms >= 1.0 {
+        format!("{ms:.2}")
+    } else {
+        format!("{ms:.3}")
+    }
+}
+
+/// The `gctrace` line for the cycle just recorded, in Go's format:
+/// `gc N @T.TTTs P%: stop+mark+term ms clock, stop+0/mark/0+term ms cpu,
+/// before->after->live MB, goal MB goal, S MB stacks, G MB globals, M P`.
+/// Here the "P" count is the number of attached mutators, and the whole cycle is one
+/// stop-the-world pause run by one thread, so clock and CPU agree and marking counts as
+/// background work.
+pub(crate) fn trace_line(heap: &Heap, st: &StatsState) -> String {
+    let Some(c) = &st.last else {
+        return String::new();
+    };
+    let since = (c.start - heap.epoch).as_secs_f64();
+    let elapsed = heap.epoch.elapsed().as_nanos().max(1) as f64;
+    let pct = (st.pause_total as f64 * 100.0 / elapsed) as u64;
+    let mb = |b: usize| b >> 20;
+    let stw1 = c.stop_ns + c.prep_ns;
+    format!(
+        "gc {} @{since:.3}s {pct}%: {}+{}+{} ms clock, {}+0/{}/0+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",
+        st.cycles,
+        ms(stw1),
+        ms(c.mark_ns),
+        ms(c.term_ns),
+        ms(stw1),
+        ms(c.mark_ns),
+        ms(c.term_ns),
+        mb(c.heap_before),
+        mb(c.heap_before),
+        mb(c.marked),
+        mb(c.goal.min(usize::MAX >> 1)),
+        mb(c.stack_roots),
+        mb(c.global_roots),
+        c.mutators,
+        if c.limited { " (CPU limited)" } else { "" },
+    )
+}

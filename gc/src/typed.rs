@@ -1,0 +1,385 @@
+//! The safe typed layer over the raw one (lib.rs, "Rust API").
+//!
+//! * A Rust type becomes a GC type with the [`object!`](crate::object) macro, which defines
+//!   the struct and derives its pointer map: fields of type [`Member<T>`] are pointer slots,
+//!   every other field must be [`Data`] (pointer-free). Objects are never dropped (the
+//!   collector frees memory, it runs no destructors), so types that need `Drop` are refused
+//!   at compile time.
+//! * Objects are reached through [`Local`]s, which exist only inside a [`Scope`]
+//!   (`Mutator::scope`): each `Local` is rooted in the mutator's handle arena until its
+//!   scope ends, and its lifetime is the scope's, so it cannot be kept past the point where
+//!   it stops being a root. [`Global`] keeps an object alive across scopes and threads.
+//! * Pointer fields are read with [`Scope::get`] (which roots the result) and written with
+//!   [`Scope::set`] (which goes through the write barrier); a `Member` cannot be read or
+//!   written any other way.
+//! * `Mutator` is not `Send`: it is the calling thread's.
+//!
+//! Misuse the types forbid (each a doc test that must fail to compile):
+//!
+//! A `Local` cannot escape its scope:
+//! ```compile_fail
+//! use tricolor_gc::{Heap, Mutator, Config, object};
+//! object! { struct Leaf { v: u64 } }
+//! let m = Mutator::attach(Heap::new(Config::default()));
+//! let escaped = m.scope(|s| s.alloc(Leaf { v: 1 }));
+//! ```
+//! A `Mutator` cannot move to another thread:
+//! ```compile_fail
+//! use tricolor_gc::{Heap, Mutator, Config};
+//! let m = Mutator::attach(Heap::new(Config::default()));
+//! std::thread::spawn(move || m.collect());
+//! ```
+//! A field holding a GC pointer must be a `Member` (a raw pointer is not `Data`):
+//! ```compile_fail
+//! use tricolor_gc::object;
+//! object! { struct Bad { p: *mut u8 } }
+//! ```
+//! Types with destructors are refused:
+//! ```compile_fail
+//! use tricolor_gc::{Heap, Mutator, Config, object, Data};
+//! struct Noisy(u64);
+//! impl Drop for Noisy { fn drop(&mut self) {} }
+//! unsafe impl Data for Noisy {}
+//! object! { struct Holder { n: Noisy } }
+//! let m = Mutator::attach(Heap::new(Config::default()));
+//! m.scope(|s| { s.alloc(Holder { n: Noisy(1) }); });
+//! ```
+
+use crate::Mutator;
+use crate::heap::{HandleSlot, Heap};
+use crate::mutator::MutatorState;
+use crate::object::TypeId;
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::Ordering;
+
+/// A GC pointer field inside a GC object: null or an object of the same heap. Read it with
+/// [`Scope::get`], write it with [`Scope::set`].
+#[repr(transparent)]
+pub struct Member<T> {
+    ptr: Cell<*mut T>,
+}
+
+impl<T> Member<T> {
+    /// A null pointer field (the only way to make one).
+    pub const fn null() -> Self {
+        Self {
+            ptr: Cell::new(ptr::null_mut()),
+        }
+    }
+
+    /// True when the field holds no object.
+    pub fn is_null(&self) -> bool {
+        self.ptr.get().is_null()
+    }
+}
+
+impl<T> Default for Member<T> {
+    fn default() -> Self {
+        Self::null()
+    }
+}
+
+/// Pointer-free data allowed in GC objects.
+///
+/// # Safety
+/// Values of the type contain no pointer to a GC object (they would not be traced) and need
+/// no destructor.
+pub unsafe trait Data {}
+
+/// A field of a GC object: `Member` (a pointer slot) or `Data`.
+///
+/// # Safety
+/// `IS_POINTER` is true exactly for [`Member`].
+pub unsafe trait Field {
+    /// True for pointer slots.
+    const IS_POINTER: bool;
+}
+
+// SAFETY: a Member is exactly one pointer slot.
+unsafe impl<T> Field for Member<T> {
+    const IS_POINTER: bool = true;
+}
+
+// SAFETY: data is never a pointer slot.
+unsafe impl<T: Data> Field for T {
+    const IS_POINTER: bool = false;
+}
+
+macro_rules! data {
+    ($($t:ty),*) => {$(
+        // SAFETY: a primitive holds no pointer.
+        unsafe impl Data for $t {}
+    )*};
+}
+data!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    bool,
+    char,
+    ()
+);
+
+// SAFETY: a cell of data is data.
+unsafe impl<T: Data> Data for Cell<T> {}
+// SAFETY: an array of data is data.
+unsafe impl<T: Data, const N: usize> Data for [T; N] {}
+
+/// A GC object type: its pointer slots. Implemented by [`object!`](crate::object).
+///
+/// # Safety
+/// `pointer_offsets` lists the byte offset of every `Member` field and nothing else.
+pub unsafe trait Trace: Sized + 'static {
+    /// Byte offsets of the pointer slots.
+    fn pointer_offsets() -> Vec<usize>;
+}
+
+/// Defines a GC object type: a `#[repr(C)]` struct whose `Member<_>` fields are its pointer
+/// slots and whose other fields are [`Data`].
+///
+/// ```
+/// use std::cell::Cell;
+/// use tricolor_gc::{Member, object};
+/// object! {
+///     /// A binary tree node.
+///     pub struct Node {
+///         pub left: Member<Node>,
+///         pub right: Member<Node>,
+///         pub value: Cell<i64>,
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! object {
+    ($(#[$m:meta])* $vis:vis struct $name:ident {
+        $($(#[$fm:meta])* $fvis:vis $field:ident : $ty:ty),* $(,)?
+    }) => {
+        $(#[$m])*
+        #[repr(C)]
+        $vis struct $name { $($(#[$fm])* $fvis $field: $ty),* }
+
+        // SAFETY: every field is a `Field`, and the pointer offsets are exactly those of the
+        // fields whose `IS_POINTER` is true (the `Member`s).
+        unsafe impl $crate::Trace for $name {
+            fn pointer_offsets() -> ::std::vec::Vec<usize> {
+                let mut v = ::std::vec::Vec::new();
+                $(
+                    if <$ty as $crate::Field>::IS_POINTER {
+                        v.push(::core::mem::offset_of!($name, $field));
+                    }
+                )*
+                v
+            }
+        }
+    };
+}
+
+/// A rooted reference to a GC object, valid for its scope `'s`.
+pub struct Local<'s, T> {
+    ptr: NonNull<T>,
+    _scope: PhantomData<(&'s T, *mut ())>,
+}
+
+impl<T> Clone for Local<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Local<'_, T> {}
+
+impl<T> std::ops::Deref for Local<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the object is rooted (its arena slot lives as long as `'s`), and the
+        // collector never moves objects; fields are only mutated through `Cell`s or the
+        // barrier, both compatible with a shared reference.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T> Local<'_, T> {
+    /// The object's address.
+    pub fn as_ptr(&self) -> *mut T {
+        self.ptr.as_ptr()
+    }
+
+    /// True when both refer to the same object.
+    pub fn ptr_eq(&self, other: &Local<'_, T>) -> bool {
+        self.ptr == other.ptr
+    }
+}
+
+/// A region of rooted [`Local`]s on a mutator (a V8-style handle scope).
+pub struct Scope<'s> {
+    m: &'s MutatorState,
+}
+
+impl Mutator {
+    /// Runs `f` with a scope whose locals are roots until it returns.
+    pub fn scope<R>(&self, f: impl for<'s> FnOnce(&Scope<'s>) -> R) -> R {
+        let st: &MutatorState = self;
+        // SAFETY: rule 2 of `mutator`: the owner, running.
+        let base = unsafe { st.local() }.slots.len();
+        let r = f(&Scope { m: st });
+        // SAFETY: as above.
+        unsafe { st.local() }.slots.truncate(base);
+        r
+    }
+}
+
+impl<'s> Scope<'s> {
+    /// Roots `p` in the arena for this scope.
+    fn root<T>(&self, p: NonNull<T>) -> Local<'s, T> {
+        // SAFETY: rule 2 of `mutator`.
+        unsafe { self.m.local() }.slots.push(p.as_ptr() as usize);
+        Local {
+            ptr: p,
+            _scope: PhantomData,
+        }
+    }
+
+    fn type_id<T: Trace>(&self) -> TypeId {
+        let key = std::any::TypeId::of::<T>();
+        // SAFETY: rule 2 of `mutator`.
+        let local = unsafe { self.m.local() };
+        if let Some(&(_, id)) = local.rust_types.iter().find(|(k, _)| *k == key) {
+            return id;
+        }
+        let id = self.m.heap.rust_type::<T>();
+        // SAFETY: as above (no call in between can park).
+        unsafe { self.m.local() }.rust_types.push((key, id));
+        id
+    }
+
+    /// Moves `value` into a new GC object. Panics if the heap cannot grow.
+    pub fn alloc<T: Trace>(&self, value: T) -> Local<'s, T> {
+        const {
+            assert!(
+                !std::mem::needs_drop::<T>(),
+                "GC objects run no destructors"
+            );
+            assert!(align_of::<T>() <= 8, "GC objects are 8-byte aligned");
+        }
+        let ty = self.type_id::<T>();
+        let p = self.m.alloc(ty).cast::<T>();
+        let Some(p) = NonNull::new(p) else {
+            panic!("tricolor-gc: the heap cannot grow");
+        };
+        // SAFETY: a fresh zeroed object of `size_of::<T>()` bytes, 8-aligned; `value`'s
+        // `Member`s are null (a `Member` can only be made null), so no barrier is needed.
+        unsafe { p.as_ptr().write(value) };
+        self.root(p)
+    }
+
+    /// Reads pointer field `field` of `obj`, rooting the object it holds.
+    pub fn get<T, U>(
+        &self,
+        obj: &Local<'_, T>,
+        field: impl FnOnce(&T) -> &Member<U>,
+    ) -> Option<Local<'s, U>> {
+        NonNull::new(field(obj).ptr.get()).map(|p| self.root(p))
+    }
+
+    /// Writes pointer field `field` of `obj` through the write barrier.
+    pub fn set<T, U>(
+        &self,
+        obj: &Local<'_, T>,
+        field: impl FnOnce(&T) -> &Member<U>,
+        value: Option<&Local<'_, U>>,
+    ) {
+        let slot = field(obj).ptr.as_ptr().cast::<*mut u8>();
+        let v = value.map_or(ptr::null_mut(), |l| l.as_ptr().cast());
+        // SAFETY: `slot` is a `Member` field of `obj`, a pointer slot its type declared.
+        unsafe { self.m.write(obj.as_ptr().cast(), slot, v) };
+    }
+
+    /// A global handle keeping `obj` alive until the handle is dropped.
+    pub fn global<T>(&self, obj: &Local<'_, T>) -> Global<T> {
+        Global {
+            slot: self.m.heap.handle_new(obj.as_ptr() as usize),
+            _t: PhantomData,
+        }
+    }
+
+    /// The object a global handle holds, rooted in this scope.
+    pub fn local<T>(&self, g: &Global<T>) -> Local<'s, T> {
+        // SAFETY: a live handle; its object is alive while the handle is.
+        let p = unsafe { (*g.slot).obj.load(Ordering::Relaxed) } as *mut T;
+        self.root(NonNull::new(p).expect("global handles hold objects"))
+    }
+
+    /// Runs `f` in a nested scope: its locals stop being roots when it returns.
+    pub fn scope<R>(&self, f: impl for<'t> FnOnce(&Scope<'t>) -> R) -> R {
+        // SAFETY: rule 2 of `mutator`: the owner, running.
+        let base = unsafe { self.m.local() }.slots.len();
+        let r = f(&Scope { m: self.m });
+        // SAFETY: as above.
+        unsafe { self.m.local() }.slots.truncate(base);
+        r
+    }
+
+    /// Collects now.
+    pub fn collect(&self) {
+        self.m.collect();
+    }
+
+    /// A safepoint (for long loops that do not allocate).
+    pub fn safepoint(&self) {
+        self.m.safepoint();
+    }
+}
+
+/// A global root: keeps its object alive until dropped. May be sent to other threads and
+/// read there through a scope of a mutator on the same heap.
+pub struct Global<T> {
+    slot: *mut HandleSlot,
+    _t: PhantomData<*const T>,
+}
+
+// SAFETY: the slot's object word is atomic; the registry is behind the heap's lock.
+unsafe impl<T> Send for Global<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for Global<T> {}
+
+impl<T> Drop for Global<T> {
+    fn drop(&mut self) {
+        // SAFETY: the handle is live until this drop, and owned by this `Global`.
+        unsafe {
+            let heap: &Heap = &*(*self.slot).heap;
+            heap.handle_free(self.slot);
+        }
+    }
+}
+
+impl Heap {
+    /// The type id of Rust type `T` in this heap, registering it on first use.
+    pub(crate) fn rust_type<T: Trace>(&self) -> TypeId {
+        let key = std::any::TypeId::of::<T>();
+        let mut map = self.rust_types.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&id) = map.get(&key) {
+            return id;
+        }
+        let id = self
+            .register_type(
+                std::any::type_name::<T>(),
+                size_of::<T>().max(1),
+                &T::pointer_offsets(),
+            )
+            .expect("object! layouts are valid");
+        map.insert(key, id);
+        id
+    }
+}

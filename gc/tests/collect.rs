@@ -1,0 +1,405 @@
+//! Collection through the raw API: what is reachable survives with its contents, what is not
+//! is freed and its memory reused. Each test makes its own heap (heaps are independent).
+
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tricolor_gc::{Config, Heap, Mutator, TypeId};
+
+fn heap() -> &'static Heap {
+    Heap::new(Config {
+        verify: true,
+        ..Config::default()
+    })
+}
+
+/// Bytes a node occupies: its 24 bytes round up to the 32-byte size class.
+const NODE: u64 = 32;
+
+/// `struct node { node *left, *right; u64 value; }`
+fn node_type(h: &Heap) -> TypeId {
+    h.register_type("node", 24, &[0, 8]).unwrap()
+}
+
+unsafe fn field(obj: *mut u8, i: usize) -> *mut *mut u8 {
+    // SAFETY: the caller's object has word `i`.
+    unsafe { obj.cast::<*mut u8>().add(i) }
+}
+
+unsafe fn value(obj: *mut u8) -> &'static mut u64 {
+    // SAFETY: the caller's node object.
+    unsafe { &mut *obj.add(16).cast::<u64>() }
+}
+
+/// A tree of depth `d` built bottom-up; node values are their in-order positions' hashes.
+fn tree(m: &Mutator, ty: TypeId, d: u32, next: &mut u64) -> *mut u8 {
+    let mut n = m.alloc(ty);
+    // SAFETY: `n` lives on this frame until popped.
+    unsafe { m.push_root(&mut n) };
+    if d > 0 {
+        let l = tree(m, ty, d - 1, next);
+        // SAFETY: `n` is a node; slot 0 is a pointer slot.
+        unsafe { m.write(n, field(n, 0), l) };
+        let r = tree(m, ty, d - 1, next);
+        // SAFETY: as above.
+        unsafe { m.write(n, field(n, 1), r) };
+    }
+    *next += 1;
+    // SAFETY: `n` is a live node.
+    unsafe { *value(n) = *next * 2654435761 };
+    m.pop_roots(1);
+    n
+}
+
+fn check_tree(n: *mut u8, d: u32, next: &mut u64) {
+    // SAFETY: reachable nodes are live.
+    unsafe {
+        if d > 0 {
+            check_tree(*field(n, 0), d - 1, next);
+            check_tree(*field(n, 1), d - 1, next);
+        } else {
+            assert!((*field(n, 0)).is_null() && (*field(n, 1)).is_null());
+        }
+        *next += 1;
+        assert_eq!(*value(n), *next * 2654435761, "node content");
+    }
+}
+
+#[test]
+fn trees_survive_with_contents_and_die_when_dropped() {
+    let h = heap();
+    let ty = node_type(h);
+    let m = Mutator::attach(h);
+    let mut root = tree(&m, ty, 14, &mut 0);
+    // SAFETY: `root` outlives the root slot.
+    unsafe { m.push_root(&mut root) };
+    // Garbage trees in between, so collections happen while `root` is live.
+    for _ in 0..20 {
+        tree(&m, ty, 12, &mut 0);
+    }
+    m.collect();
+    let nodes = (1 << 15) - 1;
+    assert_eq!(h.stats().live_bytes, nodes * NODE);
+    check_tree(root, 14, &mut 0);
+    assert!(
+        h.stats().cycles >= 2,
+        "the garbage trees triggered collections"
+    );
+    root = ptr::null_mut();
+    m.collect();
+    assert_eq!(h.stats().live_bytes, 0);
+    m.pop_roots(1);
+    let _ = root;
+}
+
+#[test]
+fn unreachable_cycles_are_freed_reachable_ones_kept() {
+    let h = heap();
+    let ty = node_type(h);
+    let m = Mutator::attach(h);
+    let ring = |len: usize| {
+        let mut first = m.alloc(ty);
+        // SAFETY: `first` outlives the root.
+        unsafe { m.push_root(&mut first) };
+        let mut prev = first;
+        for _ in 1..len {
+            let n = m.alloc(ty);
+            // SAFETY: `prev` is reachable from `first`; `n` is fresh.
+            unsafe { m.write(prev, field(prev, 0), n) };
+            prev = n;
+        }
+        // SAFETY: as above.
+        unsafe { m.write(prev, field(prev, 0), first) };
+        m.pop_roots(1);
+        first
+    };
+    let mut kept = ring(1000);
+    // SAFETY: `kept` outlives the root.
+    unsafe { m.push_root(&mut kept) };
+    ring(5000);
+    m.collect();
+    assert_eq!(h.stats().live_bytes, 1000 * NODE);
+    let mut p = kept;
+    for _ in 0..1000 {
+        // SAFETY: ring nodes are live.
+        p = unsafe { *field(p, 0) };
+    }
+    assert_eq!(p, kept, "the ring is intact");
+    m.pop_roots(1);
+    m.collect();
+    assert_eq!(h.stats().live_bytes, 0);
+}
+
+#[test]
+fn arrays_of_pointers_and_interior_pointers() {
+    let h = heap();
+    let ty = node_type(h);
+    let slot = h.register_type("ref", 8, &[0]).unwrap();
+    let m = Mutator::attach(h);
+    for len in [3usize, 1000, 20_000] {
+        let mut arr = m.alloc_array(slot, len);
+        // SAFETY: `arr` outlives the root.
+        unsafe { m.push_root(&mut arr) };
+        for i in 0..len {
+            let n = m.alloc(ty);
+            // SAFETY: a live node; `arr` has `len` pointer slots.
+            unsafe {
+                *value(n) = i as u64;
+                m.write(arr, field(arr, i), n);
+            }
+        }
+        m.collect();
+        let arr_bytes = h.stats().live_bytes - len as u64 * NODE;
+        assert!(arr_bytes >= (len * 8) as u64, "{len}: array counted");
+        // Drop every other element.
+        for i in (0..len).step_by(2) {
+            // SAFETY: as above.
+            unsafe { m.write(arr, field(arr, i), ptr::null_mut()) };
+        }
+        // Root the array only through an interior pointer into its last element.
+        let mut interior = arr.wrapping_add((len - 1) * 8);
+        m.pop_roots(1);
+        // SAFETY: `interior` outlives the root.
+        unsafe { m.push_root(&mut interior) };
+        m.collect();
+        assert_eq!(h.stats().live_bytes, arr_bytes + (len / 2) as u64 * NODE);
+        for i in (1..len).step_by(2) {
+            // SAFETY: odd elements are alive.
+            assert_eq!(unsafe { *value(*field(arr, i)) }, i as u64);
+        }
+        m.pop_roots(1);
+        m.collect();
+        assert_eq!(h.stats().live_bytes, 0);
+    }
+}
+
+#[test]
+fn large_objects_are_zeroed_kept_and_freed() {
+    let h = heap();
+    let m = Mutator::attach(h);
+    let before = h.stats().span_bytes;
+    let mut big = m.alloc_bytes(3 << 20);
+    // SAFETY: `big` outlives the root.
+    unsafe { m.push_root(&mut big) };
+    // SAFETY: a fresh 3 MiB object.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(big, 3 << 20) };
+    assert!(bytes.iter().all(|&b| b == 0), "zeroed");
+    bytes.fill(0x5a);
+    for _ in 0..10 {
+        m.alloc_bytes(1 << 20);
+    }
+    m.collect();
+    assert_eq!(h.stats().live_bytes, 3 << 20);
+    assert!(bytes.iter().all(|&b| b == 0x5a));
+    // Freed large objects give their pages back at once.
+    assert!(h.stats().span_bytes - before < 4 << 20);
+    m.pop_roots(1);
+    m.collect();
+    assert_eq!(h.stats().live_bytes, 0);
+    assert_eq!(h.stats().span_bytes, before);
+    // A reused large object is zeroed again.
+    let again = m.alloc_bytes(3 << 20);
+    // SAFETY: a fresh object.
+    let again = unsafe { std::slice::from_raw_parts(again, 3 << 20) };
+    assert!(again.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn global_handles_and_root_callbacks_are_roots() {
+    let h = heap();
+    let ty = node_type(h);
+    let m = Mutator::attach(h);
+    let a = m.alloc(ty);
+    // SAFETY: a live node.
+    unsafe { *value(a) = 7 };
+    let handle = tricolor_gc::raw::handle_new(&m, a);
+    // A runtime's own root table, reported through a callback.
+    let table = Arc::new([const { AtomicUsize::new(0) }; 4]);
+    let t2 = table.clone();
+    let id = h.add_root_callback(Box::new(move |v| {
+        for s in t2.iter() {
+            v.visit_value(s.load(Ordering::Relaxed) as *const u8);
+        }
+    }));
+    let b = m.alloc(ty);
+    // SAFETY: a live node.
+    unsafe { *value(b) = 9 };
+    table[2].store(b as usize, Ordering::Relaxed);
+    m.collect();
+    assert_eq!(h.stats().live_bytes, 2 * NODE);
+    // SAFETY: both are roots, so alive.
+    unsafe {
+        assert_eq!(*value(tricolor_gc::raw::handle_get(handle)), 7);
+        assert_eq!(*value(b), 9);
+    }
+    assert!(h.remove_root_callback(id));
+    assert!(!h.remove_root_callback(id));
+    m.collect();
+    assert_eq!(h.stats().live_bytes, NODE);
+    // SAFETY: a live handle, freed once.
+    unsafe {
+        tricolor_gc::raw::handle_set(&m, handle, ptr::null_mut());
+        m.collect();
+        assert_eq!(h.stats().live_bytes, 0);
+        tricolor_gc::raw::handle_free(handle);
+    }
+}
+
+/// A steady workload (a fixed live set, constant garbage) stays near the GOGC goal: memory
+/// is reused, not grown.
+#[test]
+fn steady_workload_stays_bounded_near_the_goal() {
+    let h = Heap::new(Config::default());
+    let ty = node_type(h);
+    let slot = h.register_type("ref", 8, &[0]).unwrap();
+    let m = Mutator::attach(h);
+    let live = 100_000;
+    let mut arr = m.alloc_array(slot, live);
+    // SAFETY: `arr` outlives the root.
+    unsafe { m.push_root(&mut arr) };
+    let mut max_spans = 0;
+    for round in 0..3_000_000usize {
+        let n = m.alloc(ty);
+        if round % 5 == 0 {
+            // SAFETY: `arr` has `live` slots; `n` is fresh.
+            unsafe { m.write(arr, field(arr, (round / 5) % live), n) };
+        }
+        if round % 10_000 == 0 {
+            max_spans = max_spans.max(h.stats().span_bytes);
+        }
+    }
+    let s = h.stats();
+    // Live: 100k nodes (3.2 MB) + the 800 KB array; goal about twice that.
+    assert!(s.cycles >= 10, "{} cycles", s.cycles);
+    assert!(
+        s.live_bytes >= 4_000_000 && s.live_bytes < 4_100_000,
+        "{}",
+        s.live_bytes
+    );
+    assert!(
+        max_spans < s.heap_goal * 3 / 2,
+        "spans {max_spans} against goal {}",
+        s.heap_goal
+    );
+    m.pop_roots(1);
+}
+
+/// GOGC through `set_gc_percent`: a bigger percent means fewer collections; off means none.
+#[test]
+fn gc_percent_paces_collections() {
+    let run = |percent: i32| {
+        let h = Heap::new(Config::default());
+        assert_eq!(h.set_gc_percent(percent), 100);
+        let ty = node_type(h);
+        let m = Mutator::attach(h);
+        for _ in 0..2_000_000 {
+            m.alloc(ty);
+        }
+        h.stats()
+    };
+    let at100 = run(100);
+    let at400 = run(400);
+    let off = run(-1);
+    assert!(at100.cycles >= 5, "{}", at100.cycles);
+    assert!(
+        at400.cycles * 2 < at100.cycles,
+        "{} vs {}",
+        at400.cycles,
+        at100.cycles
+    );
+    assert_eq!(off.cycles, 0);
+    assert_eq!(off.heap_goal, i64::MAX as u64);
+}
+
+/// Several mutators mutate one shared graph through `write` while collections are forced,
+/// in verification mode (dead objects are poisoned, so a freed reachable object fails the
+/// content check). Access to the shared table is serialised by a lock taken in native mode,
+/// which also exercises the rule that a blocked native thread does not block a collection.
+#[test]
+fn mutators_share_a_graph_under_forced_collections() {
+    let h = heap();
+    let ty = node_type(h);
+    let slot = h.register_type("ref", 8, &[0]).unwrap();
+    const SLOTS: usize = 512;
+    let main = Mutator::attach(h);
+    let table = main.alloc_array(slot, SLOTS);
+    let handle = tricolor_gc::raw::handle_new(&main, table);
+    let handle_addr = handle as usize;
+    let lock = Arc::new(std::sync::Mutex::new(()));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let lock = lock.clone();
+            std::thread::spawn(move || {
+                let m = Mutator::attach(h);
+                let mut seed = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) + 1;
+                let mut rnd = move || {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed
+                };
+                for i in 0..30_000u64 {
+                    // A short chain: node -> node, values tied to each other. `a` is
+                    // rooted only by the shadow stack while collections may run.
+                    let mut a = m.alloc(ty);
+                    // SAFETY: `a` outlives the root.
+                    unsafe { m.push_root(&mut a) };
+                    let tag = (t << 32) | i;
+                    // SAFETY: a live node.
+                    unsafe { *value(a) = tag };
+                    if rnd() % 300 == 0 {
+                        m.collect();
+                    }
+                    let b = m.alloc(ty);
+                    // SAFETY: live nodes (`a` is rooted).
+                    unsafe {
+                        assert_eq!(*value(a), tag, "a rooted node survives");
+                        *value(b) = !tag;
+                        m.write(a, field(a, 0), b);
+                    }
+                    m.enter_native();
+                    let g = lock.lock().unwrap();
+                    m.leave_native();
+                    // SAFETY: the handle lives until the end of the test.
+                    let table = unsafe { tricolor_gc::raw::handle_get(handle_addr as *const _) };
+                    let k = rnd() as usize % SLOTS;
+                    // SAFETY: `table` has SLOTS pointer slots; entries are chains as built.
+                    unsafe {
+                        let old = *field(table, k);
+                        if !old.is_null() {
+                            let v = *value(old);
+                            let next = *field(old, 0);
+                            assert!(!next.is_null(), "chain cut");
+                            assert_eq!(*value(next), !v, "content of a reachable node");
+                        }
+                        m.write(table, field(table, k), a);
+                    }
+                    drop(g);
+                    m.pop_roots(1);
+                    if rnd() % 2000 == 0 {
+                        m.collect();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        // Wait in native mode, so this mutator does not hold up the others' collections.
+        main.enter_native();
+        t.join().unwrap();
+        main.leave_native();
+    }
+    let s = h.stats();
+    assert!(s.cycles > 10, "{} cycles", s.cycles);
+    // Everything unreachable is freed: only the table and its chains remain.
+    main.collect();
+    let live = h.stats().live_bytes;
+    assert!(live <= SLOTS as u64 * (8 + 2 * NODE), "{live}");
+    // SAFETY: the live handle, cleared and freed once.
+    unsafe {
+        tricolor_gc::raw::handle_set(&main, handle, ptr::null_mut());
+        main.collect();
+        assert_eq!(h.stats().live_bytes, 0);
+        tricolor_gc::raw::handle_free(handle);
+    }
+}
