@@ -4,8 +4,11 @@
  *
  * The allocator: tc_malloc, tc_calloc, tc_realloc, tc_free, tc_free_sized,
  * tc_aligned_alloc, tc_posix_memalign, tc_malloc_usable_size. Memory: tc_alloc_stats,
- * tc_class_stats, tc_release_memory, tc_set_memory_limit. The garbage collector (tc_heap,
- * tc_mutator, ...) is added here by a later release without renaming anything.
+ * tc_class_stats, tc_release_memory, tc_set_memory_limit. The garbage collector: heaps
+ * (tc_heap_default, tc_heap_new), mutators (tc_mutator_attach, ...), types (tc_type_new),
+ * allocation (tc_alloc, tc_alloc_array, tc_alloc_bytes), the barriered store (tc_write),
+ * roots (tc_push_root, tc_pop_roots, tc_handle_*, tc_add_root_callback), safepoints and
+ * native code, tc_collect, tc_set_gc_percent, tc_gc_stats.
  */
 
 #ifndef TRICOLOR_H
@@ -19,6 +22,18 @@
 
 // The memory limit meaning "none" (Go's `math.MaxInt64`).
 #define TC_NO_LIMIT INT64_MAX
+
+// A global root: keeps one object alive until freed.
+typedef struct tc_handle tc_handle;
+
+// A garbage-collected heap. Heaps live until the process exits.
+typedef struct tc_heap tc_heap;
+
+// A thread's attachment to a heap (see tc_mutator_attach).
+typedef struct tc_mutator tc_mutator;
+
+// Passed to root callbacks; report each root with tc_visit_root.
+typedef struct tc_root_visitor tc_root_visitor;
 
 // Tricolor's memory, partitioned (module docs), plus counters. `#[repr(C)]`: the C API
 // returns the same struct (`tc_alloc_stats_t`).
@@ -90,6 +105,45 @@ typedef struct tc_class_stats_t_ {
 
 // One size class's figures (Rust's `tricolor_alloc::ClassStats`).
 typedef struct tc_class_stats_t_ tc_class_stats_t;
+
+// A registered object type (0 is reserved for raw bytes).
+typedef uint32_t tc_type;
+
+// A root callback: reports the runtime's own roots with tc_visit_root during each mark.
+typedef void (*tc_root_fn)(struct tc_root_visitor *visitor, void *data);
+
+// A snapshot of a heap's collector figures (the C `tc_gc_stats_t`).
+typedef struct tc_gc_stats_t_ {
+  // Completed collections.
+  uint64_t cycles;
+  // Bytes of objects marked (alive) by the last collection.
+  uint64_t live_bytes;
+  // Bytes allocated now: the last live bytes plus everything allocated since (whole
+  // cached spans count as allocated, as Go's `heapLive`).
+  uint64_t heap_bytes;
+  // The heap size at which the next collection starts.
+  uint64_t heap_goal;
+  // Bytes of pages the heap's spans hold (objects, free slots, span tails).
+  uint64_t span_bytes;
+  // Total stop-the-world pause time, ns.
+  uint64_t pause_total_ns;
+  // Longest pause, ns.
+  uint64_t pause_max_ns;
+  // The last 256 pauses, ns: the most recent at `(cycles + 255) % 256`.
+  uint64_t pause_ns[256];
+  // `GOGC` now (negative: off).
+  int64_t gc_percent;
+  // The memory limit (`GOMEMLIMIT`), `i64::MAX` for none.
+  int64_t memory_limit;
+  // 1 when the CPU limiter let the heap exceed the memory limit at the last cycle.
+  uint32_t cpu_limited;
+  // Mutators attached now.
+  uint32_t mutators;
+} tc_gc_stats_t_;
+
+// The collector's figures (tc_gc_stats). pause_ns holds the last 256 pauses, the most
+// recent at (cycles + 255) % 256.
+typedef struct tc_gc_stats_t_ tc_gc_stats_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -164,6 +218,125 @@ size_t tc_release_memory(void);
 // reads it; `TC_NO_LIMIT` turns it off (Go's `debug.SetMemoryLimit`; `GOMEMLIMIT` sets it
 // at start).
 int64_t tc_set_memory_limit(int64_t limit);
+
+// The process-wide heap, configured from GOGC, GODEBUG=gctrace=1, GOMEMLIMIT and
+// TRICOLOR_GC_VERIFY on first use.
+struct tc_heap *tc_heap_default(void);
+
+// A new, independent heap configured from the environment like the default one.
+struct tc_heap *tc_heap_new(void);
+
+// Attaches the calling thread to `heap`. Detach (tc_mutator_detach) before the thread exits.
+// While attached and not in native code (tc_enter_native), the thread must reach a
+// safepoint (any allocation, or tc_safepoint) regularly, or collections wait for it.
+struct tc_mutator *tc_mutator_attach(struct tc_heap *heap);
+
+// Detaches `m`: its roots stop being roots; any later use of `m` aborts.
+//
+// # Safety
+// `m` is attached on the calling thread.
+void tc_mutator_detach(struct tc_mutator *m);
+
+// Registers a type of `size` bytes whose pointer slots are at the byte offsets
+// `ptr_offsets[0..n_ptrs]` (each a multiple of 8, inside the object). Aborts with a message
+// on an invalid layout.
+//
+// # Safety
+// `name` is NULL or a C string; `ptr_offsets` points to `n_ptrs` values (or `n_ptrs` is 0).
+tc_type tc_type_new(struct tc_heap *heap,
+                    const char *name,
+                    size_t size,
+                    const size_t *ptr_offsets,
+                    size_t n_ptrs);
+
+// Allocates a zeroed object of `type`. Returns NULL (errno = ENOMEM) only if the heap cannot
+// grow even after a collection. A safepoint.
+void *tc_alloc(struct tc_mutator *m, tc_type type);
+
+// Allocates a zeroed array of `len` objects of `elem`; NULL (errno = ENOMEM) if it cannot.
+void *tc_alloc_array(struct tc_mutator *m, tc_type elem, size_t len);
+
+// Allocates `size` zeroed bytes that hold no pointers (never scanned); NULL (errno = ENOMEM)
+// if it cannot.
+void *tc_alloc_bytes(struct tc_mutator *m, size_t size);
+
+// Stores `value` (NULL or a heap object, interior pointers allowed) into pointer slot `slot`
+// of heap object `obj`: every pointer store into a heap object must come through here. Aborts
+// if `obj`, `slot` or `value` is not what it should be.
+//
+// # Safety
+// `slot` is a pointer slot of `obj` declared by its type.
+void tc_write(struct tc_mutator *m, void *obj, void **slot, void *value);
+
+// Pushes the address of a local variable holding an object pointer (or NULL) onto the
+// mutator's shadow stack: the object stays alive, until the slot is popped.
+//
+// # Safety
+// `slot` stays valid until popped.
+void tc_push_root(struct tc_mutator *m, void **slot);
+
+// Pops the last `n` root slots; aborts if fewer are pushed.
+void tc_pop_roots(struct tc_mutator *m, size_t n);
+
+// A safepoint, for long loops that do not allocate.
+void tc_safepoint(struct tc_mutator *m);
+
+// Enters native code (before a blocking call): collections proceed without this thread,
+// which must not touch heap objects until tc_leave_native.
+void tc_enter_native(struct tc_mutator *m);
+
+// Leaves native code, waiting for a running collection to finish first.
+void tc_leave_native(struct tc_mutator *m);
+
+// Runs a full collection and returns when it is complete (Go's runtime.GC).
+void tc_collect(struct tc_mutator *m);
+
+// Sets the heap's GOGC percent; returns the previous one. Negative turns the proportional
+// trigger off (like GOGC=off).
+int tc_set_gc_percent(struct tc_heap *heap, int percent);
+
+// A global handle keeping `obj` (NULL or a heap object) alive until tc_handle_free.
+struct tc_handle *tc_handle_new(struct tc_mutator *m, void *obj);
+
+// The object a handle holds (NULL if none).
+//
+// # Safety
+// `h` is a live handle.
+void *tc_handle_get(const struct tc_handle *h);
+
+// Points a handle at `obj` (NULL or a heap object).
+//
+// # Safety
+// `h` is a live handle of `m`'s heap.
+void tc_handle_set(struct tc_mutator *m, struct tc_handle *h, void *obj);
+
+// Frees a handle; its object is no longer kept alive by it.
+//
+// # Safety
+// `h` is a live handle, not used afterwards.
+void tc_handle_free(struct tc_handle *h);
+
+// Registers `fn(visitor, data)`, called during every collection (on the collecting thread,
+// with the world stopped) to report the runtime's own roots with tc_visit_root. Returns an
+// id for tc_remove_root_callback.
+uint64_t tc_add_root_callback(struct tc_heap *heap, tc_root_fn f, void *data);
+
+// Removes a root callback; returns 1 if it was registered, 0 otherwise.
+int tc_remove_root_callback(struct tc_heap *heap, uint64_t id);
+
+// Reports one root slot (the address of a variable holding NULL or an object pointer) from
+// inside a root callback.
+//
+// # Safety
+// `visitor` is the one passed to the running callback; `slot` is readable.
+void tc_visit_root(struct tc_root_visitor *visitor, void **slot);
+
+// Fills `*out` with the heap's collector figures: cycles, live bytes, heap goal, total and
+// maximum pause, and the last 256 pauses (Go's MemStats.PauseNs layout).
+//
+// # Safety
+// `out` points to writable memory for a tc_gc_stats_t.
+void tc_gc_stats(struct tc_heap *heap, tc_gc_stats_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

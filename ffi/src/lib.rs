@@ -1,7 +1,7 @@
 //! # Tricolor's C ABI
 //!
 //! This crate only translates: C calling conventions, `errno`, and C's argument rules on one
-//! side; `tricolor_alloc` (and later `tricolor_gc`) on the other. It builds `libtricolor.so`
+//! side; `tricolor_alloc` and `tricolor_gc` on the other. It builds `libtricolor.so`
 //! and `libtricolor.a`; `ffi/include/tricolor.h` is generated from it by cbindgen and checked
 //! in (the `header` test fails when it is stale). The `LD_PRELOAD` library
 //! (`ffi/preload`, `libtricolor_malloc.so`) reuses [`cmalloc`] for the standard names.
@@ -10,5 +10,7 @@
 
 pub mod cmalloc;
 mod exports;
+mod gc;
 
 pub use exports::*;
+pub use gc::*;

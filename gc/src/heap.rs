@@ -132,6 +132,18 @@ pub type RootCallback = Box<dyn Fn(&mut crate::mark::RootVisitor<'_>) + Send + S
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallbackId(u64);
 
+impl CallbackId {
+    /// The id as a number (for the C ABI).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// An id from [`CallbackId::get`].
+    pub fn from_raw(id: u64) -> Self {
+        Self(id)
+    }
+}
+
 static DEFAULT: OnceLock<&'static Heap> = OnceLock::new();
 
 impl Heap {

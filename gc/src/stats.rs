@@ -9,6 +9,7 @@ use std::time::Instant;
 
 /// Pauses remembered.
 pub const PAUSES: usize = 256;
+const _: () = assert!(PAUSES == 256, "the C struct spells the length out");
 
 /// A snapshot of a heap's collector figures (the C `tc_gc_stats_t`).
 #[repr(C)]
@@ -30,7 +31,7 @@ pub struct GcStats {
     /// Longest pause, ns.
     pub pause_max_ns: u64,
     /// The last 256 pauses, ns: the most recent at `(cycles + 255) % 256`.
-    pub pause_ns: [u64; PAUSES],
+    pub pause_ns: [u64; 256],
     /// `GOGC` now (negative: off).
     pub gc_percent: i64,
     /// The memory limit (`GOMEMLIMIT`), `i64::MAX` for none.

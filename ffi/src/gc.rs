@@ -1,0 +1,349 @@
+//! The garbage collector's C functions (`tc_heap`, `tc_mutator`, ...): a translation of
+//! `tricolor_gc`'s raw layer. Opaque C types are the Rust records behind casts; a NULL heap or
+//! mutator aborts with a message naming the function.
+
+// The C names are the public contract (tricolor.h).
+#![allow(non_camel_case_types)]
+
+use core::ffi::{CStr, c_char, c_int, c_void};
+use std::ptr;
+use tricolor_gc::{HandleSlot, Heap, MutatorState, RootVisitor};
+
+/// A garbage-collected heap. Heaps live until the process exits.
+pub struct tc_heap {
+    _opaque: [u8; 0],
+}
+
+/// A thread's attachment to a heap (see tc_mutator_attach).
+pub struct tc_mutator {
+    _opaque: [u8; 0],
+}
+
+/// A global root: keeps one object alive until freed.
+pub struct tc_handle {
+    _opaque: [u8; 0],
+}
+
+/// Passed to root callbacks; report each root with tc_visit_root.
+pub struct tc_root_visitor {
+    _opaque: [u8; 0],
+}
+
+/// A registered object type (0 is reserved for raw bytes).
+pub type tc_type = u32;
+
+/// The collector's figures (tc_gc_stats). pause_ns holds the last 256 pauses, the most
+/// recent at (cycles + 255) % 256.
+pub type tc_gc_stats_t = tricolor_gc::GcStats;
+
+/// A root callback: reports the runtime's own roots with tc_visit_root during each mark.
+pub type tc_root_fn =
+    Option<unsafe extern "C" fn(visitor: *mut tc_root_visitor, data: *mut c_void)>;
+
+#[cold]
+fn null_abort(what: &str, op: &str) -> ! {
+    eprintln!("tricolor: {op}(): NULL {what}");
+    std::process::abort()
+}
+
+fn heap_ref<'a>(h: *mut tc_heap, op: &str) -> &'a Heap {
+    if h.is_null() {
+        null_abort("heap", op);
+    }
+    // SAFETY: non-null heaps come from tc_heap_default/tc_heap_new and live forever.
+    unsafe { &*h.cast::<Heap>() }
+}
+
+#[inline(always)]
+fn mutator<'a>(m: *mut tc_mutator, op: &str) -> &'a MutatorState {
+    if m.is_null() {
+        null_abort("mutator", op);
+    }
+    // SAFETY: mutator records are never freed (detached ones are caught by their poll word).
+    unsafe { &*m.cast::<MutatorState>() }
+}
+
+/// The process-wide heap, configured from GOGC, GODEBUG=gctrace=1, GOMEMLIMIT and
+/// TRICOLOR_GC_VERIFY on first use.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_heap_default() -> *mut tc_heap {
+    Heap::default_heap() as *const Heap as *mut tc_heap
+}
+
+/// A new, independent heap configured from the environment like the default one.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_heap_new() -> *mut tc_heap {
+    Heap::new(tricolor_gc::Config::from_env()) as *const Heap as *mut tc_heap
+}
+
+/// Attaches the calling thread to `heap`. Detach (tc_mutator_detach) before the thread exits.
+/// While attached and not in native code (tc_enter_native), the thread must reach a
+/// safepoint (any allocation, or tc_safepoint) regularly, or collections wait for it.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_mutator_attach(heap: *mut tc_heap) -> *mut tc_mutator {
+    let h = heap_ref(heap, "tc_mutator_attach");
+    // SAFETY: heaps are 'static (they live until the process exits).
+    let h: &'static Heap = unsafe { &*(h as *const Heap) };
+    tricolor_gc::raw::attach(h).cast()
+}
+
+/// Detaches `m`: its roots stop being roots; any later use of `m` aborts.
+///
+/// # Safety
+/// `m` is attached on the calling thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tc_mutator_detach(m: *mut tc_mutator) {
+    mutator(m, "tc_mutator_detach");
+    // SAFETY: the caller's contract.
+    unsafe { tricolor_gc::raw::detach(m.cast()) }
+}
+
+/// Registers a type of `size` bytes whose pointer slots are at the byte offsets
+/// `ptr_offsets[0..n_ptrs]` (each a multiple of 8, inside the object). Aborts with a message
+/// on an invalid layout.
+///
+/// # Safety
+/// `name` is NULL or a C string; `ptr_offsets` points to `n_ptrs` values (or `n_ptrs` is 0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tc_type_new(
+    heap: *mut tc_heap,
+    name: *const c_char,
+    size: usize,
+    ptr_offsets: *const usize,
+    n_ptrs: usize,
+) -> tc_type {
+    let h = heap_ref(heap, "tc_type_new");
+    let name = if name.is_null() {
+        "(unnamed)".into()
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { CStr::from_ptr(name) }.to_string_lossy()
+    };
+    let offsets = if n_ptrs == 0 {
+        &[][..]
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(ptr_offsets, n_ptrs) }
+    };
+    match h.register_type(&name, size, offsets) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tricolor: tc_type_new(): type \"{name}\": {e}");
+            std::process::abort()
+        }
+    }
+}
+
+fn oom(p: *mut u8) -> *mut c_void {
+    if p.is_null() {
+        crate::cmalloc::set_errno(libc::ENOMEM);
+    }
+    p.cast()
+}
+
+/// Allocates a zeroed object of `type`. Returns NULL (errno = ENOMEM) only if the heap cannot
+/// grow even after a collection. A safepoint.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_alloc(m: *mut tc_mutator, r#type: tc_type) -> *mut c_void {
+    let p = mutator(m, "tc_alloc").alloc(r#type);
+    if p.is_null() {
+        return oom(p);
+    }
+    p.cast()
+}
+
+/// Allocates a zeroed array of `len` objects of `elem`; NULL (errno = ENOMEM) if it cannot.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_alloc_array(m: *mut tc_mutator, elem: tc_type, len: usize) -> *mut c_void {
+    oom(mutator(m, "tc_alloc_array").alloc_array(elem, len))
+}
+
+/// Allocates `size` zeroed bytes that hold no pointers (never scanned); NULL (errno = ENOMEM)
+/// if it cannot.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_alloc_bytes(m: *mut tc_mutator, size: usize) -> *mut c_void {
+    oom(mutator(m, "tc_alloc_bytes").alloc_bytes(size))
+}
+
+/// Stores `value` (NULL or a heap object, interior pointers allowed) into pointer slot `slot`
+/// of heap object `obj`: every pointer store into a heap object must come through here. Aborts
+/// if `obj`, `slot` or `value` is not what it should be.
+///
+/// # Safety
+/// `slot` is a pointer slot of `obj` declared by its type.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tc_write(
+    m: *mut tc_mutator,
+    obj: *mut c_void,
+    slot: *mut *mut c_void,
+    value: *mut c_void,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { mutator(m, "tc_write").write(obj.cast(), slot.cast(), value.cast()) }
+}
+
+/// Pushes the address of a local variable holding an object pointer (or NULL) onto the
+/// mutator's shadow stack: the object stays alive, until the slot is popped.
+///
+/// # Safety
+/// `slot` stays valid until popped.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tc_push_root(m: *mut tc_mutator, slot: *mut *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { mutator(m, "tc_push_root").push_root(slot.cast()) }
+}
+
+/// Pops the last `n` root slots; aborts if fewer are pushed.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_pop_roots(m: *mut tc_mutator, n: usize) {
+    mutator(m, "tc_pop_roots").pop_roots(n)
+}
+
+/// A safepoint, for long loops that do not allocate.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_safepoint(m: *mut tc_mutator) {
+    // A detached mutator's poll word is non-zero, so the safepoint's slow path reports it.
+    mutator(m, "tc_safepoint").safepoint()
+}
+
+/// Enters native code (before a blocking call): collections proceed without this thread,
+/// which must not touch heap objects until tc_leave_native.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_enter_native(m: *mut tc_mutator) {
+    mutator(m, "tc_enter_native").enter_native()
+}
+
+/// Leaves native code, waiting for a running collection to finish first.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_leave_native(m: *mut tc_mutator) {
+    mutator(m, "tc_leave_native").leave_native()
+}
+
+/// Runs a full collection and returns when it is complete (Go's runtime.GC).
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_collect(m: *mut tc_mutator) {
+    mutator(m, "tc_collect").collect()
+}
+
+/// Sets the heap's GOGC percent; returns the previous one. Negative turns the proportional
+/// trigger off (like GOGC=off).
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_set_gc_percent(heap: *mut tc_heap, percent: c_int) -> c_int {
+    heap_ref(heap, "tc_set_gc_percent").set_gc_percent(percent)
+}
+
+/// A global handle keeping `obj` (NULL or a heap object) alive until tc_handle_free.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_handle_new(m: *mut tc_mutator, obj: *mut c_void) -> *mut tc_handle {
+    tricolor_gc::raw::handle_new(mutator(m, "tc_handle_new"), obj.cast()).cast()
+}
+
+/// The object a handle holds (NULL if none).
+///
+/// # Safety
+/// `h` is a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tc_handle_get(h: *const tc_handle) -> *mut c_void {
+    if h.is_null() {
+        null_abort("handle", "tc_handle_get");
+    }
+    // SAFETY: the caller's contract.
+    unsafe { tricolor_gc::raw::handle_get(h.cast::<HandleSlot>()) }.cast()
+}
+
+/// Points a handle at `obj` (NULL or a heap object).
+///
+/// # Safety
+/// `h` is a live handle of `m`'s heap.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tc_handle_set(m: *mut tc_mutator, h: *mut tc_handle, obj: *mut c_void) {
+    if h.is_null() {
+        null_abort("handle", "tc_handle_set");
+    }
+    // SAFETY: the caller's contract.
+    unsafe { tricolor_gc::raw::handle_set(mutator(m, "tc_handle_set"), h.cast(), obj.cast()) }
+}
+
+/// Frees a handle; its object is no longer kept alive by it.
+///
+/// # Safety
+/// `h` is a live handle, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tc_handle_free(h: *mut tc_handle) {
+    if h.is_null() {
+        null_abort("handle", "tc_handle_free");
+    }
+    // SAFETY: the caller's contract.
+    unsafe { tricolor_gc::raw::handle_free(h.cast()) }
+}
+
+struct CCallback {
+    f: unsafe extern "C" fn(*mut tc_root_visitor, *mut c_void),
+    data: *mut c_void,
+}
+
+// SAFETY: the C caller promises the callback may run on whichever thread collects (the
+// header says so); `data` is its own.
+unsafe impl Send for CCallback {}
+// SAFETY: as above.
+unsafe impl Sync for CCallback {}
+
+/// Registers `fn(visitor, data)`, called during every collection (on the collecting thread,
+/// with the world stopped) to report the runtime's own roots with tc_visit_root. Returns an
+/// id for tc_remove_root_callback.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_add_root_callback(
+    heap: *mut tc_heap,
+    f: tc_root_fn,
+    data: *mut c_void,
+) -> u64 {
+    let h = heap_ref(heap, "tc_add_root_callback");
+    let Some(f) = f else {
+        null_abort("callback", "tc_add_root_callback");
+    };
+    let cb = CCallback { f, data };
+    let id = h.add_root_callback(Box::new(move |v: &mut RootVisitor<'_>| {
+        let cb = &cb;
+        // SAFETY: the C callback's contract; the visitor lives for the call.
+        unsafe { (cb.f)(ptr::from_mut(v).cast(), cb.data) }
+    }));
+    id.get()
+}
+
+/// Removes a root callback; returns 1 if it was registered, 0 otherwise.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_remove_root_callback(heap: *mut tc_heap, id: u64) -> c_int {
+    heap_ref(heap, "tc_remove_root_callback")
+        .remove_root_callback(tricolor_gc::CallbackId::from_raw(id)) as c_int
+}
+
+/// Reports one root slot (the address of a variable holding NULL or an object pointer) from
+/// inside a root callback.
+///
+/// # Safety
+/// `visitor` is the one passed to the running callback; `slot` is readable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tc_visit_root(visitor: *mut tc_root_visitor, slot: *mut *mut c_void) {
+    if visitor.is_null() {
+        null_abort("visitor", "tc_visit_root");
+    }
+    // SAFETY: the caller's contract: the live visitor of the running callback.
+    let v = unsafe { &mut *visitor.cast::<RootVisitor<'_>>() };
+    // SAFETY: the caller's contract.
+    unsafe { v.visit(slot.cast_const().cast()) }
+}
+
+/// Fills `*out` with the heap's collector figures: cycles, live bytes, heap goal, total and
+/// maximum pause, and the last 256 pauses (Go's MemStats.PauseNs layout).
+///
+/// # Safety
+/// `out` points to writable memory for a tc_gc_stats_t.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tc_gc_stats(heap: *mut tc_heap, out: *mut tc_gc_stats_t) {
+    let s = heap_ref(heap, "tc_gc_stats").stats();
+    if out.is_null() {
+        null_abort("stats pointer", "tc_gc_stats");
+    }
+    // SAFETY: the caller's contract.
+    unsafe { out.write(s) };
+}

@@ -1,0 +1,241 @@
+/* The garbage collector through tricolor.h: trees, lists, cycles, arrays of pointers, large
+ * objects, global handles, callback roots, several threads, statistics; and, with a mode
+ * argument, misuse that must abort with a message. */
+#include "check.h"
+#include "tricolor.h"
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct node {
+    struct node *left, *right;
+    uint64_t value;
+} node;
+
+static tc_heap *heap;
+static tc_type node_t, ref_t;
+
+static node *tree(tc_mutator *m, int depth, uint64_t *next) {
+    node *n = tc_alloc(m, node_t);
+    tc_push_root(m, (void **)&n);
+    if (depth > 0) {
+        node *l = tree(m, depth - 1, next);
+        tc_write(m, n, (void **)&n->left, l);
+        node *r = tree(m, depth - 1, next);
+        tc_write(m, n, (void **)&n->right, r);
+    }
+    n->value = ++*next * 2654435761u;
+    tc_pop_roots(m, 1);
+    return n;
+}
+
+static int tree_ok(node *n, int depth, uint64_t *next) {
+    int ok = 1;
+    if (depth > 0) {
+        ok &= tree_ok(n->left, depth - 1, next);
+        ok &= tree_ok(n->right, depth - 1, next);
+    } else {
+        ok &= n->left == NULL && n->right == NULL;
+    }
+    return ok & (n->value == ++*next * 2654435761u);
+}
+
+static uint64_t live(void) {
+    tc_gc_stats_t s;
+    tc_gc_stats(heap, &s);
+    return s.live_bytes;
+}
+
+static void trees_and_cycles(tc_mutator *m) {
+    uint64_t k = 0;
+    node *root = tree(m, 12, &k);
+    tc_push_root(m, (void **)&root);
+    for (int i = 0; i < 30; i++) {
+        uint64_t g = 0;
+        tree(m, 10, &g);
+    }
+    tc_collect(m);
+    k = 0;
+    CHECK(tree_ok(root, 12, &k));
+    CHECK(live() == ((1u << 13) - 1) * 32); /* 24-byte nodes in the 32-byte class */
+
+    /* An unreachable cycle is freed; a rooted one is kept intact. */
+    node *ring = tc_alloc(m, node_t);
+    tc_push_root(m, (void **)&ring);
+    node *prev = ring;
+    for (int i = 1; i < 100; i++) {
+        node *n = tc_alloc(m, node_t);
+        n->value = i;
+        tc_write(m, prev, (void **)&prev->left, n);
+        prev = n;
+    }
+    tc_write(m, prev, (void **)&prev->left, ring);
+    root = NULL;
+    tc_collect(m);
+    CHECK(live() == 100 * 32);
+    node *p = ring;
+    for (int i = 0; i < 100; i++) p = p->left;
+    CHECK(p == ring);
+    ring = NULL;
+    tc_collect(m);
+    CHECK(live() == 0);
+    tc_pop_roots(m, 2);
+}
+
+static void arrays_and_large(tc_mutator *m) {
+    enum { N = 10000 }; /* 80 KB of pointers: a large object */
+    node **arr = tc_alloc_array(m, ref_t, N);
+    tc_push_root(m, (void **)&arr);
+    CHECK(arr != NULL);
+    for (int i = 0; i < N; i++) {
+        node *n = tc_alloc(m, node_t);
+        n->value = i;
+        tc_write(m, arr, (void **)&arr[i], n);
+    }
+    char *bytes = tc_alloc_bytes(m, 1 << 20);
+    tc_push_root(m, (void **)&bytes);
+    int zero = 1;
+    for (int i = 0; i < 1 << 20; i++) zero &= bytes[i] == 0;
+    CHECK(zero);
+    memset(bytes, 0x77, 1 << 20);
+    tc_collect(m);
+    CHECK(live() == N * 8 + N * 32 + (1 << 20));
+    int ok = 1;
+    for (int i = 0; i < N; i++) ok &= arr[i]->value == (uint64_t)i;
+    CHECK(ok);
+    CHECK(bytes[12345] == 0x77);
+    for (int i = 0; i < N; i += 2) tc_write(m, arr, (void **)&arr[i], NULL);
+    tc_pop_roots(m, 1);
+    tc_collect(m);
+    CHECK(live() == N * 8 + (N / 2) * 32);
+    /* An interior pointer keeps the whole array alive. */
+    void *inside = &arr[N - 1];
+    tc_pop_roots(m, 1);
+    tc_push_root(m, &inside);
+    tc_collect(m);
+    CHECK(live() == N * 8 + (N / 2) * 32);
+    tc_pop_roots(m, 1);
+    tc_collect(m);
+    CHECK(live() == 0);
+}
+
+static node *table[8];
+static void report_table(tc_root_visitor *v, void *data) {
+    CHECK(data == (void *)table);
+    for (int i = 0; i < 8; i++) tc_visit_root(v, (void **)&table[i]);
+}
+
+static void handles_and_callbacks(tc_mutator *m) {
+    node *a = tc_alloc(m, node_t);
+    a->value = 41;
+    tc_handle *h = tc_handle_new(m, a);
+    uint64_t id = tc_add_root_callback(heap, report_table, table);
+    table[3] = tc_alloc(m, node_t);
+    table[3]->value = 42;
+    tc_collect(m);
+    CHECK(live() == 64);
+    CHECK(((node *)tc_handle_get(h))->value == 41);
+    CHECK(table[3]->value == 42);
+    CHECK(tc_remove_root_callback(heap, id) == 1);
+    CHECK(tc_remove_root_callback(heap, id) == 0);
+    tc_collect(m);
+    CHECK(live() == 32);
+    tc_handle_set(m, h, NULL);
+    tc_collect(m);
+    CHECK(live() == 0);
+    tc_handle_free(h);
+}
+
+/* Threads building and checking their own trees while the others collect. */
+static void *worker(void *arg) {
+    (void)arg;
+    tc_mutator *m = tc_mutator_attach(heap);
+    int ok = 1;
+    for (int round = 0; round < 20; round++) {
+        uint64_t k = 0;
+        node *t = tree(m, 10, &k);
+        tc_push_root(m, (void **)&t);
+        uint64_t g = 0;
+        tree(m, 10, &g);
+        if (round % 5 == 0) tc_collect(m);
+        k = 0;
+        ok &= tree_ok(t, 10, &k);
+        tc_pop_roots(m, 1);
+    }
+    tc_mutator_detach(m);
+    return (void *)(intptr_t)ok;
+}
+
+static void threads(tc_mutator *m) {
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, NULL);
+    tc_enter_native(m); /* joining blocks: do not hold up the workers' collections */
+    for (int i = 0; i < 4; i++) {
+        void *ok;
+        pthread_join(t[i], &ok);
+        CHECK(ok == (void *)1);
+    }
+    tc_leave_native(m);
+    tc_collect(m);
+    CHECK(live() == 0);
+}
+
+static void statistics(tc_mutator *m) {
+    tc_gc_stats_t s;
+    tc_gc_stats(heap, &s);
+    CHECK(s.cycles > 10);
+    CHECK(s.pause_max_ns > 0 && s.pause_max_ns <= s.pause_total_ns);
+    CHECK(s.pause_ns[(s.cycles + 255) % 256] > 0);
+    CHECK(s.heap_goal >= 4u << 20);
+    CHECK(s.mutators == 1);
+    CHECK(tc_set_gc_percent(heap, -1) == 100);
+    uint64_t before = s.cycles;
+    for (int i = 0; i < 500000; i++) tc_alloc(m, node_t);
+    tc_gc_stats(heap, &s);
+    CHECK(s.cycles == before); /* GOGC off: no collection */
+    CHECK(tc_set_gc_percent(heap, 100) == -1);
+    tc_safepoint(m);
+}
+
+static int misuse(const char *mode) {
+    tc_mutator *m = tc_mutator_attach(heap);
+    static long not_heap[4];
+    node *n = tc_alloc(m, node_t);
+    if (strcmp(mode, "write-value") == 0) {
+        fprintf(stderr, "PTR %p\n", (void *)not_heap);
+        tc_write(m, n, (void **)&n->left, not_heap);
+    } else if (strcmp(mode, "write-slot") == 0) {
+        node *o = tc_alloc(m, node_t);
+        fprintf(stderr, "PTR %p\n", (void *)&o->left);
+        tc_write(m, n, (void **)&o->left, NULL);
+    } else if (strcmp(mode, "pop") == 0) {
+        tc_push_root(m, (void **)&n);
+        tc_pop_roots(m, 2);
+    } else if (strcmp(mode, "detached") == 0) {
+        tc_mutator_detach(m);
+        fprintf(stderr, "PTR %p\n", (void *)m);
+        tc_alloc(m, node_t);
+    } else if (strcmp(mode, "type") == 0) {
+        size_t bad[] = {4};
+        tc_type_new(heap, "crooked", 16, bad, 1);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    heap = tc_heap_default();
+    size_t offs[] = {offsetof(node, left), offsetof(node, right)};
+    node_t = tc_type_new(heap, "node", sizeof(node), offs, 2);
+    size_t zero = 0;
+    ref_t = tc_type_new(heap, "ref", sizeof(void *), &zero, 1);
+    if (argc == 2) return misuse(argv[1]);
+    tc_mutator *m = tc_mutator_attach(heap);
+    trees_and_cycles(m);
+    arrays_and_large(m);
+    handles_and_callbacks(m);
+    threads(m);
+    statistics(m);
+    tc_mutator_detach(m);
+    return check_summary("gc.c");
+}

@@ -1,0 +1,66 @@
+//! The garbage collector from C (`tests/c/gc.c` against `tricolor.h`), in verification mode,
+//! through the shared and the static library; and misuse that must abort with a message.
+
+use std::process::Command;
+use tricolor_tests::{Link, assert_ok, compile, run};
+
+fn gc_run(link: Link, mode: Option<&str>) -> std::process::Output {
+    let exe = compile("gc.c", link);
+    let mut cmd = Command::new(exe);
+    cmd.env("TRICOLOR_GC_VERIFY", "1").env_remove("GOGC");
+    if let Some(m) = mode {
+        cmd.arg(m);
+    }
+    run(cmd, false)
+}
+
+#[test]
+fn gc_api_through_the_shared_library() {
+    let o = gc_run(Link::Shared, None);
+    assert_ok("gc.c (libtricolor.so)", &o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains(" 0 failed"));
+}
+
+#[test]
+fn gc_api_through_the_static_library() {
+    assert_ok("gc.c (libtricolor.a)", &gc_run(Link::Static, None));
+}
+
+fn misuse(mode: &str, message: &str) {
+    let o = gc_run(Link::Shared, Some(mode));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{mode}: should abort\n{err}");
+    assert!(err.contains(message), "{mode}: no '{message}' in:\n{err}");
+    if let Some(ptr) = err.lines().find_map(|l| l.strip_prefix("PTR ")) {
+        let msg = err.lines().find(|l| l.contains(message)).unwrap();
+        assert!(
+            msg.contains(ptr.trim()),
+            "{mode}: message does not name {ptr}:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn storing_a_foreign_pointer_aborts() {
+    misuse("write-value", "is not an object of this heap");
+}
+
+#[test]
+fn writing_outside_the_object_aborts() {
+    misuse("write-slot", "is not inside heap object");
+}
+
+#[test]
+fn popping_more_roots_than_pushed_aborts() {
+    misuse("pop", "popping 2 roots but only 1 are pushed");
+}
+
+#[test]
+fn using_a_detached_mutator_aborts() {
+    misuse("detached", "is detached");
+}
+
+#[test]
+fn an_invalid_type_layout_aborts() {
+    misuse("type", "tc_type_new(): type \"crooked\": pointer offset 4");
+}
