@@ -7,8 +7,10 @@
 //! heap's phase, without changing any caller: that is why every store must come through here
 //! already.
 //!
-//! Always-on checks (each one span-map lookup): `obj` is an object of this mutator's heap,
-//! `slot` lies inside it, and `value` is null or points into an object of the same heap.
+//! Always-on checks: `obj` is an object of this mutator's heap, `slot` lies inside it, and
+//! `value` is null or points into an object of the same heap (one span-map lookup for `obj`,
+//! and one for `value` unless it lies in `obj`'s span, as a node built next to its parent
+//! does).
 //! Storing anything else would leave a pointer the marker cannot follow.
 
 use crate::misuse;
@@ -41,7 +43,9 @@ impl MutatorState {
         if !ok {
             bad_target(obj, slot);
         }
-        if !value.is_null() && !self.is_object(value) {
+        // SAFETY: checked above: a valid in-use record.
+        let same_span = unsafe { (*s).index_of(value as usize).is_some() };
+        if !value.is_null() && !same_span && !self.is_object(value) {
             bad_value(obj, value);
         }
         // SAFETY: `slot` is inside a live object of this heap (checked) and 8-aligned.

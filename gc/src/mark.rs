@@ -73,8 +73,27 @@ impl Marker {
     }
 
     /// Scans grey objects until none is left.
+    ///
+    /// Objects popped from the stack pass through a small FIFO whose entries are prefetched
+    /// on entry, so an object's cache miss overlaps the scanning of the ones ahead of it
+    /// (scanning is otherwise one dependent miss per object; Boehm prefetches the same way).
     pub(crate) fn drain(&mut self) {
-        while let Some((s, obj)) = self.stack.pop() {
+        const AHEAD: usize = 8;
+        let mut ring = [(std::ptr::null::<GcSpan>(), 0usize); AHEAD];
+        let (mut head, mut len) = (0usize, 0usize);
+        loop {
+            while len < AHEAD {
+                let Some(e) = self.stack.pop() else { break };
+                prefetch(e.1);
+                ring[(head + len) % AHEAD] = e;
+                len += 1;
+            }
+            if len == 0 {
+                return;
+            }
+            let (s, obj) = ring[head];
+            head = (head + 1) % AHEAD;
+            len -= 1;
             // SAFETY: pushed from an in-use span while the world is stopped.
             let r = unsafe { &*s };
             scan(r, obj, |v| self.mark(v));
@@ -91,6 +110,18 @@ impl Marker {
         let v = unsafe { slot.read_volatile() };
         self.mark(v);
     }
+}
+
+/// Starts loading the cache line at `addr`.
+#[inline(always)]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 /// Calls `f` with every pointer-slot value of object `obj` in span `r`.

@@ -150,18 +150,28 @@ fn valid(base: u32, nelems: u32) -> u64 {
     if n >= 64 { !0 } else { (1u64 << n) - 1 }
 }
 
-/// Zeroes a small object: word stores for the common small sizes, `memset` beyond.
+/// Zeroes a small object: inline stores for the commonest sizes (a loop would be turned
+/// into a `memset` call), `memset` beyond.
 #[inline(always)]
 fn zero(p: *mut u8, size: usize) {
-    if size <= 64 {
-        let w = p.cast::<u64>();
-        for i in 0..size / 8 {
-            // SAFETY: `p` is a slot of `size` bytes (a multiple of 8), 8-aligned.
-            unsafe { w.add(i).write(0) };
+    let w = p.cast::<[u64; 2]>();
+    // SAFETY: `p` is a slot of `size` bytes, 8-aligned (16 B pairs are written only where the
+    // size holds them).
+    unsafe {
+        match size {
+            8 => p.cast::<u64>().write(0),
+            16 => w.write([0; 2]),
+            32 => {
+                w.write([0; 2]);
+                w.add(1).write([0; 2]);
+            }
+            48 => {
+                w.write([0; 2]);
+                w.add(1).write([0; 2]);
+                w.add(2).write([0; 2]);
+            }
+            _ => ptr::write_bytes(p, 0, size),
         }
-    } else {
-        // SAFETY: as above.
-        unsafe { ptr::write_bytes(p, 0, size) };
     }
 }
 

@@ -208,16 +208,20 @@ impl GcSpan {
     }
 
     /// Sets mark bit `i`; true if it was clear (the object was white).
+    ///
+    /// A load and a store, not a locked read-modify-write: one marker runs at a time (the
+    /// world is stopped and the collecting thread marks alone), and the locked instruction
+    /// would cost more than the rest of the visit. Parallel marking will use `fetch_or`.
     #[inline]
     pub(crate) fn set_mark(&self, i: u32) -> bool {
         let word = &self.mark[i as usize / 64];
         let bit = 1u64 << (i % 64);
-        // A load first: most pointers found lead to objects already marked, and the locked
-        // read-modify-write costs more than the whole rest of the visit.
-        if word.load(Ordering::Relaxed) & bit != 0 {
+        let old = word.load(Ordering::Relaxed);
+        if old & bit != 0 {
             return false;
         }
-        word.fetch_or(bit, Ordering::Relaxed) & bit == 0
+        word.store(old | bit, Ordering::Relaxed);
+        true
     }
 
     /// True when slot `i` is marked.
@@ -277,13 +281,23 @@ impl GcSpan {
     pub(crate) unsafe fn free_slots(&self) -> u32 {
         // SAFETY: the caller's contract.
         let o = unsafe { &*self.owned.get() };
-        let mut n = 0;
-        for i in o.free_index..self.nelems {
-            if o.alloc[i as usize / 64] & (1 << (i % 64)) == 0 {
-                n += 1;
-            }
+        let fi = o.free_index;
+        if fi >= self.nelems {
+            return 0;
         }
-        n
+        let first = fi as usize / 64;
+        let below = if fi % 64 == 0 {
+            0
+        } else {
+            (1u64 << (fi % 64)) - 1
+        };
+        // Alloc bits past `nelems` are never set (marks are only set on slots).
+        let allocated = (o.alloc[first] & !below).count_ones()
+            + o.alloc[first + 1..]
+                .iter()
+                .map(|w| w.count_ones())
+                .sum::<u32>();
+        self.nelems - fi - allocated
     }
 }
 

@@ -1,0 +1,239 @@
+/* The collector benchmarks, one source for Tricolor (-DTRICOLOR, against tricolor.h) and
+ * Boehm GC (-DBOEHM, against gc.h): the same allocation pattern and the same checks.
+ *
+ *   binary-trees N   the Benchmarks Game program: stretch tree N+1, a long-lived tree N,
+ *                    2^(N-d+4) trees at each even depth d from 4 to N, each checked
+ *   gcbench          Boehm's GCBench: 4-word nodes, stretch tree 18, long-lived tree 16 and
+ *                    a 500,000-double array, top-down and bottom-up trees at depths 4..16
+ *
+ * The last line is "RESULT checksum=C gcs=N p50_ns=P max_ns=M": the checksum must agree
+ * across runtimes; the pause figures are each runtime's stop-the-world pauses.
+ *
+ * Rooting (Tricolor): every node pointer held in a C local across an allocation is pushed on
+ * the shadow stack, and every pointer store into a node goes through tc_write. Boehm scans
+ * the C stack conservatively, so the same macros are no-ops there. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(TRICOLOR)
+#include "tricolor.h"
+static tc_mutator *M;
+static tc_type NODE_T, NODE4_T;
+#define ALLOC_NODE() ((node *)tc_alloc(M, NODE_T))
+#define ALLOC_NODE4() ((node4 *)tc_alloc(M, NODE4_T))
+#define ALLOC_DOUBLES(n) ((double *)tc_alloc_bytes(M, (n) * sizeof(double)))
+#define ROOT(v) tc_push_root(M, (void **)&(v))
+#define UNROOT(n) tc_pop_roots(M, (n))
+#define WRITE(obj, field, val) tc_write(M, (obj), (void **)&(obj)->field, (val))
+#elif defined(BOEHM)
+#include <gc.h>
+#define ALLOC_NODE() ((node *)GC_MALLOC(sizeof(node)))
+#define ALLOC_NODE4() ((node4 *)GC_MALLOC(sizeof(node4)))
+#define ALLOC_DOUBLES(n) ((double *)GC_MALLOC_ATOMIC((n) * sizeof(double)))
+#define ROOT(v) ((void)0)
+#define UNROOT(n) ((void)0)
+#define WRITE(obj, field, val) ((obj)->field = (val))
+#else
+#error "build with -DTRICOLOR or -DBOEHM"
+#endif
+
+typedef struct node {
+    struct node *left, *right;
+} node;
+
+typedef struct node4 {
+    struct node4 *left, *right;
+    int64_t i, j;
+} node4;
+
+/* ---- pauses ---- */
+
+static uint64_t pauses[1 << 16];
+static uint64_t npauses;
+
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+#if defined(BOEHM)
+static uint64_t stop_start;
+static void on_event(GC_EventType e) {
+    if (e == GC_EVENT_PRE_STOP_WORLD) stop_start = now_ns();
+    if (e == GC_EVENT_POST_START_WORLD && npauses < sizeof pauses / sizeof pauses[0])
+        pauses[npauses++] = now_ns() - stop_start;
+}
+#endif
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void report(uint64_t checksum) {
+    uint64_t gcs;
+#if defined(TRICOLOR)
+    tc_gc_stats_t s;
+    tc_gc_stats(tc_heap_default(), &s);
+    gcs = s.cycles;
+    npauses = gcs < 256 ? gcs : 256;
+    for (uint64_t i = 0; i < npauses; i++) pauses[i] = s.pause_ns[i];
+#else
+    gcs = (uint64_t)GC_get_gc_no();
+#endif
+    qsort(pauses, npauses, sizeof pauses[0], cmp_u64);
+    uint64_t p50 = npauses ? pauses[npauses / 2] : 0;
+    uint64_t max = npauses ? pauses[npauses - 1] : 0;
+    printf("RESULT checksum=%llu gcs=%llu p50_ns=%llu max_ns=%llu\n", (unsigned long long)checksum,
+           (unsigned long long)gcs, (unsigned long long)p50, (unsigned long long)max);
+}
+
+/* ---- binary-trees ---- */
+
+static node *make(int depth) {
+    node *n = ALLOC_NODE();
+    ROOT(n);
+    if (depth > 0) {
+        node *l = make(depth - 1);
+        WRITE(n, left, l);
+        node *r = make(depth - 1);
+        WRITE(n, right, r);
+    }
+    UNROOT(1);
+    return n;
+}
+
+static uint64_t check(node *n) {
+    return n->left ? 1 + check(n->left) + check(n->right) : 1;
+}
+
+static uint64_t binary_trees(int n) {
+    int max_depth = n < 6 ? 6 : n;
+    uint64_t sum = 0;
+    node *stretch = make(max_depth + 1);
+    uint64_t c = check(stretch);
+    printf("stretch tree of depth %d\t check: %llu\n", max_depth + 1, (unsigned long long)c);
+    sum += c;
+    stretch = NULL;
+    node *long_lived = make(max_depth);
+    ROOT(long_lived);
+    for (int d = 4; d <= max_depth; d += 2) {
+        uint64_t iterations = 1ull << (max_depth - d + 4);
+        uint64_t total = 0;
+        for (uint64_t i = 0; i < iterations; i++) total += check(make(d));
+        printf("%llu\t trees of depth %d\t check: %llu\n", (unsigned long long)iterations, d,
+               (unsigned long long)total);
+        sum += total;
+    }
+    c = check(long_lived);
+    printf("long lived tree of depth %d\t check: %llu\n", max_depth, (unsigned long long)c);
+    UNROOT(1);
+    return sum + c;
+}
+
+/* ---- GCBench ---- */
+
+enum { STRETCH = 18, LONG_LIVED = 16, ARRAY = 500000, MIN_DEPTH = 4, MAX_DEPTH = 16 };
+
+static int64_t tree_size(int d) { return (1ll << (d + 1)) - 1; }
+static int64_t num_iters(int d) { return 2 * tree_size(STRETCH) / tree_size(d); }
+
+/* Fills `n` (rooted by the caller) top-down to `depth`. */
+static void populate(int depth, node4 *n) {
+    if (depth <= 0) return;
+    ROOT(n);
+    depth--;
+    node4 *l = ALLOC_NODE4();
+    WRITE(n, left, l);
+    node4 *r = ALLOC_NODE4();
+    WRITE(n, right, r);
+    populate(depth, n->left);
+    populate(depth, n->right);
+    UNROOT(1);
+}
+
+/* Builds a tree bottom-up. */
+static node4 *make_tree(int depth) {
+    if (depth <= 0) return ALLOC_NODE4();
+    node4 *l = make_tree(depth - 1);
+    ROOT(l);
+    node4 *r = make_tree(depth - 1);
+    ROOT(r);
+    node4 *n = ALLOC_NODE4();
+    WRITE(n, left, l);
+    WRITE(n, right, r);
+    UNROOT(2);
+    return n;
+}
+
+static uint64_t count4(node4 *n) { return n ? 1 + count4(n->left) + count4(n->right) : 0; }
+
+static uint64_t gcbench(void) {
+    uint64_t sum = 0;
+    node4 *temp = make_tree(STRETCH);
+    sum += count4(temp);
+    temp = NULL;
+    node4 *long_lived = ALLOC_NODE4();
+    ROOT(long_lived);
+    populate(LONG_LIVED, long_lived);
+    double *array = ALLOC_DOUBLES(ARRAY);
+    ROOT(array);
+    for (int i = 0; i < ARRAY / 2; i++) array[i] = 1.0 / i;
+    for (int d = MIN_DEPTH; d <= MAX_DEPTH; d += 2) {
+        int64_t iters = num_iters(d);
+        for (int64_t i = 0; i < iters; i++) {
+            node4 *t = ALLOC_NODE4();
+            ROOT(t);
+            populate(d, t);
+            sum += t->left != NULL;
+            UNROOT(1);
+        }
+        for (int64_t i = 0; i < iters; i++) {
+            node4 *t = make_tree(d);
+            sum += t->left != NULL;
+        }
+        printf("depth %d: %lld top-down and bottom-up trees\n", d, (long long)iters);
+    }
+    if (array[1000] != 1.0 / 1000) {
+        fprintf(stderr, "gcbench: the array lost its contents\n");
+        exit(1);
+    }
+    sum += count4(long_lived);
+    UNROOT(2);
+    return sum;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s binary-trees N | gcbench\n", argv[0]);
+        return 2;
+    }
+#if defined(TRICOLOR)
+    tc_heap *h = tc_heap_default();
+    size_t two[] = {0, 8};
+    NODE_T = tc_type_new(h, "node", sizeof(node), two, 2);
+    NODE4_T = tc_type_new(h, "node4", sizeof(node4), two, 2);
+    M = tc_mutator_attach(h);
+#else
+    GC_INIT();
+    GC_set_on_collection_event(on_event);
+#endif
+    uint64_t sum;
+    if (strcmp(argv[1], "binary-trees") == 0) {
+        sum = binary_trees(argc > 2 ? atoi(argv[2]) : 18);
+    } else if (strcmp(argv[1], "gcbench") == 0) {
+        sum = gcbench();
+    } else {
+        fprintf(stderr, "unknown benchmark %s\n", argv[1]);
+        return 2;
+    }
+    report(sum);
+#if defined(TRICOLOR)
+    tc_mutator_detach(M);
+#endif
+    return 0;
+}

@@ -1,0 +1,166 @@
+// The collector benchmarks in Go (the anchor): the same programs as gcbench.c, written as
+// idiomatic Go. Prints the same RESULT line; pauses are runtime.MemStats.PauseNs.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+)
+
+type node struct{ left, right *node }
+
+func make_(depth int) *node {
+	n := &node{}
+	if depth > 0 {
+		n.left = make_(depth - 1)
+		n.right = make_(depth - 1)
+	}
+	return n
+}
+
+func (n *node) check() uint64 {
+	if n.left == nil {
+		return 1
+	}
+	return 1 + n.left.check() + n.right.check()
+}
+
+func binaryTrees(n int) uint64 {
+	maxDepth := n
+	if maxDepth < 6 {
+		maxDepth = 6
+	}
+	var sum uint64
+	c := make_(maxDepth + 1).check()
+	fmt.Printf("stretch tree of depth %d\t check: %d\n", maxDepth+1, c)
+	sum += c
+	longLived := make_(maxDepth)
+	for d := 4; d <= maxDepth; d += 2 {
+		iterations := uint64(1) << uint(maxDepth-d+4)
+		var total uint64
+		for i := uint64(0); i < iterations; i++ {
+			total += make_(d).check()
+		}
+		fmt.Printf("%d\t trees of depth %d\t check: %d\n", iterations, d, total)
+		sum += total
+	}
+	c = longLived.check()
+	fmt.Printf("long lived tree of depth %d\t check: %d\n", maxDepth, c)
+	return sum + c
+}
+
+type node4 struct {
+	left, right *node4
+	i, j        int64
+}
+
+const (
+	stretch   = 18
+	longLived = 16
+	arraySize = 500000
+	minDepth  = 4
+	maxDepth  = 16
+)
+
+func treeSize(d int) int64 { return (int64(1) << uint(d+1)) - 1 }
+func numIters(d int) int64 { return 2 * treeSize(stretch) / treeSize(d) }
+
+func populate(depth int, n *node4) {
+	if depth <= 0 {
+		return
+	}
+	depth--
+	n.left = &node4{}
+	n.right = &node4{}
+	populate(depth, n.left)
+	populate(depth, n.right)
+}
+
+func makeTree(depth int) *node4 {
+	if depth <= 0 {
+		return &node4{}
+	}
+	l := makeTree(depth - 1)
+	r := makeTree(depth - 1)
+	return &node4{left: l, right: r}
+}
+
+func count4(n *node4) uint64 {
+	if n == nil {
+		return 0
+	}
+	return 1 + count4(n.left) + count4(n.right)
+}
+
+func gcbench() uint64 {
+	var sum uint64
+	sum += count4(makeTree(stretch))
+	ll := &node4{}
+	populate(longLived, ll)
+	array := make([]float64, arraySize)
+	for i := 0; i < arraySize/2; i++ {
+		array[i] = 1.0 / float64(i)
+	}
+	for d := minDepth; d <= maxDepth; d += 2 {
+		iters := numIters(d)
+		for i := int64(0); i < iters; i++ {
+			t := &node4{}
+			populate(d, t)
+			if t.left != nil {
+				sum++
+			}
+		}
+		for i := int64(0); i < iters; i++ {
+			if makeTree(d).left != nil {
+				sum++
+			}
+		}
+		fmt.Printf("depth %d: %d top-down and bottom-up trees\n", d, iters)
+	}
+	if array[1000] != 1.0/1000 {
+		fmt.Fprintln(os.Stderr, "gcbench: the array lost its contents")
+		os.Exit(1)
+	}
+	return sum + count4(ll)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: gcbench binary-trees N | gcbench")
+		os.Exit(2)
+	}
+	var sum uint64
+	switch os.Args[1] {
+	case "binary-trees":
+		n := 18
+		if len(os.Args) > 2 {
+			n, _ = strconv.Atoi(os.Args[2])
+		}
+		sum = binaryTrees(n)
+	case "gcbench":
+		sum = gcbench()
+	default:
+		fmt.Fprintln(os.Stderr, "unknown benchmark", os.Args[1])
+		os.Exit(2)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	k := ms.NumGC
+	if k > 256 {
+		k = 256
+	}
+	pauses := make([]uint64, 0, k)
+	for i := uint32(0); i < k; i++ {
+		pauses = append(pauses, ms.PauseNs[(ms.NumGC+255-i)%256])
+	}
+	sort.Slice(pauses, func(a, b int) bool { return pauses[a] < pauses[b] })
+	var p50, max uint64
+	if len(pauses) > 0 {
+		p50 = pauses[len(pauses)/2]
+		max = pauses[len(pauses)-1]
+	}
+	fmt.Printf("RESULT checksum=%d gcs=%d p50_ns=%d max_ns=%d\n", sum, ms.NumGC, p50, max)
+}
