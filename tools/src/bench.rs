@@ -30,6 +30,9 @@ struct Options {
     runs_given: bool,
     spike: Spike,
     spike_seconds: f64,
+    /// The collector table: with the rest, alone (`--gc`), or not (`--no-gc`).
+    gc: Spike,
+    depth: u32,
     only_programs: Vec<String>,
     workloads: Vec<Workload>,
     rivals: Vec<Rival>,
@@ -43,6 +46,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         runs_given: false,
         spike: Spike::With,
         spike_seconds: 5.0,
+        gc: Spike::With,
+        depth: 18,
         only_programs: Vec::new(),
         workloads: Vec::new(),
         rivals: Vec::new(),
@@ -62,6 +67,15 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--spike" => o.spike = Spike::Only,
             "--no-spike" => o.spike = Spike::Without,
+            "--gc" => o.gc = Spike::Only,
+            "--no-gc" => o.gc = Spike::Without,
+            "--depth" => {
+                o.depth = value("--depth")?
+                    .parse()
+                    .ok()
+                    .filter(|d| (4..=24).contains(d))
+                    .ok_or("--depth takes a depth from 4 to 24")?;
+            }
             "--scale" => {
                 o.scale = value("--scale")?
                     .parse()
@@ -96,8 +110,16 @@ fn parse(args: &[String]) -> Result<Options, String> {
     }
     if o.workloads.is_empty() {
         o.workloads = workloads::ALL.to_vec();
-    } else if o.spike == Spike::With {
-        o.spike = Spike::Without;
+    } else {
+        if o.spike == Spike::With {
+            o.spike = Spike::Without;
+        }
+        if o.gc == Spike::With {
+            o.gc = Spike::Without;
+        }
+    }
+    if o.spike == Spike::Only && o.gc == Spike::With {
+        o.gc = Spike::Without;
     }
     if o.rivals.is_empty() {
         o.rivals = Rival::ALL.to_vec();
@@ -122,6 +144,9 @@ pub fn main(args: &[String]) -> ExitCode {
     };
     if o.programs {
         return crate::programs::main(if o.runs_given { o.runs } else { 3 }, &o.only_programs);
+    }
+    if o.gc == Spike::Only {
+        return crate::gcbench::main(o.runs, o.depth);
     }
     let exe = std::env::current_exe().expect("own path");
     let started = Instant::now();
@@ -222,6 +247,9 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     }
     if o.spike != Spike::Without && !crate::spike::table(&o.rivals, o.spike_seconds) {
+        failed = true;
+    }
+    if o.gc == Spike::With && !crate::gcbench::table(o.runs, o.depth) {
         failed = true;
     }
     println!("total {:.1} s", started.elapsed().as_secs_f64());

@@ -2,10 +2,12 @@
 //!
 //! * `tricolor bench [options]` runs the allocator workloads against glibc, jemalloc and
 //!   mimalloc and prints median time and peak memory with ratios to Tricolor (see `bench.rs`),
-//!   then how fast each returns a freed spike of memory (see `spike.rs`);
+//!   then how fast each returns a freed spike of memory (see `spike.rs`), then the collector
+//!   against Boehm GC and Go on binary-trees and GCBench (see `gcbench.rs`);
 //!   with `--programs`, real programs under `LD_PRELOAD` instead (see `programs.rs`).
 
 mod bench;
+mod gcbench;
 mod programs;
 mod spike;
 
@@ -15,7 +17,8 @@ const USAGE: &str = "\
 usage: tricolor <command> [options]
 
 commands:
-  bench            compare Tricolor with glibc, jemalloc and mimalloc (default: ~1 minute)
+  bench            compare Tricolor with glibc, jemalloc and mimalloc, and its collector with
+                   Boehm GC and Go (default: ~2 minutes)
       --long           10x the work and 7 runs per cell (several minutes)
       --scale N        work multiplier (default 1)
       --runs N         runs per cell; the median is reported (default 5)
@@ -25,6 +28,10 @@ commands:
       --spike          only the spike table: RSS after a freed 256 MiB spike while the
                        program sleeps, 0-5 s (0-10 s with --long), and the idle CPU it costs
       --no-spike       skip the spike table
+      --gc             only the collector table: binary-trees and GCBench on Tricolor's
+                       collector, Boehm GC and Go 1.19 (each skipped when not installed)
+      --no-gc          skip the collector table
+      --depth N        binary-trees depth (default 18)
       --programs       instead: real programs under LD_PRELOAD (python, sqlite, git, xz, sort)
                        against glibc and Debian's jemalloc, mimalloc, tcmalloc (3 runs each)
       --program P      only this program (repeatable; implies --programs)

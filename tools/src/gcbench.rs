@@ -1,0 +1,266 @@
+//! The collector table of `tricolor bench`: binary-trees and GCBench
+//! (`benches/gc/gcbench.c`, `benches/gc/gcbench.go`) on Tricolor's collector, Boehm GC and
+//! Go, in one run.
+//!
+//! The C source is compiled twice with the system C compiler: against `libtricolor.a`
+//! (built here by cargo when run through `cargo run`) and against Boehm's `-lgc`; the Go
+//! source with `go build`. A rival whose toolchain or library is missing is skipped with a
+//! message. Each cell is `runs` runs of one program: median wall time, median peak RSS
+//! (`ru_maxrss` from `wait4`), and the collections and pause p50/max the program reports for
+//! itself (Tricolor: `tc_gc_stats`; Boehm: its stop/start-world events; Go:
+//! `MemStats.PauseNs`), medians over the runs. The checksums must agree.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+struct Runtime {
+    name: &'static str,
+    exe: PathBuf,
+}
+
+/// Builds `libtricolor.a` (through cargo, when run by cargo) and returns its path.
+fn tricolor_lib() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.to_path_buf();
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "tricolor-ffi"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        if !cmd.status().is_ok_and(|s| s.success()) {
+            return None;
+        }
+    }
+    let lib = dir.join("libtricolor.a");
+    lib.exists().then_some(lib)
+}
+
+fn cc(out: &Path, args: &[&str]) -> bool {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let src = format!("{ROOT}/benches/gc/gcbench.c");
+    Command::new(cc)
+        .args(["-O2", "-o"])
+        .arg(out)
+        .arg(&src)
+        .args(args)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn build(scratch: &Path) -> Vec<Runtime> {
+    let mut v = Vec::new();
+    match tricolor_lib() {
+        Some(lib) => {
+            let exe = scratch.join("gcbench-tricolor");
+            let inc = format!("-I{ROOT}/ffi/include");
+            let lib = lib.to_string_lossy().into_owned();
+            let args = ["-DTRICOLOR", &inc, &lib, "-lpthread", "-ldl", "-lm"];
+            if cc(&exe, &args) {
+                v.push(Runtime {
+                    name: "tricolor",
+                    exe,
+                });
+            } else {
+                eprintln!("tricolor bench: could not compile gcbench.c against libtricolor.a");
+            }
+        }
+        None => eprintln!(
+            "tricolor bench: libtricolor.a is missing: cargo build --release -p tricolor-ffi"
+        ),
+    }
+    let exe = scratch.join("gcbench-boehm");
+    if cc(&exe, &["-DBOEHM", "-lgc"]) {
+        v.push(Runtime { name: "boehm", exe });
+    } else {
+        println!(
+            "note: Boehm GC skipped (gcbench.c does not build with -lgc; apt-get install libgc-dev)"
+        );
+    }
+    let exe = scratch.join("gcbench-go");
+    let go = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&exe)
+        .arg(format!("{ROOT}/benches/gc/gcbench.go"))
+        .env("GOCACHE", scratch.join("gocache"))
+        .env("GO111MODULE", "off")
+        .stderr(Stdio::null())
+        .status();
+    if go.is_ok_and(|s| s.success()) {
+        v.push(Runtime { name: "go", exe });
+    } else {
+        println!("note: Go skipped (no `go` that builds gcbench.go; apt-get install golang-go)");
+    }
+    v
+}
+
+#[derive(Default, Clone, Copy)]
+struct Sample {
+    secs: f64,
+    peak_kib: u64,
+    checksum: u64,
+    gcs: u64,
+    p50_ns: u64,
+    max_ns: u64,
+}
+
+fn field(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+fn run_once(exe: &Path, args: &[String]) -> Result<Sample, String> {
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .env_remove("GOGC")
+        .env_remove("GODEBUG")
+        .env_remove("GOMEMLIMIT")
+        .env_remove("TRICOLOR_GC_VERIFY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .map_err(|e| e.to_string())?;
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid out-buffer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child (reaping it; `child` is not waited on again).
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let secs = start.elapsed().as_secs_f64();
+    if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("status {status:#x}\n{err}"));
+    }
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .ok_or_else(|| format!("no RESULT line in:\n{out}"))?;
+    let get = |k| field(line, k).ok_or_else(|| format!("no {k} in {line}"));
+    Ok(Sample {
+        secs,
+        peak_kib: usage.ru_maxrss as u64,
+        checksum: get("checksum")?,
+        gcs: get("gcs")?,
+        p50_ns: get("p50_ns")?,
+        max_ns: get("max_ns")?,
+    })
+}
+
+fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn ms(ns: u64) -> String {
+    let ms = ns as f64 / 1e6;
+    if ms < 1.0 {
+        format!("{ms:.3}")
+    } else {
+        format!("{ms:.1}")
+    }
+}
+
+/// Prints the collector table; false if a program failed or checksums differ.
+pub fn table(runs: usize, depth: u32) -> bool {
+    let scratch = std::env::temp_dir().join(format!("tricolor-gcbench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&scratch);
+    let runtimes = build(&scratch);
+    let mut ok = !runtimes.is_empty();
+    println!(
+        "\ncollectors: {runs} runs per cell, medians; peak = ru_maxrss; pauses as each runtime reports its stop-the-world pauses"
+    );
+    println!("ratios are runtime / tricolor: above 1.00 means Tricolor is faster or smaller\n");
+    println!(
+        "{:<18} {:<9} {:>9} {:>6} {:>9} {:>6} {:>5} {:>10} {:>10}",
+        "benchmark",
+        "runtime",
+        "wall ms",
+        "ratio",
+        "peak MiB",
+        "ratio",
+        "GCs",
+        "pause p50",
+        "pause max"
+    );
+    let benches = [
+        (
+            format!("binary-trees {depth}"),
+            vec!["binary-trees".to_string(), depth.to_string()],
+        ),
+        ("gcbench".to_string(), vec!["gcbench".to_string()]),
+    ];
+    for (title, args) in &benches {
+        let mut base: Option<Sample> = None;
+        let mut checksum = None;
+        for (i, rt) in runtimes.iter().enumerate() {
+            let mut samples = Vec::new();
+            for _ in 0..runs {
+                match run_once(&rt.exe, args) {
+                    Ok(s) => samples.push(s),
+                    Err(e) => {
+                        eprintln!("tricolor bench: {title} on {}: {e}", rt.name);
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if samples.len() != runs {
+                continue;
+            }
+            let m = Sample {
+                secs: median(samples.iter().map(|s| s.secs).collect()),
+                peak_kib: median(samples.iter().map(|s| s.peak_kib).collect()),
+                checksum: samples[0].checksum,
+                gcs: median(samples.iter().map(|s| s.gcs).collect()),
+                p50_ns: median(samples.iter().map(|s| s.p50_ns).collect()),
+                max_ns: median(samples.iter().map(|s| s.max_ns).collect()),
+            };
+            if *checksum.get_or_insert(m.checksum) != m.checksum {
+                eprintln!(
+                    "tricolor bench: {title}: {} computed a different checksum",
+                    rt.name
+                );
+                ok = false;
+            }
+            let b = *base.get_or_insert(m);
+            println!(
+                "{:<18} {:<9} {:>9.1} {:>6.2} {:>9.1} {:>6.2} {:>5} {:>7} ms {:>7} ms",
+                if i == 0 { title.as_str() } else { "" },
+                rt.name,
+                m.secs * 1e3,
+                m.secs / b.secs,
+                m.peak_kib as f64 / 1024.0,
+                m.peak_kib as f64 / b.peak_kib.max(1) as f64,
+                m.gcs,
+                ms(m.p50_ns),
+                ms(m.max_ns),
+            );
+        }
+    }
+    println!(
+        "\nbenchmarks (benches/gc/): binary-trees N: the Benchmarks Game program; gcbench: Boehm's GCBench (stretch 18, long-lived 16, depths 4..16)"
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+    ok
+}
+
+/// `tricolor bench --gc` alone.
+pub fn main(runs: usize, depth: u32) -> ExitCode {
+    if table(runs, depth) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
