@@ -30,21 +30,23 @@ impl MutatorState {
         self.check_attached("write");
         let heap = self.heap as *const crate::Heap as usize;
         let s = spanmap::lookup(obj as usize);
-        // SAFETY: records are never freed (`spanmap` invariant).
-        let ok = !s.is_null()
-            && unsafe {
-                let r = &*s;
-                r.heap == heap
-                    && r.state.load(Ordering::Relaxed) == IN_USE
-                    && r.index_of(obj as usize).is_some()
-                    && r.index_of(obj as usize) == r.index_of(slot as usize)
-                    && (slot as usize) % 8 == 0
-            };
-        if !ok {
+        if s.is_null() {
             bad_target(obj, slot);
         }
-        // SAFETY: checked above: a valid in-use record.
-        let same_span = unsafe { (*s).index_of(value as usize).is_some() };
+        // SAFETY: records are never freed (`spanmap` invariant).
+        let r = unsafe { &*s };
+        let Some(i) = r.index_of(obj as usize) else {
+            bad_target(obj, slot)
+        };
+        let first = r.slot(i);
+        let in_obj = (slot as usize).wrapping_sub(first) < r.size && (slot as usize) % 8 == 0;
+        if r.heap != heap || r.state.load(Ordering::Relaxed) != IN_USE || !in_obj {
+            bad_target(obj, slot);
+        }
+        // A value in the same span (a node built next to its parent) needs no second lookup:
+        // it is inside the span's objects.
+        let off = (value as usize).wrapping_sub(r.start);
+        let same_span = off < r.nelems as usize * r.size;
         if !value.is_null() && !same_span && !self.is_object(value) {
             bad_value(obj, value);
         }

@@ -479,7 +479,7 @@ impl Central {
         for s in large {
             // SAFETY: listed large records are in use.
             let r = unsafe { &*s };
-            if r.mark[0].swap(0, Ordering::Relaxed) & 1 != 0 {
+            if r.bits[0].mark.swap(0, Ordering::Relaxed) & 1 != 0 {
                 live += r.size;
                 self.large.push(s);
             } else {

@@ -19,6 +19,9 @@ use std::sync::atomic::Ordering;
 pub(crate) struct Marker {
     heap: usize,
     stack: Vec<(*const GcSpan, usize)>,
+    /// The span of the last object marked, and the range its objects cover: pointers often
+    /// lead to a neighbour, which then needs no span-map lookup.
+    last: (*const GcSpan, usize, usize),
     /// Bytes of objects marked.
     pub(crate) marked_bytes: usize,
     /// Bytes of root slots scanned.
@@ -31,6 +34,7 @@ impl Marker {
         Self {
             heap,
             stack: Vec::with_capacity(1024),
+            last: (std::ptr::null(), 0, 0),
             marked_bytes: 0,
             root_bytes: 0,
             verify,
@@ -43,16 +47,25 @@ impl Marker {
         if v < 4096 {
             return;
         }
-        let s = spanmap::lookup(v);
-        if s.is_null() {
-            return;
-        }
-        // SAFETY: records are never freed (`spanmap` invariant); the world is stopped, so
-        // the span cannot change under us.
+        let s = if v.wrapping_sub(self.last.1) < self.last.2 {
+            self.last.0
+        } else {
+            let s = spanmap::lookup(v);
+            if s.is_null() {
+                return;
+            }
+            // SAFETY: records are never freed (`spanmap` invariant); the world is stopped, so
+            // the span cannot change under us.
+            let r = unsafe { &*s };
+            if r.heap != self.heap || r.state.load(Ordering::Relaxed) != IN_USE {
+                return;
+            }
+            self.last = (s, r.start, r.nelems as usize * r.size);
+            s
+        };
+        // SAFETY: as above; `last` is only ever a checked in-use span of this heap, and no
+        // span changes during marking.
         let r = unsafe { &*s };
-        if r.heap != self.heap || r.state.load(Ordering::Relaxed) != IN_USE {
-            return;
-        }
         let Some(i) = r.index_of(v) else { return };
         // SAFETY: the world is stopped and caches are flushed: the collector is the holder.
         if !unsafe { r.is_allocated(i) } {

@@ -85,14 +85,14 @@ impl AllocCache {
         if self.span.is_null() {
             return false;
         }
-        // SAFETY: this cache holds the span (rule 2; `span.rs` holder rule).
-        let o = unsafe { (*self.span).owned() };
         loop {
             self.base += 64;
             if self.base >= self.nelems {
                 return false;
             }
-            self.bits = !o.alloc[self.base as usize / 64] & valid(self.base, self.nelems);
+            // SAFETY: this cache holds the span (rule 2; `span.rs` holder rule).
+            let taken = unsafe { (*self.span).alloc_word(self.base as usize / 64) };
+            self.bits = !taken & valid(self.base, self.nelems);
             if self.bits != 0 {
                 return true;
             }
@@ -118,7 +118,9 @@ impl AllocCache {
         } else {
             (1u64 << (fi % 64)) - 1
         };
-        self.bits = !o.alloc[base as usize / 64] & valid(base, r.nelems) & !below;
+        // SAFETY: as above.
+        let taken = unsafe { r.alloc_word(base as usize / 64) };
+        self.bits = !taken & valid(base, r.nelems) & !below;
     }
 
     /// The span's allocation position: every slot below it is allocated or was just

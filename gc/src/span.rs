@@ -67,13 +67,21 @@ pub(crate) struct GcSpan {
     pub(crate) reps: usize,
     /// The central list this span belongs to (`heap::kind`); `LARGE` for a large object.
     pub(crate) kind: u64,
-    pub(crate) mark: Box<[AtomicU64]>,
+    /// Alloc and mark bits, word by word side by side: the marker reads both for each
+    /// object it reaches, and one cache line then serves both.
+    pub(crate) bits: Box<[Bits]>,
     owned: UnsafeCell<Owned>,
+}
+
+/// 64 slots' alloc bits (the holder's, like `Owned`) and mark bits (atomic).
+#[repr(C)]
+pub(crate) struct Bits {
+    alloc: UnsafeCell<u64>,
+    pub(crate) mark: AtomicU64,
 }
 
 /// Fields for the span's holder (module docs).
 pub(crate) struct Owned {
-    pub(crate) alloc: Box<[u64]>,
     pub(crate) free_index: u32,
     /// Freed slots hold old data; fresh pages from the page heap may be known zero.
     pub(crate) needzero: bool,
@@ -106,9 +114,8 @@ impl GcSpan {
             ty,
             reps: 0,
             kind: 0,
-            mark: Box::new([]),
+            bits: Box::new([]),
             owned: UnsafeCell::new(Owned {
-                alloc: Box::new([]),
                 free_index: 0,
                 needzero: false,
                 swept: 0,
@@ -142,17 +149,20 @@ impl GcSpan {
         self.ty = ty;
         self.reps = if ty.noscan() { 0 } else { size / ty.size };
         self.kind = kind;
-        if self.mark.len() != words {
-            self.mark = (0..words).map(|_| AtomicU64::new(0)).collect();
+        if self.bits.len() != words {
+            self.bits = (0..words)
+                .map(|_| Bits {
+                    alloc: UnsafeCell::new(0),
+                    mark: AtomicU64::new(0),
+                })
+                .collect();
         } else {
-            self.mark.iter().for_each(|w| w.store(0, Ordering::Relaxed));
+            for b in self.bits.iter_mut() {
+                *b.alloc.get_mut() = 0;
+                *b.mark.get_mut() = 0;
+            }
         }
         let o = self.owned.get_mut();
-        if o.alloc.len() != words {
-            o.alloc = vec![0; words].into_boxed_slice();
-        } else {
-            o.alloc.fill(0);
-        }
         o.free_index = 0;
         o.needzero = !zeroed;
         o.swept = swept;
@@ -204,7 +214,25 @@ impl GcSpan {
     pub(crate) unsafe fn is_allocated(&self, i: u32) -> bool {
         // SAFETY: the caller's contract.
         let o = unsafe { &*self.owned.get() };
-        i < o.free_index || o.alloc[i as usize / 64] & (1 << (i % 64)) != 0
+        // SAFETY: as above.
+        i < o.free_index || unsafe { self.alloc_word(i as usize / 64) } & (1 << (i % 64)) != 0
+    }
+
+    /// Alloc bits of slots `64 w ..`.
+    ///
+    /// # Safety
+    /// As for [`GcSpan::owned`] (or a racy hint); `w` is below `bits.len()`.
+    #[inline]
+    pub(crate) unsafe fn alloc_word(&self, w: usize) -> u64 {
+        // SAFETY: the caller's contract.
+        unsafe { *self.bits[w].alloc.get() }
+    }
+
+    /// Sets alloc bits (tests).
+    #[cfg(test)]
+    pub(crate) unsafe fn set_alloc_bits(&self, w: usize, bits: u64) {
+        // SAFETY: the caller is the holder.
+        unsafe { *self.bits[w].alloc.get() |= bits };
     }
 
     /// Sets mark bit `i`; true if it was clear (the object was white).
@@ -214,7 +242,7 @@ impl GcSpan {
     /// would cost more than the rest of the visit. Parallel marking will use `fetch_or`.
     #[inline]
     pub(crate) fn set_mark(&self, i: u32) -> bool {
-        let word = &self.mark[i as usize / 64];
+        let word = &self.bits[i as usize / 64].mark;
         let bit = 1u64 << (i % 64);
         let old = word.load(Ordering::Relaxed);
         if old & bit != 0 {
@@ -226,7 +254,7 @@ impl GcSpan {
 
     /// True when slot `i` is marked.
     pub(crate) fn is_marked(&self, i: u32) -> bool {
-        self.mark[i as usize / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
+        self.bits[i as usize / 64].mark.load(Ordering::Relaxed) & (1 << (i % 64)) != 0
     }
 
     /// Sweeps the span: the mark bits become the alloc bits (Go's swap), the marks clear.
@@ -238,8 +266,10 @@ impl GcSpan {
         // SAFETY: the caller's contract.
         let o = unsafe { self.owned() };
         let mut live = 0;
-        for (w, (a, m)) in o.alloc.iter_mut().zip(self.mark.iter()).enumerate() {
-            let marks = m.swap(0, Ordering::Relaxed);
+        for (w, b) in self.bits.iter().enumerate() {
+            let marks = b.mark.swap(0, Ordering::Relaxed);
+            // SAFETY: the caller is the holder.
+            let a = unsafe { &mut *b.alloc.get() };
             if poison {
                 let first = (w * 64) as u32;
                 let below = o.free_index.saturating_sub(first).min(64);
@@ -268,9 +298,9 @@ impl GcSpan {
     /// Marked objects in the span.
     #[cfg(test)]
     pub(crate) fn marked(&self) -> u32 {
-        self.mark
+        self.bits
             .iter()
-            .map(|m| m.load(Ordering::Relaxed).count_ones())
+            .map(|b| b.mark.load(Ordering::Relaxed).count_ones())
             .sum()
     }
 
@@ -292,10 +322,11 @@ impl GcSpan {
             (1u64 << (fi % 64)) - 1
         };
         // Alloc bits past `nelems` are never set (marks are only set on slots).
-        let allocated = (o.alloc[first] & !below).count_ones()
-            + o.alloc[first + 1..]
-                .iter()
-                .map(|w| w.count_ones())
+        // SAFETY: as above.
+        let word = |w: usize| unsafe { self.alloc_word(w) };
+        let allocated = (word(first) & !below).count_ones()
+            + (first + 1..self.bits.len())
+                .map(|w| word(w).count_ones())
                 .sum::<u32>();
         self.nelems - fi - allocated
     }
@@ -373,7 +404,7 @@ mod tests {
         // SAFETY: the test owns the span and its memory.
         unsafe {
             s.owned().free_index = 3;
-            s.owned().alloc[0] |= 1 << 10;
+            s.set_alloc_bits(0, 1 << 10);
             s.set_mark(1);
             s.sweep(true, 2);
             let byte = |i: usize| *mem.add(i * 16);
