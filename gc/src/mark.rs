@@ -137,13 +137,16 @@ fn prefetch(addr: usize) {
     let _ = addr;
 }
 
-/// Calls `f` with every pointer-slot value of object `obj` in span `r`.
+/// Calls `f` with every pointer-slot value of object `obj` in span `r`, last slot first:
+/// the grey stack is LIFO, so the first slot's object is then scanned first, and a structure
+/// built depth-first (parent, then its first child's subtree) is marked in allocation order,
+/// walking memory forwards.
 #[inline]
 fn scan(r: &GcSpan, obj: usize, mut f: impl FnMut(usize)) {
     let ty = r.ty;
-    for rep in 0..r.reps {
+    for rep in (0..r.reps).rev() {
         let base = obj + rep * ty.size;
-        for &w in ty.words.iter() {
+        for &w in ty.words.iter().rev() {
             // SAFETY: `obj` is an allocated object of `r`; the type's pointer words lie
             // within each of its `reps` copies (checked at registration), all inside the slot.
             f(unsafe { ((base + w as usize * 8) as *const usize).read() });
