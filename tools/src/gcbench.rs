@@ -134,15 +134,9 @@ fn run_once(exe: &Path, args: &[String]) -> Result<Sample, String> {
         .map_err(|e| e.to_string())?;
     let mut err = String::new();
     let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid out-buffer.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child (reaping it; `child` is not waited on again).
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let waited = crate::programs::wait_peak(&child);
     let secs = start.elapsed().as_secs_f64();
-    if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(format!("status {status:#x}\n{err}"));
-    }
+    let peak_kib = waited.map_err(|status| format!("status {status:#x}\n{err}"))?;
     let line = out
         .lines()
         .find(|l| l.starts_with("RESULT "))
@@ -150,7 +144,7 @@ fn run_once(exe: &Path, args: &[String]) -> Result<Sample, String> {
     let get = |k| field(line, k).ok_or_else(|| format!("no {k} in {line}"));
     Ok(Sample {
         secs,
-        peak_kib: usage.ru_maxrss as u64,
+        peak_kib,
         checksum: get("checksum")?,
         gcs: get("gcs")?,
         p50_ns: get("p50_ns")?,

@@ -84,21 +84,32 @@ fn run_once(p: &programs::Program, preload: Option<&Path>, dir: &Path) -> Result
         .unwrap()
         .read_to_end(&mut stdout)
         .map_err(|e| e.to_string())?;
+    let waited = wait_peak(&child);
+    let secs = start.elapsed().as_secs_f64();
+    let peak_kib = waited.map_err(|status| {
+        let stderr = std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
+        format!("status {status:#x}\n{stderr}")
+    })?;
+    Ok(Run {
+        secs,
+        peak_kib,
+        stdout,
+    })
+}
+
+/// Reaps `child` with `wait4`: its peak RSS (KiB, `ru_maxrss` of it and its waited-for
+/// children) if it exited with status 0, else the raw wait status. `child` must not be
+/// waited on again.
+pub fn wait_peak(child: &std::process::Child) -> Result<u64, i32> {
     let mut status = 0;
     // SAFETY: a zeroed rusage is a valid out-buffer.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child (reaping it; `child` is not waited on again).
+    // SAFETY: waits for our own child (reaping it; the caller does not wait on it again).
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let secs = start.elapsed().as_secs_f64();
     if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        let stderr = std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
-        return Err(format!("status {status:#x}\n{stderr}"));
+        return Err(status);
     }
-    Ok(Run {
-        secs,
-        peak_kib: usage.ru_maxrss as u64,
-        stdout,
-    })
+    Ok(usage.ru_maxrss as u64)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
