@@ -15,9 +15,7 @@
 
 use crate::misuse;
 use crate::mutator::MutatorState;
-use crate::span::IN_USE;
 use crate::spanmap;
-use std::sync::atomic::Ordering;
 
 impl MutatorState {
     /// Stores `value` into pointer slot `slot` of object `obj` (the barriered store).
@@ -28,26 +26,17 @@ impl MutatorState {
     #[inline]
     pub unsafe fn write(&self, obj: *mut u8, slot: *mut *mut u8, value: *mut u8) {
         self.check_attached("write");
-        let heap = self.heap as *const crate::Heap as usize;
-        let s = spanmap::lookup(obj as usize);
-        if s.is_null() {
-            bad_target(obj, slot);
-        }
-        // SAFETY: records are never freed (`spanmap` invariant).
-        let r = unsafe { &*s };
+        let Some(r) = spanmap::in_use(obj as usize, self.heap.addr()) else {
+            bad_target(obj, slot)
+        };
         let Some(i) = r.index_of(obj as usize) else {
             bad_target(obj, slot)
         };
-        let first = r.slot(i);
-        let in_obj = (slot as usize).wrapping_sub(first) < r.size && (slot as usize) % 8 == 0;
-        if r.heap != heap || r.state.load(Ordering::Relaxed) != IN_USE || !in_obj {
+        if (slot as usize).wrapping_sub(r.slot(i)) >= r.size || (slot as usize) % 8 != 0 {
             bad_target(obj, slot);
         }
-        // A value in the same span (a node built next to its parent) needs no second lookup:
-        // it is inside the span's objects.
-        let off = (value as usize).wrapping_sub(r.start);
-        let same_span = off < r.nelems as usize * r.size;
-        if !value.is_null() && !same_span && !self.is_object(value) {
+        // A value in the same span (a node built next to its parent) needs no second lookup.
+        if !value.is_null() && !r.covers(value as usize) && !self.is_object(value) {
             bad_value(obj, value);
         }
         // SAFETY: `slot` is inside a live object of this heap (checked) and 8-aligned.
@@ -57,15 +46,7 @@ impl MutatorState {
     /// True when `p` points into an object of this mutator's heap.
     #[inline]
     pub fn is_object(&self, p: *const u8) -> bool {
-        let s = spanmap::lookup(p as usize);
-        if s.is_null() {
-            return false;
-        }
-        // SAFETY: records are never freed (`spanmap` invariant).
-        let r = unsafe { &*s };
-        r.heap == self.heap as *const crate::Heap as usize
-            && r.state.load(Ordering::Relaxed) == IN_USE
-            && r.index_of(p as usize).is_some()
+        spanmap::in_use(p as usize, self.heap.addr()).is_some_and(|r| r.covers(p as usize))
     }
 }
 

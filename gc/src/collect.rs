@@ -26,23 +26,16 @@ use std::time::Instant;
 pub(crate) fn collect(m: &MutatorState, forced: bool) {
     let heap = m.heap;
     let mut w = heap.world_lock();
-    loop {
-        if m.poll.load(Ordering::Acquire) & STOP != 0 {
-            // Another collection is waiting for us: serve it first.
-            w = m.park(w);
-            if !forced && !heap.over_goal() {
-                return;
-            }
-            continue;
+    if m.poll.load(Ordering::Acquire) & STOP != 0 {
+        // Another collection is waiting for us: serve it first. `park` returns with `world`
+        // held and our STOP clear, so no collection is in progress then (a collector holds
+        // `world` throughout, except while it waits with every mutator's STOP set).
+        w = m.park(w);
+        if !forced && !heap.over_goal() {
+            return;
         }
-        if w.collecting {
-            // Another collector is waiting for mutators to stop and will set our STOP bit;
-            // it released the lock only to wait.
-            w = heap.resumed.wait(w).unwrap_or_else(|e| e.into_inner());
-            continue;
-        }
-        break;
     }
+    debug_assert!(!w.collecting);
     let t0 = Instant::now();
     w.collecting = true;
     let me = m as *const MutatorState as *mut MutatorState;
@@ -63,8 +56,7 @@ pub(crate) fn collect(m: &MutatorState, forced: bool) {
         }
         w = heap.parked.wait(w).unwrap_or_else(|e| e.into_inner());
     }
-    let t_stopped = Instant::now();
-    cycle(heap, &mut w, t0, t_stopped);
+    cycle(heap, &mut w, t0);
     for &o in &w.mutators {
         // SAFETY: as above.
         unsafe { (*o).poll.fetch_and(!STOP, Ordering::SeqCst) };
@@ -74,7 +66,7 @@ pub(crate) fn collect(m: &MutatorState, forced: bool) {
 }
 
 /// Steps 2–4, with the world stopped and `world` held.
-fn cycle(heap: &'static Heap, w: &mut MutexGuard<'_, World>, t0: Instant, t_stopped: Instant) {
+fn cycle(heap: &'static Heap, w: &mut MutexGuard<'_, World>, t0: Instant) {
     let poison = heap.config.verify;
     let heap_before = heap.live.load(Ordering::Relaxed);
     // Step 2.
@@ -86,7 +78,7 @@ fn cycle(heap: &'static Heap, w: &mut MutexGuard<'_, World>, t0: Instant, t_stop
     }
     let t_marking = Instant::now();
     // Step 3.
-    let mut marker = Marker::new(heap as *const Heap as usize, heap.config.verify);
+    let mut marker = Marker::new(heap.addr(), heap.config.verify);
     for &o in &w.mutators {
         // SAFETY: as above.
         let local = unsafe { (*o).local() };
@@ -105,9 +97,7 @@ fn cycle(heap: &'static Heap, w: &mut MutexGuard<'_, World>, t0: Instant, t_stop
         let roots = heap.roots_lock();
         for &h in &roots.handles {
             // SAFETY: listed handles are live.
-            let v = unsafe { (*h).obj.load(Ordering::Relaxed) };
-            marker.root_bytes += 8;
-            marker.mark(v);
+            marker.root_value(unsafe { (*h).obj.load(Ordering::Relaxed) });
         }
         marker.drain();
         for (_, f) in &roots.callbacks {
@@ -119,7 +109,7 @@ fn cycle(heap: &'static Heap, w: &mut MutexGuard<'_, World>, t0: Instant, t_stop
     }
     let mut c = heap.central_lock();
     if heap.config.verify {
-        crate::mark::verify(heap as *const Heap as usize, &c);
+        crate::mark::verify(heap.addr(), &c);
     }
     let t_marked = Instant::now();
     // Step 4.
@@ -136,8 +126,7 @@ fn cycle(heap: &'static Heap, w: &mut MutexGuard<'_, World>, t0: Instant, t_stop
     let mut st = heap.stats_lock();
     st.record(crate::stats::Cycle {
         start: t0,
-        stop_ns: (t_stopped - t0).as_nanos() as u64,
-        prep_ns: (t_marking - t_stopped).as_nanos() as u64,
+        stw_ns: (t_marking - t0).as_nanos() as u64,
         mark_ns: (t_marked - t_marking).as_nanos() as u64,
         term_ns: (t_end - t_marked).as_nanos() as u64,
         heap_before,

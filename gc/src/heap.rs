@@ -198,6 +198,12 @@ impl Heap {
         DEFAULT.get_or_init(|| Heap::new(Config::from_env()))
     }
 
+    /// The heap's address: the identity span records carry.
+    #[inline]
+    pub(crate) fn addr(&self) -> usize {
+        self as *const Heap as usize
+    }
+
     /// The settings this heap was made with.
     pub fn config(&self) -> Config {
         self.config
@@ -221,7 +227,7 @@ impl Heap {
     /// Sets `GOGC` (Go's `debug.SetGCPercent`): returns the previous value; negative is off.
     pub fn set_gc_percent(&self, percent: i32) -> i32 {
         let old = self.gc_percent.swap(percent, Ordering::Relaxed);
-        let marked = self.stats_lock().marked;
+        let marked = self.stats_lock().marked();
         self.update_goal(marked, 0, false);
         old
     }
@@ -341,7 +347,7 @@ fn new_span(
     // SAFETY: the record is Free and unpublished: ours alone under the central lock.
     unsafe {
         (*rec).init(
-            heap as *const Heap as usize,
+            heap.addr(),
             start,
             pages,
             size,
@@ -378,8 +384,8 @@ impl Central {
         self.retired.push(s as *const GcSpan as *mut GcSpan);
     }
 
-    /// Sweeps `s` if unswept (true if it was). An empty span goes back to the page heap;
-    /// with `keep_empty` it is kept for the caller instead.
+    /// Sweeps `s` if it is in use, uncached and unswept; returns its surviving objects, or
+    /// `None` if it was not swept.
     fn sweep_one(&mut self, s: *mut GcSpan, poison: bool) -> Option<u32> {
         // SAFETY: a listed record is valid; under the central lock we are its holder unless
         // it is cached (checked).
@@ -390,7 +396,7 @@ impl Central {
             return None;
         }
         // SAFETY: as above; nothing marks while mutators run.
-        Some(unsafe { r.sweep(poison, self.sweepgen) }.live)
+        Some(unsafe { r.sweep(poison, self.sweepgen) })
     }
 
     /// A swept span of `kind` with a free slot, for a cache; `None` if the kind has none.
@@ -461,8 +467,8 @@ impl Central {
     }
 
     /// Mark termination's flip: every small span becomes unswept in the new generation,
-    /// dead large objects go back to the page heap. Returns bytes of large objects alive.
-    pub(crate) fn start_sweep(&mut self) -> usize {
+    /// dead large objects go back to the page heap.
+    pub(crate) fn start_sweep(&mut self) {
         self.sweepgen = self.sweepgen.wrapping_add(1);
         for lists in self.kinds.values_mut() {
             lists.partial.clear();
@@ -474,20 +480,17 @@ impl Central {
             self.kinds.entry(kind).or_default().unswept.push(s);
         }
         self.cursor = 0;
-        let mut live = 0;
         let large = std::mem::take(&mut self.large);
         for s in large {
             // SAFETY: listed large records are in use.
             let r = unsafe { &*s };
             if r.bits[0].mark.swap(0, Ordering::Relaxed) & 1 != 0 {
-                live += r.size;
                 self.large.push(s);
             } else {
                 self.free_span(s);
             }
         }
         self.records.append(&mut self.retired);
-        live
     }
 }
 

@@ -19,9 +19,9 @@ use std::sync::atomic::Ordering;
 pub(crate) struct Marker {
     heap: usize,
     stack: Vec<(*const GcSpan, usize)>,
-    /// The span of the last object marked, and the range its objects cover: pointers often
-    /// lead to a neighbour, which then needs no span-map lookup.
-    last: (*const GcSpan, usize, usize),
+    /// The span of the last object marked: pointers often lead to a neighbour, which then
+    /// needs no span-map lookup.
+    last: Option<&'static GcSpan>,
     /// Bytes of objects marked.
     pub(crate) marked_bytes: usize,
     /// Bytes of root slots scanned.
@@ -34,7 +34,7 @@ impl Marker {
         Self {
             heap,
             stack: Vec::with_capacity(1024),
-            last: (std::ptr::null(), 0, 0),
+            last: None,
             marked_bytes: 0,
             root_bytes: 0,
             verify,
@@ -47,25 +47,17 @@ impl Marker {
         if v < 4096 {
             return;
         }
-        let s = if v.wrapping_sub(self.last.1) < self.last.2 {
-            self.last.0
-        } else {
-            let s = spanmap::lookup(v);
-            if s.is_null() {
-                return;
+        // The world is stopped, so no span changes during marking: `last` stays valid.
+        let r = match self.last {
+            Some(r) if r.covers(v) => r,
+            _ => {
+                let Some(r) = spanmap::in_use(v, self.heap) else {
+                    return;
+                };
+                self.last = Some(r);
+                r
             }
-            // SAFETY: records are never freed (`spanmap` invariant); the world is stopped, so
-            // the span cannot change under us.
-            let r = unsafe { &*s };
-            if r.heap != self.heap || r.state.load(Ordering::Relaxed) != IN_USE {
-                return;
-            }
-            self.last = (s, r.start, r.nelems as usize * r.size);
-            s
         };
-        // SAFETY: as above; `last` is only ever a checked in-use span of this heap, and no
-        // span changes during marking.
-        let r = unsafe { &*s };
         let Some(i) = r.index_of(v) else { return };
         // SAFETY: the world is stopped and caches are flushed: the collector is the holder.
         if !unsafe { r.is_allocated(i) } {
@@ -80,7 +72,7 @@ impl Marker {
         if r.set_mark(i) {
             self.marked_bytes += r.size;
             if r.reps != 0 {
-                self.stack.push((s, r.slot(i)));
+                self.stack.push((r, r.slot(i)));
             }
         }
     }
@@ -118,9 +110,13 @@ impl Marker {
     /// # Safety
     /// `slot` is readable.
     pub(crate) unsafe fn root(&mut self, slot: *const usize) {
-        self.root_bytes += 8;
         // SAFETY: the caller's contract.
-        let v = unsafe { slot.read_volatile() };
+        self.root_value(unsafe { slot.read_volatile() });
+    }
+
+    /// Marks from one root value.
+    pub(crate) fn root_value(&mut self, v: usize) {
+        self.root_bytes += 8;
         self.mark(v);
     }
 }
@@ -171,8 +167,7 @@ impl RootVisitor<'_> {
 
     /// Reports a root value: the object it points into (if any) stays alive.
     pub fn visit_value(&mut self, obj: *const u8) {
-        self.marker.root_bytes += 8;
-        self.marker.mark(obj as usize);
+        self.marker.root_value(obj as usize);
     }
 }
 

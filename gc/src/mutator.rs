@@ -31,7 +31,6 @@ use std::collections::HashMap;
 use std::ptr;
 use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
-use tricolor_alloc::size_class::CLASSES;
 
 pub(crate) const STOP: u32 = 1;
 pub(crate) const DETACHED: u32 = 2;
@@ -180,7 +179,7 @@ fn zero(p: *mut u8, size: usize) {
 /// A mutator's thread-owned context (rule 2).
 pub(crate) struct Local {
     /// Single objects, by type id.
-    single: Vec<(Option<&'static TypeInfo>, AllocCache)>,
+    single: Vec<AllocCache>,
     /// Arrays and byte objects, by kind.
     others: HashMap<u64, AllocCache>,
     /// Shadow stack: addresses of slots holding object pointers.
@@ -285,7 +284,7 @@ impl MutatorState {
         if self.poll.load(Ordering::Relaxed) == 0 {
             // SAFETY: rule 2; the reference ends before any slow path.
             let local = unsafe { self.local() };
-            if let Some((_, c)) = local.single.get_mut(ty as usize)
+            if let Some(c) = local.single.get_mut(ty as usize)
                 && let Some(p) = c.take()
             {
                 return p;
@@ -307,11 +306,9 @@ impl MutatorState {
                     if local.single.len() <= ty as usize {
                         local
                             .single
-                            .resize_with(ty as usize + 1, || (None, AllocCache::EMPTY));
+                            .resize_with(ty as usize + 1, || AllocCache::EMPTY);
                     }
-                    let e = &mut local.single[ty as usize];
-                    e.0 = Some(info);
-                    &mut e.1
+                    &mut local.single[ty as usize]
                 })
             }
         }
@@ -361,44 +358,36 @@ impl MutatorState {
     ) -> *mut u8 {
         loop {
             {
-                // SAFETY: rule 2; dropped before `collect` below.
+                // SAFETY: rule 2; dropped before `grow_with` below, which may collect.
                 let c = pick(unsafe { self.local() });
                 if let Some(p) = c.take() {
                     return p;
                 }
                 c.release(self.heap, false);
             }
-            if self.heap.over_goal() {
-                crate::collect::collect(self, false);
-            }
-            let Some(s) = self.heap.cache_span(info, class, kind) else {
-                // The page heap cannot grow: a full collection may free a span.
-                crate::collect::collect(self, true);
-                match self.heap.cache_span(info, class, kind) {
-                    Some(s) => {
-                        // SAFETY: rule 2.
-                        pick(unsafe { self.local() }).load(s);
-                        continue;
-                    }
-                    None => return ptr::null_mut(),
-                }
+            let Some(s) = self.grow_with(|| self.heap.cache_span(info, class, kind)) else {
+                return ptr::null_mut();
             };
             // SAFETY: rule 2.
             pick(unsafe { self.local() }).load(s);
-            debug_assert!(CLASSES[class].size as usize >= info.size.min(1));
         }
     }
 
     fn alloc_large(&self, info: &'static TypeInfo, bytes: usize) -> *mut u8 {
+        self.grow_with(|| ptr::NonNull::new(self.heap.alloc_large(info, bytes)))
+            .map_or(ptr::null_mut(), |p| p.as_ptr())
+    }
+
+    /// Memory from the heap through `get`: collects first when allocation has reached the
+    /// goal, and once more (a full collection may free pages) when the page heap cannot grow.
+    fn grow_with<T>(&self, get: impl Fn() -> Option<T>) -> Option<T> {
         if self.heap.over_goal() {
             crate::collect::collect(self, false);
         }
-        let p = self.heap.alloc_large(info, bytes);
-        if !p.is_null() {
-            return p;
-        }
-        crate::collect::collect(self, true);
-        self.heap.alloc_large(info, bytes)
+        get().or_else(|| {
+            crate::collect::collect(self, true);
+            get()
+        })
     }
 
     fn type_of(&self, ty: TypeId, op: &str) -> &'static TypeInfo {
@@ -418,7 +407,7 @@ impl MutatorState {
     pub(crate) unsafe fn release_caches(&self, keep_partial: bool) {
         // SAFETY: the caller's contract.
         let local = unsafe { self.local() };
-        for (_, c) in &mut local.single {
+        for c in &mut local.single {
             c.release(self.heap, keep_partial);
         }
         for c in local.others.values_mut() {
@@ -515,16 +504,21 @@ pub(crate) fn attach(heap: &'static Heap) -> *mut MutatorState {
     while w.collecting {
         w = heap.resumed.wait(w).unwrap_or_else(|e| e.into_inner());
     }
-    let m = if w.detached.len() > crate::heap::QUARANTINE {
-        let m = w.detached.pop_front().unwrap_or(ptr::null_mut());
-        // SAFETY: detached records are valid and unused (quarantined).
-        unsafe {
-            (*m).poll.store(0, Ordering::Relaxed);
-            (*m).status.store(RUNNING, Ordering::Relaxed);
-        }
-        m
+    let reuse = if w.detached.len() > crate::heap::QUARANTINE {
+        w.detached.pop_front()
     } else {
-        Box::into_raw(Box::new(MutatorState::new(heap)))
+        None
+    };
+    let m = match reuse {
+        Some(m) => {
+            // SAFETY: detached records are valid and unused (quarantined).
+            unsafe {
+                (*m).poll.store(0, Ordering::Relaxed);
+                (*m).status.store(RUNNING, Ordering::Relaxed);
+            }
+            m
+        }
+        None => Box::into_raw(Box::new(MutatorState::new(heap))),
     };
     w.mutators.push(m);
     m

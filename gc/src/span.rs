@@ -94,12 +94,6 @@ pub(crate) struct Owned {
 /// The `kind` of large-object spans.
 pub(crate) const LARGE: u64 = u64::MAX;
 
-/// What a sweep found.
-pub(crate) struct Swept {
-    /// Objects that survived.
-    pub(crate) live: u32,
-}
-
 impl GcSpan {
     /// A `Free` record.
     pub(crate) fn new(ty: &'static TypeInfo) -> Self {
@@ -201,6 +195,12 @@ impl GcSpan {
         (i < self.nelems as u64).then_some(i as u32)
     }
 
+    /// True when `addr` lies inside one of the span's slots (not in its tail).
+    #[inline]
+    pub(crate) fn covers(&self, addr: usize) -> bool {
+        addr.wrapping_sub(self.start) < self.nelems as usize * self.size
+    }
+
     /// The address of slot `i`.
     #[inline]
     pub(crate) fn slot(&self, i: u32) -> usize {
@@ -258,11 +258,12 @@ impl GcSpan {
     }
 
     /// Sweeps the span: the mark bits become the alloc bits (Go's swap), the marks clear.
-    /// With `poison`, dead objects are overwritten with [`POISON`].
+    /// With `poison`, dead objects are overwritten with [`POISON`]. Returns the objects that
+    /// survived.
     ///
     /// # Safety
     /// The caller is the span's holder and the span is not cached; nothing is marking.
-    pub(crate) unsafe fn sweep(&self, poison: bool, sweepgen: u32) -> Swept {
+    pub(crate) unsafe fn sweep(&self, poison: bool, sweepgen: u32) -> u32 {
         // SAFETY: the caller's contract.
         let o = unsafe { self.owned() };
         let mut live = 0;
@@ -292,7 +293,7 @@ impl GcSpan {
         o.free_index = 0;
         o.needzero = true;
         o.swept = sweepgen;
-        Swept { live }
+        live
     }
 
     /// Marked objects in the span.
@@ -383,8 +384,7 @@ mod tests {
         // SAFETY: as above.
         unsafe {
             assert!(s.is_allocated(69) && !s.is_allocated(70));
-            let swept = s.sweep(false, 2);
-            assert_eq!(swept.live, 2);
+            assert_eq!(s.sweep(false, 2), 2);
             assert!(s.is_allocated(3) && s.is_allocated(65));
             assert!(!s.is_allocated(0) && !s.is_allocated(69));
             assert_eq!(s.free_slots(), s.nelems - 2);

@@ -14,7 +14,7 @@
 //! recycled, `span.rs`), so a racing reader always dereferences a valid record and then checks
 //! its state.
 
-use crate::span::GcSpan;
+use crate::span::{GcSpan, IN_USE};
 use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -45,6 +45,19 @@ pub(crate) fn lookup(addr: usize) -> *mut GcSpan {
     }
     // SAFETY: published leaves are never freed (module invariant).
     unsafe { (*leaf)[page & (LEAF_LEN - 1)].load(Ordering::Acquire) }
+}
+
+/// The in-use span of the heap at address `heap` that covers `addr`: the check every
+/// pointer taken from a user (`write`, handles) or found by the marker starts with.
+#[inline]
+pub(crate) fn in_use(addr: usize, heap: usize) -> Option<&'static GcSpan> {
+    let s = lookup(addr);
+    if s.is_null() {
+        return None;
+    }
+    // SAFETY: records are never freed (module invariant).
+    let r = unsafe { &*s };
+    (r.heap == heap && r.state.load(Ordering::Relaxed) == IN_USE).then_some(r)
 }
 
 /// Points pages `start..start + pages` (page-aligned) at `span` (null to clear). Returns false

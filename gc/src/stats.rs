@@ -45,8 +45,8 @@ pub struct GcStats {
 /// One cycle's figures, for the statistics and the trace.
 pub(crate) struct Cycle {
     pub(crate) start: Instant,
-    pub(crate) stop_ns: u64,
-    pub(crate) prep_ns: u64,
+    /// Stopping the world and sweep termination (Go's first gctrace figure).
+    pub(crate) stw_ns: u64,
     pub(crate) mark_ns: u64,
     pub(crate) term_ns: u64,
     pub(crate) heap_before: usize,
@@ -62,11 +62,9 @@ pub(crate) struct Cycle {
 /// Guarded by `Heap::stats`.
 pub(crate) struct StatsState {
     pub(crate) cycles: u64,
-    pub(crate) marked: usize,
     pub(crate) pause_total: u64,
     pub(crate) pause_max: u64,
     pub(crate) pauses: [u64; PAUSES],
-    pub(crate) limited: bool,
     pub(crate) last: Option<Cycle>,
 }
 
@@ -74,11 +72,9 @@ impl Default for StatsState {
     fn default() -> Self {
         Self {
             cycles: 0,
-            marked: 0,
             pause_total: 0,
             pause_max: 0,
             pauses: [0; PAUSES],
-            limited: false,
             last: None,
         }
     }
@@ -88,11 +84,19 @@ impl StatsState {
     pub(crate) fn record(&mut self, c: Cycle) {
         self.pauses[self.cycles as usize % PAUSES] = c.pause_ns;
         self.cycles += 1;
-        self.marked = c.marked;
         self.pause_total += c.pause_ns;
         self.pause_max = self.pause_max.max(c.pause_ns);
-        self.limited = c.limited;
         self.last = Some(c);
+    }
+
+    /// Bytes the last cycle marked (0 before the first).
+    pub(crate) fn marked(&self) -> usize {
+        self.last.as_ref().map_or(0, |c| c.marked)
+    }
+
+    /// Whether the CPU limiter was engaged at the last cycle.
+    pub(crate) fn limited(&self) -> bool {
+        self.last.as_ref().is_some_and(|c| c.limited)
     }
 }
 
@@ -105,7 +109,7 @@ impl Heap {
         let st = self.stats_lock();
         GcStats {
             cycles: st.cycles,
-            live_bytes: st.marked as u64,
+            live_bytes: st.marked() as u64,
             heap_bytes: self.live.load(Ordering::Relaxed) as u64,
             heap_goal: self.goal.load(Ordering::Relaxed).min(i64::MAX as usize) as u64,
             span_bytes: span_bytes as u64,
@@ -114,7 +118,7 @@ impl Heap {
             pause_ns: st.pauses,
             gc_percent: self.gc_percent.load(Ordering::Relaxed) as i64,
             memory_limit: tricolor_alloc::memory_limit(),
-            cpu_limited: st.limited as u32,
+            cpu_limited: st.limited() as u32,
             mutators,
         }
     }
@@ -146,14 +150,13 @@ pub(crate) fn trace_line(heap: &Heap, st: &StatsState) -> String {
     let elapsed = heap.epoch.elapsed().as_nanos().max(1) as f64;
     let pct = (st.pause_total as f64 * 100.0 / elapsed) as u64;
     let mb = |b: usize| b >> 20;
-    let stw1 = c.stop_ns + c.prep_ns;
     format!(
         "gc {} @{since:.3}s {pct}%: {}+{}+{} ms clock, {}+0/{}/0+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",
         st.cycles,
-        ms(stw1),
+        ms(c.stw_ns),
         ms(c.mark_ns),
         ms(c.term_ns),
-        ms(stw1),
+        ms(c.stw_ns),
         ms(c.mark_ns),
         ms(c.term_ns),
         mb(c.heap_before),

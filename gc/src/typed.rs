@@ -230,13 +230,7 @@ pub struct Scope<'s> {
 impl Mutator {
     /// Runs `f` with a scope whose locals are roots until it returns.
     pub fn scope<R>(&self, f: impl for<'s> FnOnce(&Scope<'s>) -> R) -> R {
-        let st: &MutatorState = self;
-        // SAFETY: rule 2 of `mutator`: the owner, running.
-        let base = unsafe { st.local() }.slots.len();
-        let r = f(&Scope { m: st });
-        // SAFETY: as above.
-        unsafe { st.local() }.slots.truncate(base);
-        r
+        Scope { m: self }.scope(f)
     }
 }
 
@@ -357,10 +351,7 @@ unsafe impl<T> Sync for Global<T> {}
 impl<T> Drop for Global<T> {
     fn drop(&mut self) {
         // SAFETY: the handle is live until this drop, and owned by this `Global`.
-        unsafe {
-            let heap: &Heap = &*(*self.slot).heap;
-            heap.handle_free(self.slot);
-        }
+        unsafe { crate::raw::handle_free(self.slot) }
     }
 }
 
