@@ -227,8 +227,12 @@ impl Heap {
     /// Sets `GOGC` (Go's `debug.SetGCPercent`): returns the previous value; negative is off.
     pub fn set_gc_percent(&self, percent: i32) -> i32 {
         let old = self.gc_percent.swap(percent, Ordering::Relaxed);
-        let marked = self.stats_lock().marked();
-        self.update_goal(marked, 0, false);
+        // The last cycle's other inputs stand until the next cycle.
+        let (marked, roots, limited) = {
+            let st = self.stats_lock();
+            (st.marked(), st.roots(), st.limited())
+        };
+        self.update_goal(marked, roots, limited);
         old
     }
 

@@ -94,6 +94,13 @@ impl StatsState {
         self.last.as_ref().map_or(0, |c| c.marked)
     }
 
+    /// Bytes of roots the last cycle scanned.
+    pub(crate) fn roots(&self) -> usize {
+        self.last
+            .as_ref()
+            .map_or(0, |c| c.stack_roots + c.global_roots)
+    }
+
     /// Whether the CPU limiter was engaged at the last cycle.
     pub(crate) fn limited(&self) -> bool {
         self.last.as_ref().is_some_and(|c| c.limited)

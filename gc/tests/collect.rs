@@ -403,3 +403,23 @@ fn mutators_share_a_graph_under_forced_collections() {
         tricolor_gc::raw::handle_free(handle);
     }
 }
+
+/// Changing GOGC recomputes the goal from the last cycle's inputs, roots included: setting
+/// the same percent again leaves the goal where the cycle put it.
+#[test]
+fn set_gc_percent_keeps_the_last_cycles_roots_in_the_goal() {
+    let h = Heap::new(Config::default());
+    let m = Mutator::attach(h);
+    let mut nothing: *mut u8 = ptr::null_mut();
+    // 5 MB of (null) root slots: the goal is roots-driven, above the 4 MiB minimum.
+    for _ in 0..640_000 {
+        // SAFETY: `nothing` outlives the roots.
+        unsafe { m.push_root(&mut nothing) };
+    }
+    m.collect();
+    let goal = h.stats().heap_goal;
+    assert_eq!(goal, 640_000 * 8);
+    assert_eq!(h.set_gc_percent(100), 100);
+    assert_eq!(h.stats().heap_goal, goal);
+    m.pop_roots(640_000);
+}
