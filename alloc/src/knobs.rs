@@ -154,7 +154,18 @@ pub(crate) fn parse_memory_limit(s: &[u8]) -> Option<i64> {
     i64::try_from(bytes).ok()
 }
 
-/// Writes `tricolor: VAR="value" is malformed (accepted: …); keeping the default (…)`.
+/// Writes `tricolor: VAR="value" is malformed (accepted: …); keeping the default (…)`: the
+/// one format every Tricolor setting reports a malformed value in (the collector's too, so
+/// the caller reports once). Allocates nothing.
+pub fn report_malformed(var: &str, value: &str, accepted: &str, default: &str) {
+    complain(
+        var.as_bytes(),
+        value.as_bytes(),
+        accepted.as_bytes(),
+        default.as_bytes(),
+    );
+}
+
 fn complain(var: &[u8], value: &[u8], accepted: &[u8], default: &[u8]) {
     let mut buf = [0u8; 512];
     let mut len = 0;

@@ -39,12 +39,12 @@ impl Config {
     pub fn from_env() -> Self {
         let mut c = Self::default();
         let var = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-        let mut bad: Vec<(String, String, &str, &str)> = Vec::new();
+        let mut bad: Vec<(&str, String, &str, &str)> = Vec::new();
         if let Some(v) = var("GOGC") {
             match parse_gogc(&v) {
                 Some(p) => c.gc_percent = p,
                 None if v.is_empty() => {}
-                None => bad.push(("GOGC".into(), v, "off, or an integer percent", "100")),
+                None => bad.push(("GOGC", v, "off, or an integer percent", "100")),
             }
         }
         if let Some(v) = var("GODEBUG") {
@@ -52,7 +52,7 @@ impl Config {
                 Ok(Some(n)) => c.trace = n > 0,
                 Ok(None) => {}
                 Err(value) => bad.push((
-                    "GODEBUG".into(),
+                    "GODEBUG",
                     format!("gctrace={value}"),
                     "gctrace=N with N an integer",
                     "gctrace=0",
@@ -63,15 +63,13 @@ impl Config {
             match v.as_str() {
                 "1" => c.verify = true,
                 "0" => c.verify = false,
-                _ => bad.push(("TRICOLOR_GC_VERIFY".into(), v, "1, 0", "0")),
+                _ => bad.push(("TRICOLOR_GC_VERIFY", v, "1, 0", "0")),
             }
         }
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
             for (name, value, accepted, default) in &bad {
-                eprintln!(
-                    "tricolor: {name}=\"{value}\" is malformed (accepted: {accepted}); keeping the default ({default})"
-                );
+                tricolor_alloc::report_malformed(name, value, accepted, default);
             }
         });
         c
