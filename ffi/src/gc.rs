@@ -54,6 +54,13 @@ fn heap_ref<'a>(h: *mut tc_heap, op: &str) -> &'a Heap {
     unsafe { &*h.cast::<Heap>() }
 }
 
+fn handle(h: *const tc_handle, op: &str) -> *mut HandleSlot {
+    if h.is_null() {
+        null_abort("handle", op);
+    }
+    h.cast_mut().cast()
+}
+
 #[inline(always)]
 fn mutator<'a>(m: *mut tc_mutator, op: &str) -> &'a MutatorState {
     if m.is_null() {
@@ -134,6 +141,7 @@ pub unsafe extern "C" fn tc_type_new(
     }
 }
 
+#[inline(always)]
 fn oom(p: *mut u8) -> *mut c_void {
     if p.is_null() {
         crate::cmalloc::set_errno(libc::ENOMEM);
@@ -145,11 +153,7 @@ fn oom(p: *mut u8) -> *mut c_void {
 /// grow even after a collection. A safepoint.
 #[unsafe(no_mangle)]
 pub extern "C" fn tc_alloc(m: *mut tc_mutator, r#type: tc_type) -> *mut c_void {
-    let p = mutator(m, "tc_alloc").alloc(r#type);
-    if p.is_null() {
-        return oom(p);
-    }
-    p.cast()
+    oom(mutator(m, "tc_alloc").alloc(r#type))
 }
 
 /// Allocates a zeroed array of `len` objects of `elem`; NULL (errno = ENOMEM) if it cannot.
@@ -244,11 +248,8 @@ pub extern "C" fn tc_handle_new(m: *mut tc_mutator, obj: *mut c_void) -> *mut tc
 /// `h` is a live handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tc_handle_get(h: *const tc_handle) -> *mut c_void {
-    if h.is_null() {
-        null_abort("handle", "tc_handle_get");
-    }
     // SAFETY: the caller's contract.
-    unsafe { tricolor_gc::raw::handle_get(h.cast::<HandleSlot>()) }.cast()
+    unsafe { tricolor_gc::raw::handle_get(handle(h, "tc_handle_get")) }.cast()
 }
 
 /// Points a handle at `obj` (NULL or a heap object).
@@ -257,11 +258,14 @@ pub unsafe extern "C" fn tc_handle_get(h: *const tc_handle) -> *mut c_void {
 /// `h` is a live handle of `m`'s heap.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tc_handle_set(m: *mut tc_mutator, h: *mut tc_handle, obj: *mut c_void) {
-    if h.is_null() {
-        null_abort("handle", "tc_handle_set");
-    }
     // SAFETY: the caller's contract.
-    unsafe { tricolor_gc::raw::handle_set(mutator(m, "tc_handle_set"), h.cast(), obj.cast()) }
+    unsafe {
+        tricolor_gc::raw::handle_set(
+            mutator(m, "tc_handle_set"),
+            handle(h, "tc_handle_set"),
+            obj.cast(),
+        )
+    }
 }
 
 /// Frees a handle; its object is no longer kept alive by it.
@@ -270,11 +274,8 @@ pub unsafe extern "C" fn tc_handle_set(m: *mut tc_mutator, h: *mut tc_handle, ob
 /// `h` is a live handle, not used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tc_handle_free(h: *mut tc_handle) {
-    if h.is_null() {
-        null_abort("handle", "tc_handle_free");
-    }
     // SAFETY: the caller's contract.
-    unsafe { tricolor_gc::raw::handle_free(h.cast()) }
+    unsafe { tricolor_gc::raw::handle_free(handle(h, "tc_handle_free")) }
 }
 
 struct CCallback {

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
+use crate::programs::median;
+
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 struct Runtime {
@@ -25,19 +27,8 @@ struct Runtime {
 /// Builds `libtricolor.a` (through cargo, when run by cargo) and returns its path.
 fn tricolor_lib() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.to_path_buf();
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "tricolor-ffi"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        if !cmd.status().is_ok_and(|s| s.success()) {
-            return None;
-        }
-    }
-    let lib = dir.join("libtricolor.a");
-    lib.exists().then_some(lib)
+    let lib = exe.parent()?.join("libtricolor.a");
+    crate::programs::cargo_build("tricolor-ffi", &lib).then_some(lib)
 }
 
 fn cc(out: &Path, args: &[&str]) -> bool {
@@ -125,15 +116,18 @@ fn run_once(exe: &Path, args: &[String]) -> Result<Sample, String> {
         .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    // Stderr is drained on its own thread, so a chatty child cannot fill that pipe and block
+    // while we wait for its stdout.
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
     let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .map_err(|e| e.to_string())?;
-    let mut err = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let read = child.stdout.take().unwrap().read_to_string(&mut out);
+    let err = err_reader.join().unwrap_or_default();
+    read.map_err(|e| e.to_string())?;
     let waited = crate::programs::wait_peak(&child);
     let secs = start.elapsed().as_secs_f64();
     let peak_kib = waited.map_err(|status| format!("status {status:#x}\n{err}"))?;
@@ -150,11 +144,6 @@ fn run_once(exe: &Path, args: &[String]) -> Result<Sample, String> {
         p50_ns: get("p50_ns")?,
         max_ns: get("max_ns")?,
     })
-}
-
-fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn ms(ns: u64) -> String {

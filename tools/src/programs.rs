@@ -39,26 +39,34 @@ fn allocators() -> Vec<(&'static str, Option<PathBuf>)> {
 
 /// Makes sure `libtricolor_malloc.so` sits next to this binary, building it when run by cargo.
 fn ensure_preload(path: &Path) -> bool {
-    if path.exists() {
+    if path.exists() || cargo_build("tricolor-preload", path) {
         return true;
     }
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        eprintln!(
-            "tricolor bench: {} is missing: cargo build --release -p tricolor-preload",
-            path.display()
-        );
-        return false;
-    };
-    let release = path
-        .parent()
-        .and_then(|d| d.file_name())
-        .is_some_and(|n| n == "release");
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-q", "-p", "tricolor-preload"]);
-    if release {
-        cmd.arg("--release");
+    eprintln!(
+        "tricolor bench: {} is missing: cargo build --release -p tricolor-preload",
+        path.display()
+    );
+    false
+}
+
+/// Builds `package` through cargo (in release when `artifact` sits in a `release`
+/// directory) when this tool runs under `cargo run`; true if `artifact` then exists.
+pub fn cargo_build(package: &str, artifact: &Path) -> bool {
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", package]);
+        if artifact
+            .parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|n| n == "release")
+        {
+            cmd.arg("--release");
+        }
+        if !cmd.status().is_ok_and(|s| s.success()) {
+            return false;
+        }
     }
-    cmd.status().is_ok_and(|s| s.success()) && path.exists()
+    artifact.exists()
 }
 
 struct Run {
@@ -112,8 +120,9 @@ pub fn wait_peak(child: &std::process::Child) -> Result<u64, i32> {
     Ok(usage.ru_maxrss as u64)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
+/// The median of a non-empty sample.
+pub fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     v[v.len() / 2]
 }
 
