@@ -172,6 +172,11 @@ mod tests {
         b
     }
 
+    /// A free block linked to nothing, to fill test arrays.
+    const UNLINKED: FreeBlock = FreeBlock {
+        next: core::ptr::null_mut(),
+    };
+
     #[test]
     fn limits_bound_bytes_and_keep_one_batch() {
         assert_eq!(limit_for(16, 32), MAX_SLOTS);
@@ -182,21 +187,9 @@ mod tests {
     #[test]
     fn parks_whole_batches_up_to_the_limit_and_returns_them_lifo() {
         let t = TransferCache::new();
-        let mut a = [const {
-            FreeBlock {
-                next: core::ptr::null_mut(),
-            }
-        }; 3];
-        let mut b = [const {
-            FreeBlock {
-                next: core::ptr::null_mut(),
-            }
-        }; 3];
-        let mut c = [const {
-            FreeBlock {
-                next: core::ptr::null_mut(),
-            }
-        }; 3];
+        let mut a = [UNLINKED; 3];
+        let mut b = [UNLINKED; 3];
+        let mut c = [UNLINKED; 3];
         let (ha, hb) = (batch_of(&mut a), batch_of(&mut b));
         let (pa, pb) = (ha.head, hb.head);
         assert!(t.insert(ha, 2).is_ok());
@@ -214,11 +207,7 @@ mod tests {
     #[test]
     fn only_idle_caches_are_emptied() {
         let t = TransferCache::new();
-        let mut a = [const {
-            FreeBlock {
-                next: core::ptr::null_mut(),
-            }
-        }; 2];
+        let mut a = [UNLINKED; 2];
         assert!(t.insert(batch_of(&mut a), 4).is_ok());
         // Traffic since the last pass: kept.
         assert_eq!(t.take_if_idle(false, |_| panic!("busy cache emptied")), 0);
