@@ -6,8 +6,8 @@
 //! `init` → thread-cache registry → per-CPU resize → transfer caches → `Central[0..N]` →
 //! scavenging pass → page heap → metadata.
 //! `parent` releases them in reverse. `child` releases them too (the forking thread, the only
-//! one in the child, holds them all), then flushes the caches of the threads that did not
-//! survive into the central lists, so their blocks are not lost.
+//! one in the child, holds them all), then abandons the caches of the threads that did not
+//! survive (`thread_cache::abandon_orphans` says why their blocks cannot be taken back).
 
 use crate::heap::{self, HEAP};
 use crate::percpu;
@@ -57,5 +57,5 @@ pub(crate) unsafe extern "C" fn child() {
     // SAFETY: the child's only thread is the one that ran `prepare` in the parent.
     unsafe { release_all() };
     scavenger::after_fork_child();
-    thread_cache::adopt_orphans();
+    thread_cache::abandon_orphans();
 }

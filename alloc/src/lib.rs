@@ -68,8 +68,8 @@
 //! ## Threads and processes
 //! A thread's cache is flushed by a `pthread_key_create` destructor when the thread exits;
 //! no `thread_local!` with `Drop` is used (registering one allocates). `fork` is safe: the
-//! `pthread_atfork` handlers hold every lock across it, and the child flushes the caches of
-//! the threads it did not inherit (`fork`).
+//! `pthread_atfork` handlers hold every lock across it, and the child abandons the caches of
+//! the threads it did not inherit, whose lists it cannot trust (`fork`).
 
 // Under loom only the modelled modules are built; the rest of the crate is what uses them.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
