@@ -15,7 +15,7 @@
 //! This costs two dependent loads and a few compares per free; the sized `dealloc` path uses
 //! the layout's class and verifies it against the span (a mismatched layout aborts too).
 //! Not detected: two threads freeing the same small block at the same instant (that needs an
-//! atomic per free), and a double free of an 8-byte block (no room for a canary).
+//! atomic per free). Every block has room for its canary: malloc's smallest class is 16 B.
 
 use crate::heap::HEAP;
 use crate::misuse::{self, Misuse};
@@ -167,8 +167,9 @@ fn check(p: *mut u8, op: &str) -> Block {
             {
                 misuse::report(op, Misuse::InvalidPointer, p);
             }
-            // SAFETY: `p` is a block of at least 16 bytes inside a span of ours.
-            if class != 0 && unsafe { crate::block::has_canary(p) } {
+            // SAFETY: `p` is a block of at least 16 bytes (malloc never uses the 8-byte
+            // class, see `size_class::class_of`) inside a span of ours.
+            if unsafe { crate::block::has_canary(p) } {
                 misuse::report(op, Misuse::DoubleFree, p);
             }
             Block::Small { class }

@@ -1,8 +1,9 @@
 //! The format of a free block, and the canary that detects double frees.
 //!
 //! A free small block holds, in its first word, the link to the next free block of the same
-//! list (front cache or span). Blocks of 16 bytes or more hold in their second word a
-//! *canary*: the block's address XOR a per-process random key. Invariants:
+//! list (front cache or span). Every block holds in its second word a *canary* (malloc's
+//! smallest class is 16 B; the 8-byte class serves only GC objects, see
+//! `size_class::class_of`): the block's address XOR a per-process random key. Invariants:
 //! 1. A block is handed to a user with its canary word cleared (the cache pop clears it), so
 //!    live blocks never carry their canary unless the user wrote that exact random value.
 //! 2. Every path that takes a block back (cache push, central insert) writes the canary.
@@ -13,8 +14,6 @@
 //!
 //! So `free(p)` finding `p`'s canary in place means `p` is already free: a double free,
 //! detected whichever cache or span list holds the block, at the cost of one load and compare.
-//! The 8-byte class has no room for a canary; its double frees are caught only when the span
-//! is found in the wrong state.
 
 use crate::os;
 // The key is written once, before any block exists, and is part of no concurrent protocol: a

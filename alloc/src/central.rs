@@ -134,9 +134,7 @@ impl Central {
                 while out.count < want && bump < sc.objects {
                     let b = (base + bump as usize * sc.size as usize) as *mut FreeBlock;
                     // Invariant 5: carved blocks leave with their canary, like the others.
-                    if class != 0 {
-                        block::set_canary(b.cast());
-                    }
+                    block::set_canary(b.cast());
                     (*b).next = out.head;
                     out.head = b;
                     out.count += 1;
@@ -186,12 +184,10 @@ impl Central {
                         list.partial.remove(span);
                     }
                     // Invariant 4: the pages leave with no canary in them.
-                    if class != 0 {
-                        let mut f = o.free;
-                        while !f.is_null() {
-                            block::clear_canary(f.cast());
-                            f = (*f).next;
-                        }
+                    let mut f = o.free;
+                    while !f.is_null() {
+                        block::clear_canary(f.cast());
+                        f = (*f).next;
                     }
                     list.spans -= 1;
                     pages.free(span);
@@ -259,7 +255,7 @@ mod tests {
     #[test]
     fn batches_are_distinct_aligned_blocks_of_the_class() {
         let (pages, c) = setup();
-        for class in [0, class_of(48), class_of(1000), class_of(20000)] {
+        for class in [class_of(8), class_of(48), class_of(1000), class_of(20000)] {
             let sc = CLASSES[class];
             let mut seen = HashSet::new();
             let mut all = Vec::new();

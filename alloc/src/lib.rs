@@ -17,7 +17,8 @@
 //!   than 32 KiB (a *large* span). Each span has a record (`span::Span`) in metadata memory.
 //! * **Pagemap.** Any address → its span record in two dependent loads (`pagemap`). `free`,
 //!   `realloc`, `malloc_usable_size` and the misuse checks all start here.
-//! * **Size classes.** 67 classes from 8 B to 32 KiB, computed by a rule that keeps rounding
+//! * **Size classes.** 67 classes from 8 B to 32 KiB (malloc uses them from 16 B; the 8-byte
+//!   class serves GC objects), computed by a rule that keeps rounding
 //!   and tail waste within 12.5% (`size_class`).
 //! * **Page heap.** Free runs indexed by length for best fit, coalesced on free; memory comes
 //!   from 64 MiB-aligned reservations committed on use (`page_heap`).

@@ -184,7 +184,9 @@ const fn build_lut() -> [u8; LUT_LEN] {
     let mut lut = [0u8; LUT_LEN];
     let mut i = 0;
     while i < LUT_LEN {
-        lut[i] = smallest_class_for((i * 8) as u32);
+        // Malloc's smallest block is 16 B (`class_of`).
+        let n = if i * 8 < 16 { 16 } else { i * 8 };
+        lut[i] = smallest_class_for(n as u32);
         i += 1;
     }
     lut
@@ -194,11 +196,22 @@ static LUT: [u8; LUT_LEN] = build_lut();
 
 /// The class serving a request of `n <= MAX_SMALL_SIZE` bytes with alignment at most 8.
 ///
+/// Never class 0: a malloc block needs 16 bytes, its link and its double-free canary (`block`),
+/// so requests of up to 8 bytes get a 16-byte block (glibc's smallest is 24 usable bytes). The
+/// 8-byte class serves GC objects, which are never freed by pointer ([`object_class_of`]).
+///
 /// # Panics
 /// If `n > MAX_SMALL_SIZE` (callers have checked, so the bounds check folds away).
 #[inline]
 pub fn class_of(n: usize) -> usize {
     LUT[n.wrapping_add(7) >> 3] as usize
+}
+
+/// The class of a GC object of `n <= MAX_SMALL_SIZE` bytes: as [`class_of`], but objects of up
+/// to 8 bytes use the 8-byte class (the collector's spans keep alloc bits, not free lists).
+#[inline]
+pub fn object_class_of(n: usize) -> usize {
+    if n <= 8 { 0 } else { class_of(n) }
 }
 
 /// The class serving `size` bytes aligned to `align` (a power of two), or `None` when the
@@ -225,6 +238,19 @@ fn aligned_class(size: usize, align: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malloc_never_uses_the_8_byte_class() {
+        for n in 0..=MAX_SMALL_SIZE {
+            let c = class_of(n);
+            assert!(
+                c >= 1 && CLASSES[c].size as usize >= n.max(16),
+                "{n} -> class {c}"
+            );
+        }
+        assert_eq!(object_class_of(8), 0);
+        assert_eq!(object_class_of(9), class_of(9));
+    }
 
     #[test]
     fn table_shape() {
@@ -261,7 +287,7 @@ mod tests {
             let size = CLASSES[c].size as usize;
             assert!(size >= n, "request {n} got class {size}");
             assert!(
-                c == 0 || (CLASSES[c - 1].size as usize) < n,
+                c == 1 || (CLASSES[c - 1].size as usize) < n,
                 "request {n}: not smallest"
             );
             let waste = size - n;

@@ -214,9 +214,7 @@ pub(crate) fn alloc(class: usize) -> *mut u8 {
             unsafe {
                 list.head = (*b).next;
                 list.set_len(list.len() - 1);
-                if class != 0 {
-                    block::clear_canary(b.cast());
-                }
+                block::clear_canary(b.cast());
             }
             return b.cast();
         }
@@ -253,9 +251,7 @@ fn alloc_slow(mut tc: *mut ThreadCache, class: usize) -> *mut u8 {
         (*tail).next = list.head;
         list.head = (*b).next;
         list.set_len(list.len() + batch.count as u32 - 1);
-        if class != 0 {
-            block::clear_canary(b.cast());
-        }
+        block::clear_canary(b.cast());
     }
     crate::scavenger::tick();
     b.cast()
@@ -266,10 +262,8 @@ fn alloc_uncached(class: usize) -> *mut u8 {
     if batch.count == 0 {
         return ptr::null_mut();
     }
-    if class != 0 {
-        // SAFETY: the block is ours, at least 16 bytes.
-        unsafe { block::clear_canary(batch.head.cast()) };
-    }
+    // SAFETY: the block is ours, at least 16 bytes.
+    unsafe { block::clear_canary(batch.head.cast()) };
     batch.head.cast()
 }
 
@@ -281,10 +275,8 @@ fn alloc_uncached(class: usize) -> *mut u8 {
 pub(crate) unsafe fn free(p: *mut u8, class: usize) {
     let info = class_info(class);
     block::debug_fill_freed(p, info.size as usize);
-    if class != 0 {
-        // SAFETY: blocks of classes above 0 have at least 16 bytes.
-        unsafe { block::set_canary(p) };
-    }
+    // SAFETY: every malloc class has blocks of at least 16 bytes (`class_of`).
+    unsafe { block::set_canary(p) };
     let tc = current();
     if usable(tc) {
         // SAFETY: rule 1; `p` becomes a free block owned by this cache.

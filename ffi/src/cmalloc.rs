@@ -2,8 +2,8 @@
 //! exports and the `LD_PRELOAD` library's `malloc` family are thin wrappers over these.
 //!
 //! Decisions, each matching glibc unless a standard says otherwise:
-//! * alignment: blocks are aligned to 16 bytes (`max_align_t`) except 8-byte blocks, which
-//!   are aligned to 8 (no object of 8 bytes needs more: jemalloc and mimalloc do the same);
+//! * alignment: every block is aligned to 16 bytes (`max_align_t`); the smallest is 16 bytes,
+//!   room for the double-free canary (`tricolor_alloc`'s `block` module);
 //! * `malloc(0)` returns a unique minimal block; `free(NULL)` does nothing;
 //! * `realloc(p, 0)` frees `p` and returns NULL (glibc's behaviour); `realloc(NULL, n)` is
 //!   `malloc(n)`; a failed `realloc` leaves `p` valid;
@@ -34,7 +34,7 @@ fn or_enomem(p: *mut u8) -> *mut c_void {
 /// `malloc`.
 #[inline]
 pub fn malloc(size: usize) -> *mut c_void {
-    // Alignment 8: sizes above 8 fall in 16-byte multiples, so they are 16-aligned anyway.
+    // Alignment 8: every class is a multiple of 16 bytes, so blocks are 16-aligned anyway.
     or_enomem(tricolor_alloc::alloc(size, 8))
 }
 

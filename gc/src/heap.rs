@@ -26,7 +26,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
-use tricolor_alloc::size_class::{CLASSES, MAX_SMALL_SIZE, PAGE_SIZE, class_of};
+use tricolor_alloc::size_class::{CLASSES, MAX_SMALL_SIZE, PAGE_SIZE, object_class_of};
 
 /// The kind of objects of type `ty` in size class `class` (pointer-free types share kind
 /// `BYTES`).
@@ -582,5 +582,5 @@ impl Heap {
 /// The size class for a small object of `bytes` bytes, or `None` for a large one.
 #[inline]
 pub(crate) fn small_class(bytes: usize) -> Option<usize> {
-    (bytes <= MAX_SMALL_SIZE).then(|| class_of(bytes.max(1)))
+    (bytes <= MAX_SMALL_SIZE).then(|| object_class_of(bytes.max(1)))
 }

