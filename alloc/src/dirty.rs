@@ -31,9 +31,23 @@ pub(crate) struct ArenaPages {
     base: AtomicUsize,
     /// The heap's next arena at a lower address (the list runs from the highest).
     lower: AtomicPtr<ArenaPages>,
+    /// The page heap the arena belongs to (its address), 0 until one claims it: set once, by
+    /// compare-and-swap (`pagemap` says why arenas have owners).
+    owner: AtomicUsize,
 }
 
 impl ArenaPages {
+    /// Claims the arena for `owner`: `Some(true)` if this call claimed it, `Some(false)` if
+    /// `owner` already had it, `None` if another heap has it.
+    pub(crate) fn claim(&self, owner: usize) -> Option<bool> {
+        match self
+            .owner
+            .compare_exchange(0, owner, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Some(true),
+            Err(o) => (o == owner).then_some(false),
+        }
+    }
     pub(crate) fn base(&self) -> usize {
         self.base.load(Ordering::Relaxed)
     }
@@ -137,6 +151,14 @@ mod tests {
     fn arena() -> Box<ArenaPages> {
         // SAFETY: all-zero bytes are a valid ArenaPages (atomics and a null pointer).
         unsafe { Box::new(core::mem::zeroed()) }
+    }
+
+    #[test]
+    fn an_arena_belongs_to_the_first_heap_that_claims_it() {
+        let a = arena();
+        assert_eq!(a.claim(0x1000), Some(true));
+        assert_eq!(a.claim(0x1000), Some(false));
+        assert_eq!(a.claim(0x2000), None);
     }
 
     #[test]

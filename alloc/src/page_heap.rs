@@ -3,9 +3,13 @@
 //! # Structure
 //! * Address space comes in *regions*, reserved (`PROT_NONE`) in multiples of 64 MiB and
 //!   aligned to 64 MiB, placed right after the previous region when the kernel allows, so the
-//!   heap usually grows as one contiguous range. The *frontier* `[region_cur, region_end)` is
-//!   the reserved, uncommitted rest of the newest region; growth commits at least
-//!   [`GROW_CHUNK`] from it at a time.
+//!   heap usually grows as one contiguous range. Under an address-space limit that refuses
+//!   such a region, smaller page-aligned ones are tried (`reserve_region`). The *frontier*
+//!   `[region_cur, region_end)` is the reserved, uncommitted rest of the newest region; growth
+//!   commits at least [`GROW_CHUNK`] from it at a time. A frontier replaced by a region
+//!   elsewhere, and a new region whose memory the OS refused, are unmapped again.
+//! * An alignment above 64 MiB gets a reservation of its own, aligned by over-reserving and
+//!   trimming, so only the pages asked for stay reserved and committed.
 //! * Free runs are indexed by size: an exact-size list for each run length below
 //!   [`SMALL_RUNS`] pages (1 MiB) with a 128-bit "non-empty" mask, so best fit is one
 //!   `trailing_zeros`; longer runs sit on one list sorted by (pages, address), searched first-fit
@@ -174,10 +178,9 @@ impl PageHeap {
         }
         let mut run = h.find(want);
         if run.is_null() {
-            if !h.grow(self, want) {
-                return None;
-            }
-            run = h.find(want);
+            // The free run that now holds the new memory's aligned start (merged, perhaps,
+            // with a free neighbour, which `carve` handles: see `grow`).
+            run = self.pagemap.get(h.grow(self, pages, align_pages)?);
             debug_assert!(!run.is_null());
         }
         // SAFETY: `run` is an indexed free run, owned by the page heap (lock held); the pool
@@ -256,7 +259,7 @@ impl PageHeap {
         if have < extra && reach == h.region_cur {
             let short = extra - have;
             let room = (h.region_end - h.region_cur) >> PAGE_SHIFT;
-            if short <= room && (!h.stock_records(self) || !h.grow(self, short)) {
+            if short <= room && (!h.stock_records(self) || h.grow(self, short, 1).is_none()) {
                 return false;
             }
         }
@@ -714,12 +717,17 @@ impl Inner {
         }
     }
 
-    /// Adds at least `pages` pages of fresh committed memory to the index. Under a memory
-    /// limit, first releases dirty pages so that what the process holds stays within it.
-    fn grow(&mut self, heap: &PageHeap, pages: usize) -> bool {
-        let Some(need) = pages.checked_mul(PAGE_SIZE) else {
-            return false;
-        };
+    /// Adds fresh committed memory to the index, holding `pages` pages that start on a multiple
+    /// of `align_pages` pages, and returns that start. Under a memory limit, first releases
+    /// dirty pages so that what the process holds stays within it. `None`, with nothing
+    /// reserved or committed, when the OS refuses.
+    ///
+    /// The new run may merge with a free run before it; the first aligned start in the merged
+    /// run is then at or before the returned one, with at least `pages` pages after it, so
+    /// `carve` on the merged run still fits.
+    fn grow(&mut self, heap: &PageHeap, pages: usize, align_pages: usize) -> Option<usize> {
+        let need = pages.checked_mul(PAGE_SIZE)?;
+        let align = align_pages.checked_mul(PAGE_SIZE)?;
         let limit = knobs::memory_limit();
         if limit != knobs::NO_LIMIT {
             let held = self.committed - ((self.free_pages - self.dirty_pages) << PAGE_SHIFT)
@@ -729,44 +737,72 @@ impl Inner {
                 self.release_locked(heap, over.div_ceil(PAGE_SIZE));
             }
         }
-        if self.region_end - self.region_cur < need {
-            let Some(len) = need.checked_next_multiple_of(ARENA_SIZE) else {
-                return false;
-            };
-            let Some(region) = os::reserve(len, ARENA_SIZE, self.region_end) else {
-                return false;
-            };
-            let base = region.as_ptr() as usize;
+        if align > ARENA_SIZE {
+            // A huge alignment gets a reservation of its own, aligned by the OS layer, which
+            // trims the slack: only `need` bytes of address space stay reserved, and only they
+            // are committed. The frontier is left as it was.
+            let base = os::reserve(need, align, 0)?.as_ptr() as usize;
+            if !self.publish(heap, base, need) {
+                os::unreserve(base, need);
+                return None;
+            }
+            return Some(base);
+        }
+        let want = need.checked_add(align - PAGE_SIZE)?;
+        // A new region is given back if the memory it was reserved for cannot be committed, so
+        // a refused request leaves no reservation behind.
+        let mut undo = None;
+        if self.region_end - self.region_cur < want {
+            let (base, len) = reserve_region(want, self.region_end)?;
+            undo = Some((base, len, self.region_cur, self.region_end));
             if base == self.region_end && self.region_end != 0 {
                 self.region_end += len;
             } else {
-                // The old frontier is abandoned as reserved address space: it costs no memory,
-                // and committing it would charge memory nobody asked for.
                 self.region_cur = base;
                 self.region_end = base + len;
             }
-            if self.region_end - self.region_cur < need {
-                return false;
-            }
         }
-        let len = need.max(GROW_CHUNK).min(self.region_end - self.region_cur);
+        let len = want.max(GROW_CHUNK).min(self.region_end - self.region_cur);
         let base = self.region_cur;
-        // SAFETY: base is inside our reservation (frontier), non-null.
+        if len < want || !self.publish(heap, base, len) {
+            if let Some((region, region_len, cur, end)) = undo {
+                os::unreserve(region, region_len);
+                (self.region_cur, self.region_end) = (cur, end);
+            }
+            return None;
+        }
+        if let Some((region, _, cur, end)) = undo
+            && region != end
+            && cur != end
+        {
+            // The old frontier was replaced by a region elsewhere: its rest, reserved and
+            // never committed, goes back to the OS (under `ulimit -v` it is address space the
+            // program may need).
+            os::unreserve(cur, end - cur);
+        }
+        self.region_cur += len;
+        Some(base.next_multiple_of(align))
+    }
+
+    /// Commits `[base, base + len)` (reserved, never committed) and indexes it as a free run.
+    fn publish(&mut self, heap: &PageHeap, base: usize, len: usize) -> bool {
+        // SAFETY: base is inside a reservation of ours, non-null.
         if !os::commit(unsafe { NonNull::new_unchecked(base as *mut u8) }, len) {
             return false;
         }
         // Leaves exist only for committed memory, so they are made after the commit: a request
         // the kernel refuses (say, 64 TiB) costs no metadata. If metadata runs out here, the
-        // range stays committed but outside the heap, and the next grow commits it again.
+        // range is decommitted again by the caller's `unreserve`, or stays committed outside
+        // the heap at the frontier, and the next grow commits it again.
         let mut arenas = self.arenas;
-        let ok = heap.pagemap.ensure(&heap.meta, base, len, |new| {
+        let owner = ptr::from_ref(heap) as usize;
+        let ok = heap.pagemap.ensure(&heap.meta, owner, base, len, |new| {
             arenas = insert_arena(arenas, new);
         });
         self.arenas = arenas;
         if !ok {
             return false;
         }
-        self.region_cur += len;
         self.committed += len;
         // SAFETY: stock_records ran before every grow; the new run is ours and unlisted.
         unsafe {
@@ -857,6 +893,33 @@ impl Inner {
             a = arena.lower();
         }
         assert_eq!(dirty_arenas, self.dirty_pages, "dirty count");
+    }
+}
+
+/// Reserves a region for at least `want` bytes and returns it as (address, length).
+///
+/// Normally `want` rounded up to whole 64 MiB arenas, arena-aligned, at `hint` when the kernel
+/// allows (so the heap grows as one range). When that is refused, which an address-space limit
+/// (`ulimit -v`, `RLIMIT_AS`) does long before memory runs out, because the aligned reservation
+/// costs twice its length while it is trimmed, smaller page-aligned reservations are tried,
+/// halving down to `want` rounded up to [`GROW_CHUNK`]: a program under a 64 MiB limit can then
+/// use its memory until its own use approaches the limit. Such regions share an arena with
+/// their neighbours (the pagemap allows that within one heap).
+fn reserve_region(want: usize, hint: usize) -> Option<(usize, usize)> {
+    let len = want.checked_next_multiple_of(ARENA_SIZE)?;
+    if let Some(p) = os::reserve(len, ARENA_SIZE, hint) {
+        return Some((p.as_ptr() as usize, len));
+    }
+    let floor = want.checked_next_multiple_of(GROW_CHUNK)?;
+    let mut len = (len / 2).max(floor);
+    loop {
+        if let Some(p) = os::reserve(len, PAGE_SIZE, hint) {
+            return Some((p.as_ptr() as usize, len));
+        }
+        if len == floor {
+            return None;
+        }
+        len = (len / 2).max(floor);
     }
 }
 

@@ -66,6 +66,13 @@ pub(crate) fn reserve(len: usize, align: usize, hint: usize) -> Option<NonNull<u
     NonNull::new(start as *mut u8)
 }
 
+/// Gives back a reservation made by [`reserve`] (or a whole-page part of one) that nothing
+/// uses: committed or not, its address space and memory return to the OS.
+pub(crate) fn unreserve(addr: usize, len: usize) {
+    let _errno = ErrnoGuard::new();
+    unmap(addr as *mut u8, len);
+}
+
 /// Makes `[ptr, ptr + len)`, inside a reservation, readable and writable. Returns false when
 /// the kernel refuses (commit limit reached): the caller reports out-of-memory.
 pub(crate) fn commit(ptr: NonNull<u8>, len: usize) -> bool {
@@ -109,7 +116,8 @@ fn map(hint: *mut c_void, len: usize, prot: i32, flags: i32) -> Option<NonNull<u
 }
 
 fn unmap(p: *mut u8, len: usize) {
-    // SAFETY: only called on parts of a mapping this module just created and never handed out.
+    // SAFETY: only called on parts of a mapping this module created and that nothing uses
+    // (never handed out, or given back by `unreserve`'s caller).
     unsafe { libc::munmap(p.cast(), len) };
 }
 
