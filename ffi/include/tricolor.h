@@ -262,10 +262,13 @@ void *tc_alloc_bytes(struct tc_mutator *m, size_t size);
 
 // Stores `value` (NULL or a heap object, interior pointers allowed) into pointer slot `slot`
 // of heap object `obj`: every pointer store into a heap object must come through here. Aborts
-// if `obj`, `slot` or `value` is not what it should be.
+// with a message if `obj` is not an object of `m`'s heap, if `slot` is not one of the pointer
+// slots its type declared (for an array, of one of its elements; a store past the type's size
+// or into a data field would never be scanned), or if `value` is not NULL or an object of the
+// same heap.
 //
 // # Safety
-// `slot` is a pointer slot of `obj` declared by its type.
+// `obj` is a live object (one already collected is not detected).
 void tc_write(struct tc_mutator *m, void *obj, void **slot, void *value);
 
 // Pushes the address of a local variable holding an object pointer (or NULL) onto the

@@ -171,10 +171,13 @@ pub extern "C" fn tc_alloc_bytes(m: *mut tc_mutator, size: usize) -> *mut c_void
 
 /// Stores `value` (NULL or a heap object, interior pointers allowed) into pointer slot `slot`
 /// of heap object `obj`: every pointer store into a heap object must come through here. Aborts
-/// if `obj`, `slot` or `value` is not what it should be.
+/// with a message if `obj` is not an object of `m`'s heap, if `slot` is not one of the pointer
+/// slots its type declared (for an array, of one of its elements; a store past the type's size
+/// or into a data field would never be scanned), or if `value` is not NULL or an object of the
+/// same heap.
 ///
 /// # Safety
-/// `slot` is a pointer slot of `obj` declared by its type.
+/// `obj` is a live object (one already collected is not detected).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tc_write(
     m: *mut tc_mutator,

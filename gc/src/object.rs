@@ -29,9 +29,36 @@ pub struct TypeInfo {
     pub size: usize,
     /// Word indexes of the pointer slots, ascending.
     pub(crate) words: Box<[u32]>,
+    /// The same slots as a bitmap, bit `w` for word `w`: `write` checks a store with one bit.
+    pointer_bits: Box<[u64]>,
 }
 
 impl TypeInfo {
+    fn new(id: TypeId, name: &str, size: usize, words: Box<[u32]>) -> Self {
+        let mut pointer_bits = vec![0u64; size.div_ceil(8).div_ceil(64)];
+        for &w in words.iter() {
+            pointer_bits[w as usize / 64] |= 1 << (w % 64);
+        }
+        Self {
+            id,
+            name: name.into(),
+            size,
+            words,
+            pointer_bits: pointer_bits.into_boxed_slice(),
+        }
+    }
+
+    /// True when byte `offset` of an object of this type (below `size`) is a pointer slot.
+    #[inline]
+    pub(crate) fn is_pointer_slot(&self, offset: usize) -> bool {
+        let w = offset / 8;
+        offset % 8 == 0
+            && self
+                .pointer_bits
+                .get(w / 64)
+                .is_some_and(|bits| bits & (1 << (w % 64)) != 0)
+    }
+
     /// True when objects of this type hold no pointers and are never scanned.
     pub fn noscan(&self) -> bool {
         self.words.is_empty()
@@ -72,12 +99,8 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) fn new() -> Self {
-        let bytes: &'static TypeInfo = Box::leak(Box::new(TypeInfo {
-            id: BYTES,
-            name: "bytes".into(),
-            size: 1,
-            words: Box::new([]),
-        }));
+        let bytes: &'static TypeInfo =
+            Box::leak(Box::new(TypeInfo::new(BYTES, "bytes", 1, Box::new([]))));
         Self {
             types: Mutex::new(vec![bytes]),
         }
@@ -93,12 +116,7 @@ impl Registry {
         let words = check_layout(size, offsets)?;
         let mut types = self.types.lock().unwrap_or_else(|e| e.into_inner());
         let id = TypeId::try_from(types.len()).map_err(|_| TypeError::TooMany)?;
-        let info: &'static TypeInfo = Box::leak(Box::new(TypeInfo {
-            id,
-            name: name.into(),
-            size,
-            words,
-        }));
+        let info: &'static TypeInfo = Box::leak(Box::new(TypeInfo::new(id, name, size, words)));
         types.push(info);
         Ok(info)
     }
@@ -133,6 +151,17 @@ fn check_layout(size: usize, offsets: &[usize]) -> Result<Box<[u32]>, TypeError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pointer_slots_are_exactly_the_declared_offsets() {
+        let r = Registry::new();
+        let t = r.register("t", 24 + 64 * 8, &[0, 16, 24 + 63 * 8]).unwrap();
+        let slots: Vec<usize> = (0..t.size).filter(|&o| t.is_pointer_slot(o)).collect();
+        assert_eq!(slots, [0, 16, 24 + 63 * 8]);
+        assert!(!t.is_pointer_slot(t.size), "past the end");
+        let bytes = r.get(BYTES).unwrap();
+        assert!(!bytes.is_pointer_slot(0));
+    }
 
     #[test]
     fn layouts_are_checked() {

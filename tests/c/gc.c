@@ -209,6 +209,30 @@ static int misuse(const char *mode) {
         node *o = tc_alloc(m, node_t);
         fprintf(stderr, "PTR %p\n", (void *)&o->left);
         tc_write(m, n, (void **)&o->left, NULL);
+    } else if (strcmp(mode, "write-past-type") == 0) {
+        /* A 24-byte type lives in a 32-byte size class: offset 24 is inside the slot but past
+         * the type, so the marker never scans it (issue 12, defect 3). */
+        size_t three[] = {0, 8, 16};
+        tc_type t24 = tc_type_new(heap, "triple", 24, three, 3);
+        void **o = tc_alloc(m, t24);
+        fprintf(stderr, "PTR %p\n", (void *)(o + 3));
+        tc_write(m, o, o + 3, n);
+    } else if (strcmp(mode, "write-data-field") == 0) {
+        /* `value` is a data field of node: a pointer stored there would not be scanned. */
+        fprintf(stderr, "PTR %p\n", (void *)&n->value);
+        tc_write(m, n, (void **)&n->value, n);
+    } else if (strcmp(mode, "write-array-tail") == 0) {
+        /* Three 24-byte elements take 72 bytes of an 80-byte slot: the last 8 are no element. */
+        size_t first[] = {0};
+        tc_type t24 = tc_type_new(heap, "pair", 24, first, 1);
+        char *a = tc_alloc_array(m, t24, 3);
+        fprintf(stderr, "PTR %p\n", (void *)(a + 72));
+        tc_write(m, a, (void **)(a + 48), n); /* element 2's pointer: fine */
+        tc_write(m, a, (void **)(a + 72), n);
+    } else if (strcmp(mode, "write-bytes") == 0) {
+        char *b = tc_alloc_bytes(m, 64);
+        fprintf(stderr, "PTR %p\n", (void *)b);
+        tc_write(m, b, (void **)b, n);
     } else if (strcmp(mode, "pop") == 0) {
         tc_push_root(m, (void **)&n);
         tc_pop_roots(m, 2);

@@ -50,6 +50,20 @@ fn writing_outside_the_object_aborts() {
     misuse("write-slot", "is not inside heap object");
 }
 
+/// Issue 12, defect 3: a store past the type's size (inside its size class's slot) was
+/// accepted, never scanned, and its target collected while reachable.
+#[test]
+fn writing_past_the_type_inside_the_slot_aborts() {
+    misuse("write-past-type", "is not a pointer slot of its type");
+    misuse("write-array-tail", "is not a pointer slot of its type");
+}
+
+#[test]
+fn writing_a_pointer_into_a_data_field_aborts() {
+    misuse("write-data-field", "is not a pointer slot of its type");
+    misuse("write-bytes", "is not a pointer slot of its type");
+}
+
 #[test]
 fn popping_more_roots_than_pushed_aborts() {
     misuse("pop", "popping 2 roots but only 1 are pushed");
