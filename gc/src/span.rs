@@ -354,7 +354,8 @@ mod tests {
     fn slot_index_is_exact_for_every_offset_of_every_class() {
         for class in 0..NUM_CLASSES {
             let s = span(class);
-            for off in 0..s.bytes() {
+            // Every offset natively; a stride under Miri, which interprets each iteration.
+            for off in (0..s.bytes()).step_by(if cfg!(miri) { 97 } else { 1 }) {
                 let want = off / s.size;
                 let got = s.index_of(s.start + off);
                 if want < s.nelems as usize {
