@@ -76,11 +76,13 @@ static int cmp_u64(const void *a, const void *b) {
 
 static void report(uint64_t checksum) {
     uint64_t gcs;
+    char wait[64] = "";
 #if defined(TRICOLOR)
     tc_gc_stats_t s;
     tc_gc_stats(tc_heap_default(), &s);
     gcs = s.cycles;
-    npauses = gcs < 256 ? gcs : 256;
+    snprintf(wait, sizeof wait, " wait_max_ns=%llu", (unsigned long long)s.wait_max_ns);
+    npauses = s.pauses < 256 ? s.pauses : 256;
     for (uint64_t i = 0; i < npauses; i++) pauses[i] = s.pause_ns[i];
 #else
     gcs = (uint64_t)GC_get_gc_no();
@@ -88,8 +90,8 @@ static void report(uint64_t checksum) {
     qsort(pauses, npauses, sizeof pauses[0], cmp_u64);
     uint64_t p50 = npauses ? pauses[npauses / 2] : 0;
     uint64_t max = npauses ? pauses[npauses - 1] : 0;
-    printf("RESULT checksum=%llu gcs=%llu p50_ns=%llu max_ns=%llu\n", (unsigned long long)checksum,
-           (unsigned long long)gcs, (unsigned long long)p50, (unsigned long long)max);
+    printf("RESULT checksum=%llu gcs=%llu p50_ns=%llu max_ns=%llu%s\n", (unsigned long long)checksum,
+           (unsigned long long)gcs, (unsigned long long)p50, (unsigned long long)max, wait);
 }
 
 /* ---- binary-trees ---- */

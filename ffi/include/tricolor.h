@@ -109,7 +109,10 @@ typedef struct tc_class_stats_t_ tc_class_stats_t;
 // A registered object type (0 is reserved for raw bytes).
 typedef uint32_t tc_type;
 
-// A root callback: reports the runtime's own roots with tc_visit_root during each mark.
+// A root callback: reports the runtime's own roots with tc_visit_root, once per cycle, at
+// mark termination with every mutator stopped (so its slots need no barrier). It runs on the
+// collector thread and must not allocate, call tc_write or take a lock a stopped mutator may
+// hold; its cost is part of that pause.
 typedef void (*tc_root_fn)(struct tc_root_visitor *visitor, void *data);
 
 // A snapshot of a heap's collector figures (the C `tc_gc_stats_t`).
@@ -129,7 +132,8 @@ typedef struct tc_gc_stats_t_ {
   uint64_t pause_total_ns;
   // Longest pause, ns.
   uint64_t pause_max_ns;
-  // The last 256 pauses, ns: the most recent at `(cycles + 255) % 256`.
+  // The last 256 pauses (each stop of the world: two per cycle), ns: the most recent at
+  // `(pauses + 255) % 256`.
   uint64_t pause_ns[256];
   // `GOGC` now (negative: off).
   int64_t gc_percent;
@@ -139,10 +143,18 @@ typedef struct tc_gc_stats_t_ {
   uint32_t cpu_limited;
   // Mutators attached now.
   uint32_t mutators;
+  // Pauses recorded (two per completed cycle).
+  uint64_t pauses;
+  // Time allocating mutators spent waiting for marking to finish because allocation
+  // reached the heap goal before it did, ns, in total and the longest wait. Not a pause
+  // (other mutators run), but latency for that mutator: what Go's mark assists cost.
+  uint64_t wait_total_ns;
+  // The longest such wait, ns.
+  uint64_t wait_max_ns;
 } tc_gc_stats_t_;
 
-// The collector's figures (tc_gc_stats). pause_ns holds the last 256 pauses, the most
-// recent at (cycles + 255) % 256.
+// The collector's figures (tc_gc_stats). pause_ns holds the last 256 pauses (each stop of
+// the world: two per cycle), the most recent at (pauses + 255) % 256.
 typedef struct tc_gc_stats_t_ tc_gc_stats_t;
 
 #ifdef __cplusplus
@@ -319,9 +331,9 @@ void tc_handle_set(struct tc_mutator *m, struct tc_handle *h, void *obj);
 // `h` is a live handle, not used afterwards.
 void tc_handle_free(struct tc_handle *h);
 
-// Registers `fn(visitor, data)`, called during every collection (on the collecting thread,
-// with the world stopped) to report the runtime's own roots with tc_visit_root. Returns an
-// id for tc_remove_root_callback.
+// Registers `fn(visitor, data)`, called once per collection (on the collector thread, at
+// mark termination, with every mutator stopped) to report the runtime's own roots with
+// tc_visit_root. Returns an id for tc_remove_root_callback.
 uint64_t tc_add_root_callback(struct tc_heap *heap, tc_root_fn f, void *data);
 
 // Removes a root callback; returns 1 if it was registered, 0 otherwise.

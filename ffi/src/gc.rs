@@ -32,11 +32,14 @@ pub struct tc_root_visitor {
 /// A registered object type (0 is reserved for raw bytes).
 pub type tc_type = u32;
 
-/// The collector's figures (tc_gc_stats). pause_ns holds the last 256 pauses, the most
-/// recent at (cycles + 255) % 256.
+/// The collector's figures (tc_gc_stats). pause_ns holds the last 256 pauses (each stop of
+/// the world: two per cycle), the most recent at (pauses + 255) % 256.
 pub type tc_gc_stats_t = tricolor_gc::GcStats;
 
-/// A root callback: reports the runtime's own roots with tc_visit_root during each mark.
+/// A root callback: reports the runtime's own roots with tc_visit_root, once per cycle, at
+/// mark termination with every mutator stopped (so its slots need no barrier). It runs on the
+/// collector thread and must not allocate, call tc_write or take a lock a stopped mutator may
+/// hold; its cost is part of that pause.
 pub type tc_root_fn =
     Option<unsafe extern "C" fn(visitor: *mut tc_root_visitor, data: *mut c_void)>;
 
@@ -292,9 +295,9 @@ unsafe impl Send for CCallback {}
 // SAFETY: as above.
 unsafe impl Sync for CCallback {}
 
-/// Registers `fn(visitor, data)`, called during every collection (on the collecting thread,
-/// with the world stopped) to report the runtime's own roots with tc_visit_root. Returns an
-/// id for tc_remove_root_callback.
+/// Registers `fn(visitor, data)`, called once per collection (on the collector thread, at
+/// mark termination, with every mutator stopped) to report the runtime's own roots with
+/// tc_visit_root. Returns an id for tc_remove_root_callback.
 #[unsafe(no_mangle)]
 pub extern "C" fn tc_add_root_callback(
     heap: *mut tc_heap,

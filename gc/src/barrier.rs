@@ -1,11 +1,13 @@
-//! The write barrier's entry point: every pointer store into a heap object goes through
+//! The write barrier: every pointer store into a heap object goes through
 //! [`MutatorState::write`].
 //!
-//! With the collector stopping the world for the whole cycle, no store can happen while
-//! marking, so the barrier only checks and stores. The concurrent collector adds the hybrid
-//! barrier's shading (old and new value, Yuasa + Dijkstra) here, behind one load of the
-//! heap's phase, without changing any caller: that is why every store must come through here
-//! already.
+//! Go's hybrid barrier (`collect`, rule 2): while the heap is marking, the old and the new
+//! value of the slot are appended to the mutator's barrier buffer before the store (Yuasa's
+//! deletion half keeps an object from being hidden by moving its only reference into an
+//! already-scanned stack; Dijkstra's insertion half keeps a black object from gaining a white
+//! child), unconditionally, without testing any colour: a colour test would race with the
+//! marker. When not marking, the barrier costs one load and a predictable branch. The slot is
+//! read and written with relaxed atomic accesses, because the marker reads it concurrently.
 //!
 //! Always-on checks: `obj` is an object of this mutator's heap, `slot` is one of the pointer
 //! slots its type declared (for an array, of one of its elements), and `value` is null or
@@ -16,9 +18,10 @@
 //! into a data field is never scanned, so its target would be freed while reachable.
 
 use crate::misuse;
-use crate::mutator::MutatorState;
+use crate::mutator::{MutatorState, WBUF};
 use crate::object::TypeInfo;
 use crate::spanmap;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 impl MutatorState {
     /// Stores `value` into pointer slot `slot` of object `obj` (the barriered store).
@@ -51,8 +54,26 @@ impl MutatorState {
         if !value.is_null() && !r.covers(value as usize) && !self.is_object(value) {
             bad_value(obj, value);
         }
-        // SAFETY: `slot` is inside a live object of this heap (checked) and 8-aligned.
-        unsafe { slot.write(value) };
+        // SAFETY: `slot` is a pointer slot inside a live object of this heap (checked), so
+        // 8-aligned and valid for atomic access; the marker only reads it atomically.
+        let cell = unsafe { AtomicPtr::from_ptr(slot) };
+        if self.heap.marking.load(Ordering::Relaxed) {
+            self.shade_pair(cell.load(Ordering::Relaxed), value);
+        }
+        cell.store(value, Ordering::Relaxed);
+    }
+
+    /// Appends a slot's old and new values to the barrier buffer, handing a full buffer to the
+    /// collector. No safepoint: the store follows at once (rule 2).
+    #[inline]
+    fn shade_pair(&self, old: *mut u8, new: *mut u8) {
+        // SAFETY: rule 2 of `mutator`: the owner, running; the reference ends here.
+        let wbuf = &mut unsafe { self.local() }.wbuf;
+        wbuf.push(old as usize);
+        wbuf.push(new as usize);
+        if wbuf.len() >= WBUF {
+            self.flush_barrier();
+        }
     }
 
     /// True when `p` points into an object of this mutator's heap.

@@ -1,105 +1,254 @@
-//! One collection cycle (lib.rs, "Collection"), run by whichever attached thread triggers it.
+//! The cycle, Go's phases, run by the heap's collector thread (`tricolor-gc`, started at the
+//! first request). Mutators never run a cycle: they request one when allocation reaches the
+//! trigger, and wait (as if in native code) only when they must (`Mutator::collect`, the hard
+//! goal, an exhausted page heap).
 //!
-//! 1. **Stop**: take `Heap::world`, set `STOP` in every other mutator, wait until none runs.
-//! 2. **Sweep termination**: finish sweeping the previous cycle's spans; flush every
-//!    mutator's caches, so the collector holds every span.
-//! 3. **Mark**: shade the roots (shadow stacks, typed handle slots, global handles, root
-//!    callbacks), then drain the grey stack. Verification mode then checks that no black
-//!    object points to a white one.
-//! 4. **Mark termination**: flip the sweep generation (every small span becomes unswept:
-//!    swept lazily by allocation and proportionally by refills), free dead large objects,
-//!    set `live` to the marked bytes and compute the next goal.
-//! 5. **Start**: clear `STOP`, wake everyone.
+//! 1. **Sweep termination**, world running: finish the previous cycle's sweeping.
+//! 2. **Start (stop the world)**: every cache goes back (so every span a mutator takes from
+//!    here on is allocated black, rule 5), every mutator gets a stack-scan request, the
+//!    barrier is switched on (`Heap::marking`). O(mutators × their caches).
+//! 3. **Concurrent mark**, world running: the collector scans the global handles, scans the
+//!    shadow stacks of mutators in native code (the others scan their own at their next
+//!    safepoint), and drains the grey work that barriers, stack scans and retired allocation
+//!    windows send it through `Heap::queue`.
+//! 4. **Completion**, world running: a flush wave asks every running mutator to hand over its
+//!    barrier buffer at its next safepoint; a wave that delivers nothing, with no stack scan
+//!    pending and the queue empty, ends marking (Go's 26903 termination).
+//! 5. **Mark termination (stop the world)**: flush the buffers and caches once more and mark
+//!    what they hold (normally nothing new), call the root callbacks and mark from them,
+//!    verify (verification mode), switch the barrier off, flip the sweep generation.
+//! 6. **Restart**, then outside the pause: queue every small span for sweeping, free dead
+//!    large objects, compute the next goal and trigger, record statistics.
 //!
-//! This version does all of it with the world stopped; the concurrent collector keeps the
-//! same steps and moves 3 out of the pause behind the write barrier.
+//! # Rules of the concurrent protocol
+//! 1. `Heap::marking` changes only while the world is stopped (steps 2 and 5), so every
+//!    running mutator sees one value for a whole phase (the stop and restart synchronise).
+//! 2. While marking, `write` shades the old and the new value of the slot (Yuasa deletion +
+//!    Dijkstra insertion, Go's hybrid barrier) by appending both to the mutator's buffer
+//!    before the store, with no safepoint in between. A full buffer goes to `Heap::queue`.
+//! 3. A mutator's shadow stack and handle arena are scanned once per cycle: by the owner at
+//!    its first safepoint after step 2 (`SCAN` in `poll`), or by the collector while the
+//!    owner is in native code. Ownership of the scan is `MutatorState::scan`: the collector
+//!    claims it `PENDING → SCANNING` and then re-reads the owner's status, backing off if it
+//!    is running; `leave_native` stores `RUNNING` and then waits while the state is
+//!    `SCANNING` (both sequentially consistent: Dekker). A scan ends in `DONE`. A mutator
+//!    attached during marking starts `DONE` (its empty stack is black).
+//! 4. A mutator entering native code, detaching, or answering a flush (`FLUSH`) first hands
+//!    its barrier buffer to the queue; so a native mutator's buffer is always empty.
+//! 5. Allocate-black: a cache loaded while marking remembers where its window started; when
+//!    the span leaves the cache (refill, detach, step 5) the slots it handed out since are
+//!    sent to the collector, which marks them without scanning (every pointer stored into
+//!    them went through rule 2). A large object allocated while marking is sent at once.
+//! 6. Global handles are scanned at step 3 under the roots lock; while marking, creating,
+//!    setting and freeing a handle shades the old and new values, so they are never rescanned.
+//! 7. Root callbacks run only at step 5, with the world stopped: their slots need no barrier,
+//!    and their cost (plus marking what only they reach) is in that pause.
+//! 8. Only the collector thread sets mark bits, and no span is swept or freed while marking
+//!    (sweeping finished at step 1; the flip is at step 5), so a span found by the marker stays
+//!    valid for the whole phase.
+//! 9. Termination: after a flush wave in which no mutator delivered work (`Heap::flushed`
+//!    stayed false), with every scan `DONE` and the queue and grey stack empty, every
+//!    reachable object is marked: each was reachable from a scanned stack, a handle or a
+//!    marked object, and by rules 2–6 no path to it can be hidden without its being shaded.
+//!    Step 5 still flushes and marks whatever is left (values written after the wave, black
+//!    ranges, the callbacks' roots, a scan somehow pending), so a wave that ends too early
+//!    costs pause time, never an object: the waves exist to keep that pause short.
 
 use crate::heap::{Heap, World};
 use crate::mark::{Marker, RootVisitor};
-use crate::mutator::{MutatorState, RUNNING, STOP};
+use crate::mutator::{DONE, FLUSH, MutatorState, NATIVE, PENDING, RUNNING, SCAN, STOP};
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Collects on behalf of attached, running mutator `m`. With `forced` false (a trigger) the
-/// cycle is skipped when another thread's cycle has already brought the heap under its goal.
-pub(crate) fn collect(m: &MutatorState, forced: bool) {
-    let heap = m.heap;
-    let mut w = heap.world_lock();
-    if m.poll.load(Ordering::Acquire) & STOP != 0 {
-        // Another collection is waiting for us: serve it first. `park` returns with `world`
-        // held and our STOP clear, so no collection is in progress then (a collector holds
-        // `world` throughout, except while it waits with every mutator's STOP set).
-        w = m.park(w);
-        if !forced && !heap.over_goal() {
-            return;
+/// Guarded by `Heap::control`: cycle requests and completions.
+#[derive(Default)]
+pub(crate) struct Control {
+    /// Cycles asked for, counted from the first: a cycle runs while `completed < requested`.
+    pub(crate) requested: u64,
+    /// Cycles started.
+    pub(crate) started: u64,
+    /// Cycles completed.
+    pub(crate) completed: u64,
+    /// The collector thread has been started.
+    pub(crate) thread: bool,
+}
+
+impl Heap {
+    /// Asks for a cycle if none is running or asked for (allocation reached the trigger).
+    pub(crate) fn request_cycle(&'static self) {
+        let mut c = self.control_lock();
+        if c.requested <= c.completed {
+            c.requested = c.completed + 1;
+            self.ensure_collector(&mut c);
+            self.control_cv.notify_all();
         }
     }
-    debug_assert!(!w.collecting);
-    let t0 = Instant::now();
-    w.collecting = true;
-    let me = m as *const MutatorState as *mut MutatorState;
-    for &o in &w.mutators {
-        if o != me {
-            // SAFETY: registered records are valid while registered (under `world`).
-            unsafe { (*o).poll.fetch_or(STOP, Ordering::SeqCst) };
+
+    /// Asks for a cycle that starts after this call and returns its number: wait for it with
+    /// [`Heap::wait_cycle`].
+    pub(crate) fn request_full_cycle(&'static self) -> u64 {
+        let mut c = self.control_lock();
+        let target = c.started + 1;
+        c.requested = c.requested.max(target);
+        self.ensure_collector(&mut c);
+        self.control_cv.notify_all();
+        target
+    }
+
+    /// The number of the cycle running or asked for, if any.
+    pub(crate) fn pending_cycle(&self) -> Option<u64> {
+        let c = self.control_lock();
+        (c.requested > c.completed).then_some(c.completed + 1)
+    }
+
+    /// Waits until cycle `n` has completed. The caller must not hold up a cycle meanwhile
+    /// (it is in native code, or not a mutator).
+    pub(crate) fn wait_cycle(&self, n: u64) {
+        let mut c = self.control_lock();
+        while c.completed < n {
+            c = self.control_cv.wait(c).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    fn ensure_collector(&'static self, c: &mut Control) {
+        if c.thread {
+            return;
+        }
+        c.thread = true;
+        std::thread::Builder::new()
+            .name("tricolor-gc".into())
+            .spawn(move || collector(self))
+            .expect("tricolor: cannot start the collector thread");
+    }
+}
+
+/// The collector thread: one cycle per request, for the rest of the process.
+fn collector(heap: &'static Heap) {
+    loop {
+        {
+            let mut c = heap.control_lock();
+            while c.requested <= c.completed {
+                c = heap.control_cv.wait(c).unwrap_or_else(|e| e.into_inner());
+            }
+            c.started += 1;
+        }
+        cycle(heap);
+        let mut c = heap.control_lock();
+        c.completed += 1;
+        heap.control_cv.notify_all();
+    }
+}
+
+/// Stops every mutator: sets `STOP` in each and waits until none is running. Returns with
+/// `world` held.
+fn stop_the_world(heap: &Heap) -> MutexGuard<'_, World> {
+    let mut w = heap.world_lock();
+    w.collecting = true;
+    for &o in &w.mutators {
+        // SAFETY: registered records are valid while registered (under `world`).
+        unsafe { (*o).poll.fetch_or(STOP, Ordering::SeqCst) };
     }
     loop {
         // SAFETY: as above.
         let running = w
             .mutators
             .iter()
-            .any(|&o| o != me && unsafe { (*o).status.load(Ordering::SeqCst) } == RUNNING);
+            .any(|&o| unsafe { (*o).status.load(Ordering::SeqCst) } == RUNNING);
         if !running {
-            break;
+            return w;
         }
         w = heap.parked.wait(w).unwrap_or_else(|e| e.into_inner());
     }
-    cycle(heap, &mut w, t0);
+}
+
+/// Clears every `STOP` and wakes the parked mutators.
+fn start_the_world(heap: &Heap, mut w: MutexGuard<'_, World>) {
     for &o in &w.mutators {
-        // SAFETY: as above.
+        // SAFETY: registered records are valid while registered (under `world`).
         unsafe { (*o).poll.fetch_and(!STOP, Ordering::SeqCst) };
     }
     w.collecting = false;
     heap.resumed.notify_all();
 }
 
-/// Steps 2–4, with the world stopped and `world` held.
-fn cycle(heap: &'static Heap, w: &mut MutexGuard<'_, World>, t0: Instant) {
+/// Steps 1–6.
+fn cycle(heap: &'static Heap) {
     let poison = heap.config.verify;
+    let t0 = Instant::now();
     let heap_before = heap.live.load(Ordering::Relaxed);
-    // Step 2.
+    // Step 1.
     heap.central_lock().finish_sweep(poison);
+    // Step 2.
+    let w = stop_the_world(heap);
+    let t_stop = Instant::now();
     for &o in &w.mutators {
-        // SAFETY: rule 2 of `mutator`: every other mutator is stopped and we hold `world`;
-        // the collecting mutator holds no reference into its own `local` here.
-        unsafe { (*o).release_caches(false) };
+        // SAFETY: rule 2 of `mutator`: every mutator is stopped and we hold `world`.
+        unsafe {
+            (*o).release_caches(false);
+            (*o).scan.store(PENDING, Ordering::SeqCst);
+            (*o).poll.fetch_or(SCAN, Ordering::SeqCst);
+        }
     }
+    heap.queue_lock().clear();
+    heap.marking.store(true, Ordering::SeqCst);
+    let mutators = w.mutators.len();
+    start_the_world(heap, w);
     let t_marking = Instant::now();
     // Step 3.
-    let mut marker = Marker::new(heap.addr(), heap.config.verify);
-    for &o in &w.mutators {
-        // SAFETY: as above.
-        let local = unsafe { (*o).local() };
-        for &slot in &local.roots {
-            // SAFETY: `push_root`'s contract: the slot is valid until popped.
-            unsafe { marker.root(slot) };
-        }
-        for v in &local.slots {
-            // SAFETY: a slot of the mutator's own arena.
-            unsafe { marker.root(v) };
-        }
-        marker.drain();
-    }
-    let stack_roots = marker.root_bytes;
+    let mut marker = Marker::new(heap.addr(), heap.config.verify, true);
     {
         let roots = heap.roots_lock();
         for &h in &roots.handles {
-            // SAFETY: listed handles are live.
+            // SAFETY: listed handles are live while the roots lock is held.
             marker.root_value(unsafe { (*h).obj.load(Ordering::Relaxed) });
         }
+    }
+    let global_roots = marker.root_bytes;
+    loop {
         marker.drain();
+        if marker.take_queue(heap) || scan_native_mutators(heap, &mut marker) {
+            continue;
+        }
+        if scans_pending(heap) {
+            // Running mutators scan their own stacks at their next safepoint and wake us.
+            let q = heap.queue_lock();
+            if q.is_empty() {
+                let _ = heap
+                    .queue_cv
+                    .wait_timeout(q, Duration::from_millis(1))
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            continue;
+        }
+        // Step 4.
+        if flush_wave(heap) {
+            continue;
+        }
+        break;
+    }
+    let t_marked = Instant::now();
+    // Step 5.
+    let mut w = stop_the_world(heap);
+    let t_term = Instant::now();
+    marker.stop_the_world();
+    for &o in &w.mutators {
+        // SAFETY: as in step 2; a scan still pending (none should be: the loop above ended
+        // with every scan done, and later arrivals start done) is done here.
+        unsafe {
+            (*o).flush_barrier();
+            (*o).release_caches(false);
+            if (*o).scan.swap(DONE, Ordering::SeqCst) != DONE {
+                marker.mutator_roots(&*o);
+            }
+            (*o).poll.fetch_and(!(SCAN | FLUSH), Ordering::SeqCst);
+        }
+    }
+    marker.take_queue(heap);
+    marker.drain();
+    let before_callbacks = marker.root_bytes;
+    {
+        let roots = heap.roots_lock();
         for (_, f) in &roots.callbacks {
             f(&mut RootVisitor {
                 marker: &mut marker,
@@ -107,38 +256,123 @@ fn cycle(heap: &'static Heap, w: &mut MutexGuard<'_, World>, t0: Instant) {
             marker.drain();
         }
     }
+    let callback_roots = marker.root_bytes - before_callbacks;
     let mut c = heap.central_lock();
     if heap.config.verify {
         crate::mark::verify(heap.addr(), &c);
     }
-    let t_marked = Instant::now();
-    // Step 4.
-    c.start_sweep();
+    let dead_candidates = c.flip();
     drop(c);
+    heap.marking.store(false, Ordering::SeqCst);
+    let t_restart = Instant::now();
+    let limited;
+    {
+        let gc_ns = (t_restart - t0).as_nanos() as u64;
+        let mutator_ns = (t0 - w.last_end).as_nanos() as u64;
+        limited = w.limiter.update(gc_ns, mutator_ns);
+        w.last_end = t_restart;
+    }
+    start_the_world(heap, w);
+    // Step 6.
+    heap.central_lock().queue_sweep(dead_candidates);
     let marked = marker.marked_bytes;
     heap.live.store(marked, Ordering::Relaxed);
-    let t_end = Instant::now();
-    let gc_ns = (t_end - t0).as_nanos() as u64;
-    let mutator_ns = (t0 - w.last_end).as_nanos() as u64;
-    let limited = w.limiter.update(gc_ns, mutator_ns);
-    let goal = heap.update_goal(marked, marker.root_bytes, limited);
-    w.last_end = t_end;
+    let roots = marker.root_bytes;
+    let goal = heap.update_goal(marked, roots, limited);
+    let stw_ns = (t_marking - t_stop).as_nanos() as u64;
+    let term_ns = (t_restart - t_term).as_nanos() as u64;
     let mut st = heap.stats_lock();
     st.record(crate::stats::Cycle {
         start: t0,
-        stw_ns: (t_marking - t0).as_nanos() as u64,
+        stw_ns,
         mark_ns: (t_marked - t_marking).as_nanos() as u64,
-        term_ns: (t_end - t_marked).as_nanos() as u64,
+        term_ns,
         heap_before,
         marked,
         goal,
-        stack_roots,
-        global_roots: marker.root_bytes - stack_roots,
-        pause_ns: gc_ns,
-        mutators: w.mutators.len(),
+        stack_roots: roots - global_roots - callback_roots,
+        global_roots: global_roots + callback_roots,
+        mutators,
         limited,
     });
     if heap.config.trace {
         eprintln!("{}", crate::stats::trace_line(heap, &st));
     }
+}
+
+/// True while some mutator's stack scan has not ended.
+fn scans_pending(heap: &Heap) -> bool {
+    let w = heap.world_lock();
+    // SAFETY: registered records are valid while registered (under `world`).
+    w.mutators
+        .iter()
+        .any(|&o| unsafe { (*o).scan.load(Ordering::SeqCst) } != DONE)
+}
+
+/// Scans the stacks of mutators in native code whose scan is pending (rule 3). True if it
+/// scanned any.
+fn scan_native_mutators(heap: &Heap, marker: &mut Marker) -> bool {
+    let w = heap.world_lock();
+    let mut any = false;
+    for &o in &w.mutators {
+        // SAFETY: registered records are valid while registered (under `world`).
+        let m = unsafe { &*o };
+        if m.status.load(Ordering::SeqCst) != NATIVE
+            || m.scan
+                .compare_exchange(
+                    PENDING,
+                    crate::mutator::SCANNING,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_err()
+        {
+            continue;
+        }
+        if m.status.load(Ordering::SeqCst) != NATIVE {
+            // It left native code after our first look: it scans itself (rule 3).
+            m.scan.store(PENDING, Ordering::SeqCst);
+            continue;
+        }
+        // SAFETY: rule 3: the owner is in native code and cannot leave it while we hold the
+        // scan; we read only its shadow stack and handle arena.
+        unsafe { marker.mutator_roots(m) };
+        m.scan.store(DONE, Ordering::SeqCst);
+        any = true;
+    }
+    any
+}
+
+/// Step 4: asks every running mutator to flush its barrier buffer and waits until each has
+/// (or is in native code, rule 4). True if any delivered work, or work is queued.
+fn flush_wave(heap: &Heap) -> bool {
+    heap.flushed.store(false, Ordering::SeqCst);
+    let mut w = heap.world_lock();
+    for &o in &w.mutators {
+        // SAFETY: registered records are valid while registered (under `world`).
+        unsafe { (*o).poll.fetch_or(FLUSH, Ordering::SeqCst) };
+    }
+    loop {
+        // SAFETY: as above.
+        let waiting = w.mutators.iter().any(|&o| unsafe {
+            (*o).poll.load(Ordering::SeqCst) & FLUSH != 0
+                && (*o).status.load(Ordering::SeqCst) == RUNNING
+        });
+        if !waiting {
+            break;
+        }
+        w = heap.parked.wait(w).unwrap_or_else(|e| e.into_inner());
+    }
+    for &o in &w.mutators {
+        // SAFETY: as above. A native mutator's buffer is empty (rule 4).
+        unsafe { (*o).poll.fetch_and(!FLUSH, Ordering::SeqCst) };
+    }
+    drop(w);
+    heap.flushed.load(Ordering::SeqCst) || !heap.queue_lock().is_empty()
+}
+
+/// Runs a full cycle for mutator `m` and returns when it has completed (Go's `runtime.GC`).
+pub(crate) fn collect(m: &MutatorState) {
+    let n = m.heap.request_full_cycle();
+    m.wait_outside(|| m.heap.wait_cycle(n));
 }

@@ -1,11 +1,14 @@
 //! The heap: its types, its spans (central lists per kind, large objects), its mutators and
 //! the world lock that stops them, its global roots, and its pacing state.
 //!
-//! # Locks (order: `world` → `central` → `roots`; `stats` is a leaf)
-//! * `world`: the mutator registry and the `collecting` flag. A collector holds it for the
-//!   whole cycle, except while waiting on `parked` for mutators to stop.
+//! # Locks (order: `control` → `world` → `central` → `roots`; `stats` and `queue` are leaves)
+//! * `control`: cycle requests and completions (`collect::Control`).
+//! * `world`: the mutator registry and the `collecting` flag. The collector holds it while
+//!   the world is stopped, except while waiting on `parked` for mutators to stop.
 //! * `central`: every span list and record pool (`Central`).
 //! * `roots`: global handles and root callbacks.
+//! * `queue`: grey values and black ranges on their way to the collector (`collect`, rules
+//!   2–6).
 //!
 //! # Kinds
 //! Small spans are grouped by *kind*: one type (or pointer-free bytes) in one size class.
@@ -14,6 +17,7 @@
 //! mutator, and saves a header word on every object; binary-trees' 16-byte nodes would be
 //! 24 bytes with one).
 
+use crate::collect::Control;
 use crate::knobs::Config;
 use crate::mutator::MutatorState;
 use crate::object::{BYTES, Registry, TypeError, TypeId, TypeInfo};
@@ -23,7 +27,7 @@ use crate::spanmap;
 use crate::stats::StatsState;
 use std::collections::{HashMap, VecDeque};
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 use tricolor_alloc::size_class::{CLASSES, MAX_SMALL_SIZE, PAGE_SIZE, object_class_of};
@@ -49,8 +53,29 @@ pub struct Heap {
     /// Bytes of objects allocated or cached since the last mark, plus what it marked
     /// (Go's `heapLive`). Atomic, relaxed: a trigger check only.
     pub(crate) live: AtomicUsize,
-    /// The heap goal: a collection starts when `live` reaches it. Atomic, relaxed.
+    /// The heap goal: marking should end before `live` reaches it; an allocation that finds
+    /// it reached while marking waits for the cycle to end. Atomic, relaxed.
     pub(crate) goal: AtomicUsize,
+    /// A cycle is requested when `live` reaches this (7/8 of the way from the last marked
+    /// bytes to the goal). Atomic, relaxed.
+    pub(crate) trigger: AtomicUsize,
+    /// The barrier is on and new objects are black (`collect`, rule 1). Changed only while the
+    /// world is stopped.
+    pub(crate) marking: AtomicBool,
+    /// Set when a mutator hands grey values to the collector (`collect`, rule 9).
+    pub(crate) flushed: AtomicBool,
+    /// Bytes of shadow-stack roots the mutators scanned themselves this cycle (statistics and
+    /// the pacer's root term). Atomic, relaxed.
+    pub(crate) stack_scan_bytes: AtomicUsize,
+    /// Time mutators waited for marking at the goal (`GcStats::wait_total_ns`); relaxed.
+    pub(crate) wait_total_ns: AtomicU64,
+    pub(crate) wait_max_ns: AtomicU64,
+    pub(crate) queue: Mutex<MarkQueue>,
+    /// Signalled when work is queued or a stack scan ends (the collector waits on it).
+    pub(crate) queue_cv: Condvar,
+    pub(crate) control: Mutex<Control>,
+    /// Signalled when a cycle is requested or completed.
+    pub(crate) control_cv: Condvar,
     pub(crate) gc_percent: AtomicI32,
     pub(crate) config: Config,
     pub(crate) stats: Mutex<StatsState>,
@@ -108,6 +133,25 @@ pub(crate) struct Central {
 // SAFETY: as for `World`: records owned by the heap, moved only inside the mutex.
 unsafe impl Send for Central {}
 
+/// Guarded by `Heap::queue`: work for the collector from the mutators.
+#[derive(Default)]
+pub(crate) struct MarkQueue {
+    /// Values to shade (barrier buffers, stack scans, handles).
+    pub(crate) grey: Vec<usize>,
+    /// Slots `from..to` of a span handed out while marking: to be marked black (rule 5).
+    pub(crate) black: Vec<(usize, u32, u32)>,
+}
+
+impl MarkQueue {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.grey.is_empty() && self.black.is_empty()
+    }
+    pub(crate) fn clear(&mut self) {
+        self.grey.clear();
+        self.black.clear();
+    }
+}
+
 /// Guarded by `Heap::roots`.
 pub(crate) struct GlobalRoots {
     pub(crate) handles: Vec<*mut HandleSlot>,
@@ -125,7 +169,10 @@ pub struct HandleSlot {
     pub(crate) heap: *const Heap,
 }
 
-/// A root callback: called during marking to report a runtime's own roots.
+/// A root callback: reports a runtime's own roots, once per cycle, at mark termination with
+/// every mutator stopped (`collect` rule 7), on the collector thread. It must not allocate,
+/// store through `write`, or take a lock that a stopped mutator may hold; its cost is part
+/// of that pause.
 pub type RootCallback = Box<dyn Fn(&mut crate::mark::RootVisitor<'_>) + Send + Sync>;
 
 /// The identity of a registered root callback.
@@ -150,7 +197,7 @@ impl Heap {
     /// A new heap with `config`. It lives for the rest of the process.
     pub fn new(config: Config) -> &'static Heap {
         let now = Instant::now();
-        Box::leak(Box::new(Heap {
+        let heap: &'static Heap = Box::leak(Box::new(Heap {
             types: Registry::new(),
             world: Mutex::new(World {
                 mutators: Vec::new(),
@@ -177,20 +224,25 @@ impl Heap {
                 next_callback: 1,
             }),
             live: AtomicUsize::new(0),
-            goal: AtomicUsize::new(pacer::heap_goal(pacer::Inputs {
-                marked: 0,
-                roots: 0,
-                gc_percent: config.gc_percent,
-                limit: tricolor_alloc::memory_limit(),
-                non_heap: 0,
-                limited: false,
-            })),
+            goal: AtomicUsize::new(usize::MAX),
+            trigger: AtomicUsize::new(usize::MAX),
+            marking: AtomicBool::new(false),
+            flushed: AtomicBool::new(false),
+            stack_scan_bytes: AtomicUsize::new(0),
+            wait_total_ns: AtomicU64::new(0),
+            wait_max_ns: AtomicU64::new(0),
+            queue: Mutex::new(MarkQueue::default()),
+            queue_cv: Condvar::new(),
+            control: Mutex::new(Control::default()),
+            control_cv: Condvar::new(),
             gc_percent: AtomicI32::new(config.gc_percent),
             config,
             stats: Mutex::new(StatsState::default()),
             epoch: now,
             rust_types: Mutex::new(HashMap::new()),
-        }))
+        }));
+        heap.update_goal(0, 0, false);
+        heap
     }
 
     /// The process-wide heap, configured from the environment (`knobs`) on first use.
@@ -244,6 +296,31 @@ impl Heap {
         self.world.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn queue_lock(&self) -> MutexGuard<'_, MarkQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn control_lock(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands grey values to the collector (non-null ones; a flush, a stack scan or a handle
+    /// change while marking).
+    pub(crate) fn shade(&self, values: &[usize]) {
+        let mut q = self.queue_lock();
+        let before = q.grey.len();
+        q.grey.extend(values.iter().copied().filter(|&v| v != 0));
+        if q.grey.len() != before {
+            self.flushed.store(true, Ordering::SeqCst);
+            self.queue_cv.notify_one();
+        }
+    }
+
+    /// Hands the collector slots `from..to` of span `s`, handed out while marking (rule 5).
+    pub(crate) fn send_black(&self, s: *mut GcSpan, from: u32, to: u32) {
+        self.queue_lock().black.push((s as usize, from, to));
+    }
+
     pub(crate) fn central_lock(&self) -> MutexGuard<'_, Central> {
         self.central.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -270,7 +347,15 @@ impl Heap {
             limited,
         });
         self.goal.store(goal, Ordering::Relaxed);
+        self.trigger
+            .store(pacer::trigger(marked, goal), Ordering::Relaxed);
         goal
+    }
+
+    /// True when allocation has reached the trigger: a cycle should start.
+    #[inline]
+    pub(crate) fn over_trigger(&self) -> bool {
+        self.live.load(Ordering::Relaxed) >= self.trigger.load(Ordering::Relaxed)
     }
 
     /// True when allocation has reached the goal.
@@ -282,6 +367,10 @@ impl Heap {
     /// A global handle keeping `obj` (null or an object of this heap) alive until freed.
     pub(crate) fn handle_new(&'static self, obj: usize) -> *mut HandleSlot {
         let mut roots = self.roots_lock();
+        // Under the roots lock, like the collector's scan of the handles (rule 6).
+        if self.marking.load(Ordering::Relaxed) {
+            self.shade(&[obj]);
+        }
         let index = roots.handles.len();
         let slot = Box::into_raw(Box::new(HandleSlot {
             obj: AtomicUsize::new(obj),
@@ -305,6 +394,11 @@ impl Heap {
                 "tc_handle_free(): {slot:p} is not a live handle"
             ));
         }
+        if self.marking.load(Ordering::Relaxed) {
+            // Rule 6: the value may live on only in a stack already scanned.
+            // SAFETY: a live handle (checked above).
+            self.shade(&[unsafe { (*slot).obj.load(Ordering::Relaxed) }]);
+        }
         roots.handles.swap_remove(index);
         if let Some(&moved) = roots.handles.get(index) {
             // SAFETY: every listed handle is live.
@@ -314,7 +408,8 @@ impl Heap {
         drop(unsafe { Box::from_raw(slot) });
     }
 
-    /// Registers a root callback, called during every mark.
+    /// Registers a root callback, called once per cycle at mark termination (see
+    /// [`RootCallback`]).
     pub fn add_root_callback(&self, f: RootCallback) -> CallbackId {
         let mut roots = self.roots_lock();
         let id = roots.next_callback;
@@ -470,10 +565,18 @@ impl Central {
         self.cursor = self.all.len();
     }
 
-    /// Mark termination's flip: every small span becomes unswept in the new generation,
-    /// dead large objects go back to the page heap.
-    pub(crate) fn start_sweep(&mut self) {
+    /// Mark termination's flip, with the world stopped: every small span becomes unswept in
+    /// the new generation. Returns the large objects of the cycle, for [`Central::queue_sweep`]
+    /// to free the dead ones after the restart (O(1) here: no pause work per span).
+    pub(crate) fn flip(&mut self) -> Vec<*mut GcSpan> {
         self.sweepgen = self.sweepgen.wrapping_add(1);
+        self.cursor = self.all.len();
+        std::mem::take(&mut self.large)
+    }
+
+    /// After the restart: queues every small span for sweeping and frees the dead ones of
+    /// `large` (the large objects that existed at the flip).
+    pub(crate) fn queue_sweep(&mut self, large: Vec<*mut GcSpan>) {
         for lists in self.kinds.values_mut() {
             lists.partial.clear();
             lists.unswept.clear();
@@ -484,7 +587,6 @@ impl Central {
             self.kinds.entry(kind).or_default().unswept.push(s);
         }
         self.cursor = 0;
-        let large = std::mem::take(&mut self.large);
         for s in large {
             // SAFETY: listed large records are in use.
             let r = unsafe { &*s };
@@ -575,6 +677,9 @@ impl Heap {
             unsafe { ptr::write_bytes(r.start as *mut u8, 0, bytes) };
         }
         self.live.fetch_add(bytes, Ordering::Relaxed);
+        if self.marking.load(Ordering::Relaxed) {
+            self.send_black(s, 0, 1);
+        }
         r.start as *mut u8
     }
 }

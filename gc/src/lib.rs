@@ -1,10 +1,10 @@
 //! # Tricolor's garbage collector
 //!
-//! A precise, non-moving mark-sweep collector in the design of Go's runtime, over the same
-//! page heap as Tricolor's allocator (GC spans are page runs from `tricolor_alloc`, so one
-//! `GOMEMLIMIT` and one set of statistics cover both). This version stops the world for the
-//! whole cycle; the API, the barrier entry point and the span layout are those the
-//! concurrent collector keeps (`../shared/design/ARCHITECTURE.md`, section 3).
+//! A precise, non-moving, concurrent mark-sweep collector in the design of Go's runtime, over
+//! the same page heap as Tricolor's allocator (GC spans are page runs from `tricolor_alloc`,
+//! so one `GOMEMLIMIT` and one set of statistics cover both). Marking runs on the heap's
+//! collector thread while the mutators run, behind Go's hybrid write barrier; the world stops
+//! twice per cycle, briefly (`collect`; `../shared/design/ARCHITECTURE.md`, section 3).
 //!
 //! ## Layers (bottom to top; a layer never imports one above it)
 //! `object` (types) → `spanmap`, `span` (GC spans, bitmaps) → `heap` (central lists, record
@@ -34,19 +34,26 @@
 //!    a swept span with room, else an unswept one swept now (lazy sweeping), else a new span
 //!    from the page heap. Each refill also sweeps one more span anywhere (proportional
 //!    sweeping), and counts the span's free slots as allocated (Go's `heapLive`).
-//! 4. If allocation has reached the heap goal, collect first. If the page heap cannot grow,
-//!    collect and retry once; then return null.
+//! 4. If allocation has reached the trigger (7/8 of the way to the heap goal), ask the
+//!    collector thread for a cycle; if it has reached the goal while the cycle is still
+//!    marking, wait for the cycle (as if in native code). If the page heap cannot grow, run a
+//!    full cycle and retry once; then return null. While marking, what a refill hands out is
+//!    allocated black (`collect`, rule 5).
 //!
-//! ## Collection (`collect`, `mark`, `pacer`)
-//! 1. Stop the world by handshake: every other mutator parks at its next safepoint; mutators
-//!    in native code count as stopped and cannot leave it until the cycle ends.
-//! 2. Finish the previous cycle's sweeping; flush every cache.
-//! 3. Mark from the roots (shadow stacks, typed handle scopes, global handles, root
-//!    callbacks) with an explicit grey stack. Verification mode then checks that no marked
-//!    object points to an unmarked one, and sweeping poisons dead objects.
-//! 4. Flip: all small spans become unswept; dead large objects go back now; the next goal is
-//!    Go's `marked + (marked + roots) × GOGC/100`, capped by `GOMEMLIMIT` under a CPU limiter.
-//! 5. Restart the world.
+//! ## Collection (`collect`, `mark`, `barrier`, `pacer`)
+//! 1. Finish the previous cycle's sweeping (world running).
+//! 2. Stop the world by handshake (mutators in native code count as stopped): flush every
+//!    cache, request every stack scan, switch the barrier on. Restart.
+//! 3. Mark concurrently: the collector thread scans global handles and the stacks of mutators
+//!    in native code; the others scan their own at their next safepoint; the barrier shades
+//!    the old and new value of every pointer store; everything reaches the collector through
+//!    one queue, and only it sets mark bits.
+//! 4. Flush waves until one delivers no work; then stop the world again: flush what is left,
+//!    call the root callbacks, verify (verification mode), switch the barrier off, flip the
+//!    sweep generation. Restart.
+//! 5. Queue the spans for lazy and proportional sweeping, free dead large objects, and set the
+//!    next goal, Go's `marked + (marked + roots) × GOGC/100` capped by `GOMEMLIMIT` under a
+//!    CPU limiter, and the trigger.
 //!
 //! ## Roots
 //! Per-mutator shadow stacks of slot addresses (`push_root`/`pop_roots`), the typed layer's
@@ -60,9 +67,18 @@
 //! pointer detection and poisoning of freed objects.
 //!
 //! ## Threads
-//! Any number of mutators on any number of heaps; any attached thread can collect. A
-//! mutator is its thread's (`Mutator` is not `Send`); it must detach (drop) before its
-//! thread exits.
+//! Any number of mutators on any number of heaps; each heap has one collector thread
+//! (`tricolor-gc`), started at its first cycle. A mutator is its thread's (`Mutator` is not
+//! `Send`); it must detach (drop) before its thread exits, reach a safepoint (an allocation or
+//! `safepoint()`) regularly, and block only in native code (`enter_native`/`leave_native`):
+//! a mutator that does neither holds up the handshakes.
+//!
+//! ## What embedders must do (the barrier's rules)
+//! 1. Store heap pointers into heap objects only through `write` (`tc_write`).
+//! 2. A pushed shadow-stack slot is written only by its owning thread.
+//! 3. Root callbacks are called with the world stopped, once per cycle, at mark termination:
+//!    their slots need no barrier, and their cost is part of that pause.
+//! 4. Global handles are changed only through the handle functions (they shade).
 
 pub(crate) mod barrier;
 pub(crate) mod collect;
@@ -164,10 +180,14 @@ pub mod raw {
         m.check_attached("handle_set");
         check_object(m, obj, "handle_set");
         // SAFETY: the caller's contract.
-        unsafe {
+        let old = unsafe {
             (*h).obj
-                .store(obj as usize, std::sync::atomic::Ordering::Relaxed)
+                .swap(obj as usize, std::sync::atomic::Ordering::Relaxed)
         };
+        if m.heap.marking.load(std::sync::atomic::Ordering::Relaxed) {
+            // `collect` rule 6: handles are never rescanned.
+            m.heap.shade(&[old, obj as usize]);
+        }
     }
 
     /// Frees a handle (aborts if it is not live).

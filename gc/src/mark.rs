@@ -1,19 +1,22 @@
-//! Marking: tri-colour with an explicit grey stack (lib.rs, "Collection").
+//! Marking: tri-colour with an explicit grey stack, run by the collector thread (`collect`).
 //!
 //! White objects have a clear mark bit; grey ones are marked and on the stack; black ones are
 //! marked and scanned. The stack is a heap-allocated vector, so a million-node list is marked
-//! in constant native stack. Invariant kept: when `drain` returns, no black object points to
-//! a white one (verification mode checks it over the whole heap).
+//! in constant native stack. Only the collector thread sets mark bits (`collect` rule 8).
 //!
-//! A value found in a slot is followed only if it points into an allocated object of this
-//! heap (an interior pointer marks the whole object); anything else (null, a malloc'd block,
-//! a freed slot) is skipped, and reported in verification mode when it is a freed slot.
+//! While the world runs, objects are read with relaxed atomic loads (mutators store into them
+//! through `write`), and a value found in a slot is followed if it points into an object slot
+//! of this heap: whether the slot is allocated is not known then (the owning cache keeps that
+//! to itself), and a reachable slot never holds a freed object's address. With the world
+//! stopped (mark termination) a value into a free slot is skipped, and reported in
+//! verification mode, which then checks that no black object points to a white one.
 
-use crate::heap::Central;
+use crate::heap::{Central, Heap};
 use crate::misuse;
+use crate::mutator::MutatorState;
 use crate::span::{GcSpan, IN_USE};
 use crate::spanmap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The marker's state for one cycle.
 pub(crate) struct Marker {
@@ -27,10 +30,12 @@ pub(crate) struct Marker {
     /// Bytes of root slots scanned.
     pub(crate) root_bytes: usize,
     verify: bool,
+    /// Mutators run while this marks (module docs).
+    concurrent: bool,
 }
 
 impl Marker {
-    pub(crate) fn new(heap: usize, verify: bool) -> Self {
+    pub(crate) fn new(heap: usize, verify: bool, concurrent: bool) -> Self {
         Self {
             heap,
             stack: Vec::with_capacity(1024),
@@ -38,6 +43,56 @@ impl Marker {
             marked_bytes: 0,
             root_bytes: 0,
             verify,
+            concurrent,
+        }
+    }
+
+    /// The world has stopped (mark termination): allocation state is exact from here on.
+    pub(crate) fn stop_the_world(&mut self) {
+        self.concurrent = false;
+    }
+
+    /// Takes the mutators' work from the queue: grey values are shaded, black ranges marked
+    /// without scanning (`collect` rule 5). True if there was any.
+    pub(crate) fn take_queue(&mut self, heap: &Heap) -> bool {
+        let (grey, black) = {
+            let mut q = heap.queue_lock();
+            (std::mem::take(&mut q.grey), std::mem::take(&mut q.black))
+        };
+        for &(s, from, to) in &black {
+            // SAFETY: the span was in use when its slots were handed out, and no span is
+            // freed while marking (rule 8).
+            let r = unsafe { &*(s as *const GcSpan) };
+            for i in from..to {
+                // Slots whose alloc bit is set held objects before the cache took the span;
+                // the cache handed out only the others.
+                // SAFETY: alloc bits do not change while marking (nothing sweeps).
+                let old = unsafe { r.alloc_word(i as usize / 64) } & (1 << (i % 64)) != 0;
+                if !old && r.set_mark(i) {
+                    self.marked_bytes += r.size;
+                }
+            }
+        }
+        for &v in &grey {
+            self.mark(v);
+        }
+        !grey.is_empty() || !black.is_empty()
+    }
+
+    /// Shades everything mutator `m`'s shadow stack and handle arena hold.
+    ///
+    /// # Safety
+    /// The collector holds `m`'s stack scan (`collect` rule 3), or the world is stopped.
+    pub(crate) unsafe fn mutator_roots(&mut self, m: &MutatorState) {
+        // SAFETY: the caller's contract: the owner does not touch `local` meanwhile.
+        let local = unsafe { &*m.local.get() };
+        for &slot in &local.roots {
+            // SAFETY: `push_root`'s contract: the slot is valid until popped.
+            unsafe { self.root(slot) };
+        }
+        for v in &local.slots {
+            // SAFETY: a slot of the mutator's own arena.
+            unsafe { self.root(v) };
         }
     }
 
@@ -47,7 +102,7 @@ impl Marker {
         if v < 4096 {
             return;
         }
-        // The world is stopped, so no span changes during marking: `last` stays valid.
+        // No span is freed or reused while marking (rule 8): `last` stays valid.
         let r = match self.last {
             Some(r) if r.covers(v) => r,
             _ => {
@@ -59,8 +114,8 @@ impl Marker {
             }
         };
         let Some(i) = r.index_of(v) else { return };
-        // SAFETY: the world is stopped and caches are flushed: the collector is the holder.
-        if !unsafe { r.is_allocated(i) } {
+        // SAFETY: with the world stopped and caches flushed the collector is the holder.
+        if !self.concurrent && !unsafe { r.is_allocated(i) } {
             if self.verify {
                 misuse::abort(format_args!(
                     "verify: a reachable slot holds {v:#x}, a pointer into a free {}-byte slot (dangling pointer)",
@@ -99,7 +154,7 @@ impl Marker {
             let (s, obj) = ring[head];
             head = (head + 1) % AHEAD;
             len -= 1;
-            // SAFETY: pushed from an in-use span while the world is stopped.
+            // SAFETY: pushed from an in-use span; none is freed while marking (rule 8).
             let r = unsafe { &*s };
             scan(r, obj, |v| self.mark(v));
         }
@@ -143,9 +198,11 @@ fn scan(r: &GcSpan, obj: usize, mut f: impl FnMut(usize)) {
     for rep in (0..r.reps).rev() {
         let base = obj + rep * ty.size;
         for &w in ty.words.iter().rev() {
-            // SAFETY: `obj` is an allocated object of `r`; the type's pointer words lie
-            // within each of its `reps` copies (checked at registration), all inside the slot.
-            f(unsafe { ((base + w as usize * 8) as *const usize).read() });
+            // SAFETY: `obj` is an object slot of `r`; the type's pointer words lie within
+            // each of its `reps` copies (checked at registration), all inside the slot, 8-byte
+            // aligned; mutators store to them only atomically (`write`).
+            let cell = unsafe { AtomicUsize::from_ptr((base + w as usize * 8) as *mut usize) };
+            f(cell.load(Ordering::Relaxed));
         }
     }
 }
@@ -173,7 +230,7 @@ impl RootVisitor<'_> {
 
 /// Verification: no marked (black) object points to a white one, across every span.
 pub(crate) fn verify(heap: usize, c: &Central) {
-    let mut m = Marker::new(heap, true);
+    let mut m = Marker::new(heap, true, false);
     for &s in c.all.iter().chain(c.large.iter()) {
         // SAFETY: listed records are valid; the world is stopped.
         let r = unsafe { &*s };

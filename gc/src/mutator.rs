@@ -1,24 +1,29 @@
-//! Mutators: a thread's context on a heap (allocation caches, shadow-stack roots) and the
-//! handshake that stops them.
+//! Mutators: a thread's context on a heap (allocation caches, shadow-stack roots, the
+//! barrier buffer) and the handshakes with the collector.
 //!
 //! # States
 //! ```text
-//!   RUNNING ──safepoint sees STOP──▶ PARKED ──collection ends──▶ RUNNING
-//!   RUNNING ──enter_native──▶ NATIVE ──leave_native (no STOP)──▶ RUNNING
+//!   RUNNING ──safepoint sees STOP──▶ PARKED ──collection restarts the world──▶ RUNNING
+//!   RUNNING ──enter_native──▶ NATIVE ──leave_native (no STOP, no scan held)──▶ RUNNING
 //!   (any, at detach) ──▶ poll has DETACHED: every later use aborts
 //! ```
-//! A collector stops the world by setting `STOP` in every other mutator's `poll` word and
-//! waiting (on `Heap::parked`) until none is `RUNNING`. `PARKED` and `NATIVE` mutators count
-//! as stopped: a thread blocked in native code never holds up a collection.
+//! The collector stops the world by setting `STOP` in every mutator's `poll` word and waiting
+//! (on `Heap::parked`) until none is `RUNNING`. `PARKED` and `NATIVE` mutators count as
+//! stopped: a thread blocked in native code never holds up a collection. While marking, `poll`
+//! also carries `SCAN` (scan your shadow stack) and `FLUSH` (hand over your barrier buffer);
+//! `collect` states the protocol (rules 1–9), and `scan` is the stack scan's state
+//! (`PENDING → SCANNING → DONE`).
 //!
 //! # Rules
-//! 1. `poll` and `status` are atomic. `enter_native`/`leave_native` and the collector use
-//!    sequentially consistent store-then-load on them (Dekker): either the mutator sees
-//!    `STOP` and does not run, or the collector sees it `RUNNING` and waits for it.
-//! 2. `local` (caches, shadow stack, handle slots) is touched by the owning thread while it
-//!    is `RUNNING`, and by a collector only while the owner is stopped (parked or native)
-//!    and the collector holds `Heap::world`. The owner never holds a reference into `local`
-//!    across a call that can park.
+//! 1. `poll`, `status` and `scan` are atomic. `enter_native`/`leave_native` and the collector
+//!    use sequentially consistent store-then-load on them (Dekker): either the mutator sees
+//!    `STOP` (or a held scan) and does not run, or the collector sees it `RUNNING` and waits
+//!    for it (or backs off).
+//! 2. `local` (caches, shadow stack, handle slots, barrier buffer) is touched by the owning
+//!    thread while it is `RUNNING`, and by the collector only while the owner is stopped
+//!    (parked or native) and the collector holds `Heap::world`, or holds the owner's stack
+//!    scan (`collect` rule 3: it then reads only the shadow stack and handle arena). The owner
+//!    never holds a reference into `local` across a call that can park.
 //! 3. Every allocation is a safepoint: its fast path reads `poll` (one load) and takes the
 //!    slow path when it is non-zero.
 
@@ -34,6 +39,24 @@ use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 pub(crate) const STOP: u32 = 1;
 pub(crate) const DETACHED: u32 = 2;
+/// Scan your shadow stack (`collect` rule 3).
+pub(crate) const SCAN: u32 = 4;
+/// Hand your barrier buffer to the collector (`collect` step 4).
+pub(crate) const FLUSH: u32 = 8;
+
+/// `MutatorState::scan`: the stack has been scanned this cycle (or no cycle is marking).
+pub(crate) const DONE: u8 = 0;
+/// A scan is requested and nobody has started it.
+pub(crate) const PENDING: u8 = 1;
+/// The owner or the collector is scanning.
+pub(crate) const SCANNING: u8 = 2;
+
+/// Barrier-buffer entries (old and new values) before it goes to the collector: 256 writes,
+/// Go 1.21's 512 pointers.
+pub(crate) const WBUF: usize = 512;
+
+/// `AllocCache::black_from` when the cache was loaded while not marking.
+const NOT_BLACK: u32 = u32::MAX;
 
 pub(crate) const RUNNING: u8 = 0;
 pub(crate) const NATIVE: u8 = 1;
@@ -49,6 +72,9 @@ pub(crate) struct AllocCache {
     size: usize,
     start: usize,
     needzero: bool,
+    /// Loaded while marking: the slots handed out from here on are new objects, to be marked
+    /// black when the span leaves the cache (`collect` rule 5); else `NOT_BLACK`.
+    black_from: u32,
 }
 
 impl AllocCache {
@@ -60,6 +86,7 @@ impl AllocCache {
         size: 0,
         start: 0,
         needzero: false,
+        black_from: NOT_BLACK,
     };
 
     /// The next free slot, zeroed; `None` when the span is used up. The fast path: a
@@ -98,8 +125,9 @@ impl AllocCache {
         }
     }
 
-    /// Loads span `s` (swept, held by this cache).
-    fn load(&mut self, s: *mut GcSpan) {
+    /// Loads span `s` (swept, held by this cache); `marking` says whether what it hands out
+    /// is allocated black.
+    fn load(&mut self, s: *mut GcSpan, marking: bool) {
         // SAFETY: the cache holds `s`.
         let r = unsafe { &*s };
         // SAFETY: as above.
@@ -112,6 +140,7 @@ impl AllocCache {
         self.size = r.size;
         self.start = r.start;
         self.needzero = o.needzero;
+        self.black_from = if marking { fi } else { NOT_BLACK };
         let below = if fi % 64 == 0 {
             0
         } else {
@@ -138,6 +167,9 @@ impl AllocCache {
             return;
         }
         let fi = self.free_index();
+        if self.black_from != NOT_BLACK && fi > self.black_from {
+            heap.send_black(self.span, self.black_from, fi);
+        }
         // SAFETY: this cache held the span; it lets go of it here.
         unsafe { heap.uncache_span(self.span, fi, keep_partial) };
         *self = AllocCache::EMPTY;
@@ -189,12 +221,16 @@ pub(crate) struct Local {
     pub(crate) slots: Vec<usize>,
     /// The typed layer's cache of Rust type → type id.
     pub(crate) rust_types: Vec<(std::any::TypeId, TypeId)>,
+    /// The barrier buffer: old and new values of slots written while marking.
+    pub(crate) wbuf: Vec<usize>,
 }
 
 /// A mutator's shared record: the C `tc_mutator`.
 pub struct MutatorState {
     pub(crate) poll: AtomicU32,
     pub(crate) status: AtomicU8,
+    /// The stack scan's state this cycle (`collect` rule 3).
+    pub(crate) scan: AtomicU8,
     pub(crate) heap: &'static Heap,
     pub(crate) local: UnsafeCell<Local>,
 }
@@ -207,6 +243,7 @@ impl MutatorState {
         Self {
             poll: AtomicU32::new(0),
             status: AtomicU8::new(RUNNING),
+            scan: AtomicU8::new(DONE),
             heap,
             local: UnsafeCell::new(Local {
                 single: Vec::new(),
@@ -214,6 +251,7 @@ impl MutatorState {
                 roots: Vec::new(),
                 slots: Vec::new(),
                 rust_types: Vec::new(),
+                wbuf: Vec::new(),
             }),
         }
     }
@@ -250,6 +288,73 @@ impl MutatorState {
             let w = self.heap.world_lock();
             drop(self.park(w));
         }
+        if p & SCAN != 0 {
+            self.scan_own_stack();
+        }
+        if p & FLUSH != 0 {
+            self.flush_barrier();
+            let _w = self.heap.world_lock();
+            self.poll.fetch_and(!FLUSH, Ordering::SeqCst);
+            self.heap.parked.notify_all();
+        }
+    }
+
+    /// Answers `SCAN`: shades everything the shadow stack and handle arena hold, once per
+    /// cycle (`collect` rule 3).
+    #[cold]
+    fn scan_own_stack(&self) {
+        loop {
+            match self
+                .scan
+                .compare_exchange(PENDING, SCANNING, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break,
+                Err(DONE) => {
+                    self.poll.fetch_and(!SCAN, Ordering::SeqCst);
+                    return;
+                }
+                // The collector claimed it, saw us running and is backing off.
+                Err(_) => std::hint::spin_loop(),
+            }
+        }
+        {
+            // SAFETY: rule 2: the owner, running; no call below parks.
+            let local = unsafe { self.local() };
+            let mut values = Vec::with_capacity(local.roots.len() + local.slots.len());
+            for &slot in &local.roots {
+                // SAFETY: `push_root`'s contract: the slot is valid until popped.
+                values.push(unsafe { slot.read_volatile() });
+            }
+            values.extend_from_slice(&local.slots);
+            self.heap
+                .stack_scan_bytes
+                .fetch_add(values.len() * 8, Ordering::Relaxed);
+            self.heap.shade(&values);
+        }
+        self.scan.store(DONE, Ordering::SeqCst);
+        self.poll.fetch_and(!SCAN, Ordering::SeqCst);
+        let _q = self.heap.queue_lock();
+        self.heap.queue_cv.notify_one();
+    }
+
+    /// Hands the barrier buffer to the collector (`collect` rule 4).
+    ///
+    /// Rule 2: called by the owner, or by the collector while the owner is stopped.
+    pub(crate) fn flush_barrier(&self) {
+        // SAFETY: rule 2 (the caller's situation); no call below parks.
+        let local = unsafe { self.local() };
+        if !local.wbuf.is_empty() {
+            self.heap.shade(&local.wbuf);
+            local.wbuf.clear();
+        }
+    }
+
+    /// Runs `f` as if in native code: the collector neither waits for this mutator nor needs
+    /// it to answer (it scans its stack itself). For waits on the collector.
+    pub(crate) fn wait_outside(&self, f: impl FnOnce()) {
+        self.enter_native();
+        f();
+        self.leave_native();
     }
 
     /// Parks until no stop is pending for this mutator; holds `world` on return.
@@ -368,8 +473,9 @@ impl MutatorState {
             let Some(s) = self.grow_with(|| self.heap.cache_span(info, class, kind)) else {
                 return ptr::null_mut();
             };
+            let marking = self.heap.marking.load(Ordering::Relaxed);
             // SAFETY: rule 2.
-            pick(unsafe { self.local() }).load(s);
+            pick(unsafe { self.local() }).load(s, marking);
         }
     }
 
@@ -378,14 +484,26 @@ impl MutatorState {
             .map_or(ptr::null_mut(), |p| p.as_ptr())
     }
 
-    /// Memory from the heap through `get`: collects first when allocation has reached the
-    /// goal, and once more (a full collection may free pages) when the page heap cannot grow.
+    /// Memory from the heap through `get`. Asks for a cycle when allocation has reached the
+    /// trigger; waits for the running cycle when it has reached the goal (marking has fallen
+    /// behind: until assists exist, the allocating thread waits instead of helping); runs a
+    /// full cycle and retries once when the page heap cannot grow.
     fn grow_with<T>(&self, get: impl Fn() -> Option<T>) -> Option<T> {
-        if self.heap.over_goal() {
-            crate::collect::collect(self, false);
+        let heap = self.heap;
+        if heap.over_trigger() {
+            heap.request_cycle();
+            if heap.over_goal()
+                && let Some(n) = heap.pending_cycle()
+            {
+                let t = std::time::Instant::now();
+                self.wait_outside(|| heap.wait_cycle(n));
+                let ns = t.elapsed().as_nanos() as u64;
+                heap.wait_total_ns.fetch_add(ns, Ordering::Relaxed);
+                heap.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
+            }
         }
         get().or_else(|| {
-            crate::collect::collect(self, true);
+            crate::collect::collect(self);
             get()
         })
     }
@@ -452,7 +570,14 @@ impl MutatorState {
     /// which must not touch the heap.
     pub fn enter_native(&self) {
         self.check_attached("enter_native");
+        if self.heap.marking.load(Ordering::Relaxed) {
+            self.flush_barrier();
+        }
         self.status.store(NATIVE, Ordering::SeqCst);
+        if self.poll.load(Ordering::SeqCst) & FLUSH != 0 {
+            let _w = self.heap.world_lock();
+            self.heap.parked.notify_all();
+        }
         if self.poll.load(Ordering::SeqCst) & STOP != 0 {
             // A collector may be waiting for this mutator: wake it (under the lock, so the
             // wake-up cannot fall between its check and its wait).
@@ -470,6 +595,10 @@ impl MutatorState {
         }
         loop {
             self.status.store(RUNNING, Ordering::SeqCst);
+            // Rule 1 with `collect` rule 3: the collector may be scanning our stack.
+            while self.scan.load(Ordering::SeqCst) == SCANNING {
+                std::thread::yield_now();
+            }
             let p = self.poll.load(Ordering::SeqCst);
             if p & DETACHED != 0 {
                 misuse::detached("leave_native", self);
@@ -489,7 +618,7 @@ impl MutatorState {
     /// Runs a full collection now (Go's `runtime.GC`).
     pub fn collect(&self) {
         self.check_attached("collect");
-        crate::collect::collect(self, true);
+        crate::collect::collect(self);
     }
 
     /// The heap this mutator allocates from.
@@ -515,6 +644,7 @@ pub(crate) fn attach(heap: &'static Heap) -> *mut MutatorState {
             unsafe {
                 (*m).poll.store(0, Ordering::Relaxed);
                 (*m).status.store(RUNNING, Ordering::Relaxed);
+                (*m).scan.store(DONE, Ordering::Relaxed);
             }
             m
         }
@@ -537,7 +667,11 @@ pub(crate) unsafe fn detach(m: *mut MutatorState) {
     }
     let w = st.heap.world_lock();
     let mut w = st.park(w);
-    // SAFETY: rule 2: the owner, running, holding `world` so no collection runs.
+    // A detaching mutator's stack is gone: nothing to scan (`collect` rule 3); its buffer
+    // and its black slots go to the collector.
+    st.flush_barrier();
+    st.scan.store(DONE, Ordering::SeqCst);
+    // SAFETY: rule 2: the owner, running, holding `world` so the world cannot be stopped.
     unsafe { st.release_caches(true) };
     {
         // SAFETY: as above.
@@ -546,8 +680,10 @@ pub(crate) unsafe fn detach(m: *mut MutatorState) {
         local.slots.clear();
         local.single.clear();
         local.others.clear();
+        local.wbuf.clear();
     }
     w.mutators.retain(|&x| x != m);
+    st.heap.parked.notify_all();
     st.poll.store(DETACHED, Ordering::Release);
     w.detached.push_back(m);
 }

@@ -65,6 +65,18 @@ pub fn heap_goal(i: Inputs) -> usize {
     proportional.min(room.saturating_sub(headroom).max(i.marked))
 }
 
+/// The heap size at which the next cycle starts: 7/8 of the way from the bytes the last cycle
+/// marked to `goal` (Go's first-cycle trigger, and inside its clamp of 0.7–0.95 of the
+/// runway), so concurrent marking has the last eighth to finish before the goal. A goal of
+/// `usize::MAX` (GOGC off, no limit) never triggers.
+pub fn trigger(marked: usize, goal: usize) -> usize {
+    if goal == usize::MAX {
+        return usize::MAX;
+    }
+    let runway = goal.saturating_sub(marked);
+    marked + runway / 8 * 7
+}
+
 /// The CPU limiter's leaky bucket (module docs).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Limiter {
@@ -105,6 +117,18 @@ mod tests {
             non_heap: 0,
             limited: false,
         }
+    }
+
+    #[test]
+    fn trigger_leaves_an_eighth_of_the_runway_for_marking() {
+        assert_eq!(trigger(8 << 20, 16 << 20), 15 << 20);
+        assert_eq!(trigger(0, MIN_HEAP), MIN_HEAP / 8 * 7);
+        assert_eq!(trigger(10, usize::MAX), usize::MAX);
+        assert_eq!(
+            trigger(100, 50),
+            100,
+            "a goal below the marked bytes triggers at once"
+        );
     }
 
     #[test]

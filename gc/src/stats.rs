@@ -1,7 +1,8 @@
 //! Collector statistics (`Heap::stats`, C `tc_gc_stats`) and the `GODEBUG=gctrace=1` line.
 //!
-//! Pauses are kept as Go's `MemStats.PauseNs`: a circular buffer of the last 256, the most
-//! recent at `(cycles + 255) % 256`. `StatsState` is guarded by `Heap::stats`.
+//! Pauses are kept in a circular buffer of the last 256, like Go's `MemStats.PauseNs`, but
+//! each stop of the world on its own (two per cycle: start and mark termination), the most
+//! recent at `(pauses + 255) % 256`. `StatsState` is guarded by `Heap::stats`.
 
 use crate::heap::Heap;
 use std::sync::atomic::Ordering;
@@ -30,7 +31,8 @@ pub struct GcStats {
     pub pause_total_ns: u64,
     /// Longest pause, ns.
     pub pause_max_ns: u64,
-    /// The last 256 pauses, ns: the most recent at `(cycles + 255) % 256`.
+    /// The last 256 pauses (each stop of the world: two per cycle), ns: the most recent at
+    /// `(pauses + 255) % 256`.
     pub pause_ns: [u64; 256],
     /// `GOGC` now (negative: off).
     pub gc_percent: i64,
@@ -40,12 +42,20 @@ pub struct GcStats {
     pub cpu_limited: u32,
     /// Mutators attached now.
     pub mutators: u32,
+    /// Pauses recorded (two per completed cycle).
+    pub pauses: u64,
+    /// Time allocating mutators spent waiting for marking to finish because allocation
+    /// reached the heap goal before it did, ns, in total and the longest wait. Not a pause
+    /// (other mutators run), but latency for that mutator: what Go's mark assists cost.
+    pub wait_total_ns: u64,
+    /// The longest such wait, ns.
+    pub wait_max_ns: u64,
 }
 
 /// One cycle's figures, for the statistics and the trace.
 pub(crate) struct Cycle {
     pub(crate) start: Instant,
-    /// Stopping the world and sweep termination (Go's first gctrace figure).
+    /// The first pause: stopping the world and starting marking (Go's first gctrace figure).
     pub(crate) stw_ns: u64,
     pub(crate) mark_ns: u64,
     pub(crate) term_ns: u64,
@@ -54,7 +64,6 @@ pub(crate) struct Cycle {
     pub(crate) goal: usize,
     pub(crate) stack_roots: usize,
     pub(crate) global_roots: usize,
-    pub(crate) pause_ns: u64,
     pub(crate) mutators: usize,
     pub(crate) limited: bool,
 }
@@ -62,6 +71,7 @@ pub(crate) struct Cycle {
 /// Guarded by `Heap::stats`.
 pub(crate) struct StatsState {
     pub(crate) cycles: u64,
+    pub(crate) npauses: u64,
     pub(crate) pause_total: u64,
     pub(crate) pause_max: u64,
     pub(crate) pauses: [u64; PAUSES],
@@ -72,6 +82,7 @@ impl Default for StatsState {
     fn default() -> Self {
         Self {
             cycles: 0,
+            npauses: 0,
             pause_total: 0,
             pause_max: 0,
             pauses: [0; PAUSES],
@@ -82,10 +93,13 @@ impl Default for StatsState {
 
 impl StatsState {
     pub(crate) fn record(&mut self, c: Cycle) {
-        self.pauses[self.cycles as usize % PAUSES] = c.pause_ns;
+        for ns in [c.stw_ns, c.term_ns] {
+            self.pauses[self.npauses as usize % PAUSES] = ns;
+            self.npauses += 1;
+            self.pause_total += ns;
+            self.pause_max = self.pause_max.max(ns);
+        }
         self.cycles += 1;
-        self.pause_total += c.pause_ns;
-        self.pause_max = self.pause_max.max(c.pause_ns);
         self.last = Some(c);
     }
 
@@ -127,6 +141,9 @@ impl Heap {
             memory_limit: tricolor_alloc::memory_limit(),
             cpu_limited: st.limited() as u32,
             mutators,
+            pauses: st.npauses,
+            wait_total_ns: self.wait_total_ns.load(Ordering::Relaxed),
+            wait_max_ns: self.wait_max_ns.load(Ordering::Relaxed),
         }
     }
 }
@@ -146,9 +163,9 @@ fn ms(ns: u64) -> String {
 /// The `gctrace` line for the cycle just recorded, in Go's format:
 /// `gc N @T.TTTs P%: stop+mark+term ms clock, stop+0/mark/0+term ms cpu,
 /// before->after->live MB, goal MB goal, S MB stacks, G MB globals, M P`.
-/// Here the "P" count is the number of attached mutators, and the whole cycle is one
-/// stop-the-world pause run by one thread, so clock and CPU agree and marking counts as
-/// background work.
+/// Here the "P" count is the number of attached mutators; the clock figures are the first
+/// pause, concurrent marking and the second pause; marking is done by the collector thread
+/// alone, so it counts as background CPU (no assists, no idle workers yet).
 pub(crate) fn trace_line(heap: &Heap, st: &StatsState) -> String {
     let Some(c) = &st.last else {
         return String::new();

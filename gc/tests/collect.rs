@@ -269,12 +269,15 @@ fn steady_workload_stays_bounded_near_the_goal() {
         }
     }
     let s = h.stats();
-    // Live: 100k nodes (3.2 MB) + the 800 KB array; goal about twice that.
+    // Live: 100k nodes (3.2 MB) + the 800 KB array; goal about twice that. Objects allocated
+    // while marking are black and count as marked (floating garbage until the next cycle):
+    // at most the last eighth of the runway, which the trigger leaves for marking.
     assert!(s.cycles >= 10, "{} cycles", s.cycles);
     assert!(
-        s.live_bytes >= 4_000_000 && s.live_bytes < 4_100_000,
-        "{}",
-        s.live_bytes
+        s.live_bytes >= 4_000_000 && s.live_bytes < 4_100_000 + s.heap_goal / 8,
+        "{} (goal {})",
+        s.live_bytes,
+        s.heap_goal
     );
     assert!(
         max_spans < s.heap_goal * 3 / 2,

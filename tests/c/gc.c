@@ -186,7 +186,8 @@ static void statistics(tc_mutator *m) {
     tc_gc_stats(heap, &s);
     CHECK(s.cycles > 10);
     CHECK(s.pause_max_ns > 0 && s.pause_max_ns <= s.pause_total_ns);
-    CHECK(s.pause_ns[(s.cycles + 255) % 256] > 0);
+    CHECK(s.pauses == 2 * s.cycles); /* each cycle stops the world twice */
+    CHECK(s.pause_ns[(s.pauses + 255) % 256] > 0 && s.pause_ns[(s.pauses + 254) % 256] > 0);
     CHECK(s.heap_goal >= 4u << 20);
     CHECK(s.mutators == 1);
     CHECK(tc_set_gc_percent(heap, -1) == 100);

@@ -7,8 +7,11 @@
 //! source with `go build`. A rival whose toolchain or library is missing is skipped with a
 //! message. Each cell is `runs` runs of one program: median wall time, median peak RSS
 //! (`ru_maxrss` from `wait4`), and the collections and pause p50/max the program reports for
-//! itself (Tricolor: `tc_gc_stats`; Boehm: its stop/start-world events; Go:
-//! `MemStats.PauseNs`), medians over the runs. The checksums must agree.
+//! itself (Tricolor: `tc_gc_stats`, each stop of the world; Boehm: its stop/start-world
+//! events; Go: `MemStats.PauseNs`), medians over the runs. "wait max" is Tricolor's longest
+//! wait of an allocating thread for marking to finish at the heap goal (`wait_max_ns`): not
+//! a pause, but that thread's latency (Go's analogue, mark assists, is not reported per
+//! event). The checksums must agree.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -98,6 +101,8 @@ struct Sample {
     gcs: u64,
     p50_ns: u64,
     max_ns: u64,
+    /// Tricolor only: the longest wait of the allocating thread for marking at the goal.
+    wait_max_ns: Option<u64>,
 }
 
 fn field(line: &str, key: &str) -> Option<u64> {
@@ -143,6 +148,7 @@ fn run_once(exe: &Path, args: &[String]) -> Result<Sample, String> {
         gcs: get("gcs")?,
         p50_ns: get("p50_ns")?,
         max_ns: get("max_ns")?,
+        wait_max_ns: field(line, "wait_max_ns"),
     })
 }
 
@@ -166,7 +172,7 @@ pub fn table(runs: usize, depth: u32) -> bool {
     );
     println!("ratios are runtime / tricolor: above 1.00 means Tricolor is faster or smaller\n");
     println!(
-        "{:<18} {:<9} {:>9} {:>6} {:>9} {:>6} {:>5} {:>10} {:>10}",
+        "{:<18} {:<9} {:>9} {:>6} {:>9} {:>6} {:>5} {:>10} {:>10} {:>9}",
         "benchmark",
         "runtime",
         "wall ms",
@@ -175,7 +181,8 @@ pub fn table(runs: usize, depth: u32) -> bool {
         "ratio",
         "GCs",
         "pause p50",
-        "pause max"
+        "pause max",
+        "wait max"
     );
     let benches = [
         (
@@ -209,6 +216,9 @@ pub fn table(runs: usize, depth: u32) -> bool {
                 gcs: median(samples.iter().map(|s| s.gcs).collect()),
                 p50_ns: median(samples.iter().map(|s| s.p50_ns).collect()),
                 max_ns: median(samples.iter().map(|s| s.max_ns).collect()),
+                wait_max_ns: samples[0]
+                    .wait_max_ns
+                    .map(|_| median(samples.iter().filter_map(|s| s.wait_max_ns).collect())),
             };
             if *checksum.get_or_insert(m.checksum) != m.checksum {
                 eprintln!(
@@ -219,7 +229,7 @@ pub fn table(runs: usize, depth: u32) -> bool {
             }
             let b = *base.get_or_insert(m);
             println!(
-                "{:<18} {:<9} {:>9.1} {:>6.2} {:>9.1} {:>6.2} {:>5} {:>7} ms {:>7} ms",
+                "{:<18} {:<9} {:>9.1} {:>6.2} {:>9.1} {:>6.2} {:>5} {:>7} ms {:>7} ms {:>9}",
                 if i == 0 { title.as_str() } else { "" },
                 rt.name,
                 m.secs * 1e3,
@@ -229,6 +239,8 @@ pub fn table(runs: usize, depth: u32) -> bool {
                 m.gcs,
                 ms(m.p50_ns),
                 ms(m.max_ns),
+                m.wait_max_ns
+                    .map_or("-".into(), |w| format!("{} ms", ms(w))),
             );
         }
     }
