@@ -28,11 +28,9 @@
 //!    before the store, with no safepoint in between. A full buffer goes to `Heap::queue`.
 //! 3. A mutator's shadow stack and handle arena are scanned once per cycle: by the owner at
 //!    its first safepoint after step 2 (`SCAN` in `poll`), or by the collector while the
-//!    owner is in native code. Ownership of the scan is `MutatorState::scan`: the collector
-//!    claims it `PENDING → SCANNING` and then re-reads the owner's status, backing off if it
-//!    is running; `leave_native` stores `RUNNING` and then waits while the state is
-//!    `SCANNING` (both sequentially consistent: Dekker). A scan ends in `DONE`. A mutator
-//!    attached during marking starts `DONE` (its empty stack is black).
+//!    owner is in native code, never both and never while the owner runs: `handshake` (its
+//!    own numbered rules, checked by loom) decides who holds the scan. A mutator attached
+//!    during marking starts `DONE` (its empty stack is black).
 //! 4. A mutator entering native code, detaching, or answering a flush (`FLUSH`) first hands
 //!    its barrier buffer to the queue; so a native mutator's buffer is always empty.
 //! 5. Allocate-black: a cache loaded while marking remembers where its window started; when
@@ -54,9 +52,10 @@
 //!    ranges, the callbacks' roots, a scan somehow pending), so a wave that ends too early
 //!    costs pause time, never an object: the waves exist to keep that pause short.
 
+use crate::handshake;
 use crate::heap::{Heap, World};
 use crate::mark::{Marker, RootVisitor};
-use crate::mutator::{DONE, FLUSH, MutatorState, NATIVE, PENDING, RUNNING, SCAN, STOP};
+use crate::mutator::{DONE, FLUSH, MutatorState, PENDING, RUNNING, SCAN, STOP};
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -317,27 +316,13 @@ fn scan_native_mutators(heap: &Heap, marker: &mut Marker) -> bool {
     for &o in &w.mutators {
         // SAFETY: registered records are valid while registered (under `world`).
         let m = unsafe { &*o };
-        if m.status.load(Ordering::SeqCst) != NATIVE
-            || m.scan
-                .compare_exchange(
-                    PENDING,
-                    crate::mutator::SCANNING,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                )
-                .is_err()
-        {
+        if !handshake::collector_claim(&m.status, &m.scan) {
             continue;
         }
-        if m.status.load(Ordering::SeqCst) != NATIVE {
-            // It left native code after our first look: it scans itself (rule 3).
-            m.scan.store(PENDING, Ordering::SeqCst);
-            continue;
-        }
-        // SAFETY: rule 3: the owner is in native code and cannot leave it while we hold the
-        // scan; we read only its shadow stack and handle arena.
+        // SAFETY: rule 3 (`handshake`): the owner is in native code and cannot leave it while
+        // we hold the scan; we read only its shadow stack and handle arena.
         unsafe { marker.mutator_roots(m) };
-        m.scan.store(DONE, Ordering::SeqCst);
+        handshake::finish(&m.scan);
         any = true;
     }
     any

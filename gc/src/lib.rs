@@ -80,39 +80,67 @@
 //!    their slots need no barrier, and their cost is part of that pause.
 //! 4. Global handles are changed only through the handle functions (they shade).
 
+// Under loom only the modelled module is built; the rest of the crate is what uses it.
+#![cfg_attr(loom, allow(dead_code))]
+
+#[cfg(not(loom))]
 pub(crate) mod barrier;
+#[cfg(not(loom))]
 pub(crate) mod collect;
+pub(crate) mod handshake;
+#[cfg(not(loom))]
 pub(crate) mod heap;
+#[cfg(not(loom))]
 pub(crate) mod knobs;
+#[cfg(not(loom))]
 pub(crate) mod mark;
+#[cfg(not(loom))]
 pub(crate) mod misuse;
+#[cfg(not(loom))]
 pub(crate) mod mutator;
+#[cfg(not(loom))]
 pub(crate) mod object;
+#[cfg(not(loom))]
 pub mod pacer;
+#[cfg(not(loom))]
 pub(crate) mod span;
+#[cfg(not(loom))]
 pub(crate) mod spanmap;
+#[cfg(not(loom))]
 pub(crate) mod stats;
+#[cfg(not(loom))]
 pub(crate) mod typed;
 
+#[cfg(not(loom))]
 pub use heap::{CallbackId, HandleSlot, Heap, RootCallback};
+#[cfg(not(loom))]
 pub use knobs::Config;
+#[cfg(not(loom))]
 pub use mark::RootVisitor;
+#[cfg(not(loom))]
 pub use mutator::MutatorState;
+#[cfg(not(loom))]
 pub use object::{BYTES, TypeError, TypeId, TypeInfo};
+#[cfg(not(loom))]
 pub use stats::{GcStats, PAUSES};
+#[cfg(not(loom))]
 pub use typed::{Data, Field, Global, Local, Member, Scope, Trace};
 
+#[cfg(not(loom))]
 use std::marker::PhantomData;
+#[cfg(not(loom))]
 use std::ptr::NonNull;
 
 /// A thread's attachment to a heap: allocate, root, write, collect. Not `Send`; detaches
 /// when dropped. Its raw operations are those of [`MutatorState`] (through `Deref`); the
 /// safe typed layer is [`Mutator::scope`].
+#[cfg(not(loom))]
 pub struct Mutator {
     m: NonNull<MutatorState>,
     _not_send: PhantomData<*mut ()>,
 }
 
+#[cfg(not(loom))]
 impl Mutator {
     /// Attaches the calling thread to `heap`.
     pub fn attach(heap: &'static Heap) -> Mutator {
@@ -123,6 +151,7 @@ impl Mutator {
     }
 }
 
+#[cfg(not(loom))]
 impl std::ops::Deref for Mutator {
     type Target = MutatorState;
     fn deref(&self) -> &MutatorState {
@@ -131,6 +160,7 @@ impl std::ops::Deref for Mutator {
     }
 }
 
+#[cfg(not(loom))]
 impl Drop for Mutator {
     fn drop(&mut self) {
         // SAFETY: attached and owned by this thread (not `Send`).
@@ -139,6 +169,7 @@ impl Drop for Mutator {
 }
 
 /// The raw layer for the C ABI: mutators and handles as pointers.
+#[cfg(not(loom))]
 pub mod raw {
     use super::*;
 

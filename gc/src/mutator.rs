@@ -27,6 +27,7 @@
 //! 3. Every allocation is a safepoint: its fast path reads `poll` (one load) and takes the
 //!    slow path when it is non-zero.
 
+use crate::handshake;
 use crate::heap::{Heap, kind, small_class};
 use crate::misuse;
 use crate::object::{BYTES, TypeId, TypeInfo};
@@ -44,12 +45,7 @@ pub(crate) const SCAN: u32 = 4;
 /// Hand your barrier buffer to the collector (`collect` step 4).
 pub(crate) const FLUSH: u32 = 8;
 
-/// `MutatorState::scan`: the stack has been scanned this cycle (or no cycle is marking).
-pub(crate) const DONE: u8 = 0;
-/// A scan is requested and nobody has started it.
-pub(crate) const PENDING: u8 = 1;
-/// The owner or the collector is scanning.
-pub(crate) const SCANNING: u8 = 2;
+pub(crate) use crate::handshake::{DONE, NATIVE, PARKED, PENDING, RUNNING};
 
 /// Barrier-buffer entries (old and new values) before it goes to the collector: 256 writes,
 /// Go 1.21's 512 pointers.
@@ -57,10 +53,6 @@ pub(crate) const WBUF: usize = 512;
 
 /// `AllocCache::black_from` when the cache was loaded while not marking.
 const NOT_BLACK: u32 = u32::MAX;
-
-pub(crate) const RUNNING: u8 = 0;
-pub(crate) const NATIVE: u8 = 1;
-pub(crate) const PARKED: u8 = 2;
 
 /// One kind's allocation cache: a span and a 64-slot window of its free bits.
 pub(crate) struct AllocCache {
@@ -303,19 +295,9 @@ impl MutatorState {
     /// cycle (`collect` rule 3).
     #[cold]
     fn scan_own_stack(&self) {
-        loop {
-            match self
-                .scan
-                .compare_exchange(PENDING, SCANNING, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) => break,
-                Err(DONE) => {
-                    self.poll.fetch_and(!SCAN, Ordering::SeqCst);
-                    return;
-                }
-                // The collector claimed it, saw us running and is backing off.
-                Err(_) => std::hint::spin_loop(),
-            }
+        if !handshake::owner_claim(&self.scan) {
+            self.poll.fetch_and(!SCAN, Ordering::SeqCst);
+            return;
         }
         {
             // SAFETY: rule 2: the owner, running; no call below parks.
@@ -331,7 +313,7 @@ impl MutatorState {
                 .fetch_add(values.len() * 8, Ordering::Relaxed);
             self.heap.shade(&values);
         }
-        self.scan.store(DONE, Ordering::SeqCst);
+        handshake::finish(&self.scan);
         self.poll.fetch_and(!SCAN, Ordering::SeqCst);
         let _q = self.heap.queue_lock();
         self.heap.queue_cv.notify_one();
@@ -573,7 +555,7 @@ impl MutatorState {
         if self.heap.marking.load(Ordering::Relaxed) {
             self.flush_barrier();
         }
-        self.status.store(NATIVE, Ordering::SeqCst);
+        handshake::enter_native(&self.status);
         if self.poll.load(Ordering::SeqCst) & FLUSH != 0 {
             let _w = self.heap.world_lock();
             self.heap.parked.notify_all();
@@ -594,11 +576,8 @@ impl MutatorState {
             ));
         }
         loop {
-            self.status.store(RUNNING, Ordering::SeqCst);
-            // Rule 1 with `collect` rule 3: the collector may be scanning our stack.
-            while self.scan.load(Ordering::SeqCst) == SCANNING {
-                std::thread::yield_now();
-            }
+            // The collector may be scanning our stack (`handshake`, rule 2).
+            handshake::leave_native(&self.status, &self.scan);
             let p = self.poll.load(Ordering::SeqCst);
             if p & DETACHED != 0 {
                 misuse::detached("leave_native", self);
