@@ -19,6 +19,8 @@
 //!    verify (verification mode), switch the barrier off, flip the sweep generation.
 //! 6. **Restart**, then outside the pause: queue every small span for sweeping, free dead
 //!    large objects, compute the next goal and trigger, record statistics.
+//! 7. **Background sweeping** until every span is swept or the next cycle is asked for,
+//!    beside the lazy and proportional sweeping of refills.
 //!
 //! # Rules of the concurrent protocol
 //! 1. `Heap::marking` changes only while the world is stopped (steps 2 and 5), so every
@@ -133,9 +135,30 @@ fn collector(heap: &'static Heap) {
             c.started += 1;
         }
         cycle(heap);
-        let mut c = heap.control_lock();
-        c.completed += 1;
-        heap.control_cv.notify_all();
+        {
+            let mut c = heap.control_lock();
+            c.completed += 1;
+            heap.control_cv.notify_all();
+        }
+        sweep_in_background(heap);
+    }
+}
+
+/// Step 7: the background sweeper. Sweeps the spans the cycle left unswept, a few at a time
+/// under the central lock (so a refill never waits long for it), until none is left or the
+/// next cycle is asked for (whose step 1 then finishes the rest). Allocation keeps sweeping
+/// lazily and proportionally meanwhile; whoever gets to a span first sweeps it.
+fn sweep_in_background(heap: &Heap) {
+    const BATCH: usize = 8;
+    let poison = heap.config.verify;
+    loop {
+        if !heap.central_lock().sweep_batch(BATCH, poison) {
+            return;
+        }
+        let c = heap.control_lock();
+        if c.requested > c.completed {
+            return;
+        }
     }
 }
 

@@ -526,6 +526,15 @@ impl Central {
         }
     }
 
+    /// Background sweeping (the collector thread between cycles): sweeps up to `n` more
+    /// spans; false once every span has been visited.
+    pub(crate) fn sweep_batch(&mut self, n: usize, poison: bool) -> bool {
+        for _ in 0..n {
+            self.sweep_some(poison);
+        }
+        self.cursor < self.all.len()
+    }
+
     /// Proportional sweeping: sweeps one more unswept span, so every span is swept long
     /// before the next cycle (Go's sweep credit, one span per refill).
     fn sweep_some(&mut self, poison: bool) {
