@@ -151,6 +151,10 @@ typedef struct tc_gc_stats_t_ {
   uint64_t wait_total_ns;
   // The longest such wait, ns.
   uint64_t wait_max_ns;
+  // Of that waiting, the time mutators spent marking themselves (mark assists), ns.
+  uint64_t assist_ns;
+  // Time the collector thread spent in concurrent marking (background), ns.
+  uint64_t mark_ns;
 } tc_gc_stats_t_;
 
 // The collector's figures (tc_gc_stats). pause_ns holds the last 256 pauses (each stop of

@@ -43,9 +43,9 @@
 //!    setting and freeing a handle shades the old and new values, so they are never rescanned.
 //! 7. Root callbacks run only at step 5, with the world stopped: their slots need no barrier,
 //!    and their cost (plus marking what only they reach) is in that pause.
-//! 8. Only the collector thread sets mark bits, and no span is swept or freed while marking
-//!    (sweeping finished at step 1; the flip is at step 5), so a span found by the marker stays
-//!    valid for the whole phase.
+//! 8. Mark bits are set only by markers, with `fetch_or`, and no span is swept or freed while
+//!    marking (sweeping finished at step 1; the flip is at step 5), so a span found by a marker
+//!    stays valid for the whole phase.
 //! 9. Termination: after a flush wave in which no mutator delivered work (`Heap::flushed`
 //!    stayed false), with every scan `DONE` and the queue and grey stack empty, every
 //!    reachable object is marked: each was reachable from a scanned stack, a handle or a
@@ -53,6 +53,13 @@
 //!    Step 5 still flushes and marks whatever is left (values written after the wave, black
 //!    ranges, the callbacks' roots, a scan somehow pending), so a wave that ends too early
 //!    costs pause time, never an object: the waves exist to keep that pause short.
+//! 10. Assists: a mutator whose allocation reaches the goal while marking marks instead of
+//!     waiting (`MutatorState::assist`): it counts itself in `Heap::assists`, takes work from
+//!     the queue and from `Heap::work` (where a busy marker spills half its grey objects when
+//!     another wants work), and before it stops, or parks for a stop of the world, it puts
+//!     every grey object it holds back into `Heap::work` and adds what it marked to
+//!     `Heap::assist_marked`. Marking is not done while an assist runs; step 5 takes what
+//!     parked assists left.
 
 use crate::handshake;
 use crate::heap::{Heap, World};
@@ -199,6 +206,7 @@ fn cycle(heap: &'static Heap) {
     let poison = heap.config.verify;
     let t0 = Instant::now();
     let heap_before = heap.live.load(Ordering::Relaxed);
+    let assist_before = heap.assist_ns.load(Ordering::Relaxed);
     // Step 1.
     heap.central_lock().finish_sweep(poison);
     // Step 2.
@@ -213,12 +221,15 @@ fn cycle(heap: &'static Heap) {
         }
     }
     heap.queue_lock().clear();
+    heap.work_lock().clear();
+    heap.work_wanted.store(false, Ordering::Relaxed);
+    heap.assist_marked.store(0, Ordering::Relaxed);
     heap.marking.store(true, Ordering::SeqCst);
     let mutators = w.mutators.len();
     start_the_world(heap, w);
     let t_marking = Instant::now();
     // Step 3.
-    let mut marker = Marker::new(heap.addr(), heap.config.verify, true);
+    let mut marker = Marker::shared(heap);
     {
         let roots = heap.roots_lock();
         for &h in &roots.handles {
@@ -229,7 +240,13 @@ fn cycle(heap: &'static Heap) {
     let global_roots = marker.root_bytes;
     loop {
         marker.drain();
-        if marker.take_queue(heap) || scan_native_mutators(heap, &mut marker) {
+        if marker.take_queue(heap) || marker.steal() || scan_native_mutators(heap, &mut marker) {
+            continue;
+        }
+        if heap.assists.load(Ordering::SeqCst) != 0 {
+            // An assist is marking: our failed `steal` asked it to share (it does within 64
+            // objects); stay on the core and take the work as soon as it is there.
+            std::thread::yield_now();
             continue;
         }
         if scans_pending(heap) {
@@ -267,7 +284,13 @@ fn cycle(heap: &'static Heap) {
         }
     }
     marker.take_queue(heap);
-    marker.drain();
+    // Assists parked for this stop left their grey objects in `work` (rule 10).
+    loop {
+        marker.drain();
+        if !marker.steal() {
+            break;
+        }
+    }
     let before_callbacks = marker.root_bytes;
     {
         let roots = heap.roots_lock();
@@ -297,7 +320,7 @@ fn cycle(heap: &'static Heap) {
     start_the_world(heap, w);
     // Step 6.
     heap.central_lock().queue_sweep(dead_candidates);
-    let marked = marker.marked_bytes;
+    let marked = marker.marked_bytes + heap.assist_marked.swap(0, Ordering::Relaxed);
     heap.live.store(marked, Ordering::Relaxed);
     let roots = marker.root_bytes;
     let goal = heap.update_goal(marked, roots, limited);
@@ -308,6 +331,7 @@ fn cycle(heap: &'static Heap) {
         start: t0,
         stw_ns,
         mark_ns: (t_marked - t_marking).as_nanos() as u64,
+        assist_ns: heap.assist_ns.load(Ordering::Relaxed) - assist_before,
         term_ns,
         heap_before,
         marked,
@@ -376,7 +400,10 @@ fn flush_wave(heap: &Heap) -> bool {
         unsafe { (*o).poll.fetch_and(!FLUSH, Ordering::SeqCst) };
     }
     drop(w);
-    heap.flushed.load(Ordering::SeqCst) || !heap.queue_lock().is_empty()
+    heap.flushed.load(Ordering::SeqCst)
+        || !heap.queue_lock().is_empty()
+        || !heap.work_lock().is_empty()
+        || heap.assists.load(Ordering::SeqCst) != 0
 }
 
 /// Runs a full cycle for mutator `m` and returns when it has completed (Go's `runtime.GC`).

@@ -9,6 +9,7 @@
 //! * `roots`: global handles and root callbacks.
 //! * `queue`: grey values and black ranges on their way to the collector (`collect`, rules
 //!   2–6).
+//! * `work`: batches of grey objects shared between markers (`mark`); a leaf.
 //!
 //! # Kinds
 //! Small spans are grouped by *kind*: one type (or pointer-free bytes) in one size class.
@@ -70,6 +71,16 @@ pub struct Heap {
     /// Time mutators waited for marking at the goal (`GcStats::wait_total_ns`); relaxed.
     pub(crate) wait_total_ns: AtomicU64,
     pub(crate) wait_max_ns: AtomicU64,
+    /// Batches of grey objects (span, address) shared between markers (`mark`); leaf lock.
+    pub(crate) work: Mutex<Vec<Vec<(usize, usize)>>>,
+    /// Set by a marker with nothing to do: whoever has work spills some to `work`. Relaxed.
+    pub(crate) work_wanted: AtomicBool,
+    /// Assisting mutators that may hold grey objects (`collect` rule 10).
+    pub(crate) assists: AtomicUsize,
+    /// Bytes marked by assists this cycle, added when an assist stops.
+    pub(crate) assist_marked: AtomicUsize,
+    /// Time mutators spent assisting, ns (statistics).
+    pub(crate) assist_ns: AtomicU64,
     pub(crate) queue: Mutex<MarkQueue>,
     /// Signalled when work is queued or a stack scan ends (the collector waits on it).
     pub(crate) queue_cv: Condvar,
@@ -231,6 +242,11 @@ impl Heap {
             stack_scan_bytes: AtomicUsize::new(0),
             wait_total_ns: AtomicU64::new(0),
             wait_max_ns: AtomicU64::new(0),
+            work: Mutex::new(Vec::new()),
+            work_wanted: AtomicBool::new(false),
+            assists: AtomicUsize::new(0),
+            assist_marked: AtomicUsize::new(0),
+            assist_ns: AtomicU64::new(0),
             queue: Mutex::new(MarkQueue::default()),
             queue_cv: Condvar::new(),
             control: Mutex::new(Control::default()),
@@ -298,6 +314,10 @@ impl Heap {
 
     pub(crate) fn queue_lock(&self) -> MutexGuard<'_, MarkQueue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn work_lock(&self) -> MutexGuard<'_, Vec<Vec<(usize, usize)>>> {
+        self.work.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn control_lock(&self) -> MutexGuard<'_, Control> {

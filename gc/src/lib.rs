@@ -36,7 +36,8 @@
 //!    sweeping), and counts the span's free slots as allocated (Go's `heapLive`).
 //! 4. If allocation has reached the trigger (7/8 of the way to the heap goal), ask the
 //!    collector thread for a cycle; if it has reached the goal while the cycle is still
-//!    marking, wait for the cycle (as if in native code). If the page heap cannot grow, run a
+//!    marking, mark beside the collector (a mark assist) until no work is left for it, then
+//!    wait for the cycle to end (as if in native code). If the page heap cannot grow, run a
 //!    full cycle and retry once; then return null. While marking, what a refill hands out is
 //!    allocated black (`collect`, rule 5).
 //!
@@ -47,7 +48,8 @@
 //! 3. Mark concurrently: the collector thread scans global handles and the stacks of mutators
 //!    in native code; the others scan their own at their next safepoint; the barrier shades
 //!    the old and new value of every pointer store; everything reaches the collector through
-//!    one queue, and only it sets mark bits.
+//!    one queue. Mutators that reach the goal mark too (assists), sharing grey objects with
+//!    the collector through a work list; mark bits are set atomically.
 //! 4. Flush waves until one delivers no work; then stop the world again: flush what is left,
 //!    call the root callbacks, verify (verification mode), switch the barrier off, flip the
 //!    sweep generation. Restart.

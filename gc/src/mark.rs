@@ -18,9 +18,15 @@ use crate::span::{GcSpan, IN_USE};
 use crate::spanmap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The marker's state for one cycle.
+/// Grey objects moved to or from `Heap::work` at a time.
+const BATCH: usize = 256;
+
+/// One marker's state for one cycle: the collector thread's, or an assisting mutator's.
 pub(crate) struct Marker {
     heap: usize,
+    /// The heap whose `work` list this marker shares (concurrent markers); `None` for
+    /// verification's private marker.
+    share: Option<&'static Heap>,
     stack: Vec<(*const GcSpan, usize)>,
     /// The span of the last object marked: pointers often lead to a neighbour, which then
     /// needs no span-map lookup.
@@ -38,6 +44,7 @@ impl Marker {
     pub(crate) fn new(heap: usize, verify: bool, concurrent: bool) -> Self {
         Self {
             heap,
+            share: None,
             stack: Vec::with_capacity(1024),
             last: None,
             marked_bytes: 0,
@@ -45,6 +52,68 @@ impl Marker {
             verify,
             concurrent,
         }
+    }
+
+    /// A marker of `heap` that shares work with the others through `Heap::work`.
+    pub(crate) fn shared(heap: &'static Heap) -> Self {
+        let mut m = Self::new(heap.addr(), heap.config.verify, true);
+        m.share = Some(heap);
+        m
+    }
+
+    /// True when this marker holds no grey object.
+    pub(crate) fn idle(&self) -> bool {
+        self.stack.is_empty()
+    }
+
+    /// Takes a batch of grey objects from `Heap::work`; false if there is none (and asks the
+    /// other markers to spill some).
+    pub(crate) fn steal(&mut self) -> bool {
+        let Some(heap) = self.share else { return false };
+        match heap.work_lock().pop() {
+            Some(batch) => {
+                self.stack
+                    .extend(batch.into_iter().map(|(s, o)| (s as *const GcSpan, o)));
+                true
+            }
+            None => {
+                heap.work_wanted.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Moves every grey object this marker holds to `Heap::work` (an assist that stops, or
+    /// parks for a stop of the world, leaves its work to the others).
+    pub(crate) fn spill_all(&mut self) {
+        if let Some(heap) = self.share
+            && !self.stack.is_empty()
+        {
+            let mut w = heap.work_lock();
+            for chunk in self.stack.chunks(BATCH) {
+                w.push(chunk.iter().map(|&(s, o)| (s as usize, o)).collect());
+            }
+            self.stack.clear();
+        }
+    }
+
+    /// Gives half of this marker's grey objects to `Heap::work` when another marker wants
+    /// work (checked every few dozen objects by `drain`).
+    #[cold]
+    fn share_half(&mut self, heap: &Heap) {
+        heap.work_wanted.store(false, Ordering::Relaxed);
+        let n = (self.stack.len() / 2).min(4 * BATCH);
+        if n == 0 {
+            return;
+        }
+        // The bottom of the stack holds the oldest entries: siblings high in the graph, with
+        // the largest subgraphs below them, so the taker gets the most work per batch.
+        let mut w = heap.work_lock();
+        for chunk in self.stack[..n].chunks(BATCH) {
+            w.push(chunk.iter().map(|&(s, o)| (s as usize, o)).collect());
+        }
+        drop(w);
+        self.stack.drain(..n);
     }
 
     /// The world has stopped (mark termination): allocation state is exact from here on.
@@ -133,15 +202,28 @@ impl Marker {
     }
 
     /// Scans grey objects until none is left.
+    pub(crate) fn drain(&mut self) {
+        self.drain_budget(usize::MAX);
+    }
+
+    /// Scans up to `budget` grey objects; true when none is left.
     ///
     /// Objects popped from the stack pass through a small FIFO whose entries are prefetched
     /// on entry, so an object's cache miss overlaps the scanning of the ones ahead of it
     /// (scanning is otherwise one dependent miss per object; Boehm prefetches the same way).
-    pub(crate) fn drain(&mut self) {
+    /// Every 64 objects a shared marker checks whether another marker wants work.
+    pub(crate) fn drain_budget(&mut self, budget: usize) -> bool {
         const AHEAD: usize = 8;
         let mut ring = [(std::ptr::null::<GcSpan>(), 0usize); AHEAD];
         let (mut head, mut len) = (0usize, 0usize);
+        let mut done = 0usize;
         loop {
+            if done % 64 == 63
+                && let Some(heap) = self.share
+                && heap.work_wanted.load(Ordering::Relaxed)
+            {
+                self.share_half(heap);
+            }
             while len < AHEAD {
                 let Some(e) = self.stack.pop() else { break };
                 prefetch(e.1);
@@ -149,11 +231,19 @@ impl Marker {
                 len += 1;
             }
             if len == 0 {
-                return;
+                return true;
+            }
+            if done >= budget {
+                // Put the prefetched entries back for later.
+                for k in 0..len {
+                    self.stack.push(ring[(head + k) % AHEAD]);
+                }
+                return false;
             }
             let (s, obj) = ring[head];
             head = (head + 1) % AHEAD;
             len -= 1;
+            done += 1;
             // SAFETY: pushed from an in-use span; none is freed while marking (rule 8).
             let r = unsafe { &*s };
             scan(r, obj, |v| self.mark(v));

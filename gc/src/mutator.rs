@@ -478,7 +478,12 @@ impl MutatorState {
                 && let Some(n) = heap.pending_cycle()
             {
                 let t = std::time::Instant::now();
-                self.wait_outside(|| heap.wait_cycle(n));
+                if heap.marking.load(Ordering::Relaxed) {
+                    self.assist();
+                }
+                if heap.over_goal() && heap.pending_cycle() == Some(n) {
+                    self.wait_outside(|| heap.wait_cycle(n));
+                }
                 let ns = t.elapsed().as_nanos() as u64;
                 heap.wait_total_ns.fetch_add(ns, Ordering::Relaxed);
                 heap.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
@@ -488,6 +493,40 @@ impl MutatorState {
             crate::collect::collect(self);
             get()
         })
+    }
+
+    /// Marks instead of waiting, until marking has no work left for it, the world is to
+    /// stop, or marking ends (`collect` rule 10). Not inside any lock of ours.
+    #[cold]
+    fn assist(&self) {
+        let heap = self.heap;
+        let t = std::time::Instant::now();
+        heap.assists.fetch_add(1, Ordering::SeqCst);
+        let mut m = crate::mark::Marker::shared(heap);
+        let mut idle = 0;
+        while heap.marking.load(Ordering::Relaxed) && self.poll.load(Ordering::Relaxed) & STOP == 0
+        {
+            if m.idle() && !m.take_queue(heap) && !m.steal() {
+                idle += 1;
+                if idle > 3 {
+                    break;
+                }
+                std::thread::yield_now();
+                continue;
+            }
+            idle = 0;
+            m.drain_budget(4096);
+        }
+        m.spill_all();
+        heap.assist_marked
+            .fetch_add(m.marked_bytes, Ordering::Relaxed);
+        heap.assists.fetch_sub(1, Ordering::SeqCst);
+        {
+            let _q = heap.queue_lock();
+            heap.queue_cv.notify_one();
+        }
+        heap.assist_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn type_of(&self, ty: TypeId, op: &str) -> &'static TypeInfo {

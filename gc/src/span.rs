@@ -14,8 +14,8 @@
 //!   written only while the record is `Free` and not yet published in the span map, under the
 //!   heap's central lock; read freely afterwards.
 //! * `state`: atomic; written under the central lock.
-//! * `mark`: atomic bits; set by the marker (today, with the world stopped), cleared by the
-//!   sweeper.
+//! * `mark`: atomic bits; set with `fetch_or` by the markers (the collector thread and
+//!   assisting mutators), cleared by the sweeper (never while marking).
 //! * `owned` (alloc bits, `free_index`, `needzero`, `swept`): by the span's *holder*: the
 //!   mutator whose cache holds it, else whoever holds the central lock, and with the world
 //!   stopped, the collector. A span is in at most one cache.
@@ -235,21 +235,19 @@ impl GcSpan {
         unsafe { *self.bits[w].alloc.get() |= bits };
     }
 
-    /// Sets mark bit `i`; true if it was clear (the object was white).
+    /// Sets mark bit `i`; true if it was clear (the object was white) and this call set it.
     ///
-    /// A load and a store, not a locked read-modify-write: one marker runs at a time (the
-    /// world is stopped and the collecting thread marks alone), and the locked instruction
-    /// would cost more than the rest of the visit. Parallel marking will use `fetch_or`.
+    /// Several markers may run at once (the collector thread and assisting mutators), so the
+    /// bit is set with a locked `fetch_or`; a plain load first skips it for objects already
+    /// marked, the common case when many pointers lead to one object.
     #[inline]
     pub(crate) fn set_mark(&self, i: u32) -> bool {
         let word = &self.bits[i as usize / 64].mark;
         let bit = 1u64 << (i % 64);
-        let old = word.load(Ordering::Relaxed);
-        if old & bit != 0 {
+        if word.load(Ordering::Relaxed) & bit != 0 {
             return false;
         }
-        word.store(old | bit, Ordering::Relaxed);
-        true
+        word.fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 
     /// True when slot `i` is marked.

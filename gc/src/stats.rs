@@ -50,6 +50,10 @@ pub struct GcStats {
     pub wait_total_ns: u64,
     /// The longest such wait, ns.
     pub wait_max_ns: u64,
+    /// Of that waiting, the time mutators spent marking themselves (mark assists), ns.
+    pub assist_ns: u64,
+    /// Time the collector thread spent in concurrent marking (background), ns.
+    pub mark_ns: u64,
 }
 
 /// One cycle's figures, for the statistics and the trace.
@@ -58,6 +62,8 @@ pub(crate) struct Cycle {
     /// The first pause: stopping the world and starting marking (Go's first gctrace figure).
     pub(crate) stw_ns: u64,
     pub(crate) mark_ns: u64,
+    /// Time mutators spent in mark assists during this cycle.
+    pub(crate) assist_ns: u64,
     pub(crate) term_ns: u64,
     pub(crate) heap_before: usize,
     pub(crate) marked: usize,
@@ -72,6 +78,7 @@ pub(crate) struct Cycle {
 pub(crate) struct StatsState {
     pub(crate) cycles: u64,
     pub(crate) npauses: u64,
+    pub(crate) mark_total: u64,
     pub(crate) pause_total: u64,
     pub(crate) pause_max: u64,
     pub(crate) pauses: [u64; PAUSES],
@@ -83,6 +90,7 @@ impl Default for StatsState {
         Self {
             cycles: 0,
             npauses: 0,
+            mark_total: 0,
             pause_total: 0,
             pause_max: 0,
             pauses: [0; PAUSES],
@@ -100,6 +108,7 @@ impl StatsState {
             self.pause_max = self.pause_max.max(ns);
         }
         self.cycles += 1;
+        self.mark_total += c.mark_ns;
         self.last = Some(c);
     }
 
@@ -144,6 +153,8 @@ impl Heap {
             pauses: st.npauses,
             wait_total_ns: self.wait_total_ns.load(Ordering::Relaxed),
             wait_max_ns: self.wait_max_ns.load(Ordering::Relaxed),
+            assist_ns: self.assist_ns.load(Ordering::Relaxed),
+            mark_ns: st.mark_total,
         }
     }
 }
@@ -164,8 +175,8 @@ fn ms(ns: u64) -> String {
 /// `gc N @T.TTTs P%: stop+mark+term ms clock, stop+0/mark/0+term ms cpu,
 /// before->after->live MB, goal MB goal, S MB stacks, G MB globals, M P`.
 /// Here the "P" count is the number of attached mutators; the clock figures are the first
-/// pause, concurrent marking and the second pause; marking is done by the collector thread
-/// alone, so it counts as background CPU (no assists, no idle workers yet).
+/// pause, concurrent marking and the second pause; the CPU figures split marking into mark
+/// assists (mutators) and background (the collector thread); there are no idle workers.
 pub(crate) fn trace_line(heap: &Heap, st: &StatsState) -> String {
     let Some(c) = &st.last else {
         return String::new();
@@ -175,12 +186,13 @@ pub(crate) fn trace_line(heap: &Heap, st: &StatsState) -> String {
     let pct = (st.pause_total as f64 * 100.0 / elapsed) as u64;
     let mb = |b: usize| b >> 20;
     format!(
-        "gc {} @{since:.3}s {pct}%: {}+{}+{} ms clock, {}+0/{}/0+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",
+        "gc {} @{since:.3}s {pct}%: {}+{}+{} ms clock, {}+{}/{}/0+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",
         st.cycles,
         ms(c.stw_ns),
         ms(c.mark_ns),
         ms(c.term_ns),
         ms(c.stw_ns),
+        ms(c.assist_ns),
         ms(c.mark_ns),
         ms(c.term_ns),
         mb(c.heap_before),

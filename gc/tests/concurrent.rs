@@ -260,3 +260,57 @@ fn chains_survive_rewiring_while_the_collector_marks() {
     main.collect();
     assert_eq!(h.stats().live_bytes, 0, "everything is unreachable now");
 }
+
+/// Mark assists (`collect` rule 10): a large live graph (slow to mark), GOGC 10 (little
+/// runway) and a mutator that allocates garbage as fast as it can, so allocation reaches the
+/// goal while marking and the mutator marks beside the collector, the two handing grey work
+/// to each other. The graph keeps changing meanwhile; it must survive whole.
+#[test]
+fn assists_mark_beside_the_collector_and_lose_nothing() {
+    let h = Heap::new(Config {
+        gc_percent: 10,
+        verify: true,
+        ..Config::default()
+    });
+    let ty = node_type(h);
+    let refs = h.register_type("ref", 8, &[0]).unwrap();
+    let m = Mutator::attach(h);
+    const CHAINS: usize = 2000;
+    let mut bag = m.alloc_array(refs, CHAINS);
+    let mut building: *mut u8 = std::ptr::null_mut();
+    // SAFETY: the locals outlive their roots.
+    unsafe {
+        m.push_root(&mut bag);
+        m.push_root(&mut building);
+    }
+    for i in 0..CHAINS {
+        let head = build(&m, ty, i as u64, 100, &mut building);
+        // SAFETY: `bag` has CHAINS slots.
+        unsafe { m.write(bag, slot(bag, i), head) };
+    }
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..300_000u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        m.alloc(ty);
+        if round % 50 == 0 {
+            // Rebuild one chain: the old one becomes garbage, the new one is allocated black.
+            let i = seed as usize % CHAINS;
+            let head = build(&m, ty, i as u64, 100, &mut building);
+            // SAFETY: as above.
+            unsafe { m.write(bag, slot(bag, i), head) };
+        }
+    }
+    let s = h.stats();
+    assert!(s.assist_ns > 0, "no assist ran ({} cycles)", s.cycles);
+    for i in 0..CHAINS {
+        // SAFETY: as above.
+        let head = unsafe { *slot(bag, i) };
+        check(head, "a chain after assists");
+        // SAFETY: a live chain of 100 nodes.
+        assert_eq!(unsafe { *tag(head) }, i as u64);
+        assert_eq!(walk(head, 200), walk(head, 99), "chain {i} has 100 nodes");
+    }
+    m.pop_roots(2);
+}
