@@ -54,12 +54,17 @@
 //!    ranges, the callbacks' roots, a scan somehow pending), so a wave that ends too early
 //!    costs pause time, never an object: the waves exist to keep that pause short.
 //! 10. Assists: a mutator whose allocation reaches the goal while marking marks instead of
-//!     waiting (`MutatorState::assist`): it counts itself in `Heap::assists`, takes work from
+//!     waiting (`MutatorState::assist`): it counts itself in `Heap::helpers`, takes work from
 //!     the queue and from `Heap::work` (where a busy marker spills half its grey objects when
 //!     another wants work), and before it stops, or parks for a stop of the world, it puts
 //!     every grey object it holds back into `Heap::work` and adds what it marked to
-//!     `Heap::assist_marked`. Marking is not done while an assist runs; step 5 takes what
+//!     `Heap::helper_marked`. Marking is not done while an assist runs; step 5 takes what
 //!     parked assists left.
+//! 11. Mark workers: `Config::extra_mark_workers` threads (a quarter of `GOMAXPROCS`, less
+//!     the collector thread) mark beside the collector during every cycle, taking work as
+//!     assists do. Each counts itself in `Heap::helpers` before taking work and stops
+//!     counting only with nothing in hand. Workers are not mutators: a stop of the world does
+//!     not stop them, so step 5 marks until no helper holds work before it flips.
 
 use crate::handshake;
 use crate::heap::{Heap, World};
@@ -128,6 +133,55 @@ impl Heap {
             .name("tricolor-gc".into())
             .spawn(move || collector(self))
             .expect("tricolor: cannot start the collector thread");
+        for _ in 0..self.config.extra_mark_workers() {
+            // A worker that cannot start leaves its share to the others.
+            let _ = std::thread::Builder::new()
+                .name("tricolor-mark".into())
+                .spawn(move || mark_worker(self));
+        }
+    }
+}
+
+/// A dedicated mark worker (rule 11): marks beside the collector thread in every cycle.
+fn mark_worker(heap: &'static Heap) {
+    let mut seen = 0;
+    loop {
+        {
+            let mut c = heap.control_lock();
+            while c.started == seen {
+                c = heap.control_cv.wait(c).unwrap_or_else(|e| e.into_inner());
+            }
+            seen = c.started;
+        }
+        // Marking starts after sweep termination and the first pause.
+        while !heap.marking.load(Ordering::Acquire) {
+            if heap.control_lock().completed >= seen {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        let mut m = Marker::shared(heap);
+        let mut idle = 0u32;
+        while heap.marking.load(Ordering::Acquire) {
+            // Counted before taking work, so the collector never sees the work gone and the
+            // count zero while this worker still holds it (rule 11).
+            heap.helpers.fetch_add(1, Ordering::SeqCst);
+            let got = m.take_queue(heap) | m.steal();
+            m.drain();
+            heap.helper_marked
+                .fetch_add(std::mem::take(&mut m.marked_bytes), Ordering::Relaxed);
+            heap.helpers.fetch_sub(1, Ordering::SeqCst);
+            if got {
+                idle = 0;
+            } else {
+                idle += 1;
+                if idle > 16 {
+                    std::thread::sleep(Duration::from_micros(50));
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
     }
 }
 
@@ -140,6 +194,7 @@ fn collector(heap: &'static Heap) {
                 c = heap.control_cv.wait(c).unwrap_or_else(|e| e.into_inner());
             }
             c.started += 1;
+            heap.control_cv.notify_all();
         }
         cycle(heap);
         {
@@ -223,7 +278,7 @@ fn cycle(heap: &'static Heap) {
     heap.queue_lock().clear();
     heap.work_lock().clear();
     heap.work_wanted.store(false, Ordering::Relaxed);
-    heap.assist_marked.store(0, Ordering::Relaxed);
+    heap.helper_marked.store(0, Ordering::Relaxed);
     heap.marking.store(true, Ordering::SeqCst);
     let mutators = w.mutators.len();
     start_the_world(heap, w);
@@ -243,7 +298,7 @@ fn cycle(heap: &'static Heap) {
         if marker.take_queue(heap) || marker.steal() || scan_native_mutators(heap, &mut marker) {
             continue;
         }
-        if heap.assists.load(Ordering::SeqCst) != 0 {
+        if heap.helpers.load(Ordering::SeqCst) != 0 {
             // An assist is marking: our failed `steal` asked it to share (it does within 64
             // objects); stay on the core and take the work as soon as it is there.
             std::thread::yield_now();
@@ -283,13 +338,21 @@ fn cycle(heap: &'static Heap) {
             (*o).poll.fetch_and(!(SCAN | FLUSH), Ordering::SeqCst);
         }
     }
-    marker.take_queue(heap);
-    // Assists parked for this stop left their grey objects in `work` (rule 10).
+    // Assists parked for this stop left their grey objects in `work` (rule 10); mark workers
+    // may still be draining (rule 11): mark until nobody holds work.
     loop {
+        marker.take_queue(heap);
         marker.drain();
-        if !marker.steal() {
+        if marker.steal() {
+            continue;
+        }
+        if heap.helpers.load(Ordering::SeqCst) == 0
+            && heap.work_lock().is_empty()
+            && heap.queue_lock().is_empty()
+        {
             break;
         }
+        std::thread::yield_now();
     }
     let before_callbacks = marker.root_bytes;
     {
@@ -320,7 +383,7 @@ fn cycle(heap: &'static Heap) {
     start_the_world(heap, w);
     // Step 6.
     heap.central_lock().queue_sweep(dead_candidates);
-    let marked = marker.marked_bytes + heap.assist_marked.swap(0, Ordering::Relaxed);
+    let marked = marker.marked_bytes + heap.helper_marked.swap(0, Ordering::Relaxed);
     heap.live.store(marked, Ordering::Relaxed);
     let roots = marker.root_bytes;
     let goal = heap.update_goal(marked, roots, limited);
@@ -403,7 +466,7 @@ fn flush_wave(heap: &Heap) -> bool {
     heap.flushed.load(Ordering::SeqCst)
         || !heap.queue_lock().is_empty()
         || !heap.work_lock().is_empty()
-        || heap.assists.load(Ordering::SeqCst) != 0
+        || heap.helpers.load(Ordering::SeqCst) != 0
 }
 
 /// Runs a full cycle for mutator `m` and returns when it has completed (Go's `runtime.GC`).

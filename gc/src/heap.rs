@@ -75,14 +75,16 @@ pub struct Heap {
     pub(crate) work: Mutex<Vec<Vec<(usize, usize)>>>,
     /// Set by a marker with nothing to do: whoever has work spills some to `work`. Relaxed.
     pub(crate) work_wanted: AtomicBool,
-    /// Assisting mutators that may hold grey objects (`collect` rule 10).
-    pub(crate) assists: AtomicUsize,
-    /// Bytes marked by assists this cycle, added when an assist stops.
-    pub(crate) assist_marked: AtomicUsize,
+    /// Markers other than the collector thread (assisting mutators, mark workers) that may
+    /// hold grey objects (`collect` rules 10 and 11).
+    pub(crate) helpers: AtomicUsize,
+    /// Bytes marked by assists and mark workers this cycle, added as they stop.
+    pub(crate) helper_marked: AtomicUsize,
     /// Time mutators spent assisting, ns (statistics).
     pub(crate) assist_ns: AtomicU64,
     pub(crate) queue: Mutex<MarkQueue>,
-    /// Signalled when work is queued or a stack scan ends (the collector waits on it).
+    /// Signalled when work is queued or a stack scan ends (the collector waits on it), and
+    /// when marking starts (mark workers wait on it).
     pub(crate) queue_cv: Condvar,
     pub(crate) control: Mutex<Control>,
     /// Signalled when a cycle is requested or completed.
@@ -244,8 +246,8 @@ impl Heap {
             wait_max_ns: AtomicU64::new(0),
             work: Mutex::new(Vec::new()),
             work_wanted: AtomicBool::new(false),
-            assists: AtomicUsize::new(0),
-            assist_marked: AtomicUsize::new(0),
+            helpers: AtomicUsize::new(0),
+            helper_marked: AtomicUsize::new(0),
             assist_ns: AtomicU64::new(0),
             queue: Mutex::new(MarkQueue::default()),
             queue_cv: Condvar::new(),

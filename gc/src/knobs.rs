@@ -6,6 +6,7 @@
 //! | `GOGC` | `off`, or a decimal integer (optionally negative, meaning off) in 32 bits | 100 |
 //! | `GODEBUG` | comma-separated `name=value`; `gctrace=N` (N ≥ 1: one line per cycle on stderr); other names ignored | `gctrace=0` |
 //! | `TRICOLOR_GC_VERIFY` | `1` (verification mode: check marking, poison swept memory), `0` | `0` (`1` with the `verify` feature) |
+//! | `GOMAXPROCS` | a decimal integer > 0 (Go's `atoi32`): the CPUs the collector plans for | the CPUs this process may use (affinity mask and cgroup quota, as Go 1.25 reads them) |
 //!
 //! `GOMEMLIMIT` is the allocator's (`tricolor_alloc::memory_limit`): one limit covers both.
 //! A malformed value is reported once on standard error (variable, value, accepted forms) and
@@ -22,6 +23,9 @@ pub struct Config {
     pub trace: bool,
     /// Verification mode.
     pub verify: bool,
+    /// `GOMAXPROCS`: the CPUs the collector plans for (mark workers are a quarter of them);
+    /// 0 means the CPUs this process may use.
+    pub procs: usize,
 }
 
 impl Default for Config {
@@ -30,6 +34,7 @@ impl Default for Config {
             gc_percent: 100,
             trace: false,
             verify: cfg!(feature = "verify"),
+            procs: 0,
         }
     }
 }
@@ -56,6 +61,18 @@ impl Config {
                     format!("gctrace={value}"),
                     "gctrace=N with N an integer",
                     "gctrace=0",
+                )),
+            }
+        }
+        if let Some(v) = var("GOMAXPROCS") {
+            match parse_gomaxprocs(&v) {
+                Some(n) => c.procs = n,
+                None if v.is_empty() => {}
+                None => bad.push((
+                    "GOMAXPROCS",
+                    v,
+                    "an integer above 0",
+                    "the CPUs this process may use",
                 )),
             }
         }
@@ -108,6 +125,30 @@ pub(crate) fn parse_gogc(s: &str) -> Option<i32> {
     atoi32(s)
 }
 
+/// `GOMAXPROCS` as Go's `schedinit` reads it: `atoi32` and above 0; `None` otherwise.
+pub(crate) fn parse_gomaxprocs(s: &str) -> Option<usize> {
+    atoi32(s).filter(|&n| n > 0).map(|n| n as usize)
+}
+
+impl Config {
+    /// The CPUs to plan for: `procs`, or what the process may use.
+    pub fn effective_procs(&self) -> usize {
+        if self.procs > 0 {
+            self.procs
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// Mark workers beside the collector thread: Go's 25% of the CPUs as dedicated workers
+    /// (rounded), of which the collector thread is one. Go runs a fractional worker where the
+    /// rounding is more than 30% off (fewer than 4 CPUs, or 6); here the collector thread
+    /// marks whenever a cycle does, which on 2 CPUs is half the machine while marking.
+    pub fn extra_mark_workers(&self) -> usize {
+        ((self.effective_procs() as f64 * 0.25).round() as usize).saturating_sub(1)
+    }
+}
+
 /// The `gctrace` setting in a `GODEBUG` list: `Ok(None)` if absent, `Err(value)` if its value
 /// is not an integer. The last occurrence wins, as in Go.
 pub(crate) fn parse_gctrace(s: &str) -> Result<Option<i32>, String> {
@@ -136,6 +177,22 @@ mod tests {
         for bad in ["", "2147483648", "OFF", "50%", " 100", "1e3", "+5", "0x10"] {
             assert_eq!(parse_gogc(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn gomaxprocs_accepts_positive_integers_and_plans_a_quarter() {
+        assert_eq!(parse_gomaxprocs("8"), Some(8));
+        for bad in ["0", "-2", "", "four", "8 "] {
+            assert_eq!(parse_gomaxprocs(bad), None, "{bad:?}");
+        }
+        let c = |procs| Config {
+            procs,
+            ..Config::default()
+        };
+        assert_eq!(c(1).extra_mark_workers(), 0);
+        assert_eq!(c(2).extra_mark_workers(), 0);
+        assert_eq!(c(8).extra_mark_workers(), 1);
+        assert_eq!(c(64).extra_mark_workers(), 15);
     }
 
     #[test]

@@ -501,7 +501,7 @@ impl MutatorState {
     fn assist(&self) {
         let heap = self.heap;
         let t = std::time::Instant::now();
-        heap.assists.fetch_add(1, Ordering::SeqCst);
+        heap.helpers.fetch_add(1, Ordering::SeqCst);
         let mut m = crate::mark::Marker::shared(heap);
         let mut idle = 0;
         while heap.marking.load(Ordering::Relaxed) && self.poll.load(Ordering::Relaxed) & STOP == 0
@@ -518,9 +518,9 @@ impl MutatorState {
             m.drain_budget(4096);
         }
         m.spill_all();
-        heap.assist_marked
+        heap.helper_marked
             .fetch_add(m.marked_bytes, Ordering::Relaxed);
-        heap.assists.fetch_sub(1, Ordering::SeqCst);
+        heap.helpers.fetch_sub(1, Ordering::SeqCst);
         {
             let _q = heap.queue_lock();
             heap.queue_cv.notify_one();

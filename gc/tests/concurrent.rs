@@ -102,6 +102,17 @@ const SHARED: usize = 32;
 
 #[test]
 fn chains_survive_rewiring_while_the_collector_marks() {
+    rewire(0);
+}
+
+/// The same with `GOMAXPROCS=16`: three mark workers beside the collector thread share the
+/// marking (parallel marking, `collect` rule 11).
+#[test]
+fn chains_survive_rewiring_with_parallel_mark_workers() {
+    rewire(16);
+}
+
+fn rewire(procs: usize) {
     let rounds: u64 = std::env::var("TRICOLOR_STRESS_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -109,6 +120,7 @@ fn chains_survive_rewiring_while_the_collector_marks() {
     let h = Heap::new(Config {
         gc_percent: 25,
         verify: true,
+        procs,
         ..Config::default()
     });
     let ty = node_type(h);
@@ -263,13 +275,14 @@ fn chains_survive_rewiring_while_the_collector_marks() {
 
 /// Mark assists (`collect` rule 10): a large live graph (slow to mark), GOGC 10 (little
 /// runway) and a mutator that allocates garbage as fast as it can, so allocation reaches the
-/// goal while marking and the mutator marks beside the collector, the two handing grey work
-/// to each other. The graph keeps changing meanwhile; it must survive whole.
+/// goal while marking and the mutator marks beside the collector (`GOMAXPROCS=2`: no mark
+/// worker), the two handing grey work to each other. The graph keeps changing meanwhile; it must survive whole.
 #[test]
 fn assists_mark_beside_the_collector_and_lose_nothing() {
     let h = Heap::new(Config {
         gc_percent: 10,
         verify: true,
+        procs: 2,
         ..Config::default()
     });
     let ty = node_type(h);

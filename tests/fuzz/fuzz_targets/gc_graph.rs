@@ -74,9 +74,8 @@ fn heap() -> &'static (&'static Heap, Types) {
     static HEAP: OnceLock<(&'static Heap, Types)> = OnceLock::new();
     HEAP.get_or_init(|| {
         let h = Heap::new(Config {
-            gc_percent: 100,
-            trace: false,
             verify: true,
+            ..Config::default()
         });
         let offs: Vec<usize> = (0..NODE_SLOTS).map(|i| i * 8).collect();
         let node = h
