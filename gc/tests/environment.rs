@@ -18,7 +18,12 @@ fn child() {
     m.collect();
     // A second heap reads the environment again: the complaint must not repeat.
     let _ = Heap::new(tricolor_gc::Config::from_env());
-    println!("gogc={} verify={}", h.stats().gc_percent, h.config().verify);
+    println!(
+        "gogc={} verify={} procs={}",
+        h.stats().gc_percent,
+        h.config().verify,
+        h.config().procs
+    );
 }
 
 fn run(vars: &[(&str, &str)]) -> (String, String) {
@@ -27,7 +32,8 @@ fn run(vars: &[(&str, &str)]) -> (String, String) {
         .env(CHILD, "1")
         .env_remove("GOGC")
         .env_remove("GODEBUG")
-        .env_remove("TRICOLOR_GC_VERIFY");
+        .env_remove("TRICOLOR_GC_VERIFY")
+        .env_remove("GOMAXPROCS");
     for (k, v) in vars {
         cmd.env(k, v);
     }
@@ -59,6 +65,16 @@ fn gogc_is_read_as_go_reads_it() {
     let default = tricolor_gc::Config::default().verify;
     assert!(out.contains(&format!("verify={default}")), "{out}");
     assert!(err.contains("TRICOLOR_GC_VERIFY=\"yes\" is malformed"));
+}
+
+#[test]
+fn gomaxprocs_is_read_as_go_reads_it() {
+    let (out, _) = run(&[("GOMAXPROCS", "12")]);
+    assert!(out.contains("procs=12"), "{out}");
+    let (out, err) = run(&[("GOMAXPROCS", "0")]);
+    assert!(out.contains("procs=0"), "the default is kept: {out}");
+    let complaint = "tricolor: GOMAXPROCS=\"0\" is malformed (accepted: an integer above 0); keeping the default (the CPUs this process may use)";
+    assert_eq!(err.matches(complaint).count(), 1, "{err}");
 }
 
 #[test]
