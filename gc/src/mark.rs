@@ -195,7 +195,14 @@ impl Marker {
         }
         if r.set_mark(i) {
             self.marked_bytes += r.size;
-            if r.reps != 0 {
+            if r.nelems == 1 && r.reps > oblet_reps(r) {
+                // A large object: one entry per oblet, last first (LIFO: scanned in order).
+                let step = oblet_reps(r) * r.ty.size;
+                let n = r.reps.div_ceil(oblet_reps(r));
+                for k in (0..n).rev() {
+                    self.stack.push((r, r.start + k * step));
+                }
+            } else if r.reps != 0 {
                 self.stack.push((r, r.slot(i)));
             }
         }
@@ -246,7 +253,7 @@ impl Marker {
             done += 1;
             // SAFETY: pushed from an in-use span; none is freed while marking (rule 8).
             let r = unsafe { &*s };
-            scan(r, obj, |v| self.mark(v));
+            scan_entry(r, obj, |v| self.mark(v));
         }
     }
 
@@ -278,14 +285,26 @@ fn prefetch(addr: usize) {
     let _ = addr;
 }
 
-/// Calls `f` with every pointer-slot value of object `obj` in span `r`, last slot first:
-/// the grey stack is LIFO, so the first slot's object is then scanned first, and a structure
-/// built depth-first (parent, then its first child's subtree) is marked in allocation order,
-/// walking memory forwards.
+/// Bytes of a large object scanned as one unit of grey work (Go's 128 KiB oblets): a large
+/// pointer array becomes many entries, so several markers share it and an assist's budget
+/// bounds how long it scans.
+const OBLET: usize = 128 * 1024;
+
+/// Copies of the type scanned as one unit in span `r`: all of a small object's, an oblet's
+/// worth of a large one's.
 #[inline]
-fn scan(r: &GcSpan, obj: usize, mut f: impl FnMut(usize)) {
+fn oblet_reps(r: &GcSpan) -> usize {
+    (OBLET / r.ty.size).max(1)
+}
+
+/// Calls `f` with every pointer-slot value of copies `reps` of the type at object `obj` in
+/// span `r`, last slot first: the grey stack is LIFO, so the first slot's object is then
+/// scanned first, and a structure built depth-first (parent, then its first child's subtree)
+/// is marked in allocation order, walking memory forwards.
+#[inline]
+fn scan_reps(r: &GcSpan, obj: usize, reps: std::ops::Range<usize>, mut f: impl FnMut(usize)) {
     let ty = r.ty;
-    for rep in (0..r.reps).rev() {
+    for rep in reps.rev() {
         let base = obj + rep * ty.size;
         for &w in ty.words.iter().rev() {
             // SAFETY: `obj` is an object slot of `r`; the type's pointer words lie within
@@ -294,6 +313,23 @@ fn scan(r: &GcSpan, obj: usize, mut f: impl FnMut(usize)) {
             let cell = unsafe { AtomicUsize::from_ptr((base + w as usize * 8) as *mut usize) };
             f(cell.load(Ordering::Relaxed));
         }
+    }
+}
+
+/// Scans a whole object.
+#[inline]
+fn scan(r: &GcSpan, obj: usize, f: impl FnMut(usize)) {
+    scan_reps(r, obj, 0..r.reps, f)
+}
+
+/// Scans one grey entry: a small object, or the oblet of a large one that starts at `at`.
+#[inline]
+fn scan_entry(r: &GcSpan, at: usize, f: impl FnMut(usize)) {
+    if r.nelems == 1 && r.reps > oblet_reps(r) {
+        let first = (at - r.start) / r.ty.size;
+        scan_reps(r, r.start, first..(first + oblet_reps(r)).min(r.reps), f)
+    } else {
+        scan(r, at, f)
     }
 }
 

@@ -327,3 +327,52 @@ fn assists_mark_beside_the_collector_and_lose_nothing() {
     }
     m.pop_roots(2);
 }
+
+/// A large pointer array (2.4 MB: its marking is split into 128 KiB oblets that the collector
+/// and three mark workers share) whose slots keep being replaced while marking runs.
+#[test]
+fn a_large_array_is_marked_in_shared_oblets() {
+    let h = Heap::new(Config {
+        gc_percent: 25,
+        verify: true,
+        procs: 16,
+        ..Config::default()
+    });
+    let ty = node_type(h);
+    let refs = h.register_type("ref", 8, &[0]).unwrap();
+    let m = Mutator::attach(h);
+    const SLOTS: usize = 300_000;
+    let mut big = m.alloc_array(refs, SLOTS);
+    let mut building: *mut u8 = std::ptr::null_mut();
+    // SAFETY: the locals outlive their roots.
+    unsafe {
+        m.push_root(&mut big);
+        m.push_root(&mut building);
+    }
+    let mut tags = vec![0u64; SLOTS];
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..400_000u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let i = seed as usize % SLOTS;
+        let head = build(&m, ty, round + 1, 2, &mut building);
+        // SAFETY: `big` has SLOTS slots.
+        unsafe { m.write(big, slot(big, i), head) };
+        tags[i] = round + 1;
+    }
+    m.collect();
+    assert!(h.stats().cycles >= 5);
+    for (i, &t) in tags.iter().enumerate() {
+        // SAFETY: as above.
+        let head = unsafe { *slot(big, i) };
+        if t == 0 {
+            assert!(head.is_null());
+        } else {
+            check(head, "in the large array");
+            // SAFETY: a live chain.
+            assert_eq!(unsafe { *tag(head) }, t, "slot {i}");
+        }
+    }
+    m.pop_roots(2);
+}
