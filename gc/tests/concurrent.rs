@@ -316,11 +316,6 @@ fn assists_mark_beside_the_collector_and_lose_nothing() {
         }
     }
     let s = h.stats();
-    // Every wait at the goal while marking starts with an assist.
-    assert!(
-        s.wait_total_ns == 0 || s.assist_ns > 0,
-        "waited without assisting"
-    );
     // In a release build allocation outruns marking here by about ten times (runway 640 KB,
     // 6.4 MB to mark), so assists must have run; a debug build's allocation path is slow
     // enough that marking may keep up.
