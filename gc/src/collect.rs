@@ -262,7 +262,9 @@ fn cycle(heap: &'static Heap) {
     let t0 = Instant::now();
     let heap_before = heap.live.load(Ordering::Relaxed);
     let assist_before = heap.assist_ns.load(Ordering::Relaxed);
-    // Step 1.
+    // Step 1: what the background sweeper left, a few spans per lock hold (a refill waits
+    // at most for one batch), then the bookkeeping.
+    while heap.central_lock().sweep_batch(8, poison) {}
     heap.central_lock().finish_sweep(poison);
     // Step 2.
     let w = stop_the_world(heap);
