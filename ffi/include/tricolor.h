@@ -111,8 +111,8 @@ typedef uint32_t tc_type;
 
 // A root callback: reports the runtime's own roots with tc_visit_root, once per cycle, at
 // mark termination with every mutator stopped (so its slots need no barrier). It runs on the
-// collector thread and must not allocate, call tc_write or take a lock a stopped mutator may
-// hold; its cost is part of that pause.
+// collector thread and must not allocate, call tc_write, use tc_handle_* or take a lock a
+// stopped mutator may hold; its cost is part of that pause.
 typedef void (*tc_root_fn)(struct tc_root_visitor *visitor, void *data);
 
 // A snapshot of a heap's collector figures (the C `tc_gc_stats_t`).

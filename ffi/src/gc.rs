@@ -38,8 +38,8 @@ pub type tc_gc_stats_t = tricolor_gc::GcStats;
 
 /// A root callback: reports the runtime's own roots with tc_visit_root, once per cycle, at
 /// mark termination with every mutator stopped (so its slots need no barrier). It runs on the
-/// collector thread and must not allocate, call tc_write or take a lock a stopped mutator may
-/// hold; its cost is part of that pause.
+/// collector thread and must not allocate, call tc_write, use tc_handle_* or take a lock a
+/// stopped mutator may hold; its cost is part of that pause.
 pub type tc_root_fn =
     Option<unsafe extern "C" fn(visitor: *mut tc_root_visitor, data: *mut c_void)>;
 

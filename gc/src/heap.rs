@@ -184,8 +184,8 @@ pub struct HandleSlot {
 
 /// A root callback: reports a runtime's own roots, once per cycle, at mark termination with
 /// every mutator stopped (`collect` rule 7), on the collector thread. It must not allocate,
-/// store through `write`, or take a lock that a stopped mutator may hold; its cost is part
-/// of that pause.
+/// store through `write`, create, set or free handles, or take a lock that a stopped mutator
+/// may hold; its cost is part of that pause.
 pub type RootCallback = Box<dyn Fn(&mut crate::mark::RootVisitor<'_>) + Send + Sync>;
 
 /// The identity of a registered root callback.
