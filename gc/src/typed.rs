@@ -34,6 +34,17 @@
 //! use tricolor_gc::object;
 //! object! { struct Bad { p: *mut u8 } }
 //! ```
+//! A `Global` of an object with a `Cell` field cannot cross threads (two threads would hold
+//! `&T` and race on the cell):
+//! ```compile_fail
+//! use tricolor_gc::{Heap, Mutator, Config, object};
+//! use std::cell::Cell;
+//! object! { struct Counter { n: Cell<u64> } }
+//! let heap = Heap::new(Config::default());
+//! let m = Mutator::attach(heap);
+//! let g = m.scope(|s| { let c = s.alloc(Counter { n: Cell::new(0) }); s.global(&c) });
+//! std::thread::spawn(move || drop(g));
+//! ```
 //! Types with destructors are refused:
 //! ```compile_fail
 //! use tricolor_gc::{Heap, Mutator, Config, object, Data};
@@ -49,29 +60,30 @@ use crate::Mutator;
 use crate::heap::{HandleSlot, Heap};
 use crate::mutator::MutatorState;
 use crate::object::TypeId;
-use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// A GC pointer field inside a GC object: null or an object of the same heap. Read it with
-/// [`Scope::get`], write it with [`Scope::set`].
+/// [`Scope::get`], write it with [`Scope::set`]. The word is atomic (the collector reads it
+/// while mutators run, and `write` stores it atomically), so a `Member` is `Sync`: whether an
+/// object may be shared between threads is decided by its data fields.
 #[repr(transparent)]
 pub struct Member<T> {
-    ptr: Cell<*mut T>,
+    ptr: AtomicPtr<T>,
 }
 
 impl<T> Member<T> {
     /// A null pointer field (the only way to make one).
     pub const fn null() -> Self {
         Self {
-            ptr: Cell::new(ptr::null_mut()),
+            ptr: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
     /// True when the field holds no object.
     pub fn is_null(&self) -> bool {
-        self.ptr.get().is_null()
+        self.ptr.load(Ordering::Relaxed).is_null()
     }
 }
 
@@ -134,7 +146,7 @@ data!(
 );
 
 // SAFETY: a cell of data is data.
-unsafe impl<T: Data> Data for Cell<T> {}
+unsafe impl<T: Data> Data for std::cell::Cell<T> {}
 // SAFETY: an array of data is data.
 unsafe impl<T: Data, const N: usize> Data for [T; N] {}
 
@@ -284,7 +296,7 @@ impl<'s> Scope<'s> {
         obj: &Local<'_, T>,
         field: impl FnOnce(&T) -> &Member<U>,
     ) -> Option<Local<'s, U>> {
-        NonNull::new(field(obj).ptr.get()).map(|p| self.root(p))
+        NonNull::new(field(obj).ptr.load(Ordering::Relaxed)).map(|p| self.root(p))
     }
 
     /// Writes pointer field `field` of `obj` through the write barrier.
@@ -337,16 +349,19 @@ impl<'s> Scope<'s> {
 }
 
 /// A global root: keeps its object alive until dropped. May be sent to other threads and
-/// read there through a scope of a mutator on the same heap.
+/// read there through a scope of a mutator on the same heap, when the object's type is
+/// `Sync`: two threads then hold `&T` to one object, so a type with a `Cell` field (not
+/// `Sync`) stays on its thread.
 pub struct Global<T> {
     slot: *mut HandleSlot,
     _t: PhantomData<*const T>,
 }
 
-// SAFETY: the slot's object word is atomic; the registry is behind the heap's lock.
-unsafe impl<T> Send for Global<T> {}
+// SAFETY: the slot's object word is atomic and the registry is behind the heap's lock; the
+// object itself is reached from another thread only as `&T`, which `T: Sync` makes sound.
+unsafe impl<T: Sync> Send for Global<T> {}
 // SAFETY: as above.
-unsafe impl<T> Sync for Global<T> {}
+unsafe impl<T: Sync> Sync for Global<T> {}
 
 impl<T> Drop for Global<T> {
     fn drop(&mut self) {

@@ -1,13 +1,12 @@
 //! The safe typed layer: objects, fields through the barrier, scopes as roots, globals.
 
-use std::cell::Cell;
 use tricolor_gc::{Config, Heap, Local, Member, Mutator, Scope, object};
 
 object! {
     struct Pair {
         first: Member<Pair>,
         second: Member<Leaf>,
-        id: Cell<u64>,
+        id: u64,
     }
 }
 
@@ -22,14 +21,14 @@ fn chain<'s>(s: &Scope<'s>, len: u64) -> Local<'s, Pair> {
     let head = s.alloc(Pair {
         first: Member::null(),
         second: Member::null(),
-        id: Cell::new(0),
+        id: 0,
     });
     let mut tail = head;
     for i in 1..len {
         let p = s.alloc(Pair {
             first: Member::null(),
             second: Member::null(),
-            id: Cell::new(i),
+            id: i,
         });
         let leaf = s.alloc(Leaf {
             bytes: [i as u8; 40],
@@ -61,7 +60,7 @@ fn typed_objects_survive_while_scoped_and_die_after() {
         assert_eq!(h.stats().live_bytes, 10_000 * 32 + 9_999 * 48);
         let mut p = head;
         for i in 0..10_000u64 {
-            assert_eq!(p.id.get(), i);
+            assert_eq!(p.id, i);
             if i > 0 {
                 let leaf = s.get(&p, |p| &p.second).expect("leaf");
                 assert_eq!(leaf.n, i as u32);
@@ -84,6 +83,7 @@ fn typed_objects_survive_while_scoped_and_die_after() {
     );
 }
 
+/// `Pair` holds `Member`s and plain data, so it is `Sync` and its `Global` may cross threads.
 #[test]
 fn globals_keep_objects_across_scopes_and_threads() {
     let h = Heap::new(Config {
@@ -102,7 +102,7 @@ fn globals_keep_objects_across_scopes_and_threads() {
         other.scope(|s| {
             let head = s.local(&g);
             let second = s.get(&head, |p| &p.first).unwrap();
-            assert_eq!(second.id.get(), 1);
+            assert_eq!(second.id, 1);
         });
         other.collect();
         g
