@@ -7,7 +7,8 @@
 //!   deletion half of the barrier: the stack may have been scanned already);
 //! * building new chains while marking (allocate-black, and the insertion half);
 //! * handing chains between threads through a shared table behind a lock;
-//! * global handles set and freed while marking.
+//! * global handles set and freed while marking;
+//! * entering and leaving native code while stops of the world come and go.
 //!
 //! Each node carries its chain's tag and its position, so a node freed while reachable shows
 //! as a wrong value (poison) or a broken chain. Bounded by iterations (about 2 s here); raise
@@ -154,6 +155,13 @@ fn rewire(procs: usize) {
                 }
                 let mut handles: Vec<usize> = Vec::new();
                 for _ in 0..rounds {
+                    if rnd() % 4 == 0 {
+                        // In and out of native code, often while a stop of the world is
+                        // pending: leaving must wait for the world to restart.
+                        m.enter_native();
+                        std::hint::spin_loop();
+                        m.leave_native();
+                    }
                     let i = rnd() as usize % BAG;
                     match rnd() % 8 {
                         0..=2 => {
@@ -385,4 +393,53 @@ fn a_large_array_is_marked_in_shared_oblets() {
         }
     }
     m.pop_roots(2);
+}
+
+/// A mutator leaving native code while the world is stopped must wait for the restart (the
+/// collector is touching its caches and stack). A root callback, which runs with the world
+/// stopped, tells a native mutator to leave and watches for 50 ms that it has not come back.
+#[test]
+fn leave_native_waits_while_the_world_is_stopped() {
+    use std::sync::atomic::AtomicBool;
+    let h = Heap::new(Config::default());
+    let go = Arc::new(AtomicBool::new(false));
+    let left = Arc::new(AtomicBool::new(false));
+    let early = Arc::new(AtomicBool::new(false));
+    let armed = Arc::new(AtomicBool::new(false));
+    let (g, l, e, a) = (go.clone(), left.clone(), early.clone(), armed.clone());
+    let id = h.add_root_callback(Box::new(move |_| {
+        if a.swap(false, Ordering::SeqCst) {
+            g.store(true, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            if l.load(Ordering::SeqCst) {
+                e.store(true, Ordering::SeqCst);
+            }
+        }
+    }));
+    let (g, l) = (go.clone(), left.clone());
+    let native = std::thread::spawn(move || {
+        let m = Mutator::attach(h);
+        m.enter_native();
+        while !g.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        m.leave_native();
+        l.store(true, Ordering::SeqCst);
+    });
+    let main = Mutator::attach(h);
+    while h.stats().mutators < 2 {
+        std::thread::yield_now();
+    }
+    armed.store(true, Ordering::SeqCst);
+    main.collect();
+    main.enter_native();
+    native.join().unwrap();
+    main.leave_native();
+    assert!(go.load(Ordering::SeqCst), "the callback ran");
+    assert!(left.load(Ordering::SeqCst));
+    assert!(
+        !early.load(Ordering::SeqCst),
+        "leave_native returned while the world was stopped"
+    );
+    assert!(h.remove_root_callback(id));
 }
