@@ -5,9 +5,13 @@
  *                    2^(N-d+4) trees at each even depth d from 4 to N, each checked
  *   gcbench          Boehm's GCBench: 4-word nodes, stretch tree 18, long-lived tree 16 and
  *                    a 500,000-double array, top-down and bottom-up trees at depths 4..16
+ *   msgbuf           the GC latency experiment: a window of 200,000 messages of 1 KiB,
+ *                    1,000,000 pushes, each replacing the oldest; every push is timed
+ *   msgbuf-ptr       the same with each message a linked list of 8 nodes of 128 bytes
  *
- * The last line is "RESULT checksum=C gcs=N p50_ns=P max_ns=M": the checksum must agree
- * across runtimes; the pause figures are each runtime's stop-the-world pauses.
+ * The last line is "RESULT checksum=C gcs=N p50_ns=P max_ns=M [push_max_ns=W
+ * push_p999_ns=Q]": the checksum must agree across runtimes; the pause figures are each
+ * runtime's stop-the-world pauses; the push figures are the mutator's observed latency.
  *
  * Rooting (Tricolor): every node pointer held in a C local across an allocation is pushed on
  * the shadow stack, and every pointer store into a node goes through tc_write. Boehm scans
@@ -21,13 +25,17 @@
 #if defined(TRICOLOR)
 #include "tricolor.h"
 static tc_mutator *M;
-static tc_type NODE_T, NODE4_T;
+static tc_type NODE_T, NODE4_T, REF_T, MSG_T;
 #define ALLOC_NODE() ((node *)tc_alloc(M, NODE_T))
 #define ALLOC_NODE4() ((node4 *)tc_alloc(M, NODE4_T))
 #define ALLOC_DOUBLES(n) ((double *)tc_alloc_bytes(M, (n) * sizeof(double)))
 #define ROOT(v) tc_push_root(M, (void **)&(v))
 #define UNROOT(n) tc_pop_roots(M, (n))
 #define WRITE(obj, field, val) tc_write(M, (obj), (void **)&(obj)->field, (val))
+#define ALLOC_REFS(n) ((void **)tc_alloc_array(M, REF_T, (n)))
+#define ALLOC_MSG() ((msgnode *)tc_alloc(M, MSG_T))
+#define ALLOC_BYTES(n) ((char *)tc_alloc_bytes(M, (n)))
+#define WRITE_SLOT(arr, i, val) tc_write(M, (arr), &(arr)[i], (val))
 #elif defined(BOEHM)
 #include <gc.h>
 #define ALLOC_NODE() ((node *)GC_MALLOC(sizeof(node)))
@@ -36,6 +44,10 @@ static tc_type NODE_T, NODE4_T;
 #define ROOT(v) ((void)0)
 #define UNROOT(n) ((void)0)
 #define WRITE(obj, field, val) ((obj)->field = (val))
+#define ALLOC_REFS(n) ((void **)GC_MALLOC((n) * sizeof(void *)))
+#define ALLOC_MSG() ((msgnode *)GC_MALLOC(sizeof(msgnode)))
+#define ALLOC_BYTES(n) ((char *)GC_MALLOC_ATOMIC(n))
+#define WRITE_SLOT(arr, i, val) ((arr)[i] = (val))
 #else
 #error "build with -DTRICOLOR or -DBOEHM"
 #endif
@@ -48,6 +60,11 @@ typedef struct node4 {
     struct node4 *left, *right;
     int64_t i, j;
 } node4;
+
+typedef struct msgnode {
+    struct msgnode *next;
+    char data[120];
+} msgnode;
 
 /* ---- pauses ---- */
 
@@ -74,6 +91,31 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* ---- push latency: a log-linear histogram (8 buckets per power of two) ---- */
+
+static uint64_t push_hist[64 * 8], push_count, push_max;
+
+static void push_time(uint64_t ns) {
+    int e = ns ? 63 - __builtin_clzll(ns) : 0;
+    int sub = e >= 3 ? (int)((ns >> (e - 3)) & 7) : 0;
+    push_hist[e * 8 + sub]++;
+    push_count++;
+    if (ns > push_max) push_max = ns;
+}
+
+/* The upper edge of the bucket holding the 99.9th percentile push. */
+static uint64_t push_p999(void) {
+    uint64_t want = push_count - push_count / 1000, seen = 0;
+    for (int b = 0; b < 64 * 8; b++) {
+        seen += push_hist[b];
+        if (seen >= want) {
+            int e = b / 8, sub = b % 8;
+            return e >= 3 ? ((uint64_t)(8 + sub + 1) << (e - 3)) : ((uint64_t)1 << (e + 1));
+        }
+    }
+    return push_max;
+}
+
 static void report(uint64_t checksum) {
     uint64_t gcs;
     char wait[64] = "";
@@ -90,8 +132,12 @@ static void report(uint64_t checksum) {
     qsort(pauses, npauses, sizeof pauses[0], cmp_u64);
     uint64_t p50 = npauses ? pauses[npauses / 2] : 0;
     uint64_t max = npauses ? pauses[npauses - 1] : 0;
-    printf("RESULT checksum=%llu gcs=%llu p50_ns=%llu max_ns=%llu%s\n", (unsigned long long)checksum,
-           (unsigned long long)gcs, (unsigned long long)p50, (unsigned long long)max, wait);
+    char push[96] = "";
+    if (push_count)
+        snprintf(push, sizeof push, " push_max_ns=%llu push_p999_ns=%llu",
+                 (unsigned long long)push_max, (unsigned long long)push_p999());
+    printf("RESULT checksum=%llu gcs=%llu p50_ns=%llu max_ns=%llu%s%s\n", (unsigned long long)checksum,
+           (unsigned long long)gcs, (unsigned long long)p50, (unsigned long long)max, wait, push);
 }
 
 /* ---- binary-trees ---- */
@@ -209,9 +255,61 @@ static uint64_t gcbench(void) {
     return sum;
 }
 
+/* ---- the message buffer ---- */
+
+enum { WINDOW = 200000, PUSHES = 1000000, MSG_NODES = 8 };
+
+/* One message: 1 KiB of bytes, or a list of MSG_NODES nodes of 128 bytes. */
+static void *make_msg(int64_t i, int ptr) {
+    if (!ptr) {
+        char *m = ALLOC_BYTES(1024);
+        memset(m, (int)(i & 0xff), 1024);
+        return m;
+    }
+    msgnode *head = NULL, *n = NULL;
+    ROOT(head);
+    for (int k = 0; k < MSG_NODES; k++) {
+        n = ALLOC_MSG();
+        memset(n->data, (int)((i + k) & 0xff), sizeof n->data);
+        WRITE(n, next, head);
+        head = n;
+    }
+    UNROOT(1);
+    return head;
+}
+
+static uint64_t msgbuf(int ptr) {
+    void **window = ALLOC_REFS(WINDOW);
+    ROOT(window);
+    for (int64_t i = 0; i < PUSHES; i++) {
+        uint64_t t = now_ns();
+        void *m = make_msg(i, ptr);
+        WRITE_SLOT(window, i % WINDOW, m);
+        push_time(now_ns() - t);
+    }
+    uint64_t sum = 0;
+    for (int64_t k = 0; k < WINDOW; k++) {
+        if (!ptr) {
+            sum += (unsigned char)((char *)window[k])[0];
+        } else {
+            int len = 0;
+            for (msgnode *n = window[k]; n; n = n->next) {
+                sum += (unsigned char)n->data[0];
+                len++;
+            }
+            if (len != MSG_NODES) {
+                fprintf(stderr, "msgbuf: a message lost nodes\n");
+                exit(1);
+            }
+        }
+    }
+    UNROOT(1);
+    return sum;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s binary-trees N | gcbench\n", argv[0]);
+        fprintf(stderr, "usage: %s binary-trees N | gcbench | msgbuf | msgbuf-ptr\n", argv[0]);
         return 2;
     }
 #if defined(TRICOLOR)
@@ -219,6 +317,9 @@ int main(int argc, char **argv) {
     size_t two[] = {0, 8};
     NODE_T = tc_type_new(h, "node", sizeof(node), two, 2);
     NODE4_T = tc_type_new(h, "node4", sizeof(node4), two, 2);
+    size_t zero[] = {0};
+    REF_T = tc_type_new(h, "ref", sizeof(void *), zero, 1);
+    MSG_T = tc_type_new(h, "msgnode", sizeof(msgnode), zero, 1);
     M = tc_mutator_attach(h);
 #else
     GC_INIT();
@@ -229,6 +330,10 @@ int main(int argc, char **argv) {
         sum = binary_trees(argc > 2 ? atoi(argv[2]) : 18);
     } else if (strcmp(argv[1], "gcbench") == 0) {
         sum = gcbench();
+    } else if (strcmp(argv[1], "msgbuf") == 0) {
+        sum = msgbuf(0);
+    } else if (strcmp(argv[1], "msgbuf-ptr") == 0) {
+        sum = msgbuf(1);
     } else {
         fprintf(stderr, "unknown benchmark %s\n", argv[1]);
         return 2;

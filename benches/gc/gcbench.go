@@ -4,10 +4,12 @@ package main
 
 import (
 	"fmt"
+	"math/bits"
 	"os"
 	"runtime"
 	"sort"
 	"strconv"
+	"time"
 )
 
 type node struct{ left, right *node }
@@ -127,9 +129,96 @@ func gcbench() uint64 {
 	return sum + count4(ll)
 }
 
+// The message buffer (gcbench.c's msgbuf and msgbuf-ptr): a window of 200,000 messages,
+// 1,000,000 pushes each replacing the oldest, every push timed.
+const (
+	window   = 200000
+	pushes   = 1000000
+	msgNodes = 8
+)
+
+type msgnode struct {
+	next *msgnode
+	data [120]byte
+}
+
+var pushHist [64 * 8]uint64
+var pushCount, pushMax uint64
+
+func pushTime(ns uint64) {
+	e := 0
+	if ns > 0 {
+		e = 63 - bits.LeadingZeros64(ns)
+	}
+	sub := 0
+	if e >= 3 {
+		sub = int((ns >> (e - 3)) & 7)
+	}
+	pushHist[e*8+sub]++
+	pushCount++
+	if ns > pushMax {
+		pushMax = ns
+	}
+}
+
+func pushP999() uint64 {
+	want, seen := pushCount-pushCount/1000, uint64(0)
+	for b := 0; b < 64*8; b++ {
+		seen += pushHist[b]
+		if seen >= want {
+			e, sub := b/8, b%8
+			if e >= 3 {
+				return uint64(8+sub+1) << (e - 3)
+			}
+			return 1 << (e + 1)
+		}
+	}
+	return pushMax
+}
+
+func msgbuf(ptr bool) uint64 {
+	var sum uint64
+	if !ptr {
+		w := make([][]byte, window)
+		for i := 0; i < pushes; i++ {
+			t := time.Now()
+			m := make([]byte, 1024)
+			for k := range m {
+				m[k] = byte(i)
+			}
+			w[i%window] = m
+			pushTime(uint64(time.Since(t)))
+		}
+		for _, m := range w {
+			sum += uint64(m[0])
+		}
+		return sum
+	}
+	w := make([]*msgnode, window)
+	for i := 0; i < pushes; i++ {
+		t := time.Now()
+		var head *msgnode
+		for k := 0; k < msgNodes; k++ {
+			n := &msgnode{next: head}
+			for j := range n.data {
+				n.data[j] = byte(i + k)
+			}
+			head = n
+		}
+		w[i%window] = head
+		pushTime(uint64(time.Since(t)))
+	}
+	for _, m := range w {
+		for n := m; n != nil; n = n.next {
+			sum += uint64(n.data[0])
+		}
+	}
+	return sum
+}
+
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: gcbench binary-trees N | gcbench")
+		fmt.Fprintln(os.Stderr, "usage: gcbench binary-trees N | gcbench | msgbuf | msgbuf-ptr")
 		os.Exit(2)
 	}
 	var sum uint64
@@ -142,6 +231,10 @@ func main() {
 		sum = binaryTrees(n)
 	case "gcbench":
 		sum = gcbench()
+	case "msgbuf":
+		sum = msgbuf(false)
+	case "msgbuf-ptr":
+		sum = msgbuf(true)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown benchmark", os.Args[1])
 		os.Exit(2)
@@ -162,5 +255,9 @@ func main() {
 		p50 = pauses[len(pauses)/2]
 		max = pauses[len(pauses)-1]
 	}
-	fmt.Printf("RESULT checksum=%d gcs=%d p50_ns=%d max_ns=%d\n", sum, ms.NumGC, p50, max)
+	push := ""
+	if pushCount > 0 {
+		push = fmt.Sprintf(" push_max_ns=%d push_p999_ns=%d", pushMax, pushP999())
+	}
+	fmt.Printf("RESULT checksum=%d gcs=%d p50_ns=%d max_ns=%d%s\n", sum, ms.NumGC, p50, max, push)
 }

@@ -5,7 +5,8 @@
 //! The C source is compiled twice with the system C compiler: against `libtricolor.a`
 //! (built here by cargo when run through `cargo run`) and against Boehm's `-lgc`; the Go
 //! source with `go build`. A rival whose toolchain or library is missing is skipped with a
-//! message. Each cell is `runs` runs of one program: median wall time, median peak RSS
+//! message. The programs: binary-trees, GCBench, and the message buffer (1 KiB messages, and
+//! messages of 8 linked nodes). Each cell is `runs` runs of one program: median wall time, median peak RSS
 //! (`ru_maxrss` from `wait4`), and the collections and pause p50/max the program reports for
 //! itself (Tricolor: `tc_gc_stats`, each stop of the world; Boehm: its stop/start-world
 //! events; Go: `MemStats.PauseNs`), medians over the runs. "wait max" is Tricolor's longest
@@ -103,6 +104,9 @@ struct Sample {
     max_ns: u64,
     /// Tricolor only: the longest wait of the allocating thread for marking at the goal.
     wait_max_ns: Option<u64>,
+    /// Message buffers only: the slowest push and the 99.9th percentile push.
+    push_max_ns: Option<u64>,
+    push_p999_ns: Option<u64>,
 }
 
 fn field(line: &str, key: &str) -> Option<u64> {
@@ -149,7 +153,19 @@ fn run_once(exe: &Path, args: &[String]) -> Result<Sample, String> {
         p50_ns: get("p50_ns")?,
         max_ns: get("max_ns")?,
         wait_max_ns: field(line, "wait_max_ns"),
+        push_max_ns: field(line, "push_max_ns"),
+        push_p999_ns: field(line, "push_p999_ns"),
     })
+}
+
+/// The median of an optional figure that every run of a program reports or none does.
+fn optional_median(samples: &[Sample], get: impl Fn(&Sample) -> Option<u64>) -> Option<u64> {
+    get(&samples[0]).map(|_| median(samples.iter().filter_map(&get).collect()))
+}
+
+/// An optional figure in ms, or "-".
+fn opt_ms(ns: Option<u64>) -> String {
+    ns.map_or("-".into(), |n| format!("{} ms", ms(n)))
 }
 
 fn ms(ns: u64) -> String {
@@ -172,7 +188,7 @@ pub fn table(runs: usize, depth: u32) -> bool {
     );
     println!("ratios are runtime / tricolor: above 1.00 means Tricolor is faster or smaller\n");
     println!(
-        "{:<18} {:<9} {:>9} {:>6} {:>9} {:>6} {:>5} {:>10} {:>10} {:>9}",
+        "{:<18} {:<9} {:>9} {:>6} {:>9} {:>6} {:>5} {:>10} {:>10} {:>9} {:>9} {:>10}",
         "benchmark",
         "runtime",
         "wall ms",
@@ -182,7 +198,9 @@ pub fn table(runs: usize, depth: u32) -> bool {
         "GCs",
         "pause p50",
         "pause max",
-        "wait max"
+        "wait max",
+        "push max",
+        "push p99.9"
     );
     let benches = [
         (
@@ -190,6 +208,8 @@ pub fn table(runs: usize, depth: u32) -> bool {
             vec!["binary-trees".to_string(), depth.to_string()],
         ),
         ("gcbench".to_string(), vec!["gcbench".to_string()]),
+        ("msgbuf".to_string(), vec!["msgbuf".to_string()]),
+        ("msgbuf-ptr".to_string(), vec!["msgbuf-ptr".to_string()]),
     ];
     for (title, args) in &benches {
         let mut base: Option<Sample> = None;
@@ -216,9 +236,9 @@ pub fn table(runs: usize, depth: u32) -> bool {
                 gcs: median(samples.iter().map(|s| s.gcs).collect()),
                 p50_ns: median(samples.iter().map(|s| s.p50_ns).collect()),
                 max_ns: median(samples.iter().map(|s| s.max_ns).collect()),
-                wait_max_ns: samples[0]
-                    .wait_max_ns
-                    .map(|_| median(samples.iter().filter_map(|s| s.wait_max_ns).collect())),
+                wait_max_ns: optional_median(&samples, |s| s.wait_max_ns),
+                push_max_ns: optional_median(&samples, |s| s.push_max_ns),
+                push_p999_ns: optional_median(&samples, |s| s.push_p999_ns),
             };
             if *checksum.get_or_insert(m.checksum) != m.checksum {
                 eprintln!(
@@ -229,7 +249,7 @@ pub fn table(runs: usize, depth: u32) -> bool {
             }
             let b = *base.get_or_insert(m);
             println!(
-                "{:<18} {:<9} {:>9.1} {:>6.2} {:>9.1} {:>6.2} {:>5} {:>7} ms {:>7} ms {:>9}",
+                "{:<18} {:<9} {:>9.1} {:>6.2} {:>9.1} {:>6.2} {:>5} {:>7} ms {:>7} ms {:>9} {:>9} {:>10}",
                 if i == 0 { title.as_str() } else { "" },
                 rt.name,
                 m.secs * 1e3,
@@ -239,13 +259,14 @@ pub fn table(runs: usize, depth: u32) -> bool {
                 m.gcs,
                 ms(m.p50_ns),
                 ms(m.max_ns),
-                m.wait_max_ns
-                    .map_or("-".into(), |w| format!("{} ms", ms(w))),
+                opt_ms(m.wait_max_ns),
+                opt_ms(m.push_max_ns),
+                opt_ms(m.push_p999_ns),
             );
         }
     }
     println!(
-        "\nbenchmarks (benches/gc/): binary-trees N: the Benchmarks Game program; gcbench: Boehm's GCBench (stretch 18, long-lived 16, depths 4..16)"
+        "\nbenchmarks (benches/gc/): binary-trees N: the Benchmarks Game program; gcbench: Boehm's GCBench (stretch 18, long-lived 16, depths 4..16); msgbuf: the GC latency experiment (window of 200,000 messages of 1 KiB, 1,000,000 pushes, each timed: push max / p99.9 is the mutator's latency); msgbuf-ptr: each message a list of 8 nodes of 128 B"
     );
     let _ = std::fs::remove_dir_all(&scratch);
     ok
