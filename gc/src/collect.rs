@@ -53,11 +53,13 @@
 //!    Step 5 still flushes and marks whatever is left (values written after the wave, black
 //!    ranges, the callbacks' roots, a scan somehow pending), so a wave that ends too early
 //!    costs pause time, never an object: the waves exist to keep that pause short.
-//! 10. Assists: a mutator whose allocation reaches the goal while marking marks instead of
-//!     waiting (`MutatorState::assist`): it counts itself in `Heap::helpers`, takes work from
-//!     the queue and from `Heap::work` (where a busy marker spills half its grey objects when
-//!     another wants work), and before it stops, or parks for a stop of the world, it puts
-//!     every grey object it holds back into `Heap::work` and adds what it marked to
+//! 10. Assists: a mutator that allocates while marking pays with marking work, in
+//!     proportion (Go's assist ratio, `MutatorState::pay_for`), and one whose allocation
+//!     reaches the goal marks until no work is left before it waits. An assist
+//!     (`MutatorState::assist`) counts itself in `Heap::helpers`, takes work from the queue
+//!     and from `Heap::work` (where a busy marker spills half its grey objects when another
+//!     wants work), and before it stops, or parks for a stop of the world, puts every grey
+//!     object it holds back into `Heap::work` and adds what it marked to
 //!     `Heap::helper_marked`. Marking is not done while an assist runs; step 5 takes what
 //!     parked assists left.
 //! 11. Mark workers: `Config::extra_mark_workers` threads (a quarter of `GOMAXPROCS`, less
@@ -169,7 +171,7 @@ fn mark_worker(heap: &'static Heap) {
             let got = m.take_queue(heap) | m.steal();
             m.drain();
             heap.helper_marked
-                .fetch_add(std::mem::take(&mut m.marked_bytes), Ordering::Relaxed);
+                .fetch_add(m.take_marked(), Ordering::Relaxed);
             heap.helpers.fetch_sub(1, Ordering::SeqCst);
             if got {
                 idle = 0;
@@ -273,6 +275,7 @@ fn cycle(heap: &'static Heap) {
         // SAFETY: rule 2 of `mutator`: every mutator is stopped and we hold `world`.
         unsafe {
             (*o).release_caches(false);
+            (*o).reset_assist_debt();
             (*o).scan.store(PENDING, Ordering::SeqCst);
             (*o).poll.fetch_or(SCAN, Ordering::SeqCst);
         }
@@ -281,6 +284,9 @@ fn cycle(heap: &'static Heap) {
     heap.work_lock().clear();
     heap.work_wanted.store(false, Ordering::Relaxed);
     heap.helper_marked.store(0, Ordering::Relaxed);
+    heap.mark_progress.store(0, Ordering::Relaxed);
+    heap.scan_expected
+        .store(heap.stats_lock().marked(), Ordering::Relaxed);
     heap.marking.store(true, Ordering::SeqCst);
     let mutators = w.mutators.len();
     start_the_world(heap, w);

@@ -80,6 +80,11 @@ pub struct Heap {
     pub(crate) helpers: AtomicUsize,
     /// Bytes marked by assists and mark workers this cycle, added as they stop.
     pub(crate) helper_marked: AtomicUsize,
+    /// Bytes marked so far this cycle, published by every marker as it goes (the assist ratio's
+    /// progress). Relaxed.
+    pub(crate) mark_progress: AtomicUsize,
+    /// The bytes this cycle is expected to mark: what the last one marked. Relaxed.
+    pub(crate) scan_expected: AtomicUsize,
     /// Time mutators spent assisting, ns (statistics).
     pub(crate) assist_ns: AtomicU64,
     pub(crate) queue: Mutex<MarkQueue>,
@@ -249,6 +254,8 @@ impl Heap {
             helpers: AtomicUsize::new(0),
             helper_marked: AtomicUsize::new(0),
             assist_ns: AtomicU64::new(0),
+            mark_progress: AtomicUsize::new(0),
+            scan_expected: AtomicUsize::new(0),
             queue: Mutex::new(MarkQueue::default()),
             queue_cv: Condvar::new(),
             control: Mutex::new(Control::default()),

@@ -34,10 +34,11 @@
 //!    a swept span with room, else an unswept one swept now (lazy sweeping), else a new span
 //!    from the page heap. Each refill also sweeps one more span anywhere (proportional
 //!    sweeping), and counts the span's free slots as allocated (Go's `heapLive`).
-//! 4. If allocation has reached the trigger (7/8 of the way to the heap goal), ask the
-//!    collector thread for a cycle; if it has reached the goal while the cycle is still
-//!    marking, mark beside the collector (a mark assist) until no work is left for it, then
-//!    wait for the cycle to end (as if in native code). If the page heap cannot grow, run a
+//! 4. While marking, pay for the refill with marking work (a mark assist in proportion to what
+//!    is allocated, Go's assist ratio). If allocation has reached the trigger (7/8 of the way
+//!    to the heap goal), ask the collector thread for a cycle; if it has reached the goal
+//!    while the cycle is still marking, assist until no work is left, then wait for the cycle
+//!    to end (as if in native code). If the page heap cannot grow, run a
 //!    full cycle and retry once; then return null. While marking, what a refill hands out is
 //!    allocated black (`collect`, rule 5).
 //!

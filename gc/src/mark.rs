@@ -33,6 +33,8 @@ pub(crate) struct Marker {
     last: Option<&'static GcSpan>,
     /// Bytes of objects marked.
     pub(crate) marked_bytes: usize,
+    /// Of `marked_bytes`, those already added to `Heap::mark_progress`.
+    published: usize,
     /// Bytes of root slots scanned.
     pub(crate) root_bytes: usize,
     verify: bool,
@@ -48,6 +50,7 @@ impl Marker {
             stack: Vec::with_capacity(1024),
             last: None,
             marked_bytes: 0,
+            published: 0,
             root_bytes: 0,
             verify,
             concurrent,
@@ -59,6 +62,23 @@ impl Marker {
         let mut m = Self::new(heap.addr(), heap.config.verify, true);
         m.share = Some(heap);
         m
+    }
+
+    /// Adds what this marker marked since last time to `Heap::mark_progress`.
+    fn publish(&mut self, heap: &Heap) {
+        heap.mark_progress
+            .fetch_add(self.marked_bytes - self.published, Ordering::Relaxed);
+        self.published = self.marked_bytes;
+    }
+
+    /// The bytes marked since the last call (published first), for a long-lived marker that
+    /// reports as it goes.
+    pub(crate) fn take_marked(&mut self) -> usize {
+        if let Some(heap) = self.share {
+            self.publish(heap);
+        }
+        self.published = 0;
+        std::mem::take(&mut self.marked_bytes)
     }
 
     /// True when this marker holds no grey object.
@@ -227,9 +247,11 @@ impl Marker {
         loop {
             if done % 64 == 63
                 && let Some(heap) = self.share
-                && heap.work_wanted.load(Ordering::Relaxed)
             {
-                self.share_half(heap);
+                self.publish(heap);
+                if heap.work_wanted.load(Ordering::Relaxed) {
+                    self.share_half(heap);
+                }
             }
             while len < AHEAD {
                 let Some(e) = self.stack.pop() else { break };
@@ -238,9 +260,15 @@ impl Marker {
                 len += 1;
             }
             if len == 0 {
+                if let Some(heap) = self.share {
+                    self.publish(heap);
+                }
                 return true;
             }
             if done >= budget {
+                if let Some(heap) = self.share {
+                    self.publish(heap);
+                }
                 // Put the prefetched entries back for later.
                 for k in 0..len {
                     self.stack.push(ring[(head + k) % AHEAD]);

@@ -215,6 +215,8 @@ pub(crate) struct Local {
     pub(crate) rust_types: Vec<(std::any::TypeId, TypeId)>,
     /// The barrier buffer: old and new values of slots written while marking.
     pub(crate) wbuf: Vec<usize>,
+    /// Marking work (bytes) this mutator owes for what it allocated while marking.
+    assist_debt: usize,
 }
 
 /// A mutator's shared record: the C `tc_mutator`.
@@ -244,6 +246,7 @@ impl MutatorState {
                 slots: Vec::new(),
                 rust_types: Vec::new(),
                 wbuf: Vec::new(),
+                assist_debt: 0,
             }),
         }
     }
@@ -452,7 +455,9 @@ impl MutatorState {
                 }
                 c.release(self.heap, false);
             }
-            let Some(s) = self.grow_with(|| self.heap.cache_span(info, class, kind)) else {
+            let span_bytes = crate::span::span_pages(class) * tricolor_alloc::size_class::PAGE_SIZE;
+            let Some(s) = self.grow_with(span_bytes, || self.heap.cache_span(info, class, kind))
+            else {
                 return ptr::null_mut();
             };
             let marking = self.heap.marking.load(Ordering::Relaxed);
@@ -462,16 +467,22 @@ impl MutatorState {
     }
 
     fn alloc_large(&self, info: &'static TypeInfo, bytes: usize) -> *mut u8 {
-        self.grow_with(|| ptr::NonNull::new(self.heap.alloc_large(info, bytes)))
-            .map_or(ptr::null_mut(), |p| p.as_ptr())
+        self.grow_with(bytes, || {
+            ptr::NonNull::new(self.heap.alloc_large(info, bytes))
+        })
+        .map_or(ptr::null_mut(), |p| p.as_ptr())
     }
 
-    /// Memory from the heap through `get`. Asks for a cycle when allocation has reached the
-    /// trigger; waits for the running cycle when it has reached the goal (marking has fallen
-    /// behind: until assists exist, the allocating thread waits instead of helping); runs a
-    /// full cycle and retries once when the page heap cannot grow.
-    fn grow_with<T>(&self, get: impl Fn() -> Option<T>) -> Option<T> {
+    /// `bytes` of memory from the heap through `get`. While marking, pays for them with
+    /// marking work first (Go's assist ratio, `pay_for`). Asks for a cycle when allocation
+    /// has reached the trigger; when it has reached the goal while marking, assists until no
+    /// work is left and then waits for the cycle; runs a full cycle and retries once when the
+    /// page heap cannot grow.
+    fn grow_with<T>(&self, bytes: usize, get: impl Fn() -> Option<T>) -> Option<T> {
         let heap = self.heap;
+        if heap.marking.load(Ordering::Relaxed) {
+            self.pay_for(bytes);
+        }
         if heap.over_trigger() {
             heap.request_cycle();
             if heap.over_goal()
@@ -479,7 +490,7 @@ impl MutatorState {
             {
                 let t = std::time::Instant::now();
                 if heap.marking.load(Ordering::Relaxed) {
-                    self.assist();
+                    self.assist(usize::MAX);
                 }
                 if heap.over_goal() && heap.pending_cycle() == Some(n) {
                     self.wait_outside(|| heap.wait_cycle(n));
@@ -495,16 +506,64 @@ impl MutatorState {
         })
     }
 
-    /// Marks instead of waiting, until marking has no work left for it, the world is to
-    /// stop, or marking ends (`collect` rule 10). Not inside any lock of ours.
+    /// Go's assist ratio: allocating `bytes` while marking costs `bytes × (work left / runway
+    /// left)` bytes of marking, the work left being what the last cycle marked less what this
+    /// one has marked so far, and the runway what is left to the goal. The debt is paid in
+    /// assists of at least 64 KiB of marking (Go's `gcOverAssistWork`), so a refill pays
+    /// rarely and a little, and allocation reaches the goal only when marking cannot keep up
+    /// even so. Called on refills only: the allocation fast path never pays.
+    fn pay_for(&self, bytes: usize) {
+        const MIN_ASSIST: usize = 64 * 1024;
+        const MAX_ASSIST: usize = 1 << 20;
+        let heap = self.heap;
+        let left = heap
+            .scan_expected
+            .load(Ordering::Relaxed)
+            .saturating_sub(heap.mark_progress.load(Ordering::Relaxed));
+        if left == 0 {
+            return;
+        }
+        let runway = heap
+            .goal
+            .load(Ordering::Relaxed)
+            .saturating_sub(heap.live.load(Ordering::Relaxed))
+            .max(1);
+        let owed = (bytes as u128 * left as u128 / runway as u128).min(usize::MAX as u128) as usize;
+        let debt = {
+            // SAFETY: rule 2: the owner, running; the reference ends here.
+            let local = unsafe { self.local() };
+            local.assist_debt = local.assist_debt.saturating_add(owed);
+            local.assist_debt
+        };
+        if debt < MIN_ASSIST {
+            return;
+        }
+        // One payment is bounded, so one allocation never marks for long: near the goal the
+        // ratio grows without bound, and the rest of the debt waits for the next refill.
+        let paid = self.assist(debt.min(MAX_ASSIST));
+        // SAFETY: as above.
+        let local = unsafe { self.local() };
+        // Marking that ran out of work for us forgives the rest: there is nothing to help with.
+        local.assist_debt = if paid == 0 {
+            0
+        } else {
+            local.assist_debt.saturating_sub(paid)
+        };
+    }
+
+    /// Marks until it has marked `budget` bytes, marking has no work left for it, the world is
+    /// to stop, or marking ends (`collect` rule 10); returns the bytes it marked. Not inside
+    /// any lock of ours.
     #[cold]
-    fn assist(&self) {
+    fn assist(&self, budget: usize) -> usize {
         let heap = self.heap;
         let t = std::time::Instant::now();
         heap.helpers.fetch_add(1, Ordering::SeqCst);
         let mut m = crate::mark::Marker::shared(heap);
         let mut idle = 0;
-        while heap.marking.load(Ordering::Relaxed) && self.poll.load(Ordering::Relaxed) & STOP == 0
+        while heap.marking.load(Ordering::Relaxed)
+            && self.poll.load(Ordering::Relaxed) & STOP == 0
+            && m.marked_bytes < budget
         {
             if m.idle() && !m.take_queue(heap) && !m.steal() {
                 idle += 1;
@@ -518,8 +577,8 @@ impl MutatorState {
             m.drain_budget(4096);
         }
         m.spill_all();
-        heap.helper_marked
-            .fetch_add(m.marked_bytes, Ordering::Relaxed);
+        let marked = m.take_marked();
+        heap.helper_marked.fetch_add(marked, Ordering::Relaxed);
         heap.helpers.fetch_sub(1, Ordering::SeqCst);
         {
             let _q = heap.queue_lock();
@@ -527,6 +586,7 @@ impl MutatorState {
         }
         heap.assist_ns
             .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        marked
     }
 
     fn type_of(&self, ty: TypeId, op: &str) -> &'static TypeInfo {
@@ -537,6 +597,15 @@ impl MutatorState {
                 "{op}(): type {ty} is not registered in this heap"
             )),
         }
+    }
+
+    /// Forgets the assist debt of a previous cycle (at a cycle's start).
+    ///
+    /// # Safety
+    /// Rule 2: the caller is the owner, or the collector while the owner is stopped.
+    pub(crate) unsafe fn reset_assist_debt(&self) {
+        // SAFETY: the caller's contract.
+        unsafe { self.local() }.assist_debt = 0;
     }
 
     /// Gives every cached span back (at a collection's start and at detach).

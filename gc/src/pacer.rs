@@ -19,7 +19,9 @@
 //!   and measured here (2026-11-30, `tricolor bench --gc`): on binary-trees it started
 //!   cycles at the clamp's 45/64 and raised peak RSS to 45.1 MiB (Go: 45.0 in that run; 37.8
 //!   with the fixed trigger in the run before) without shortening the longest wait at the goal
-//!   (16 ms against 14), so the fixed trigger stays until assists follow Go's credit scheme.
+//!   (16 ms against 14), so the fixed trigger stays; mutators that allocate while marking pay
+//!   for it with proportional assists (Go's assist ratio, `mutator::pay_for`), which is what
+//!   lets a cycle start this late.
 
 /// Go's minimum heap goal at `GOGC=100`.
 pub const MIN_HEAP: usize = 4 << 20;
