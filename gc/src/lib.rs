@@ -9,7 +9,7 @@
 //! ## Layers (bottom to top; a layer never imports one above it)
 //! `object` (types) → `spanmap`, `span` (GC spans, bitmaps) → `heap` (central lists, record
 //! pool, registry) → `mutator` (caches, roots, the stop handshake) → `mark` → `barrier`
-//! (`write`) → sweeping (`heap::Central`, `span::sweep`) → `pacer` → `collect` (the cycle)
+//! (`write`) → `sweep` (with `span::GcSpan::sweep`) → `pacer` → `collect` (the cycle)
 //! → `stats` → `typed` (the safe Rust layer). `knobs` and `misuse` are leaf utilities.
 //!
 //! ## Object model (`object`, `span`)
@@ -111,6 +111,8 @@ pub(crate) mod span;
 pub(crate) mod spanmap;
 #[cfg(not(loom))]
 pub(crate) mod stats;
+#[cfg(not(loom))]
+pub(crate) mod sweep;
 #[cfg(not(loom))]
 pub(crate) mod typed;
 
