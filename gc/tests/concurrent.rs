@@ -98,6 +98,19 @@ fn walk(head: *mut u8, k: u64) -> *mut u8 {
     n
 }
 
+/// A heap in verification mode with `GOGC` and `GOMAXPROCS` as given, and its node and
+/// pointer-slot types.
+fn verified_heap(gc_percent: i32, procs: usize) -> (&'static Heap, TypeId, TypeId) {
+    let h = Heap::new(Config {
+        gc_percent,
+        verify: true,
+        procs,
+        ..Config::default()
+    });
+    let refs = h.register_type("ref", 8, &[0]).unwrap();
+    (h, node_type(h), refs)
+}
+
 const BAG: usize = 64;
 const SHARED: usize = 32;
 
@@ -118,14 +131,7 @@ fn rewire(procs: usize) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(400_000);
-    let h = Heap::new(Config {
-        gc_percent: 25,
-        verify: true,
-        procs,
-        ..Config::default()
-    });
-    let ty = node_type(h);
-    let refs = h.register_type("ref", 8, &[0]).unwrap();
+    let (h, ty, refs) = verified_heap(25, procs);
     let main = Mutator::attach(h);
     let shared = main.alloc_array(refs, SHARED);
     let shared_handle = raw::handle_new(&main, shared) as usize;
@@ -287,14 +293,7 @@ fn rewire(procs: usize) {
 /// worker), the two handing grey work to each other. The graph keeps changing meanwhile; it must survive whole.
 #[test]
 fn assists_mark_beside_the_collector_and_lose_nothing() {
-    let h = Heap::new(Config {
-        gc_percent: 10,
-        verify: true,
-        procs: 2,
-        ..Config::default()
-    });
-    let ty = node_type(h);
-    let refs = h.register_type("ref", 8, &[0]).unwrap();
+    let (h, ty, refs) = verified_heap(10, 2);
     let m = Mutator::attach(h);
     const CHAINS: usize = 2000;
     let mut bag = m.alloc_array(refs, CHAINS);
@@ -350,14 +349,7 @@ fn assists_mark_beside_the_collector_and_lose_nothing() {
 /// and three mark workers share) whose slots keep being replaced while marking runs.
 #[test]
 fn a_large_array_is_marked_in_shared_oblets() {
-    let h = Heap::new(Config {
-        gc_percent: 25,
-        verify: true,
-        procs: 16,
-        ..Config::default()
-    });
-    let ty = node_type(h);
-    let refs = h.register_type("ref", 8, &[0]).unwrap();
+    let (h, ty, refs) = verified_heap(25, 16);
     let m = Mutator::attach(h);
     const SLOTS: usize = 300_000;
     let mut big = m.alloc_array(refs, SLOTS);
