@@ -1,9 +1,9 @@
-//! Per-thread front caches: the allocation fast path of this stage.
+//! Per-thread front caches: the fallback front end where rseq is unavailable (the per-CPU
+//! restartable-sequence caches, `percpu`, are the fast path elsewhere).
 //!
 //! Each thread owns one cache: per size class, a singly linked list of free blocks. `alloc`
 //! pops, `free` pushes; a miss fetches a batch from the central list and an overflow returns
-//! one. The per-CPU restartable-sequence caches replace this as the fast path in a later
-//! stage; this cache remains as their fallback where rseq is unavailable.
+//! one.
 //!
 //! # Bounds (TCMalloc's slow start)
 //! Each list has a limit, starting at zero. A refill fetches as many blocks as the limit

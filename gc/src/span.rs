@@ -14,11 +14,12 @@
 //!   written only while the record is `Free` and not yet published in the span map, under the
 //!   heap's central lock; read freely afterwards.
 //! * `state`: atomic; written under the central lock.
-//! * `mark`: atomic bits; set with `fetch_or` by the markers (the collector thread and
-//!   assisting mutators), cleared by the sweeper (never while marking).
+//! * `mark`: atomic bits; set with `fetch_or` by the markers (the collector thread, mark
+//!   workers and assisting mutators), cleared by the sweeper (never while marking).
 //! * `owned` (alloc bits, `free_index`, `needzero`, `swept`): by the span's *holder*: the
 //!   mutator whose cache holds it, else whoever holds the central lock, and with the world
-//!   stopped, the collector. A span is in at most one cache.
+//!   stopped, the collector. A span is in at most one cache. While marking, markers also read
+//!   the alloc bits without holding the span: nothing changes them until the next sweep.
 //!
 //! # Allocated or free
 //! Slot `i` is allocated iff `i < free_index` or alloc bit `i` is set (Go's `freeindex`):
