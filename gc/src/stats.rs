@@ -182,8 +182,14 @@ pub(crate) fn trace_line(heap: &Heap, st: &StatsState) -> String {
         return String::new();
     };
     let since = (c.start - heap.epoch).as_secs_f64();
-    let elapsed = heap.epoch.elapsed().as_nanos().max(1) as f64;
-    let pct = (st.pause_total as f64 * 100.0 / elapsed) as u64;
+    // Go's figure: the share of the CPU time available since the program started (wall time
+    // × GOMAXPROCS) spent on collection. Here: the pauses, the collector thread's concurrent
+    // marking (wall time: it marks or waits for work throughout) and the assists; mark
+    // workers' time is not counted.
+    let available =
+        heap.epoch.elapsed().as_nanos().max(1) as f64 * heap.config.effective_procs() as f64;
+    let gc_ns = st.pause_total + st.mark_total + heap.assist_ns.load(Ordering::Relaxed);
+    let pct = (gc_ns as f64 * 100.0 / available) as u64;
     let mb = |b: usize| b >> 20;
     format!(
         "gc {} @{since:.3}s {pct}%: {}+{}+{} ms clock, {}+{}/{}/0+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",
