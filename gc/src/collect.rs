@@ -285,6 +285,7 @@ fn cycle(heap: &'static Heap) {
     heap.work_wanted.store(false, Ordering::Relaxed);
     heap.helper_marked.store(0, Ordering::Relaxed);
     heap.mark_progress.store(0, Ordering::Relaxed);
+    heap.stack_scan_bytes.store(0, Ordering::Relaxed);
     heap.scan_expected
         .store(heap.stats_lock().marked(), Ordering::Relaxed);
     heap.marking.store(true, Ordering::SeqCst);
@@ -393,7 +394,10 @@ fn cycle(heap: &'static Heap) {
     heap.central_lock().queue_sweep(dead_candidates);
     let marked = marker.marked_bytes + heap.helper_marked.swap(0, Ordering::Relaxed);
     heap.live.store(marked, Ordering::Relaxed);
-    let roots = marker.root_bytes;
+    // Roots: what the collector scanned (handles, native mutators' stacks, callbacks) and
+    // the stacks the mutators scanned themselves.
+    let own_stacks = heap.stack_scan_bytes.load(Ordering::Relaxed);
+    let roots = marker.root_bytes + own_stacks;
     let goal = heap.update_goal(marked, roots, limited);
     let stw_ns = (t_marking - t_stop).as_nanos() as u64;
     let term_ns = (t_restart - t_term).as_nanos() as u64;
@@ -407,7 +411,7 @@ fn cycle(heap: &'static Heap) {
         heap_before,
         marked,
         goal,
-        stack_roots: roots - global_roots - callback_roots,
+        stack_roots: marker.root_bytes - global_roots - callback_roots + own_stacks,
         global_roots: global_roots + callback_roots,
         mutators,
         limited,

@@ -66,7 +66,7 @@ pub struct Heap {
     /// Set when a mutator hands grey values to the collector (`collect`, rule 9).
     pub(crate) flushed: AtomicBool,
     /// Bytes of shadow-stack roots the mutators scanned themselves this cycle (statistics and
-    /// the pacer's root term). Atomic, relaxed.
+    /// the pacer's root term; reset at each cycle's start). Atomic, relaxed.
     pub(crate) stack_scan_bytes: AtomicUsize,
     /// Time mutators waited for marking at the goal (`GcStats::wait_total_ns`); relaxed.
     pub(crate) wait_total_ns: AtomicU64,

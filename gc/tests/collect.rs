@@ -474,3 +474,28 @@ fn reused_slots_are_zeroed() {
     );
     m.pop_roots(1);
 }
+
+/// The goal counts the shadow-stack roots a running mutator scanned itself: with a million
+/// root slots (8 MB of roots) and only garbage allocated, Go's goal is `roots × GOGC/100`,
+/// not the 4 MiB minimum.
+#[test]
+fn stack_roots_scanned_by_their_owner_count_in_the_goal() {
+    let h = heap();
+    let ty = node_type(h);
+    let m = Mutator::attach(h);
+    let mut slots: Vec<*mut u8> = vec![ptr::null_mut(); 1_000_000];
+    for s in slots.iter_mut() {
+        // SAFETY: `slots` is neither moved nor resized while the roots are pushed.
+        unsafe { m.push_root(s) };
+    }
+    let start = h.stats().cycles;
+    while h.stats().cycles < start + 3 {
+        m.alloc(ty);
+    }
+    let goal = h.stats().heap_goal;
+    assert!(
+        goal >= 8_000_000,
+        "goal {goal} leaves out the 8 MB of stack roots"
+    );
+    m.pop_roots(slots.len());
+}
