@@ -175,14 +175,7 @@ impl Marker {
     pub(crate) unsafe fn mutator_roots(&mut self, m: &MutatorState) {
         // SAFETY: the caller's contract: the owner does not touch `local` meanwhile.
         let local = unsafe { &*m.local.get() };
-        for &slot in &local.roots {
-            // SAFETY: `push_root`'s contract: the slot is valid until popped.
-            unsafe { self.root(slot) };
-        }
-        for v in &local.slots {
-            // SAFETY: a slot of the mutator's own arena.
-            unsafe { self.root(v) };
-        }
+        local.each_root(|v| self.root_value(v));
     }
 
     /// Shades the object `v` points into, if it is one of this heap's.

@@ -219,6 +219,21 @@ pub(crate) struct Local {
     assist_debt: usize,
 }
 
+impl Local {
+    /// Calls `f` with the value of every root: each pushed shadow-stack slot and each slot of
+    /// the typed layer's handle arena.
+    pub(crate) fn each_root(&self, mut f: impl FnMut(usize)) {
+        for &slot in &self.roots {
+            // SAFETY: `push_root`'s contract: the slot is valid until popped. Volatile: the
+            // owner writes it as a plain local the compiler must not assume unread.
+            f(unsafe { slot.read_volatile() });
+        }
+        for &v in &self.slots {
+            f(v);
+        }
+    }
+}
+
 /// A mutator's shared record: the C `tc_mutator`.
 pub struct MutatorState {
     pub(crate) poll: AtomicU32,
@@ -306,11 +321,7 @@ impl MutatorState {
             // SAFETY: rule 2: the owner, running; no call below parks.
             let local = unsafe { self.local() };
             let mut values = Vec::with_capacity(local.roots.len() + local.slots.len());
-            for &slot in &local.roots {
-                // SAFETY: `push_root`'s contract: the slot is valid until popped.
-                values.push(unsafe { slot.read_volatile() });
-            }
-            values.extend_from_slice(&local.slots);
+            local.each_root(|v| values.push(v));
             self.heap
                 .stack_scan_bytes
                 .fetch_add(values.len() * 8, Ordering::Relaxed);
