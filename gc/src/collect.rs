@@ -231,17 +231,11 @@ fn sweep_in_background(heap: &Heap) {
 fn stop_the_world(heap: &Heap) -> MutexGuard<'_, World> {
     let mut w = heap.world_lock();
     w.collecting = true;
-    for &o in &w.mutators {
-        // SAFETY: registered records are valid while registered (under `world`).
-        unsafe { (*o).poll.fetch_or(STOP, Ordering::SeqCst) };
+    for m in w.each() {
+        m.poll.fetch_or(STOP, Ordering::SeqCst);
     }
     loop {
-        // SAFETY: as above.
-        let running = w
-            .mutators
-            .iter()
-            .any(|&o| unsafe { (*o).status.load(Ordering::SeqCst) } == RUNNING);
-        if !running {
+        if !w.each().any(|m| m.status.load(Ordering::SeqCst) == RUNNING) {
             return w;
         }
         w = heap.parked.wait(w).unwrap_or_else(|e| e.into_inner());
@@ -250,9 +244,8 @@ fn stop_the_world(heap: &Heap) -> MutexGuard<'_, World> {
 
 /// Clears every `STOP` and wakes the parked mutators.
 fn start_the_world(heap: &Heap, mut w: MutexGuard<'_, World>) {
-    for &o in &w.mutators {
-        // SAFETY: registered records are valid while registered (under `world`).
-        unsafe { (*o).poll.fetch_and(!STOP, Ordering::SeqCst) };
+    for m in w.each() {
+        m.poll.fetch_and(!STOP, Ordering::SeqCst);
     }
     w.collecting = false;
     heap.resumed.notify_all();
@@ -271,14 +264,14 @@ fn cycle(heap: &'static Heap) {
     // Step 2.
     let w = stop_the_world(heap);
     let t_stop = Instant::now();
-    for &o in &w.mutators {
+    for m in w.each() {
         // SAFETY: rule 2 of `mutator`: every mutator is stopped and we hold `world`.
         unsafe {
-            (*o).release_caches(false);
-            (*o).reset_assist_debt();
-            (*o).scan.store(PENDING, Ordering::SeqCst);
-            (*o).poll.fetch_or(SCAN, Ordering::SeqCst);
+            m.release_caches(false);
+            m.reset_assist_debt();
         }
+        m.scan.store(PENDING, Ordering::SeqCst);
+        m.poll.fetch_or(SCAN, Ordering::SeqCst);
     }
     heap.queue_lock().clear();
     heap.work_lock().clear();
@@ -335,17 +328,17 @@ fn cycle(heap: &'static Heap) {
     let mut w = stop_the_world(heap);
     let t_term = Instant::now();
     marker.stop_the_world();
-    for &o in &w.mutators {
+    for m in w.each() {
+        m.flush_barrier();
         // SAFETY: as in step 2; a scan still pending (none should be: the loop above ended
         // with every scan done, and later arrivals start done) is done here.
         unsafe {
-            (*o).flush_barrier();
-            (*o).release_caches(false);
-            if (*o).scan.swap(DONE, Ordering::SeqCst) != DONE {
-                marker.mutator_roots(&*o);
+            m.release_caches(false);
+            if m.scan.swap(DONE, Ordering::SeqCst) != DONE {
+                marker.mutator_roots(m);
             }
-            (*o).poll.fetch_and(!(SCAN | FLUSH), Ordering::SeqCst);
         }
+        m.poll.fetch_and(!(SCAN | FLUSH), Ordering::SeqCst);
     }
     // Assists parked for this stop left their grey objects in `work` (rule 10); mark workers
     // may still be draining (rule 11): mark until nobody holds work.
@@ -423,11 +416,9 @@ fn cycle(heap: &'static Heap) {
 
 /// True while some mutator's stack scan has not ended.
 fn scans_pending(heap: &Heap) -> bool {
-    let w = heap.world_lock();
-    // SAFETY: registered records are valid while registered (under `world`).
-    w.mutators
-        .iter()
-        .any(|&o| unsafe { (*o).scan.load(Ordering::SeqCst) } != DONE)
+    heap.world_lock()
+        .each()
+        .any(|m| m.scan.load(Ordering::SeqCst) != DONE)
 }
 
 /// Scans the stacks of mutators in native code whose scan is pending (rule 3). True if it
@@ -435,9 +426,7 @@ fn scans_pending(heap: &Heap) -> bool {
 fn scan_native_mutators(heap: &Heap, marker: &mut Marker) -> bool {
     let w = heap.world_lock();
     let mut any = false;
-    for &o in &w.mutators {
-        // SAFETY: registered records are valid while registered (under `world`).
-        let m = unsafe { &*o };
+    for m in w.each() {
         if !handshake::collector_claim(&m.status, &m.scan) {
             continue;
         }
@@ -455,24 +444,21 @@ fn scan_native_mutators(heap: &Heap, marker: &mut Marker) -> bool {
 fn flush_wave(heap: &Heap) -> bool {
     heap.flushed.store(false, Ordering::SeqCst);
     let mut w = heap.world_lock();
-    for &o in &w.mutators {
-        // SAFETY: registered records are valid while registered (under `world`).
-        unsafe { (*o).poll.fetch_or(FLUSH, Ordering::SeqCst) };
+    for m in w.each() {
+        m.poll.fetch_or(FLUSH, Ordering::SeqCst);
     }
     loop {
-        // SAFETY: as above.
-        let waiting = w.mutators.iter().any(|&o| unsafe {
-            (*o).poll.load(Ordering::SeqCst) & FLUSH != 0
-                && (*o).status.load(Ordering::SeqCst) == RUNNING
+        let waiting = w.each().any(|m| {
+            m.poll.load(Ordering::SeqCst) & FLUSH != 0 && m.status.load(Ordering::SeqCst) == RUNNING
         });
         if !waiting {
             break;
         }
         w = heap.parked.wait(w).unwrap_or_else(|e| e.into_inner());
     }
-    for &o in &w.mutators {
-        // SAFETY: as above. A native mutator's buffer is empty (rule 4).
-        unsafe { (*o).poll.fetch_and(!FLUSH, Ordering::SeqCst) };
+    // A native mutator's buffer is empty (rule 4).
+    for m in w.each() {
+        m.poll.fetch_and(!FLUSH, Ordering::SeqCst);
     }
     drop(w);
     heap.flushed.load(Ordering::SeqCst)

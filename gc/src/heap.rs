@@ -114,6 +114,15 @@ pub(crate) struct World {
     pub(crate) last_end: Instant,
 }
 
+impl World {
+    /// The registered mutators.
+    pub(crate) fn each(&self) -> impl Iterator<Item = &MutatorState> + '_ {
+        // SAFETY: a registered record is valid while registered, and it leaves the registry
+        // only under `world`, which the caller holds through `&self` (records are never freed).
+        self.mutators.iter().map(|&m| unsafe { &*m })
+    }
+}
+
 pub(crate) const QUARANTINE: usize = 64;
 
 // SAFETY: the raw pointers are records owned by the heap, only dereferenced under the
