@@ -106,14 +106,8 @@ impl Marker {
     /// Moves every grey object this marker holds to `Heap::work` (an assist that stops, or
     /// parks for a stop of the world, leaves its work to the others).
     pub(crate) fn spill_all(&mut self) {
-        if let Some(heap) = self.share
-            && !self.stack.is_empty()
-        {
-            let mut w = heap.work_lock();
-            for chunk in self.stack.chunks(BATCH) {
-                w.push(chunk.iter().map(|&(s, o)| (s as usize, o)).collect());
-            }
-            self.stack.clear();
+        if let Some(heap) = self.share {
+            self.give(heap, self.stack.len());
         }
     }
 
@@ -122,12 +116,16 @@ impl Marker {
     #[cold]
     fn share_half(&mut self, heap: &Heap) {
         heap.work_wanted.store(false, Ordering::Relaxed);
-        let n = (self.stack.len() / 2).min(4 * BATCH);
+        self.give(heap, (self.stack.len() / 2).min(4 * BATCH));
+    }
+
+    /// Moves the `n` oldest grey objects to `Heap::work`, in batches. The bottom of the stack
+    /// holds siblings high in the graph, with the largest subgraphs below them, so a taker
+    /// gets the most work per batch.
+    fn give(&mut self, heap: &Heap, n: usize) {
         if n == 0 {
             return;
         }
-        // The bottom of the stack holds the oldest entries: siblings high in the graph, with
-        // the largest subgraphs below them, so the taker gets the most work per batch.
         let mut w = heap.work_lock();
         for chunk in self.stack[..n].chunks(BATCH) {
             w.push(chunk.iter().map(|&(s, o)| (s as usize, o)).collect());
