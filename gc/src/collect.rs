@@ -71,7 +71,7 @@
 use crate::handshake;
 use crate::heap::{Heap, World};
 use crate::mark::{Marker, RootVisitor};
-use crate::mutator::{DONE, FLUSH, MutatorState, PENDING, RUNNING, SCAN, STOP};
+use crate::mutator::{DONE, FLUSH, MutatorState, PENDING, SCAN};
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -226,29 +226,18 @@ fn sweep_in_background(heap: &Heap) {
     }
 }
 
-/// Stops every mutator: sets `STOP` in each and waits until none is running. Returns with
-/// `world` held.
+/// Stops every mutator (`world` rule 1); returns with `world` held. No mutator attaches
+/// meanwhile (`World::collecting`).
 fn stop_the_world(heap: &Heap) -> MutexGuard<'_, World> {
     let mut w = heap.world_lock();
     w.collecting = true;
-    for m in w.each() {
-        m.poll.fetch_or(STOP, Ordering::SeqCst);
-    }
-    loop {
-        if !w.each().any(|m| m.status.load(Ordering::SeqCst) == RUNNING) {
-            return w;
-        }
-        w = heap.parked.wait(w).unwrap_or_else(|e| e.into_inner());
-    }
+    heap.world.stop(w)
 }
 
-/// Clears every `STOP` and wakes the parked mutators.
+/// Restarts the world and wakes the parked mutators.
 fn start_the_world(heap: &Heap, mut w: MutexGuard<'_, World>) {
-    for m in w.each() {
-        m.poll.fetch_and(!STOP, Ordering::SeqCst);
-    }
     w.collecting = false;
-    heap.resumed.notify_all();
+    heap.world.start(w);
 }
 
 /// Steps 1–6.
@@ -270,8 +259,8 @@ fn cycle(heap: &'static Heap) {
             m.release_caches(false);
             m.reset_assist_debt();
         }
-        m.scan.store(PENDING, Ordering::SeqCst);
-        m.poll.fetch_or(SCAN, Ordering::SeqCst);
+        m.sig.scan.store(PENDING, Ordering::SeqCst);
+        m.sig.poll.fetch_or(SCAN, Ordering::SeqCst);
     }
     heap.queue_lock().clear();
     heap.work_lock().clear();
@@ -334,11 +323,11 @@ fn cycle(heap: &'static Heap) {
         // with every scan done, and later arrivals start done) is done here.
         unsafe {
             m.release_caches(false);
-            if m.scan.swap(DONE, Ordering::SeqCst) != DONE {
+            if m.sig.scan.swap(DONE, Ordering::SeqCst) != DONE {
                 marker.mutator_roots(m);
             }
         }
-        m.poll.fetch_and(!(SCAN | FLUSH), Ordering::SeqCst);
+        m.sig.poll.fetch_and(!(SCAN | FLUSH), Ordering::SeqCst);
     }
     // Assists parked for this stop left their grey objects in `work` (rule 10); mark workers
     // may still be draining (rule 11): mark until nobody holds work.
@@ -418,7 +407,7 @@ fn cycle(heap: &'static Heap) {
 fn scans_pending(heap: &Heap) -> bool {
     heap.world_lock()
         .each()
-        .any(|m| m.scan.load(Ordering::SeqCst) != DONE)
+        .any(|m| m.sig.scan.load(Ordering::SeqCst) != DONE)
 }
 
 /// Scans the stacks of mutators in native code whose scan is pending (rule 3). True if it
@@ -427,13 +416,13 @@ fn scan_native_mutators(heap: &Heap, marker: &mut Marker) -> bool {
     let w = heap.world_lock();
     let mut any = false;
     for m in w.each() {
-        if !handshake::collector_claim(&m.status, &m.scan) {
+        if !handshake::collector_claim(&m.sig.status, &m.sig.scan) {
             continue;
         }
         // SAFETY: rule 3 (`handshake`): the owner is in native code and cannot leave it while
         // we hold the scan; we read only its shadow stack and handle arena.
         unsafe { marker.mutator_roots(m) };
-        handshake::finish(&m.scan);
+        handshake::finish(&m.sig.scan);
         any = true;
     }
     any
@@ -443,24 +432,8 @@ fn scan_native_mutators(heap: &Heap, marker: &mut Marker) -> bool {
 /// (or is in native code, rule 4). True if any delivered work, or work is queued.
 fn flush_wave(heap: &Heap) -> bool {
     heap.flushed.store(false, Ordering::SeqCst);
-    let mut w = heap.world_lock();
-    for m in w.each() {
-        m.poll.fetch_or(FLUSH, Ordering::SeqCst);
-    }
-    loop {
-        let waiting = w.each().any(|m| {
-            m.poll.load(Ordering::SeqCst) & FLUSH != 0 && m.status.load(Ordering::SeqCst) == RUNNING
-        });
-        if !waiting {
-            break;
-        }
-        w = heap.parked.wait(w).unwrap_or_else(|e| e.into_inner());
-    }
-    // A native mutator's buffer is empty (rule 4).
-    for m in w.each() {
-        m.poll.fetch_and(!FLUSH, Ordering::SeqCst);
-    }
-    drop(w);
+    // `world` rule 5 (a native mutator's buffer is empty: rule 4).
+    heap.world.flush_wave();
     heap.flushed.load(Ordering::SeqCst)
         || !heap.queue_lock().is_empty()
         || !heap.work_lock().is_empty()

@@ -20,10 +20,7 @@
 //! scanned at most once per cycle. `loom` checks both (`tests` below: `RUSTFLAGS="--cfg
 //! loom" cargo test -p tricolor-gc --lib --release handshake`).
 
-#[cfg(loom)]
-use loom::sync::atomic::{AtomicU8, Ordering, fence};
-#[cfg(not(loom))]
-use std::sync::atomic::{AtomicU8, Ordering, fence};
+use crate::sync::{AtomicU8, Ordering, fence, pause};
 
 /// Mutator status: running Rust or C code that may touch the heap.
 pub(crate) const RUNNING: u8 = 0;
@@ -38,13 +35,6 @@ pub(crate) const DONE: u8 = 0;
 pub(crate) const PENDING: u8 = 1;
 /// Scan state: the owner or the collector is scanning.
 pub(crate) const SCANNING: u8 = 2;
-
-fn pause() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(not(loom))]
-    std::thread::yield_now();
-}
 
 /// The collector's claim on the scan of a mutator it found in native code (rule 1). True:
 /// the caller may read the mutator's stack, and must then call [`finish`].
@@ -82,7 +72,7 @@ pub(crate) fn finish(scan: &AtomicU8) {
 }
 
 /// The owner enters native code; the fence orders the store before the caller's next look at
-/// its `poll` word (the stop handshake's Dekker, `mutator` rule 1).
+/// its `poll` word (the stop handshake's Dekker, `world` rule 3).
 pub(crate) fn enter_native(status: &AtomicU8) {
     status.store(NATIVE, Ordering::SeqCst);
     fence(Ordering::SeqCst);

@@ -3,8 +3,8 @@
 //!
 //! # Locks (order: `control` → `world` → `central` → `roots`; `stats` and `queue` are leaves)
 //! * `control`: cycle requests and completions (`collect::Control`).
-//! * `world`: the mutator registry and the `collecting` flag. The collector holds it while
-//!   the world is stopped, except while waiting on `parked` for mutators to stop.
+//! * `world`: the mutator registry and the `collecting` flag (`world::Gate`). The collector
+//!   holds it while the world is stopped, except while waiting for mutators to stop.
 //! * `central`: every span list and record pool (`Central`).
 //! * `roots`: global handles and root callbacks.
 //! * `queue`: grey values and black ranges on their way to the collector (`collect`, rules
@@ -26,6 +26,7 @@ use crate::pacer::{self, Limiter};
 use crate::span::{self, GcSpan, IN_USE, LARGE};
 use crate::spanmap;
 use crate::stats::StatsState;
+use crate::world::{Gate, Mutators, Signals};
 use std::collections::{HashMap, VecDeque};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
@@ -44,11 +45,8 @@ pub(crate) fn kind(ty: &TypeInfo, class: usize) -> u64 {
 /// as Go's does: a mutator or handle can never outlive its heap.
 pub struct Heap {
     pub(crate) types: Registry,
-    pub(crate) world: Mutex<World>,
-    /// Signalled when a mutator parks or goes native (the collector waits on it).
-    pub(crate) parked: Condvar,
-    /// Signalled when a collection ends (parked mutators wait on it).
-    pub(crate) resumed: Condvar,
+    /// The world lock and its handshakes (`world`).
+    pub(crate) world: Gate<World>,
     pub(crate) central: Mutex<Central>,
     pub(crate) roots: Mutex<GlobalRoots>,
     /// Bytes of objects allocated or cached since the last mark, plus what it marked
@@ -120,6 +118,14 @@ impl World {
         // SAFETY: a registered record is valid while registered, and it leaves the registry
         // only under `world`, which the caller holds through `&self` (records are never freed).
         self.mutators.iter().map(|&m| unsafe { &*m })
+    }
+}
+
+impl Mutators for World {
+    fn each_signals(&self, f: &mut dyn FnMut(&Signals)) {
+        for m in self.each() {
+            f(&m.sig);
+        }
     }
 }
 
@@ -226,15 +232,13 @@ impl Heap {
         let now = Instant::now();
         let heap: &'static Heap = Box::leak(Box::new(Heap {
             types: Registry::new(),
-            world: Mutex::new(World {
+            world: Gate::new(World {
                 mutators: Vec::new(),
                 detached: VecDeque::new(),
                 collecting: false,
                 limiter: Limiter::default(),
                 last_end: now,
             }),
-            parked: Condvar::new(),
-            resumed: Condvar::new(),
             central: Mutex::new(Central {
                 kinds: HashMap::new(),
                 all: Vec::new(),
@@ -327,7 +331,7 @@ impl Heap {
     }
 
     pub(crate) fn world_lock(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(|e| e.into_inner())
+        self.world.lock()
     }
 
     pub(crate) fn queue_lock(&self) -> MutexGuard<'_, MarkQueue> {

@@ -7,10 +7,12 @@
 //! twice per cycle, briefly (`collect`; `../shared/design/ARCHITECTURE.md`, section 3).
 //!
 //! ## Layers (bottom to top; a layer never imports one above it)
-//! `object` (types) → `spanmap`, `span` (GC spans, bitmaps) → `heap` (central lists, record
-//! pool, registry) → `mutator` (caches, roots, the stop handshake) → `mark` → `barrier`
-//! (`write`) → `sweep` (with `span::GcSpan::sweep`) → `pacer` → `collect` (the cycle)
-//! → `stats` → `typed` (the safe Rust layer). `knobs` and `misuse` are leaf utilities.
+//! `sync` (atomics and locks; loom under `--cfg loom`) → `handshake`, `world` (the stack-scan
+//! claim, the stop and flush handshakes: protocol only, loom-modelled) → `object` (types) →
+//! `spanmap`, `span` (GC spans, bitmaps) → `heap` (central lists, record pool, registry) →
+//! `mutator` (caches, roots) → `mark` → `barrier` (`write`) → `sweep` (with
+//! `span::GcSpan::sweep`) → `pacer` → `collect` (the cycle) → `stats` → `typed` (the safe
+//! Rust layer). `knobs` and `misuse` are leaf utilities.
 //!
 //! ## Object model (`object`, `span`)
 //! * A type is registered at run time with a size and the byte offsets of its pointer slots.
@@ -83,7 +85,8 @@
 //!    their slots need no barrier, and their cost is part of that pause.
 //! 4. Global handles are changed only through the handle functions (they shade).
 
-// Under loom only the modelled module is built; the rest of the crate is what uses it.
+// Under loom only `sync` and the modelled protocols are built; the rest of the crate is what
+// uses them.
 #![cfg_attr(loom, allow(dead_code))]
 
 #[cfg(not(loom))]
@@ -113,8 +116,10 @@ pub(crate) mod spanmap;
 pub(crate) mod stats;
 #[cfg(not(loom))]
 pub(crate) mod sweep;
+pub(crate) mod sync;
 #[cfg(not(loom))]
 pub(crate) mod typed;
+pub(crate) mod world;
 
 #[cfg(not(loom))]
 pub use heap::{CallbackId, HandleSlot, Heap, RootCallback};

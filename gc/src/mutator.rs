@@ -8,17 +8,14 @@
 //!   (any, at detach) ──▶ poll has DETACHED: every later use aborts
 //! ```
 //! The collector stops the world by setting `STOP` in every mutator's `poll` word and waiting
-//! (on `Heap::parked`) until none is `RUNNING`. `PARKED` and `NATIVE` mutators count as
-//! stopped: a thread blocked in native code never holds up a collection. While marking, `poll`
-//! also carries `SCAN` (scan your shadow stack) and `FLUSH` (hand over your barrier buffer);
-//! `collect` states the protocol (rules 1–9), and `scan` is the stack scan's state
-//! (`PENDING → SCANNING → DONE`).
+//! until none is `RUNNING`; `PARKED` and `NATIVE` mutators count as stopped, so a thread
+//! blocked in native code never holds up a collection. While marking, `poll` also carries
+//! `SCAN` (scan your shadow stack) and `FLUSH` (hand over your barrier buffer). The
+//! handshakes are `world`'s (rules 1–5, loom-checked) and `handshake`'s (the stack scan's
+//! claim); `collect` states the marking protocol.
 //!
 //! # Rules
-//! 1. `poll`, `status` and `scan` are atomic. `enter_native`/`leave_native` and the collector
-//!    use sequentially consistent store-then-load on them (Dekker): either the mutator sees
-//!    `STOP` (or a held scan) and does not run, or the collector sees it `RUNNING` and waits
-//!    for it (or backs off).
+//! 1. `poll`, `status` and `scan` ([`Signals`]) change only as `world` and `handshake` say.
 //! 2. `local` (caches, shadow stack, handle slots, barrier buffer) is touched by the owning
 //!    thread while it is `RUNNING`, and by the collector only while the owner is stopped
 //!    (parked or native) and the collector holds `Heap::world`, or holds the owner's stack
@@ -32,20 +29,15 @@ use crate::heap::{Heap, kind, small_class};
 use crate::misuse;
 use crate::object::{BYTES, TypeId, TypeInfo};
 use crate::span::GcSpan;
+use crate::world::Signals;
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ptr;
 use std::sync::MutexGuard;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
-pub(crate) const STOP: u32 = 1;
-pub(crate) const DETACHED: u32 = 2;
-/// Scan your shadow stack (`collect` rule 3).
-pub(crate) const SCAN: u32 = 4;
-/// Hand your barrier buffer to the collector (`collect` step 4).
-pub(crate) const FLUSH: u32 = 8;
-
-pub(crate) use crate::handshake::{DONE, NATIVE, PARKED, PENDING, RUNNING};
+pub(crate) use crate::handshake::{DONE, NATIVE, PENDING, RUNNING};
+pub(crate) use crate::world::{DETACHED, FLUSH, SCAN, STOP};
 
 /// Barrier-buffer entries (old and new values) before it goes to the collector: 256 writes,
 /// Go 1.21's 512 pointers.
@@ -236,10 +228,8 @@ impl Local {
 
 /// A mutator's shared record: the C `tc_mutator`.
 pub struct MutatorState {
-    pub(crate) poll: AtomicU32,
-    pub(crate) status: AtomicU8,
-    /// The stack scan's state this cycle (`collect` rule 3).
-    pub(crate) scan: AtomicU8,
+    /// `poll`, `status` and the stack scan's state (`world`, `handshake`).
+    pub(crate) sig: Signals,
     pub(crate) heap: &'static Heap,
     pub(crate) local: UnsafeCell<Local>,
 }
@@ -250,9 +240,7 @@ unsafe impl Sync for MutatorState {}
 impl MutatorState {
     fn new(heap: &'static Heap) -> Self {
         Self {
-            poll: AtomicU32::new(0),
-            status: AtomicU8::new(RUNNING),
-            scan: AtomicU8::new(DONE),
+            sig: Signals::new(),
             heap,
             local: UnsafeCell::new(Local {
                 single: Vec::new(),
@@ -281,7 +269,7 @@ impl MutatorState {
     /// Aborts if the mutator was detached, names `op`.
     #[inline(always)]
     pub(crate) fn check_attached(&self, op: &str) {
-        if self.poll.load(Ordering::Relaxed) & DETACHED != 0 {
+        if self.sig.poll.load(Ordering::Relaxed) & DETACHED != 0 {
             misuse::detached(op, self);
         }
     }
@@ -290,22 +278,19 @@ impl MutatorState {
     #[cold]
     #[inline(never)]
     pub(crate) fn poll_slow(&self, op: &str) {
-        let p = self.poll.load(Ordering::Acquire);
+        let p = self.sig.poll.load(Ordering::Acquire);
         if p & DETACHED != 0 {
             misuse::detached(op, self);
         }
         if p & STOP != 0 {
-            let w = self.heap.world_lock();
-            drop(self.park(w));
+            drop(self.park(self.heap.world_lock()));
         }
         if p & SCAN != 0 {
             self.scan_own_stack();
         }
         if p & FLUSH != 0 {
             self.flush_barrier();
-            let _w = self.heap.world_lock();
-            self.poll.fetch_and(!FLUSH, Ordering::SeqCst);
-            self.heap.parked.notify_all();
+            self.heap.world.answer_flush(&self.sig);
         }
     }
 
@@ -313,8 +298,8 @@ impl MutatorState {
     /// cycle (`collect` rule 3).
     #[cold]
     fn scan_own_stack(&self) {
-        if !handshake::owner_claim(&self.scan) {
-            self.poll.fetch_and(!SCAN, Ordering::SeqCst);
+        if !handshake::owner_claim(&self.sig.scan) {
+            self.sig.poll.fetch_and(!SCAN, Ordering::SeqCst);
             return;
         }
         {
@@ -327,8 +312,8 @@ impl MutatorState {
                 .fetch_add(values.len() * 8, Ordering::Relaxed);
             self.heap.shade(&values);
         }
-        handshake::finish(&self.scan);
-        self.poll.fetch_and(!SCAN, Ordering::SeqCst);
+        handshake::finish(&self.sig.scan);
+        self.sig.poll.fetch_and(!SCAN, Ordering::SeqCst);
         let _q = self.heap.queue_lock();
         self.heap.queue_cv.notify_one();
     }
@@ -353,27 +338,19 @@ impl MutatorState {
         self.leave_native();
     }
 
-    /// Parks until no stop is pending for this mutator; holds `world` on return.
+    /// Parks until no stop is pending for this mutator; holds `world` on return (`world`
+    /// rule 2).
     pub(crate) fn park<'a>(
         &self,
-        mut w: MutexGuard<'a, crate::heap::World>,
+        w: MutexGuard<'a, crate::heap::World>,
     ) -> MutexGuard<'a, crate::heap::World> {
-        if self.poll.load(Ordering::Acquire) & STOP == 0 {
-            return w;
-        }
-        self.status.store(PARKED, Ordering::SeqCst);
-        self.heap.parked.notify_all();
-        while self.poll.load(Ordering::Acquire) & STOP != 0 {
-            w = self.heap.resumed.wait(w).unwrap_or_else(|e| e.into_inner());
-        }
-        self.status.store(RUNNING, Ordering::SeqCst);
-        w
+        self.heap.world.park(w, &self.sig)
     }
 
     /// A safepoint: parks if a collection is waiting for this mutator.
     #[inline]
     pub fn safepoint(&self) {
-        if self.poll.load(Ordering::Relaxed) != 0 {
+        if self.sig.poll.load(Ordering::Relaxed) != 0 {
             self.poll_slow("safepoint");
         }
     }
@@ -382,7 +359,7 @@ impl MutatorState {
     /// grow. Aborts if `ty` is not registered in this heap.
     #[inline]
     pub fn alloc(&self, ty: TypeId) -> *mut u8 {
-        if self.poll.load(Ordering::Relaxed) == 0 {
+        if self.sig.poll.load(Ordering::Relaxed) == 0 {
             // SAFETY: rule 2; the reference ends before any slow path.
             let local = unsafe { self.local() };
             if let Some(c) = local.single.get_mut(ty as usize)
@@ -573,7 +550,7 @@ impl MutatorState {
         let mut m = crate::mark::Marker::shared(heap);
         let mut idle = 0;
         while heap.marking.load(Ordering::Relaxed)
-            && self.poll.load(Ordering::Relaxed) & STOP == 0
+            && self.sig.poll.load(Ordering::Relaxed) & STOP == 0
             && m.marked_bytes < budget
         {
             if m.idle() && !m.take_queue(heap) && !m.steal() {
@@ -674,42 +651,18 @@ impl MutatorState {
         if self.heap.marking.load(Ordering::Relaxed) {
             self.flush_barrier();
         }
-        handshake::enter_native(&self.status);
-        if self.poll.load(Ordering::SeqCst) & FLUSH != 0 {
-            let _w = self.heap.world_lock();
-            self.heap.parked.notify_all();
-        }
-        if self.poll.load(Ordering::SeqCst) & STOP != 0 {
-            // A collector may be waiting for this mutator: wake it (under the lock, so the
-            // wake-up cannot fall between its check and its wait).
-            let _w = self.heap.world_lock();
-            self.heap.parked.notify_all();
-        }
+        self.heap.world.enter_native(&self.sig);
     }
 
     /// Leaves native code, waiting for a running collection to end first.
     pub fn leave_native(&self) {
-        if self.status.load(Ordering::Relaxed) != NATIVE {
+        if self.sig.status.load(Ordering::Relaxed) != NATIVE {
             misuse::abort(format_args!(
                 "leave_native(): mutator {self:p} is not in native code"
             ));
         }
-        loop {
-            // The collector may be scanning our stack (`handshake`, rule 2).
-            handshake::leave_native(&self.status, &self.scan);
-            let p = self.poll.load(Ordering::SeqCst);
-            if p & DETACHED != 0 {
-                misuse::detached("leave_native", self);
-            }
-            if p & STOP == 0 {
-                return;
-            }
-            self.status.store(NATIVE, Ordering::SeqCst);
-            let mut w = self.heap.world_lock();
-            self.heap.parked.notify_all();
-            while self.poll.load(Ordering::Acquire) & STOP != 0 {
-                w = self.heap.resumed.wait(w).unwrap_or_else(|e| e.into_inner());
-            }
+        if self.heap.world.leave_native(&self.sig) & DETACHED != 0 {
+            misuse::detached("leave_native", self);
         }
     }
 
@@ -729,7 +682,7 @@ impl MutatorState {
 pub(crate) fn attach(heap: &'static Heap) -> *mut MutatorState {
     let mut w = heap.world_lock();
     while w.collecting {
-        w = heap.resumed.wait(w).unwrap_or_else(|e| e.into_inner());
+        w = crate::sync::wait(&heap.world.resumed, w);
     }
     let reuse = if w.detached.len() > crate::heap::QUARANTINE {
         w.detached.pop_front()
@@ -740,9 +693,9 @@ pub(crate) fn attach(heap: &'static Heap) -> *mut MutatorState {
         Some(m) => {
             // SAFETY: detached records are valid and unused (quarantined).
             unsafe {
-                (*m).poll.store(0, Ordering::Relaxed);
-                (*m).status.store(RUNNING, Ordering::Relaxed);
-                (*m).scan.store(DONE, Ordering::Relaxed);
+                (*m).sig.poll.store(0, Ordering::Relaxed);
+                (*m).sig.status.store(RUNNING, Ordering::Relaxed);
+                (*m).sig.scan.store(DONE, Ordering::Relaxed);
             }
             m
         }
@@ -760,7 +713,7 @@ pub(crate) unsafe fn detach(m: *mut MutatorState) {
     // SAFETY: the caller's contract.
     let st = unsafe { &*m };
     st.check_attached("detach");
-    if st.status.load(Ordering::Relaxed) == NATIVE {
+    if st.sig.status.load(Ordering::Relaxed) == NATIVE {
         st.leave_native();
     }
     let w = st.heap.world_lock();
@@ -768,7 +721,7 @@ pub(crate) unsafe fn detach(m: *mut MutatorState) {
     // A detaching mutator's stack is gone: nothing to scan (`collect` rule 3); its buffer
     // and its black slots go to the collector.
     st.flush_barrier();
-    st.scan.store(DONE, Ordering::SeqCst);
+    st.sig.scan.store(DONE, Ordering::SeqCst);
     // SAFETY: rule 2: the owner, running, holding `world` so the world cannot be stopped.
     unsafe { st.release_caches(true) };
     {
@@ -781,7 +734,7 @@ pub(crate) unsafe fn detach(m: *mut MutatorState) {
         local.wbuf.clear();
     }
     w.mutators.retain(|&x| x != m);
-    st.heap.parked.notify_all();
-    st.poll.store(DETACHED, Ordering::Release);
+    st.heap.world.parked.notify_all();
+    st.sig.poll.store(DETACHED, Ordering::Release);
     w.detached.push_back(m);
 }
