@@ -254,9 +254,10 @@ fn cycle(heap: &'static Heap) {
     let w = stop_the_world(heap);
     let t_stop = Instant::now();
     for m in w.each() {
-        // SAFETY: rule 2 of `mutator`: every mutator is stopped and we hold `world`.
+        // SAFETY: rule 2 of `mutator`: every mutator is stopped and we hold `world`. The spans
+        // go back on their partial lists (swept in step 1), for marking to allocate from.
         unsafe {
-            m.release_caches(false);
+            m.release_caches(true);
             m.reset_assist_debt();
         }
         m.sig.scan.store(PENDING, Ordering::SeqCst);

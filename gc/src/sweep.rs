@@ -103,7 +103,8 @@ impl Central {
     }
 
     /// Sweep termination: sweeps every span not yet swept this cycle, drops freed records
-    /// from the lists and makes them reusable.
+    /// from the lists and makes them reusable, and lists again every uncached span with a
+    /// free slot, so that marking allocates from them before it takes new pages.
     pub(crate) fn finish_sweep(&mut self, poison: bool) {
         for i in 0..self.all.len() {
             let s = self.all[i];
@@ -114,9 +115,21 @@ impl Central {
         // SAFETY: listed records are valid.
         self.all
             .retain(|&s| unsafe { (*s).state.load(Ordering::Relaxed) } == IN_USE);
+        // The lists may name freed records (invariant 2): rebuilt from `all`. (Clearing them
+        // without relisting left every free slot unusable until the next flip, so each
+        // cycle's marking took fresh spans: the heap grew by the marking runway per cycle.)
         for lists in self.kinds.values_mut() {
             lists.partial.clear();
             lists.unswept.clear();
+        }
+        for &s in &self.all {
+            // SAFETY: listed, in use, swept; under the central lock we are its holder unless
+            // it is cached (checked first).
+            let r = unsafe { &*s };
+            // SAFETY: as above.
+            if !unsafe { r.owned() }.cached && unsafe { r.free_slots() } > 0 {
+                self.kinds.entry(r.kind).or_default().partial.push(s);
+            }
         }
         self.records.append(&mut self.retired);
         self.cursor = self.all.len();

@@ -257,7 +257,9 @@ fn steady_workload_stays_bounded_near_the_goal() {
     let mut arr = m.alloc_array(slot, live);
     // SAFETY: `arr` outlives the root.
     unsafe { m.push_root(&mut arr) };
-    let mut max_spans = 0;
+    // The worst ratio of span bytes to the goal in force when they were sampled: the goal
+    // moves with what each cycle marks, so the spans are compared with the goal of their time.
+    let (mut max_spans, mut goal_then) = (0, 1);
     for round in 0..3_000_000usize {
         let n = m.alloc(ty);
         if round % 5 == 0 {
@@ -265,7 +267,10 @@ fn steady_workload_stays_bounded_near_the_goal() {
             unsafe { m.write(arr, field(arr, (round / 5) % live), n) };
         }
         if round % 10_000 == 0 {
-            max_spans = max_spans.max(h.stats().span_bytes);
+            let st = h.stats();
+            if st.span_bytes as f64 / st.heap_goal as f64 > max_spans as f64 / goal_then as f64 {
+                (max_spans, goal_then) = (st.span_bytes, st.heap_goal);
+            }
         }
     }
     let s = h.stats();
@@ -279,10 +284,11 @@ fn steady_workload_stays_bounded_near_the_goal() {
         s.live_bytes,
         s.heap_goal
     );
+    // Marking allocates from the free slots sweeping left (1.01-1.02 × the goal here); when
+    // sweep termination dropped them, each cycle's marking took new spans (1.21-1.28 ×).
     assert!(
-        max_spans < s.heap_goal * 3 / 2,
-        "spans {max_spans} against goal {}",
-        s.heap_goal
+        max_spans < goal_then * 115 / 100,
+        "spans {max_spans} against goal {goal_then}"
     );
     m.pop_roots(1);
 }
