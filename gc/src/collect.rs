@@ -208,23 +208,22 @@ fn collector(heap: &'static Heap) {
     }
 }
 
-/// Step 7: the background sweeper. Sweeps the spans the cycle left unswept, a few at a time
-/// under the central lock (so a refill never waits long for it), until none is left or the
-/// next cycle is asked for (whose step 1 then finishes the rest). Allocation keeps sweeping
-/// lazily and proportionally meanwhile; whoever gets to a span first sweeps it.
+/// Step 7: the background sweeper. Sweeps the spans the cycle left unswept, a batch at a
+/// time outside the central lock (`Heap::sweep_batch`), until none is left or the next cycle
+/// is asked for (whose step 1 then finishes the rest). Allocation keeps sweeping lazily and
+/// proportionally meanwhile; whoever claims a span first sweeps it (`sweepgen`).
 fn sweep_in_background(heap: &Heap) {
-    const BATCH: usize = 8;
-    let poison = heap.config.verify;
-    loop {
-        if !heap.central_lock().sweep_batch(BATCH, poison) {
-            return;
-        }
+    while heap.sweep_batch(SWEEP_BATCH) {
         let c = heap.control_lock();
         if c.requested > c.completed {
             return;
         }
     }
 }
+
+/// Spans per background-sweeping batch: the central lock is held only to take the batch and
+/// to file it.
+const SWEEP_BATCH: usize = 32;
 
 /// Stops every mutator (`world` rule 1); returns with `world` held. No mutator attaches
 /// meanwhile (`World::collecting`).
@@ -246,9 +245,9 @@ fn cycle(heap: &'static Heap) {
     let t0 = Instant::now();
     let heap_before = heap.live.load(Ordering::Relaxed);
     let assist_before = heap.assist_ns.load(Ordering::Relaxed);
-    // Step 1: what the background sweeper left, a few spans per lock hold (a refill waits
-    // at most for one batch), then the bookkeeping.
-    while heap.central_lock().sweep_batch(8, poison) {}
+    // Step 1: what the background sweeper left, in batches outside the lock, then the
+    // bookkeeping.
+    while heap.sweep_batch(SWEEP_BATCH) {}
     heap.central_lock().finish_sweep(poison);
     // Step 2.
     let w = stop_the_world(heap);

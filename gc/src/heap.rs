@@ -155,7 +155,7 @@ pub(crate) struct Central {
     /// Records freed since the last sweep termination: possibly still listed, so not reused
     /// until the lists are rebuilt.
     pub(crate) retired: Vec<*mut GcSpan>,
-    /// Spans with `swept != sweepgen` are unswept.
+    /// The sweep generation (`sweepgen`): grows by 2 at each flip.
     pub(crate) sweepgen: u32,
     /// The proportional sweeper's position in `all`.
     pub(crate) cursor: usize,
@@ -245,7 +245,7 @@ impl Heap {
                 large: Vec::new(),
                 records: Vec::new(),
                 retired: Vec::new(),
-                sweepgen: 1,
+                sweepgen: 2,
                 cursor: 0,
                 span_bytes: 0,
             }),

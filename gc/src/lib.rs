@@ -7,8 +7,9 @@
 //! twice per cycle, briefly (`collect`; `../shared/design/ARCHITECTURE.md`, section 3).
 //!
 //! ## Layers (bottom to top; a layer never imports one above it)
-//! `sync` (atomics and locks; loom under `--cfg loom`) → `handshake`, `world` (the stack-scan
-//! claim, the stop and flush handshakes: protocol only, loom-modelled) → `object` (types) →
+//! `sync` (atomics and locks; loom under `--cfg loom`) → `handshake`, `world`, `sweepgen` (the
+//! stack-scan claim, the stop and flush handshakes, the sweep claim: protocol only,
+//! loom-modelled) → `object` (types) →
 //! `spanmap`, `span` (GC spans, bitmaps) → `heap` (central lists, record pool, registry) →
 //! `mutator` (caches, roots) → `mark` → `barrier` (`write`) → `sweep` (with
 //! `span::GcSpan::sweep`) → `pacer` → `collect` (the cycle) → `stats` → `typed` (the safe
@@ -116,6 +117,7 @@ pub(crate) mod spanmap;
 pub(crate) mod stats;
 #[cfg(not(loom))]
 pub(crate) mod sweep;
+pub(crate) mod sweepgen;
 pub(crate) mod sync;
 #[cfg(not(loom))]
 pub(crate) mod typed;

@@ -16,10 +16,13 @@
 //! * `state`: atomic; written under the central lock.
 //! * `mark`: atomic bits; set with `fetch_or` by the markers (the collector thread, mark
 //!   workers and assisting mutators), cleared by the sweeper (never while marking).
-//! * `owned` (alloc bits, `free_index`, `needzero`, `swept`): by the span's *holder*: the
-//!   mutator whose cache holds it, else whoever holds the central lock, and with the world
-//!   stopped, the collector. A span is in at most one cache. While marking, markers also read
-//!   the alloc bits without holding the span: nothing changes them until the next sweep.
+//! * `owned` (alloc bits, `free_index`, `needzero`, `cached`): by the span's *holder*: its
+//!   sweeper while it is claimed for sweeping (`sweepgen` rule 1), else the mutator whose
+//!   cache holds it, else, once swept, whoever holds the central lock, and with the world
+//!   stopped, the collector. A span is in at most one cache, and only swept spans are cached.
+//!   While marking, markers also read the alloc bits without holding the span: nothing
+//!   changes them until the next sweep.
+//! * `sweepgen`: the sweep generation word, atomic (`sweepgen`).
 //!
 //! # Allocated or free
 //! Slot `i` is allocated iff `i < free_index` or alloc bit `i` is set (Go's `freeindex`):
@@ -28,6 +31,7 @@
 //! to 0: a dead object costs nothing to free.
 
 use crate::object::TypeInfo;
+use crate::sweepgen::SweepGen;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use tricolor_alloc::size_class::{CLASSES, PAGE_SIZE};
@@ -71,6 +75,8 @@ pub(crate) struct GcSpan {
     /// Alloc and mark bits, word by word side by side: the marker reads both for each
     /// object it reaches, and one cache line then serves both.
     pub(crate) bits: Box<[Bits]>,
+    /// Unswept, being swept or swept (`sweepgen`).
+    pub(crate) sweepgen: SweepGen,
     owned: UnsafeCell<Owned>,
 }
 
@@ -86,8 +92,6 @@ pub(crate) struct Owned {
     pub(crate) free_index: u32,
     /// Freed slots hold old data; fresh pages from the page heap may be known zero.
     pub(crate) needzero: bool,
-    /// The sweep generation this span was last swept in (`heap::Central::sweepgen`).
-    pub(crate) swept: u32,
     /// Held by a mutator's cache.
     pub(crate) cached: bool,
 }
@@ -110,10 +114,10 @@ impl GcSpan {
             reps: 0,
             kind: 0,
             bits: Box::new([]),
+            sweepgen: SweepGen::new(0),
             owned: UnsafeCell::new(Owned {
                 free_index: 0,
                 needzero: false,
-                swept: 0,
                 cached: false,
             }),
         }
@@ -160,8 +164,8 @@ impl GcSpan {
         let o = self.owned.get_mut();
         o.free_index = 0;
         o.needzero = !zeroed;
-        o.swept = swept;
         o.cached = false;
+        self.sweepgen.reset(swept);
     }
 
     /// The holder's fields.
@@ -256,12 +260,13 @@ impl GcSpan {
         self.bits[i as usize / 64].mark.load(Ordering::Relaxed) & (1 << (i % 64)) != 0
     }
 
-    /// Sweeps the span: the mark bits become the alloc bits (Go's swap), the marks clear.
-    /// With `poison`, dead objects are overwritten with [`POISON`]. Returns the objects that
-    /// survived.
+    /// Sweeps the span claimed in generation `sweepgen`: the mark bits become the alloc bits
+    /// (Go's swap), the marks clear, and the claim ends (`sweepgen` rule 1). With `poison`,
+    /// dead objects are overwritten with [`POISON`]. Returns the objects that survived.
     ///
     /// # Safety
-    /// The caller is the span's holder and the span is not cached; nothing is marking.
+    /// The caller claimed the sweep (`SweepGen::claim` with `sweepgen`), so it is the holder
+    /// and the span is not cached; nothing is marking.
     pub(crate) unsafe fn sweep(&self, poison: bool, sweepgen: u32) -> u32 {
         // SAFETY: the caller's contract.
         let o = unsafe { self.owned() };
@@ -291,7 +296,7 @@ impl GcSpan {
         }
         o.free_index = 0;
         o.needzero = true;
-        o.swept = sweepgen;
+        self.sweepgen.finish(sweepgen);
         live
     }
 
@@ -384,12 +389,13 @@ mod tests {
         // SAFETY: as above.
         unsafe {
             assert!(s.is_allocated(69) && !s.is_allocated(70));
+            assert!(s.sweepgen.claim(2) && !s.sweepgen.claim(2));
             assert_eq!(s.sweep(false, 2), 2);
             assert!(s.is_allocated(3) && s.is_allocated(65));
             assert!(!s.is_allocated(0) && !s.is_allocated(69));
             assert_eq!(s.free_slots(), s.nelems - 2);
             assert!(!s.is_marked(3));
-            assert_eq!(s.owned().swept, 2);
+            assert!(s.sweepgen.is_swept(2) && !s.sweepgen.claim(2));
         }
     }
 
@@ -406,6 +412,7 @@ mod tests {
             s.owned().free_index = 3;
             s.set_alloc_bits(0, 1 << 10);
             s.set_mark(1);
+            assert!(s.sweepgen.claim(2));
             s.sweep(true, 2);
             let byte = |i: usize| *mem.add(i * 16);
             assert_eq!(byte(0), POISON);

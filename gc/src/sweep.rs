@@ -1,18 +1,23 @@
 //! Sweeping (`lib.rs`, "Collection" step 5; `collect` steps 1, 6 and 7): the span lists'
-//! life after marking. Every small span is swept once per cycle, by whoever gets to it first
-//! under the central lock: a refill that needs a span of its kind (lazy), a refill sweeping
-//! one more anywhere (proportional), the collector thread between cycles (background), or
-//! sweep termination at the next cycle's start. Sweeping makes the mark bits the alloc bits
-//! (`span::GcSpan::sweep`); a span left with no object goes back to the page heap.
+//! life after marking. Every small span is swept once per cycle, by whoever claims it first
+//! (`sweepgen`: a compare-and-swap on the span's generation word): a refill that needs a span
+//! of its kind (lazy) or sweeps one more anywhere (proportional), both under the central
+//! lock; the collector thread between cycles (background), which sweeps batches outside the
+//! lock and files the results under it; or sweep termination at the next cycle's start.
+//! Sweeping makes the mark bits the alloc bits (`span::GcSpan::sweep`); a span left with no
+//! object goes back to the page heap.
 //!
-//! Invariants (all under `Heap::central`):
-//! 1. A span is swept in generation `sweepgen` at most once (`swept == sweepgen` after), and
-//!    never while cached or while marking (the flip is at mark termination; sweep
-//!    termination finishes before the next marking starts).
+//! Invariants (the lists and records under `Heap::central`):
+//! 1. A span is swept in generation `sweepgen` at most once, by the thread that claimed it
+//!    (`sweepgen` rules 1 and 2), never while cached or while marking (the flip is at mark
+//!    termination; sweep termination finishes before the next marking starts).
 //! 2. A freed record is retired, not reused, until the lists that may still name it are
-//!    rebuilt (`finish_sweep`, `queue_sweep`).
+//!    rebuilt (`finish_sweep`, `queue_sweep`); both run on the collector thread, the only
+//!    thread that holds claimed spans outside the lock (`sweepgen` rule 4).
+//! 3. A swept span is filed (freed, or listed as partial) by its sweeper; until then no list
+//!    offers it to a cache: it is off `partial`, and `unswept`'s copy fails the claim.
 
-use crate::heap::Central;
+use crate::heap::{Central, Heap};
 use crate::span::{FREE, GcSpan, IN_USE};
 use crate::spanmap;
 use std::ptr;
@@ -31,19 +36,30 @@ impl Central {
         self.retired.push(s as *const GcSpan as *mut GcSpan);
     }
 
-    /// Sweeps `s` if it is in use, uncached and unswept; returns its surviving objects, or
-    /// `None` if it was not swept.
+    /// Sweeps `s` if it is in use and this call claims its sweep; returns its surviving
+    /// objects, or `None` if it was not swept here.
     pub(crate) fn sweep_one(&mut self, s: *mut GcSpan, poison: bool) -> Option<u32> {
-        // SAFETY: a listed record is valid; under the central lock we are its holder unless
-        // it is cached (checked).
+        sweep_claimed(s, self.sweepgen, poison)
+    }
+
+    /// Files a span its sweeper found with `live` objects (invariant 3).
+    pub(crate) fn file_swept(&mut self, s: *mut GcSpan, live: u32) {
+        // SAFETY: a listed record, in use (just swept; only its sweeper frees it).
         let r = unsafe { &*s };
-        // SAFETY: as above.
-        let o = unsafe { r.owned() };
-        if r.state.load(Ordering::Relaxed) != IN_USE || o.cached || o.swept == self.sweepgen {
-            return None;
+        if live == 0 {
+            self.free_span(s);
+        } else if live < r.nelems {
+            self.kinds.entry(r.kind).or_default().partial.push(s);
         }
-        // SAFETY: as above; nothing marks while mutators run.
-        Some(unsafe { r.sweep(poison, self.sweepgen) })
+    }
+
+    /// The next `n` spans for the background sweeper to claim, and the generation to claim
+    /// them in (`sweepgen` rule 3); empty once every span has been visited.
+    pub(crate) fn take_batch(&mut self, n: usize) -> (Vec<*mut GcSpan>, u32) {
+        let end = (self.cursor + n).min(self.all.len());
+        let batch = self.all[self.cursor..end].to_vec();
+        self.cursor = end;
+        (batch, self.sweepgen)
     }
 
     /// A swept span of `kind` with a free slot, for a cache; `None` if the kind has none.
@@ -62,25 +78,20 @@ impl Central {
             };
             // SAFETY: listed records are valid; we hold the central lock.
             let r = unsafe { &*s };
-            // SAFETY: as above; not cached (partial and swept spans are uncached).
-            let o = unsafe { r.owned() };
-            if r.state.load(Ordering::Relaxed) != IN_USE || o.cached || o.swept != sweepgen {
+            // A span being swept outside the lock is filed by its sweeper (invariant 3).
+            if r.state.load(Ordering::Relaxed) != IN_USE || !r.sweepgen.is_swept(sweepgen) {
                 continue;
             }
-            // SAFETY: as above.
+            // SAFETY: swept and under the central lock: ours to read unless cached (checked
+            // first; `sweepgen` rule 2).
+            if unsafe { r.owned() }.cached {
+                continue;
+            }
+            // SAFETY: as above, and uncached.
             if unsafe { r.free_slots() } > 0 {
                 return Some(s);
             }
         }
-    }
-
-    /// Background sweeping (the collector thread between cycles): sweeps up to `n` more
-    /// spans; false once every span has been visited.
-    pub(crate) fn sweep_batch(&mut self, n: usize, poison: bool) -> bool {
-        for _ in 0..n {
-            self.sweep_some(poison);
-        }
-        self.cursor < self.all.len()
     }
 
     /// Proportional sweeping: sweeps one more unswept span, so every span is swept long
@@ -90,13 +101,7 @@ impl Central {
             let s = self.all[self.cursor];
             self.cursor += 1;
             if let Some(live) = self.sweep_one(s, poison) {
-                // SAFETY: listed and in use (just swept).
-                let r = unsafe { &*s };
-                if live == 0 {
-                    self.free_span(s);
-                } else if live < r.nelems {
-                    self.kinds.entry(r.kind).or_default().partial.push(s);
-                }
+                self.file_swept(s, live);
                 return;
             }
         }
@@ -123,8 +128,9 @@ impl Central {
             lists.unswept.clear();
         }
         for &s in &self.all {
-            // SAFETY: listed, in use, swept; under the central lock we are its holder unless
-            // it is cached (checked first).
+            // SAFETY: listed, in use, swept, and no sweeper holds a claim (the background
+            // sweeper is this thread); under the central lock we are its holder unless it is
+            // cached (checked first).
             let r = unsafe { &*s };
             // SAFETY: as above.
             if !unsafe { r.owned() }.cached && unsafe { r.free_slots() } > 0 {
@@ -139,7 +145,7 @@ impl Central {
     /// the new generation. Returns the large objects of the cycle, for [`Central::queue_sweep`]
     /// to free the dead ones after the restart (O(1) here: no pause work per span).
     pub(crate) fn flip(&mut self) -> Vec<*mut GcSpan> {
-        self.sweepgen = self.sweepgen.wrapping_add(1);
+        self.sweepgen = self.sweepgen.wrapping_add(2);
         self.cursor = self.all.len();
         std::mem::take(&mut self.large)
     }
@@ -167,5 +173,42 @@ impl Central {
             }
         }
         self.records.append(&mut self.retired);
+    }
+}
+
+/// Sweeps `s` in generation `h` if it is in use and this call claims it (`sweepgen` rule 1);
+/// its surviving objects, or `None`. With or without the central lock.
+pub(crate) fn sweep_claimed(s: *mut GcSpan, h: u32, poison: bool) -> Option<u32> {
+    // SAFETY: a record named by a list is valid: records are never deallocated, and one
+    // taken from `all` stays a span's record while its sweeper may use it (invariant 2).
+    let r = unsafe { &*s };
+    if r.state.load(Ordering::Relaxed) != IN_USE || !r.sweepgen.claim(h) {
+        return None;
+    }
+    // SAFETY: the claim makes us the holder; only swept spans are cached; nothing marks
+    // between the flip and the next cycle's sweep termination.
+    Some(unsafe { r.sweep(poison, h) })
+}
+
+impl Heap {
+    /// Background sweeping: claims and sweeps up to `n` more spans outside the central lock,
+    /// then files them under it; false once every span has been visited. A refill waits for
+    /// the lock only while a batch is taken or filed, not swept. Called only on the collector
+    /// thread (invariant 2).
+    pub(crate) fn sweep_batch(&self, n: usize) -> bool {
+        let poison = self.config.verify;
+        let (batch, h) = self.central_lock().take_batch(n);
+        if batch.is_empty() {
+            return false;
+        }
+        let swept: Vec<(*mut GcSpan, u32)> = batch
+            .into_iter()
+            .filter_map(|s| sweep_claimed(s, h, poison).map(|live| (s, live)))
+            .collect();
+        let mut c = self.central_lock();
+        for (s, live) in swept {
+            c.file_swept(s, live);
+        }
+        true
     }
 }
