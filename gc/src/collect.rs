@@ -204,7 +204,9 @@ fn collector(heap: &'static Heap) {
             c.completed += 1;
             heap.control_cv.notify_all();
         }
-        sweep_in_background(heap);
+        if heap.config.background_sweep {
+            sweep_in_background(heap);
+        }
     }
 }
 

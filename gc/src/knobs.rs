@@ -26,6 +26,10 @@ pub struct Config {
     /// `GOMAXPROCS`: the CPUs the collector plans for (mark workers are a quarter of them);
     /// 0 means the CPUs this process may use.
     pub procs: usize,
+    /// Sweep in the background between cycles (default). Off, sweeping is left to allocation
+    /// (lazy and proportional) and to the next cycle's sweep termination: for tests and
+    /// diagnosis, not an environment setting.
+    pub background_sweep: bool,
 }
 
 impl Default for Config {
@@ -35,6 +39,7 @@ impl Default for Config {
             trace: false,
             verify: cfg!(feature = "verify"),
             procs: 0,
+            background_sweep: true,
         }
     }
 }

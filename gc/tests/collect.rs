@@ -505,3 +505,44 @@ fn stack_roots_scanned_by_their_owner_count_in_the_goal() {
     );
     m.pop_roots(slots.len());
 }
+
+/// Proportional sweeping, with the background sweeper off so that nothing else sweeps: after
+/// a cycle, each refill of one kind sweeps one more span of any kind, so the dead spans of a
+/// kind nobody allocates any more go back to the page heap as fast as the other kind takes
+/// new ones (Go's sweep credit). Without it the heap would hold both until the next cycle.
+#[test]
+fn each_refill_sweeps_one_more_span_of_any_kind() {
+    const SPAN: u64 = 32 * 1024;
+    const PER_SPAN: usize = 32 * 1024 / 16;
+    let h = Heap::new(Config {
+        gc_percent: -1,
+        background_sweep: false,
+        ..Config::default()
+    });
+    // Two kinds in the same 16-byte size class (a pointer slot each, at different offsets).
+    let a = h.register_type("a", 16, &[0]).unwrap();
+    let b = h.register_type("b", 16, &[8]).unwrap();
+    let m = Mutator::attach(h);
+    for _ in 0..20 * PER_SPAN {
+        m.alloc(a);
+    }
+    m.collect();
+    let s0 = h.stats().span_bytes;
+    assert!(s0 >= 20 * SPAN, "the dead spans are not swept yet: {s0}");
+    for _ in 0..10 * PER_SPAN {
+        m.alloc(b);
+    }
+    let s1 = h.stats().span_bytes;
+    // Ten new spans of `b`, ten dead spans of `a` freed by the refills that took them.
+    assert!(
+        s1 <= s0 + 2 * SPAN,
+        "refills did not sweep: {s0} -> {s1} span bytes"
+    );
+    // Sweep termination (the next cycle's start) frees the rest.
+    m.collect();
+    assert!(
+        h.stats().span_bytes <= 12 * SPAN,
+        "{}",
+        h.stats().span_bytes
+    );
+}
