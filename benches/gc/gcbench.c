@@ -118,12 +118,13 @@ static uint64_t push_p999(void) {
 
 static void report(uint64_t checksum) {
     uint64_t gcs;
-    char wait[64] = "";
+    char wait[96] = "";
 #if defined(TRICOLOR)
     tc_gc_stats_t s;
     tc_gc_stats(tc_heap_default(), &s);
     gcs = s.cycles;
-    snprintf(wait, sizeof wait, " wait_max_ns=%llu", (unsigned long long)s.wait_max_ns);
+    snprintf(wait, sizeof wait, " wait_max_ns=%llu gc_cpu_pm=%llu", (unsigned long long)s.wait_max_ns,
+             (unsigned long long)(s.gc_cpu_fraction * 1000.0 + 0.5));
     npauses = s.pauses < 256 ? s.pauses : 256;
     for (uint64_t i = 0; i < npauses; i++) pauses[i] = s.pause_ns[i];
 #else

@@ -259,5 +259,6 @@ func main() {
 	if pushCount > 0 {
 		push = fmt.Sprintf(" push_max_ns=%d push_p999_ns=%d", pushMax, pushP999())
 	}
-	fmt.Printf("RESULT checksum=%d gcs=%d p50_ns=%d max_ns=%d%s\n", sum, ms.NumGC, p50, max, push)
+	cpu := fmt.Sprintf(" gc_cpu_pm=%d", uint64(ms.GCCPUFraction*1000+0.5))
+	fmt.Printf("RESULT checksum=%d gcs=%d p50_ns=%d max_ns=%d%s%s\n", sum, ms.NumGC, p50, max, cpu, push)
 }

@@ -155,6 +155,13 @@ typedef struct tc_gc_stats_t_ {
   uint64_t assist_ns;
   // Time the collector thread spent in concurrent marking (background), ns.
   uint64_t mark_ns;
+  // CPU time spent collecting, ns: the collector thread's CPU time in cycles (sweep
+  // termination, both pauses, marking), the mark workers' CPU time, and the mark assists'
+  // time. Background sweeping between cycles is not counted (nor is it by Go).
+  uint64_t gc_cpu_ns;
+  // Go's `MemStats.GCCPUFraction`: `gc_cpu_ns` over the CPU time available since the heap
+  // was made (wall time × the CPUs the collector plans for, `GOMAXPROCS`).
+  double gc_cpu_fraction;
 } tc_gc_stats_t_;
 
 // The collector's figures (tc_gc_stats). pause_ns holds the last 256 pauses (each stop of

@@ -72,6 +72,7 @@ use crate::handshake;
 use crate::heap::{Heap, World};
 use crate::mark::{Marker, RootVisitor};
 use crate::mutator::{DONE, FLUSH, MutatorState, PENDING, SCAN};
+use crate::stats::thread_cpu_ns;
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -164,6 +165,7 @@ fn mark_worker(heap: &'static Heap) {
         }
         let mut m = Marker::shared(heap);
         let mut idle = 0u32;
+        let cpu0 = thread_cpu_ns();
         while heap.marking.load(Ordering::Acquire) {
             // Counted before taking work, so the collector never sees the work gone and the
             // count zero while this worker still holds it (rule 11).
@@ -184,6 +186,9 @@ fn mark_worker(heap: &'static Heap) {
                 }
             }
         }
+        let cpu = thread_cpu_ns().saturating_sub(cpu0);
+        heap.gc_cpu_ns.fetch_add(cpu, Ordering::Relaxed);
+        heap.worker_cpu_ns.fetch_add(cpu, Ordering::Relaxed);
     }
 }
 
@@ -245,6 +250,7 @@ fn start_the_world(heap: &Heap, mut w: MutexGuard<'_, World>) {
 fn cycle(heap: &'static Heap) {
     let poison = heap.config.verify;
     let t0 = Instant::now();
+    let cpu0 = thread_cpu_ns();
     let heap_before = heap.live.load(Ordering::Relaxed);
     let assist_before = heap.assist_ns.load(Ordering::Relaxed);
     // Step 1: what the background sweeper left, in batches outside the lock, then the
@@ -276,6 +282,7 @@ fn cycle(heap: &'static Heap) {
     let mutators = w.mutators.len();
     start_the_world(heap, w);
     let t_marking = Instant::now();
+    let cpu_marking = thread_cpu_ns();
     // Step 3.
     let mut marker = Marker::shared(heap);
     {
@@ -315,6 +322,7 @@ fn cycle(heap: &'static Heap) {
         break;
     }
     let t_marked = Instant::now();
+    let cpu_marked = thread_cpu_ns();
     // Step 5.
     let mut w = stop_the_world(heap);
     let t_term = Instant::now();
@@ -385,11 +393,15 @@ fn cycle(heap: &'static Heap) {
     let goal = heap.update_goal(marked, roots, limited);
     let stw_ns = (t_marking - t_stop).as_nanos() as u64;
     let term_ns = (t_restart - t_term).as_nanos() as u64;
+    heap.gc_cpu_ns
+        .fetch_add(thread_cpu_ns().saturating_sub(cpu0), Ordering::Relaxed);
     let mut st = heap.stats_lock();
     st.record(crate::stats::Cycle {
         start: t0,
         stw_ns,
         mark_ns: (t_marked - t_marking).as_nanos() as u64,
+        background_cpu_ns: cpu_marked.saturating_sub(cpu_marking)
+            + heap.worker_cpu_ns.swap(0, Ordering::Relaxed),
         assist_ns: heap.assist_ns.load(Ordering::Relaxed) - assist_before,
         term_ns,
         heap_before,

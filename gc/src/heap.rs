@@ -85,6 +85,10 @@ pub struct Heap {
     pub(crate) scan_expected: AtomicUsize,
     /// Time mutators spent assisting, ns (statistics).
     pub(crate) assist_ns: AtomicU64,
+    /// CPU time spent collecting, ns (`GcStats::gc_cpu_ns`); relaxed.
+    pub(crate) gc_cpu_ns: AtomicU64,
+    /// The mark workers' CPU time not yet reported in a cycle's statistics; relaxed.
+    pub(crate) worker_cpu_ns: AtomicU64,
     pub(crate) queue: Mutex<MarkQueue>,
     /// Signalled when work is queued or a stack scan ends (the collector waits on it), and
     /// when marking starts (mark workers wait on it).
@@ -267,6 +271,8 @@ impl Heap {
             helpers: AtomicUsize::new(0),
             helper_marked: AtomicUsize::new(0),
             assist_ns: AtomicU64::new(0),
+            gc_cpu_ns: AtomicU64::new(0),
+            worker_cpu_ns: AtomicU64::new(0),
             mark_progress: AtomicUsize::new(0),
             scan_expected: AtomicUsize::new(0),
             queue: Mutex::new(MarkQueue::default()),

@@ -572,8 +572,9 @@ impl MutatorState {
             let _q = heap.queue_lock();
             heap.queue_cv.notify_one();
         }
-        heap.assist_ns
-            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let ns = t.elapsed().as_nanos() as u64;
+        heap.assist_ns.fetch_add(ns, Ordering::Relaxed);
+        heap.gc_cpu_ns.fetch_add(ns, Ordering::Relaxed);
         marked
     }
 

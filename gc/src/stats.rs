@@ -54,6 +54,13 @@ pub struct GcStats {
     pub assist_ns: u64,
     /// Time the collector thread spent in concurrent marking (background), ns.
     pub mark_ns: u64,
+    /// CPU time spent collecting, ns: the collector thread's CPU time in cycles (sweep
+    /// termination, both pauses, marking), the mark workers' CPU time, and the mark assists'
+    /// time. Background sweeping between cycles is not counted (nor is it by Go).
+    pub gc_cpu_ns: u64,
+    /// Go's `MemStats.GCCPUFraction`: `gc_cpu_ns` over the CPU time available since the heap
+    /// was made (wall time × the CPUs the collector plans for, `GOMAXPROCS`).
+    pub gc_cpu_fraction: f64,
 }
 
 /// One cycle's figures, for the statistics and the trace.
@@ -62,6 +69,8 @@ pub(crate) struct Cycle {
     /// The first pause: stopping the world and starting marking (Go's first gctrace figure).
     pub(crate) stw_ns: u64,
     pub(crate) mark_ns: u64,
+    /// CPU time of the collector thread and the mark workers while marking.
+    pub(crate) background_cpu_ns: u64,
     /// Time mutators spent in mark assists during this cycle.
     pub(crate) assist_ns: u64,
     pub(crate) term_ns: u64,
@@ -155,8 +164,31 @@ impl Heap {
             wait_max_ns: self.wait_max_ns.load(Ordering::Relaxed),
             assist_ns: self.assist_ns.load(Ordering::Relaxed),
             mark_ns: st.mark_total,
+            gc_cpu_ns: self.gc_cpu_ns.load(Ordering::Relaxed),
+            gc_cpu_fraction: self.gc_cpu_fraction(),
         }
     }
+
+    /// `GcStats::gc_cpu_fraction` now.
+    pub(crate) fn gc_cpu_fraction(&self) -> f64 {
+        let available =
+            self.epoch.elapsed().as_nanos().max(1) as f64 * self.config.effective_procs() as f64;
+        self.gc_cpu_ns.load(Ordering::Relaxed) as f64 / available
+    }
+}
+
+/// The calling thread's CPU time, ns (`CLOCK_THREAD_CPUTIME_ID`).
+pub(crate) fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Go's `fmtNSAsMS`: whole milliseconds from 10 ms, else three significant digits.
@@ -176,20 +208,16 @@ fn ms(ns: u64) -> String {
 /// before->after->live MB, goal MB goal, S MB stacks, G MB globals, M P`.
 /// Here the "P" count is the number of attached mutators; the clock figures are the first
 /// pause, concurrent marking and the second pause; the CPU figures split marking into mark
-/// assists (mutators) and background (the collector thread); there are no idle workers.
+/// assists (mutators) and background (the CPU time of the collector thread and the mark
+/// workers); there are no idle workers.
 pub(crate) fn trace_line(heap: &Heap, st: &StatsState) -> String {
     let Some(c) = &st.last else {
         return String::new();
     };
     let since = (c.start - heap.epoch).as_secs_f64();
-    // Go's figure: the share of the CPU time available since the program started (wall time
-    // × GOMAXPROCS) spent on collection. Here: the pauses, the collector thread's concurrent
-    // marking (wall time: it marks or waits for work throughout) and the assists; mark
-    // workers' time is not counted.
-    let available =
-        heap.epoch.elapsed().as_nanos().max(1) as f64 * heap.config.effective_procs() as f64;
-    let gc_ns = st.pause_total + st.mark_total + heap.assist_ns.load(Ordering::Relaxed);
-    let pct = (gc_ns as f64 * 100.0 / available) as u64;
+    // Go's figure: the share of the CPU time available since the heap was made (wall time ×
+    // GOMAXPROCS) spent on collection (`GcStats::gc_cpu_fraction`).
+    let pct = (heap.gc_cpu_fraction() * 100.0) as u64;
     let mb = |b: usize| b >> 20;
     format!(
         "gc {} @{since:.3}s {pct}%: {}+{}+{} ms clock, {}+{}/{}/0+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",
@@ -199,7 +227,7 @@ pub(crate) fn trace_line(heap: &Heap, st: &StatsState) -> String {
         ms(c.term_ns),
         ms(c.stw_ns),
         ms(c.assist_ns),
-        ms(c.mark_ns),
+        ms(c.background_cpu_ns),
         ms(c.term_ns),
         mb(c.heap_before),
         mb(c.heap_before),

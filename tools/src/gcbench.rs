@@ -107,6 +107,9 @@ struct Sample {
     /// Message buffers only: the slowest push and the 99.9th percentile push.
     push_max_ns: Option<u64>,
     push_p999_ns: Option<u64>,
+    /// The runtime's own GC CPU share (Go's `GCCPUFraction`, Tricolor's `gc_cpu_fraction`),
+    /// per mille; Boehm GC reports none.
+    gc_cpu_pm: Option<u64>,
 }
 
 fn field(line: &str, key: &str) -> Option<u64> {
@@ -155,6 +158,7 @@ fn run_once(exe: &Path, args: &[String]) -> Result<Sample, String> {
         wait_max_ns: field(line, "wait_max_ns"),
         push_max_ns: field(line, "push_max_ns"),
         push_p999_ns: field(line, "push_p999_ns"),
+        gc_cpu_pm: field(line, "gc_cpu_pm"),
     })
 }
 
@@ -184,11 +188,11 @@ pub fn table(runs: usize, depth: u32) -> bool {
     let runtimes = build(&scratch);
     let mut ok = !runtimes.is_empty();
     println!(
-        "\ncollectors: {runs} runs per cell, medians; peak = ru_maxrss; pauses as each runtime reports its stop-the-world pauses"
+        "\ncollectors: {runs} runs per cell, medians; peak = ru_maxrss; pauses as each runtime reports its stop-the-world pauses; GC CPU = the runtime's own share of the CPU time available (wall x GOMAXPROCS) spent collecting (Go's GCCPUFraction)"
     );
     println!("ratios are runtime / tricolor: above 1.00 means Tricolor is faster or smaller\n");
     println!(
-        "{:<18} {:<9} {:>9} {:>6} {:>9} {:>6} {:>5} {:>10} {:>10} {:>9} {:>9} {:>10}",
+        "{:<18} {:<9} {:>9} {:>6} {:>9} {:>6} {:>5} {:>10} {:>10} {:>9} {:>9} {:>10} {:>6}",
         "benchmark",
         "runtime",
         "wall ms",
@@ -200,7 +204,8 @@ pub fn table(runs: usize, depth: u32) -> bool {
         "pause max",
         "wait max",
         "push max",
-        "push p99.9"
+        "push p99.9",
+        "GC CPU"
     );
     let benches = [
         (
@@ -239,6 +244,7 @@ pub fn table(runs: usize, depth: u32) -> bool {
                 wait_max_ns: optional_median(&samples, |s| s.wait_max_ns),
                 push_max_ns: optional_median(&samples, |s| s.push_max_ns),
                 push_p999_ns: optional_median(&samples, |s| s.push_p999_ns),
+                gc_cpu_pm: optional_median(&samples, |s| s.gc_cpu_pm),
             };
             if *checksum.get_or_insert(m.checksum) != m.checksum {
                 eprintln!(
@@ -249,7 +255,7 @@ pub fn table(runs: usize, depth: u32) -> bool {
             }
             let b = *base.get_or_insert(m);
             println!(
-                "{:<18} {:<9} {:>9.1} {:>6.2} {:>9.1} {:>6.2} {:>5} {:>7} ms {:>7} ms {:>9} {:>9} {:>10}",
+                "{:<18} {:<9} {:>9.1} {:>6.2} {:>9.1} {:>6.2} {:>5} {:>7} ms {:>7} ms {:>9} {:>9} {:>10} {:>6}",
                 if i == 0 { title.as_str() } else { "" },
                 rt.name,
                 m.secs * 1e3,
@@ -262,6 +268,8 @@ pub fn table(runs: usize, depth: u32) -> bool {
                 opt_ms(m.wait_max_ns),
                 opt_ms(m.push_max_ns),
                 opt_ms(m.push_p999_ns),
+                m.gc_cpu_pm
+                    .map_or("-".into(), |pm| format!("{:.1}%", pm as f64 / 10.0)),
             );
         }
     }
