@@ -21,7 +21,11 @@
 //!   with the fixed trigger in the run before) without shortening the longest wait at the goal
 //!   (16 ms against 14), so the fixed trigger stays; mutators that allocate while marking pay
 //!   for it with proportional assists (Go's assist ratio, `mutator::pay_for`), which is what
-//!   lets a cycle start this late.
+//!   lets a cycle start this late. Measured again once GC CPU was measured as CPU time (same
+//!   day, binary-trees 18, three runs each): starting at 45/64 left the GC CPU share where it
+//!   was (36-40% against 38%) and raised peak RSS from 38 to 42-43 MiB. The share is the
+//!   marking itself (about 10 ms of CPU per cycle, as Go's), over a mutator that runs faster
+//!   than Go's and a heap that is smaller, so cycles are more frequent.
 
 /// Go's minimum heap goal at `GOGC=100`.
 pub const MIN_HEAP: usize = 4 << 20;
