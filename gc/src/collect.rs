@@ -140,55 +140,8 @@ impl Heap {
             // A worker that cannot start leaves its share to the others.
             let _ = std::thread::Builder::new()
                 .name("tricolor-mark".into())
-                .spawn(move || mark_worker(self));
+                .spawn(move || crate::mark::worker::mark_worker(self));
         }
-    }
-}
-
-/// A dedicated mark worker (rule 11): marks beside the collector thread in every cycle.
-fn mark_worker(heap: &'static Heap) {
-    let mut seen = 0;
-    loop {
-        {
-            let mut c = heap.control_lock();
-            while c.started == seen {
-                c = heap.control_cv.wait(c).unwrap_or_else(|e| e.into_inner());
-            }
-            seen = c.started;
-        }
-        // Marking starts after sweep termination and the first pause.
-        while !heap.marking.load(Ordering::Acquire) {
-            if heap.control_lock().completed >= seen {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(20));
-        }
-        let mut m = Marker::shared(heap);
-        let mut idle = 0u32;
-        let cpu0 = thread_cpu_ns();
-        while heap.marking.load(Ordering::Acquire) {
-            // Counted before taking work, so the collector never sees the work gone and the
-            // count zero while this worker still holds it (rule 11).
-            heap.helpers.fetch_add(1, Ordering::SeqCst);
-            let got = m.take_queue(heap) | m.steal();
-            m.drain();
-            heap.helper_marked
-                .fetch_add(m.take_marked(), Ordering::Relaxed);
-            heap.helpers.fetch_sub(1, Ordering::SeqCst);
-            if got {
-                idle = 0;
-            } else {
-                idle += 1;
-                if idle > 16 {
-                    std::thread::sleep(Duration::from_micros(50));
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-        }
-        let cpu = thread_cpu_ns().saturating_sub(cpu0);
-        heap.gc_cpu_ns.fetch_add(cpu, Ordering::Relaxed);
-        heap.worker_cpu_ns.fetch_add(cpu, Ordering::Relaxed);
     }
 }
 

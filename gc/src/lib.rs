@@ -6,14 +6,20 @@
 //! collector thread while the mutators run, behind Go's hybrid write barrier; the world stops
 //! twice per cycle, briefly (`collect`; `../shared/design/ARCHITECTURE.md`, section 3).
 //!
-//! ## Layers (bottom to top; a layer never imports one above it)
+//! ## Layers (bottom to top)
 //! `sync` (atomics and locks; loom under `--cfg loom`) → `handshake`, `world`, `sweepgen` (the
 //! stack-scan claim, the stop and flush handshakes, the sweep claim: protocol only,
-//! loom-modelled) → `object` (types) →
-//! `spanmap`, `span` (GC spans, bitmaps) → `heap` (central lists, record pool, registry) →
-//! `mutator` (caches, roots) → `mark` → `barrier` (`write`) → `sweep` (with
-//! `span::GcSpan::sweep`) → `pacer` → `collect` (the cycle) → `stats` → `typed` (the safe
-//! Rust layer). `knobs` and `misuse` are leaf utilities.
+//! loom-modelled) → `object` (types) → `spanmap`, `span` (GC spans, bitmaps) → `heap`
+//! (central lists, record pool, registry) → `mutator` (caches, roots) → `mark` (`mark/`: a
+//! marker, `work` sharing, `scan`, `worker`, `assist`, `verify`) → `barrier` (`write`) →
+//! `sweep` (with `span::GcSpan::sweep`) → `collect` (the cycle) → `stats` → `typed` (the safe
+//! Rust layer). `knobs`, `pacer` (pure functions) and `misuse` are leaf utilities.
+//!
+//! The allowed back-edges, each because the lower layer holds or triggers the upper one's
+//! state: `heap` owns the state of the layers above (the mutator registry, the mark queue, the
+//! cycle's `collect::Control`, the statistics), so it names their types; `mutator`'s slow path
+//! asks `collect` for a cycle and pays for allocation with a `mark::assist`; `misuse` names a
+//! mutator in its messages; `collect` and `mark::worker` read `stats::thread_cpu_ns`.
 //!
 //! ## Object model (`object`, `span`)
 //! * A type is registered at run time with a size and the byte offsets of its pointer slots.

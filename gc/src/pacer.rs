@@ -20,7 +20,7 @@
 //!   cycles at the clamp's 45/64 and raised peak RSS to 45.1 MiB (Go: 45.0 in that run; 37.8
 //!   with the fixed trigger in the run before) without shortening the longest wait at the goal
 //!   (16 ms against 14), so the fixed trigger stays; mutators that allocate while marking pay
-//!   for it with proportional assists (Go's assist ratio, `mutator::pay_for`), which is what
+//!   for it with proportional assists (Go's assist ratio, `mark::assist`), which is what
 //!   lets a cycle start this late. Measured again once GC CPU was measured as CPU time (same
 //!   day, binary-trees 18, three runs each): starting at 45/64 left the GC CPU share where it
 //!   was (36-40% against 38%) and raised peak RSS from 38 to 42-43 MiB. The share is the

@@ -1,25 +1,38 @@
-//! Marking: tri-colour with an explicit grey stack, run by the collector thread (`collect`).
+//! Marking: tri-colour with explicit grey stacks, by several markers at once (`collect`):
+//! the collector thread, the mark workers (`worker`) and assisting mutators (`assist`).
 //!
-//! White objects have a clear mark bit; grey ones are marked and on the stack; black ones are
-//! marked and scanned. The stack is a heap-allocated vector, so a million-node list is marked
-//! in constant native stack. Only the collector thread sets mark bits (`collect` rule 8).
+//! White objects have a clear mark bit; grey ones are marked and on some marker's stack or in
+//! the shared work list (`work`); black ones are marked and scanned (`scan`). The stacks are
+//! heap-allocated vectors, so a million-node list is marked in constant native stack. Mark
+//! bits are set only by markers, atomically (`collect` rule 8): of two markers reaching an
+//! object, exactly one greys it.
 //!
 //! While the world runs, objects are read with relaxed atomic loads (mutators store into them
 //! through `write`), and a value found in a slot is followed if it points into an object slot
 //! of this heap: whether the slot is allocated is not known then (the owning cache keeps that
 //! to itself), and a reachable slot never holds a freed object's address. With the world
 //! stopped (mark termination) a value into a free slot is skipped, and reported in
-//! verification mode, which then checks that no black object points to a white one.
+//! verification mode (`verify`), which then checks that no black object points to a white one.
+//!
+//! Files: this one (a marker: shading, draining), `work` (sharing grey objects between
+//! markers, the mutators' queue), `scan` (reading an object's pointer slots, oblets),
+//! `worker` (dedicated mark workers), `assist` (mark assists and their pacing), `verify`.
 
-use crate::heap::{Central, Heap};
+mod assist;
+mod scan;
+mod verify;
+mod work;
+pub(crate) mod worker;
+
+pub(crate) use verify::verify;
+
+use crate::heap::Heap;
 use crate::misuse;
 use crate::mutator::MutatorState;
-use crate::span::{GcSpan, IN_USE};
+use crate::span::GcSpan;
 use crate::spanmap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Grey objects moved to or from `Heap::work` at a time.
-const BATCH: usize = 256;
+use scan::{oblet_reps, prefetch, scan_entry};
+use std::sync::atomic::Ordering;
 
 /// One marker's state for one cycle: the collector thread's, or an assisting mutator's.
 pub(crate) struct Marker {
@@ -57,113 +70,9 @@ impl Marker {
         }
     }
 
-    /// A marker of `heap` that shares work with the others through `Heap::work`.
-    pub(crate) fn shared(heap: &'static Heap) -> Self {
-        let mut m = Self::new(heap.addr(), heap.config.verify, true);
-        m.share = Some(heap);
-        m
-    }
-
-    /// Adds what this marker marked since last time to `Heap::mark_progress`.
-    fn publish(&mut self, heap: &Heap) {
-        heap.mark_progress
-            .fetch_add(self.marked_bytes - self.published, Ordering::Relaxed);
-        self.published = self.marked_bytes;
-    }
-
-    /// The bytes marked since the last call (published first), for a long-lived marker that
-    /// reports as it goes.
-    pub(crate) fn take_marked(&mut self) -> usize {
-        if let Some(heap) = self.share {
-            self.publish(heap);
-        }
-        self.published = 0;
-        std::mem::take(&mut self.marked_bytes)
-    }
-
-    /// True when this marker holds no grey object.
-    pub(crate) fn idle(&self) -> bool {
-        self.stack.is_empty()
-    }
-
-    /// Takes a batch of grey objects from `Heap::work`; false if there is none (and asks the
-    /// other markers to spill some).
-    pub(crate) fn steal(&mut self) -> bool {
-        let Some(heap) = self.share else { return false };
-        match heap.work_lock().pop() {
-            Some(batch) => {
-                self.stack
-                    .extend(batch.into_iter().map(|(s, o)| (s as *const GcSpan, o)));
-                true
-            }
-            None => {
-                heap.work_wanted.store(true, Ordering::Relaxed);
-                false
-            }
-        }
-    }
-
-    /// Moves every grey object this marker holds to `Heap::work` (an assist that stops, or
-    /// parks for a stop of the world, leaves its work to the others).
-    pub(crate) fn spill_all(&mut self) {
-        if let Some(heap) = self.share {
-            self.give(heap, self.stack.len());
-        }
-    }
-
-    /// Gives half of this marker's grey objects to `Heap::work` when another marker wants
-    /// work (checked every few dozen objects by `drain`).
-    #[cold]
-    fn share_half(&mut self, heap: &Heap) {
-        heap.work_wanted.store(false, Ordering::Relaxed);
-        self.give(heap, (self.stack.len() / 2).min(4 * BATCH));
-    }
-
-    /// Moves the `n` oldest grey objects to `Heap::work`, in batches. The bottom of the stack
-    /// holds siblings high in the graph, with the largest subgraphs below them, so a taker
-    /// gets the most work per batch.
-    fn give(&mut self, heap: &Heap, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let mut w = heap.work_lock();
-        for chunk in self.stack[..n].chunks(BATCH) {
-            w.push(chunk.iter().map(|&(s, o)| (s as usize, o)).collect());
-        }
-        drop(w);
-        self.stack.drain(..n);
-    }
-
     /// The world has stopped (mark termination): allocation state is exact from here on.
     pub(crate) fn stop_the_world(&mut self) {
         self.concurrent = false;
-    }
-
-    /// Takes the mutators' work from the queue: grey values are shaded, black ranges marked
-    /// without scanning (`collect` rule 5). True if there was any.
-    pub(crate) fn take_queue(&mut self, heap: &Heap) -> bool {
-        let (grey, black) = {
-            let mut q = heap.queue_lock();
-            (std::mem::take(&mut q.grey), std::mem::take(&mut q.black))
-        };
-        for &(s, from, to) in &black {
-            // SAFETY: the span was in use when its slots were handed out, and no span is
-            // freed while marking (rule 8).
-            let r = unsafe { &*(s as *const GcSpan) };
-            for i in from..to {
-                // Slots whose alloc bit is set held objects before the cache took the span;
-                // the cache handed out only the others.
-                // SAFETY: alloc bits do not change while marking (nothing sweeps).
-                let old = unsafe { r.alloc_word(i as usize / 64) } & (1 << (i % 64)) != 0;
-                if !old && r.set_mark(i) {
-                    self.marked_bytes += r.size;
-                }
-            }
-        }
-        for &v in &grey {
-            self.mark(v);
-        }
-        !grey.is_empty() || !black.is_empty()
     }
 
     /// Shades everything mutator `m`'s shadow stack and handle arena hold.
@@ -292,66 +201,6 @@ impl Marker {
     }
 }
 
-/// Starts loading the cache line at `addr`.
-#[inline(always)]
-fn prefetch(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
-}
-
-/// Bytes of a large object scanned as one unit of grey work (Go's 128 KiB oblets): a large
-/// pointer array becomes many entries, so several markers share it and an assist's budget
-/// bounds how long it scans.
-const OBLET: usize = 128 * 1024;
-
-/// Copies of the type scanned as one unit in span `r`: all of a small object's, an oblet's
-/// worth of a large one's.
-#[inline]
-fn oblet_reps(r: &GcSpan) -> usize {
-    (OBLET / r.ty.size).max(1)
-}
-
-/// Calls `f` with every pointer-slot value of copies `reps` of the type at object `obj` in
-/// span `r`, last slot first: the grey stack is LIFO, so the first slot's object is then
-/// scanned first, and a structure built depth-first (parent, then its first child's subtree)
-/// is marked in allocation order, walking memory forwards.
-#[inline]
-fn scan_reps(r: &GcSpan, obj: usize, reps: std::ops::Range<usize>, mut f: impl FnMut(usize)) {
-    let ty = r.ty;
-    for rep in reps.rev() {
-        let base = obj + rep * ty.size;
-        for &w in ty.words.iter().rev() {
-            // SAFETY: `obj` is an object slot of `r`; the type's pointer words lie within
-            // each of its `reps` copies (checked at registration), all inside the slot, 8-byte
-            // aligned; mutators store to them only atomically (`write`).
-            let cell = unsafe { AtomicUsize::from_ptr((base + w as usize * 8) as *mut usize) };
-            f(cell.load(Ordering::Relaxed));
-        }
-    }
-}
-
-/// Scans a whole object.
-#[inline]
-fn scan(r: &GcSpan, obj: usize, f: impl FnMut(usize)) {
-    scan_reps(r, obj, 0..r.reps, f)
-}
-
-/// Scans one grey entry: a small object, or the oblet of a large one that starts at `at`.
-#[inline]
-fn scan_entry(r: &GcSpan, at: usize, f: impl FnMut(usize)) {
-    if r.nelems == 1 && r.reps > oblet_reps(r) {
-        let first = (at - r.start) / r.ty.size;
-        scan_reps(r, r.start, first..(first + oblet_reps(r)).min(r.reps), f)
-    } else {
-        scan(r, at, f)
-    }
-}
-
 /// Reports roots to the marker: handed to root callbacks.
 pub struct RootVisitor<'a> {
     pub(crate) marker: &'a mut Marker,
@@ -370,34 +219,6 @@ impl RootVisitor<'_> {
     /// Reports a root value: the object it points into (if any) stays alive.
     pub fn visit_value(&mut self, obj: *const u8) {
         self.marker.root_value(obj as usize);
-    }
-}
-
-/// Verification: no marked (black) object points to a white one, across every span.
-pub(crate) fn verify(heap: usize, c: &Central) {
-    let mut m = Marker::new(heap, true, false);
-    for &s in c.all.iter().chain(c.large.iter()) {
-        // SAFETY: listed records are valid; the world is stopped.
-        let r = unsafe { &*s };
-        if r.state.load(Ordering::Relaxed) != IN_USE || r.reps == 0 {
-            continue;
-        }
-        for i in 0..r.nelems {
-            if !r.is_marked(i) {
-                continue;
-            }
-            scan(r, r.slot(i), |v| {
-                let before = m.marked_bytes;
-                m.mark(v);
-                if m.marked_bytes != before {
-                    misuse::abort(format_args!(
-                        "verify: black object {:#x} ({}) points to white object {v:#x}",
-                        r.slot(i),
-                        r.ty.name
-                    ));
-                }
-            });
-        }
     }
 }
 
