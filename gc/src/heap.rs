@@ -232,7 +232,10 @@ static DEFAULT: OnceLock<&'static Heap> = OnceLock::new();
 
 impl Heap {
     /// A new heap with `config`. It lives for the rest of the process.
-    pub fn new(config: Config) -> &'static Heap {
+    pub fn new(mut config: Config) -> &'static Heap {
+        // Resolved once: finding the usable CPUs reads the affinity mask and cgroup files,
+        // too slow for `stats()`.
+        config.procs = config.effective_procs();
         let now = Instant::now();
         let heap: &'static Heap = Box::leak(Box::new(Heap {
             types: Registry::new(),
