@@ -24,7 +24,8 @@ pub struct Config {
     /// Verification mode.
     pub verify: bool,
     /// `GOMAXPROCS`: the CPUs the collector plans for (mark workers are a quarter of them);
-    /// 0 means the CPUs this process may use.
+    /// 0 means the CPUs this process may use (resolved when a heap is made: its `config()`
+    /// shows the number).
     pub procs: usize,
     /// Sweep in the background between cycles (default). Off, sweeping is left to allocation
     /// (lazy and proportional) and to the next cycle's sweep termination: for tests and
@@ -145,12 +146,38 @@ impl Config {
         }
     }
 
-    /// Mark workers beside the collector thread: Go's 25% of the CPUs as dedicated workers
-    /// (rounded), of which the collector thread is one. Go runs a fractional worker where the
-    /// rounding is more than 30% off (fewer than 4 CPUs, or 6); here the collector thread
-    /// marks whenever a cycle does, which on 2 CPUs is half the machine while marking.
+    /// Go's plan for background marking (`gcControllerState.startCycle`): 25% of the CPUs,
+    /// as `dedicated` workers marking full time, rounded, unless rounding is more than 30%
+    /// off; then one fewer dedicated worker and the rest, `fractional` CPUs, marked by a
+    /// worker that runs only that share of the time (1, 2 or 3 CPUs: no dedicated worker and
+    /// 0.25, 0.5 or 0.75 of a CPU; 6 CPUs: one and 0.5).
+    pub fn mark_plan(&self) -> (usize, f64) {
+        let goal = self.effective_procs() as f64 * 0.25;
+        let mut dedicated = (goal + 0.5) as usize;
+        if (dedicated as f64 / goal - 1.0).abs() > 0.3 {
+            if dedicated as f64 > goal {
+                dedicated -= 1;
+            }
+            (dedicated, goal - dedicated as f64)
+        } else {
+            (dedicated, 0.0)
+        }
+    }
+
+    /// Mark workers beside the collector thread: the dedicated ones of [`Config::mark_plan`]
+    /// but one, the collector thread being one of them. The collector thread marks full time
+    /// whenever a cycle does, also where Go's plan has only a fractional worker (fewer than 4
+    /// CPUs): on 2 CPUs that is 1 CPU where Go's plan gives 0.5.
+    ///
+    /// Decision, measured (2026-11-30, 2 CPUs, three runs of each benchmark, same script):
+    /// the collector thread run as Go's fractional worker (marking in slices of 2048 objects,
+    /// sleeping while its CPU time since marking began exceeded half the wall time, its grey
+    /// objects left to assists meanwhile) lengthened marking so that mutators reached the goal
+    /// and waited: binary-trees 18 took 1.61-1.68 s against 1.39-1.45 s for a GC CPU share of
+    /// 35-37% against 37-39%, and the message buffer with pointers' worst push rose from
+    /// 2.3-4.0 ms to 5.8-9.3 ms (Go: about 8). So it marks full time.
     pub fn extra_mark_workers(&self) -> usize {
-        ((self.effective_procs() as f64 * 0.25).round() as usize).saturating_sub(1)
+        self.mark_plan().0.saturating_sub(1)
     }
 }
 
@@ -198,6 +225,12 @@ mod tests {
         assert_eq!(c(2).extra_mark_workers(), 0);
         assert_eq!(c(8).extra_mark_workers(), 1);
         assert_eq!(c(64).extra_mark_workers(), 15);
+        // Go's fractional worker where rounding is more than 30% off.
+        assert_eq!(c(1).mark_plan(), (0, 0.25));
+        assert_eq!(c(2).mark_plan(), (0, 0.5));
+        assert_eq!(c(3).mark_plan(), (0, 0.75));
+        assert_eq!(c(4).mark_plan(), (1, 0.0));
+        assert_eq!(c(6).mark_plan(), (1, 0.5));
     }
 
     #[test]
