@@ -8,7 +8,8 @@
  * (tc_heap_default, tc_heap_new), mutators (tc_mutator_attach, ...), types (tc_type_new),
  * allocation (tc_alloc, tc_alloc_array, tc_alloc_bytes), the barriered store (tc_write),
  * roots (tc_push_root, tc_pop_roots, tc_handle_*, tc_add_root_callback), safepoints and
- * native code, tc_collect, tc_set_gc_percent, tc_gc_stats.
+ * native code, tc_collect, tc_set_gc_percent, tc_gc_stats; pools cleared each cycle
+ * (tc_pool_new, tc_pool_get, tc_pool_put, tc_pool_free).
  */
 
 #ifndef TRICOLOR_H
@@ -31,6 +32,9 @@ typedef struct tc_heap tc_heap;
 
 // A thread's attachment to a heap (see tc_mutator_attach).
 typedef struct tc_mutator tc_mutator;
+
+// A pool of objects of one type, cleared each cycle (see tc_pool_new).
+typedef struct tc_pool tc_pool;
 
 // Passed to root callbacks; report each root with tc_visit_root.
 typedef struct tc_root_visitor tc_root_visitor;
@@ -167,6 +171,9 @@ typedef struct tc_gc_stats_t_ {
 // The collector's figures (tc_gc_stats). pause_ns holds the last 256 pauses (each stop of
 // the world: two per cycle), the most recent at (pauses + 255) % 256.
 typedef struct tc_gc_stats_t_ tc_gc_stats_t;
+
+// A pool's constructor: returns a new object of the pool's type (tc_alloc), or NULL.
+typedef void *(*tc_pool_new_fn)(struct tc_mutator *m, void *ctx);
 
 #ifdef __cplusplus
 extern "C" {
@@ -363,6 +370,32 @@ void tc_visit_root(struct tc_root_visitor *visitor, void **slot);
 // # Safety
 // `out` points to writable memory for a tc_gc_stats_t.
 void tc_gc_stats(struct tc_heap *heap, tc_gc_stats_t *out);
+
+// A pool of objects of `type` on `heap` (Go's sync.Pool): tc_pool_get returns a pooled
+// object, else `new_fn(m, ctx)` (which must return a new object of `type`, or NULL), else
+// NULL if `new_fn` is NULL; tc_pool_put gives one back. A pooled object stays alive; what
+// tc_pool_get returns is the caller's, to root like any new object. At each collection's
+// start the pool's contents become its victim cache and the previous victims are dropped,
+// so a pool in steady use keeps hitting while an idle pool empties within two collections.
+// `new_fn` runs on the thread calling tc_pool_get, any thread using the pool.
+struct tc_pool *tc_pool_new(struct tc_heap *heap, tc_type type, tc_pool_new_fn new_fn, void *ctx);
+
+// A pooled object, else a new one from the pool's constructor, else NULL. Aborts with a
+// message on a NULL pool, or a pool of another heap than `m`'s.
+void *tc_pool_get(struct tc_mutator *m, struct tc_pool *p);
+
+// Gives `obj` (NULL is ignored) back to the pool. Aborts with a message if `obj` is not an
+// object of the pool's type on its heap, or on a NULL pool.
+//
+// # Safety
+// `obj` is NULL or a live object.
+void tc_pool_put(struct tc_mutator *m, struct tc_pool *p, void *obj);
+
+// Frees a pool: what it holds is no longer kept alive by it.
+//
+// # Safety
+// `p` came from tc_pool_new and is not used afterwards.
+void tc_pool_free(struct tc_pool *p);
 
 #ifdef __cplusplus
 }  // extern "C"

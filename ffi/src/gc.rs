@@ -44,12 +44,12 @@ pub type tc_root_fn =
     Option<unsafe extern "C" fn(visitor: *mut tc_root_visitor, data: *mut c_void)>;
 
 #[cold]
-fn null_abort(what: &str, op: &str) -> ! {
+pub(crate) fn null_abort(what: &str, op: &str) -> ! {
     eprintln!("tricolor: {op}(): NULL {what}");
     std::process::abort()
 }
 
-fn heap_ref<'a>(h: *mut tc_heap, op: &str) -> &'a Heap {
+pub(crate) fn heap_ref<'a>(h: *mut tc_heap, op: &str) -> &'a Heap {
     if h.is_null() {
         null_abort("heap", op);
     }
@@ -65,7 +65,7 @@ fn handle(h: *const tc_handle, op: &str) -> *mut HandleSlot {
 }
 
 #[inline(always)]
-fn mutator<'a>(m: *mut tc_mutator, op: &str) -> &'a MutatorState {
+pub(crate) fn mutator<'a>(m: *mut tc_mutator, op: &str) -> &'a MutatorState {
     if m.is_null() {
         null_abort("mutator", op);
     }

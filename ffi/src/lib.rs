@@ -11,6 +11,8 @@
 pub mod cmalloc;
 mod exports;
 mod gc;
+mod pool;
 
 pub use exports::*;
 pub use gc::*;
+pub use pool::*;

@@ -76,6 +76,17 @@ impl MutatorState {
         }
     }
 
+    /// Shades one object moved between roots while marking (a pool's `get` and `put`, `pool`
+    /// rule 2), through the barrier buffer.
+    pub(crate) fn shade_one(&self, obj: usize) {
+        // SAFETY: rule 2 of `mutator`: the owner, running; the reference ends here.
+        let wbuf = &mut unsafe { self.local() }.wbuf;
+        wbuf.push(obj);
+        if wbuf.len() >= WBUF {
+            self.flush_barrier();
+        }
+    }
+
     /// True when `p` points into an object of this mutator's heap.
     #[inline]
     pub fn is_object(&self, p: *const u8) -> bool {

@@ -5,9 +5,11 @@
 //!
 //! 1. **Sweep termination**, world running: finish the previous cycle's sweeping.
 //! 2. **Start (stop the world)**: every cache goes back (so every span a mutator takes from
-//!    here on is allocated black, rule 5), every mutator gets a stack-scan request, the
-//!    barrier is switched on (`Heap::marking`). O(mutators × their caches).
-//! 3. **Concurrent mark**, world running: the collector scans the global handles, scans the
+//!    here on is allocated black, rule 5), every mutator gets a stack-scan request, every
+//!    pool's contents become its victim cache (`pool` rule 3), the barrier is switched on
+//!    (`Heap::marking`). O(mutators × (their caches + the pools they used)).
+//! 3. **Concurrent mark**, world running: the collector scans the global handles and the
+//!    pools (`get` and `put` shade what they move meanwhile, `pool` rule 2), scans the
 //!    shadow stacks of mutators in native code (the others scan their own at their next
 //!    safepoint), and drains the grey work that barriers, stack scans and retired allocation
 //!    windows send it through `Heap::queue`.
@@ -223,6 +225,7 @@ fn cycle(heap: &'static Heap) {
         m.sig.scan.store(PENDING, Ordering::SeqCst);
         m.sig.poll.fetch_or(SCAN, Ordering::SeqCst);
     }
+    heap.rotate_pools();
     heap.queue_lock().clear();
     heap.work_lock().clear();
     heap.work_wanted.store(false, Ordering::Relaxed);
@@ -245,6 +248,12 @@ fn cycle(heap: &'static Heap) {
             marker.root_value(unsafe { (*h).obj.load(Ordering::Relaxed) });
         }
     }
+    // Pooled objects (`pool` rule 1; `get` and `put` shade what they move meanwhile).
+    heap.each_pooled(|v| {
+        if v != 0 {
+            marker.root_value(v);
+        }
+    });
     let global_roots = marker.root_bytes;
     loop {
         marker.drain();

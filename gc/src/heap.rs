@@ -49,6 +49,8 @@ pub struct Heap {
     pub(crate) world: Gate<World>,
     pub(crate) central: Mutex<Central>,
     pub(crate) roots: Mutex<GlobalRoots>,
+    /// The registered pools (`pool`).
+    pub(crate) pools: Mutex<crate::pool::Pools>,
     /// Bytes of objects allocated or cached since the last mark, plus what it marked
     /// (Go's `heapLive`). Atomic, relaxed: a trigger check only.
     pub(crate) live: AtomicUsize,
@@ -256,6 +258,7 @@ impl Heap {
                 cursor: 0,
                 span_bytes: 0,
             }),
+            pools: Mutex::new(crate::pool::Pools::default()),
             roots: Mutex::new(GlobalRoots {
                 handles: Vec::new(),
                 callbacks: Vec::new(),

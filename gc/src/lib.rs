@@ -69,7 +69,9 @@
 //!
 //! ## Roots
 //! Per-mutator shadow stacks of slot addresses (`push_root`/`pop_roots`), the typed layer's
-//! handle arena, global handles, and registered root callbacks.
+//! handle arena, global handles, registered root callbacks, and what the pools hold (`pool`:
+//! a pool's contents become its victim cache at each cycle's start and are dropped at the
+//! next, Go's `sync.Pool`).
 //!
 //! ## Checks
 //! Always on: a pointer stored through `write` that is not this heap's object, a slot outside
@@ -116,6 +118,8 @@ pub(crate) mod object;
 #[cfg(not(loom))]
 pub mod pacer;
 #[cfg(not(loom))]
+pub(crate) mod pool;
+#[cfg(not(loom))]
 pub(crate) mod span;
 #[cfg(not(loom))]
 pub(crate) mod spanmap;
@@ -140,9 +144,11 @@ pub use mutator::MutatorState;
 #[cfg(not(loom))]
 pub use object::{BYTES, TypeError, TypeId, TypeInfo};
 #[cfg(not(loom))]
+pub use pool::PoolStats;
+#[cfg(not(loom))]
 pub use stats::{GcStats, PAUSES};
 #[cfg(not(loom))]
-pub use typed::{Data, Field, Global, Local, Member, Scope, Trace};
+pub use typed::{Data, Field, Global, Local, Member, Pool, Scope, Trace};
 
 #[cfg(not(loom))]
 use std::marker::PhantomData;
@@ -190,6 +196,7 @@ impl Drop for Mutator {
 #[cfg(not(loom))]
 pub mod raw {
     use super::*;
+    pub use crate::pool::{NewFn, Pool};
 
     /// Attaches the calling thread to `heap`; the record is detached with [`detach`].
     pub fn attach(heap: &'static Heap) -> *mut MutatorState {

@@ -209,6 +209,8 @@ pub(crate) struct Local {
     pub(crate) wbuf: Vec<usize>,
     /// Marking work (bytes) this mutator owes for what it allocated while marking.
     pub(crate) assist_debt: usize,
+    /// This mutator's shard of each pool it has used, by pool index (`pool`).
+    pub(crate) pools: Vec<Option<std::sync::Arc<crate::pool::Shard>>>,
 }
 
 impl Local {
@@ -250,6 +252,7 @@ impl MutatorState {
                 rust_types: Vec::new(),
                 wbuf: Vec::new(),
                 assist_debt: 0,
+                pools: Vec::new(),
             }),
         }
     }
@@ -649,6 +652,7 @@ pub(crate) unsafe fn detach(m: *mut MutatorState) {
         local.single.clear();
         local.others.clear();
         local.wbuf.clear();
+        crate::pool::orphan(&mut local.pools);
     }
     w.mutators.retain(|&x| x != m);
     st.heap.world.parked.notify_all();

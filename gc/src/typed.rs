@@ -145,6 +145,21 @@ data!(
     ()
 );
 
+// Atomics of data are data, and let an object be shared between threads (`Sync`).
+data!(
+    std::sync::atomic::AtomicBool,
+    std::sync::atomic::AtomicU8,
+    std::sync::atomic::AtomicU16,
+    std::sync::atomic::AtomicU32,
+    std::sync::atomic::AtomicU64,
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicI8,
+    std::sync::atomic::AtomicI16,
+    std::sync::atomic::AtomicI32,
+    std::sync::atomic::AtomicI64,
+    std::sync::atomic::AtomicIsize
+);
+
 // SAFETY: a cell of data is data.
 unsafe impl<T: Data> Data for std::cell::Cell<T> {}
 // SAFETY: an array of data is data.
@@ -367,6 +382,84 @@ impl<T> Drop for Global<T> {
     fn drop(&mut self) {
         // SAFETY: the handle is live until this drop, and owned by this `Global`.
         unsafe { crate::raw::handle_free(self.slot) }
+    }
+}
+
+/// A pool of `T` objects cleared each cycle (Go's `sync.Pool` with its victim cache; the
+/// rules are `pool`'s): [`Pool::get`] returns a pooled object, else a new one from the
+/// constructor given to [`Pool::with_new`], else `None`; [`Pool::put`] gives one back. An
+/// object stays valid while pooled; an idle pool's objects become garbage within two cycles,
+/// while a pool in steady use keeps hitting across collections. Like a [`Global`], a pool
+/// crosses threads only for `Sync` objects. Dropping the pool drops what it holds.
+pub struct Pool<T> {
+    inner: std::sync::Arc<crate::pool::Pool>,
+    _t: PhantomData<*const T>,
+}
+
+// SAFETY: the raw pool is thread-safe (`pool` rules); objects reach other threads only as
+// `&T` through a scope there, which `T: Sync` makes sound.
+unsafe impl<T: Sync> Send for Pool<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for Pool<T> {}
+
+impl<T: Trace> Pool<T> {
+    /// An empty pool on `heap` without a constructor.
+    pub fn new(heap: &'static Heap) -> Self {
+        Self {
+            inner: crate::pool::Pool::new(heap, heap.rust_type::<T>(), None),
+            _t: PhantomData,
+        }
+    }
+
+    /// An empty pool on `heap` whose `get` makes a new object from `f()` when it has none.
+    pub fn with_new(heap: &'static Heap, f: impl Fn() -> T + Send + Sync + 'static) -> Self {
+        const {
+            assert!(
+                !std::mem::needs_drop::<T>(),
+                "GC objects run no destructors"
+            );
+            assert!(align_of::<T>() <= 8, "GC objects are 8-byte aligned");
+        }
+        let ty = heap.rust_type::<T>();
+        let new_fn: crate::pool::NewFn = Box::new(move |m: &MutatorState| {
+            let value = f();
+            let p = m.alloc(ty);
+            if !p.is_null() {
+                // SAFETY: a fresh zeroed object of type `T`, 8-aligned; `value`'s `Member`s
+                // are null, so no barrier is needed.
+                unsafe { p.cast::<T>().write(value) };
+            }
+            p
+        });
+        Self {
+            inner: crate::pool::Pool::new(heap, ty, Some(new_fn)),
+            _t: PhantomData,
+        }
+    }
+
+    /// A pooled object, else a new one from the constructor, rooted in scope `s`; `None` when
+    /// the pool is empty and has no constructor. Panics if the constructor's heap cannot grow.
+    pub fn get<'s>(&self, s: &Scope<'s>) -> Option<Local<'s, T>> {
+        let p = self.inner.get(s.m);
+        NonNull::new(p.cast::<T>()).map(|p| s.root(p))
+    }
+
+    /// Gives `obj` back to the pool.
+    pub fn put(&self, s: &Scope<'_>, obj: &Local<'_, T>) {
+        // SAFETY: a `Local` is a live object of type `T` (of some heap: the raw pool aborts
+        // if it is not this pool's).
+        unsafe { self.inner.put(s.m, obj.as_ptr().cast()) };
+    }
+
+    /// Hits, misses and the objects pooled now.
+    pub fn stats(&self) -> crate::PoolStats {
+        self.inner.stats()
+    }
+}
+
+impl<T> Drop for Pool<T> {
+    fn drop(&mut self) {
+        self.inner.free();
     }
 }
 

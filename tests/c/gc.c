@@ -199,6 +199,45 @@ static void statistics(tc_mutator *m) {
     tc_safepoint(m);
 }
 
+/* The pool's constructor: counts its calls through ctx. */
+static void *new_node(tc_mutator *m, void *ctx) {
+    ++*(int *)ctx;
+    node *n = tc_alloc(m, node_t);
+    n->value = 7;
+    return n;
+}
+
+static void pools(tc_mutator *m) {
+    int made = 0;
+    tc_pool *p = tc_pool_new(heap, node_t, new_node, &made);
+    node *a = tc_pool_get(m, p);
+    CHECK(a != NULL && a->value == 7 && made == 1);
+    tc_pool_put(m, p, a);
+    CHECK(tc_pool_get(m, p) == a && made == 1); /* the pooled object comes back */
+    tc_pool_put(m, p, a);
+    tc_pool_put(m, p, NULL); /* ignored, as Go ignores nil */
+    /* A pool in use keeps hitting across collections (the victim cache). */
+    for (int i = 0; i < 300; i++) {
+        node *n = tc_pool_get(m, p);
+        CHECK(n->value == 7);
+        tc_pool_put(m, p, n);
+        if (i % 100 == 99) tc_collect(m);
+    }
+    CHECK(made == 1);
+    /* Idle for two collections: the pool is empty and the next get constructs. */
+    tc_collect(m);
+    tc_collect(m);
+    node *b = tc_pool_get(m, p);
+    CHECK(made == 2 && b->value == 7);
+    /* Without a constructor an empty pool gives NULL. */
+    tc_pool *q = tc_pool_new(heap, node_t, NULL, NULL);
+    CHECK(tc_pool_get(m, q) == NULL);
+    tc_pool_put(m, q, b);
+    CHECK(tc_pool_get(m, q) == b);
+    tc_pool_free(q);
+    tc_pool_free(p);
+}
+
 static int misuse(const char *mode) {
     tc_mutator *m = tc_mutator_attach(heap);
     static long not_heap[4];
@@ -244,6 +283,16 @@ static int misuse(const char *mode) {
     } else if (strcmp(mode, "type") == 0) {
         size_t bad[] = {4};
         tc_type_new(heap, "crooked", 16, bad, 1);
+    } else if (strcmp(mode, "pool-null") == 0) {
+        tc_pool_get(m, NULL);
+    } else if (strcmp(mode, "pool-foreign") == 0) {
+        tc_pool *p = tc_pool_new(heap, node_t, NULL, NULL);
+        fprintf(stderr, "PTR %p\n", (void *)not_heap);
+        tc_pool_put(m, p, not_heap);
+    } else if (strcmp(mode, "pool-type") == 0) {
+        tc_pool *p = tc_pool_new(heap, ref_t, NULL, NULL);
+        fprintf(stderr, "PTR %p\n", (void *)n);
+        tc_pool_put(m, p, n);
     }
     return 0;
 }
@@ -259,6 +308,7 @@ int main(int argc, char **argv) {
     trees_and_cycles(m);
     arrays_and_large(m);
     handles_and_callbacks(m);
+    pools(m);
     threads(m);
     statistics(m);
     tc_mutator_detach(m);

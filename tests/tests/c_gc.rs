@@ -75,6 +75,16 @@ fn using_a_detached_mutator_aborts() {
 }
 
 #[test]
+fn pool_misuse_aborts() {
+    misuse("pool-null", "tc_pool_get(): NULL pool");
+    misuse("pool-foreign", "is not an object of the pool's heap");
+    misuse(
+        "pool-type",
+        "is an object of type \"node\"; the pool holds \"ref\"",
+    );
+}
+
+#[test]
 fn an_invalid_type_layout_aborts() {
     misuse("type", "tc_type_new(): type \"crooked\": pointer offset 4");
 }
