@@ -116,6 +116,9 @@ static uint64_t push_p999(void) {
     return push_max;
 }
 
+/* The pool benchmark's figures for the RESULT line. */
+static char pool_extra[96];
+
 static void report(uint64_t checksum) {
     uint64_t gcs;
     char wait[96] = "";
@@ -137,8 +140,9 @@ static void report(uint64_t checksum) {
     if (push_count)
         snprintf(push, sizeof push, " push_max_ns=%llu push_p999_ns=%llu",
                  (unsigned long long)push_max, (unsigned long long)push_p999());
-    printf("RESULT checksum=%llu gcs=%llu p50_ns=%llu max_ns=%llu%s%s\n", (unsigned long long)checksum,
-           (unsigned long long)gcs, (unsigned long long)p50, (unsigned long long)max, wait, push);
+    printf("RESULT checksum=%llu gcs=%llu p50_ns=%llu max_ns=%llu%s%s%s\n", (unsigned long long)checksum,
+           (unsigned long long)gcs, (unsigned long long)p50, (unsigned long long)max, wait, push,
+           pool_extra);
 }
 
 /* ---- binary-trees ---- */
@@ -308,9 +312,49 @@ static uint64_t msgbuf(int ptr) {
     return sum;
 }
 
+/* ---- pool: a get+put pair against a plain allocation (Go's sync.Pool; Boehm has none) ---- */
+
+#if defined(TRICOLOR)
+static void *new_node4(tc_mutator *m, void *ctx) {
+    (void)ctx;
+    return tc_alloc(m, NODE4_T);
+}
+#endif
+
+static uint64_t pool_bench(void) {
+    const long n = 20000000;
+    uint64_t sum = 0;
+    uint64_t t0 = now_ns();
+#if defined(TRICOLOR)
+    tc_pool *p = tc_pool_new(tc_heap_default(), NODE4_T, new_node4, NULL);
+    for (long i = 0; i < n; i++) {
+        node4 *x = tc_pool_get(M, p);
+        x->i = i;
+        sum += (uint64_t)x->i;
+        tc_pool_put(M, p, x);
+    }
+#else
+    for (long i = 0; i < n; i++) sum += (uint64_t)i;
+#endif
+    uint64_t t1 = now_ns();
+    for (long i = 0; i < n; i++) {
+        node4 *x = ALLOC_NODE4();
+        x->i = i;
+        sum += (uint64_t)x->i;
+    }
+    uint64_t t2 = now_ns();
+#if defined(TRICOLOR)
+    snprintf(pool_extra, sizeof pool_extra, " pool_pair_ps=%llu alloc_ps=%llu",
+             (unsigned long long)((t1 - t0) * 1000 / n), (unsigned long long)((t2 - t1) * 1000 / n));
+#else
+    snprintf(pool_extra, sizeof pool_extra, " alloc_ps=%llu", (unsigned long long)((t2 - t1) * 1000 / n));
+#endif
+    return sum;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s binary-trees N | gcbench | msgbuf | msgbuf-ptr\n", argv[0]);
+        fprintf(stderr, "usage: %s binary-trees N | gcbench | msgbuf | msgbuf-ptr | pool\n", argv[0]);
         return 2;
     }
 #if defined(TRICOLOR)
@@ -335,6 +379,8 @@ int main(int argc, char **argv) {
         sum = msgbuf(0);
     } else if (strcmp(argv[1], "msgbuf-ptr") == 0) {
         sum = msgbuf(1);
+    } else if (strcmp(argv[1], "pool") == 0) {
+        sum = pool_bench();
     } else {
         fprintf(stderr, "unknown benchmark %s\n", argv[1]);
         return 2;

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -216,9 +217,38 @@ func msgbuf(ptr bool) uint64 {
 	return sum
 }
 
+// The pool benchmark: a sync.Pool Get+Put pair against a plain allocation, as in gcbench.c.
+var (
+	poolExtra string
+	sink      *node4
+)
+
+func poolBench() uint64 {
+	const n = 20000000
+	var sum uint64
+	p := sync.Pool{New: func() any { return new(node4) }}
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		x := p.Get().(*node4)
+		x.i = int64(i)
+		sum += uint64(x.i)
+		p.Put(x)
+	}
+	t1 := time.Now()
+	for i := 0; i < n; i++ {
+		x := &node4{}
+		x.i = int64(i)
+		sum += uint64(x.i)
+		sink = x
+	}
+	t2 := time.Now()
+	poolExtra = fmt.Sprintf(" pool_pair_ps=%d alloc_ps=%d", t1.Sub(t0).Nanoseconds()*1000/n, t2.Sub(t1).Nanoseconds()*1000/n)
+	return sum
+}
+
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: gcbench binary-trees N | gcbench | msgbuf | msgbuf-ptr")
+		fmt.Fprintln(os.Stderr, "usage: gcbench binary-trees N | gcbench | msgbuf | msgbuf-ptr | pool")
 		os.Exit(2)
 	}
 	var sum uint64
@@ -235,6 +265,8 @@ func main() {
 		sum = msgbuf(false)
 	case "msgbuf-ptr":
 		sum = msgbuf(true)
+	case "pool":
+		sum = poolBench()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown benchmark", os.Args[1])
 		os.Exit(2)
@@ -260,5 +292,5 @@ func main() {
 		push = fmt.Sprintf(" push_max_ns=%d push_p999_ns=%d", pushMax, pushP999())
 	}
 	cpu := fmt.Sprintf(" gc_cpu_pm=%d", uint64(ms.GCCPUFraction*1000+0.5))
-	fmt.Printf("RESULT checksum=%d gcs=%d p50_ns=%d max_ns=%d%s%s\n", sum, ms.NumGC, p50, max, cpu, push)
+	fmt.Printf("RESULT checksum=%d gcs=%d p50_ns=%d max_ns=%d%s%s%s\n", sum, ms.NumGC, p50, max, cpu, push, poolExtra)
 }

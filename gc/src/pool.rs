@@ -26,6 +26,10 @@
 //!    and does not park while holding it (the constructor runs with no lock held).
 //! 5. A shard outlives its owner's detach: the private object moves to the shared deque for
 //!    others to steal, and the shard is dropped at a cycle's start once it is empty.
+//! 6. The private slot and the hit and miss counters are written only by the shard's owner
+//!    while it runs, and by the collector with the world stopped (rule 3); others only read
+//!    them. So the owner updates them with plain atomic loads and stores (no locked
+//!    instruction on the fast path).
 
 use crate::heap::Heap;
 use crate::misuse;
@@ -57,6 +61,9 @@ pub struct Pool {
 /// One mutator's part of a pool (module docs).
 pub(crate) struct Shard {
     private: AtomicUsize,
+    /// The object `get` last handed out here, checked then: a `put` of it skips the check
+    /// (the get/put pair's fast path; owner only, rule 6).
+    last: AtomicUsize,
     shared: Mutex<VecDeque<usize>>,
     victim: Mutex<Victim>,
     owner_gone: AtomicBool,
@@ -69,6 +76,11 @@ pub(crate) struct Shard {
 struct Victim {
     private: usize,
     objects: VecDeque<usize>,
+}
+
+/// Adds one to a counter only its owner writes (rule 6).
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -126,6 +138,7 @@ impl Pool {
         self.ty
     }
 
+    #[inline(always)]
     fn check(&self, m: &MutatorState, op: &str) {
         m.check_attached(op);
         if !std::ptr::eq(m.heap, self.heap) {
@@ -139,7 +152,19 @@ impl Pool {
     }
 
     /// The calling mutator's shard, made on first use.
+    #[inline(always)]
     fn shard<'m>(&self, m: &'m MutatorState) -> &'m Shard {
+        // SAFETY: `mutator` rule 2: the owner, running; no call below parks.
+        if let Some(Some(s)) = unsafe { m.local() }.pools.get(self.index) {
+            // SAFETY: as below.
+            return unsafe { &*Arc::as_ptr(s) };
+        }
+        self.new_shard(m)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn new_shard<'m>(&self, m: &'m MutatorState) -> &'m Shard {
         // SAFETY: `mutator` rule 2: the owner, running; no call below parks.
         let local = unsafe { m.local() };
         if local.pools.len() <= self.index {
@@ -149,6 +174,7 @@ impl Pool {
         let shard = slot.get_or_insert_with(|| {
             let s = Arc::new(Shard {
                 private: AtomicUsize::new(0),
+                last: AtomicUsize::new(0),
                 shared: Mutex::new(VecDeque::new()),
                 victim: Mutex::new(Victim::default()),
                 owner_gone: AtomicBool::new(false),
@@ -170,25 +196,36 @@ impl Pool {
     pub fn get(&self, m: &MutatorState) -> *mut u8 {
         self.check(m, "pool_get");
         let shard = self.shard(m);
-        let mut obj = shard.private.swap(0, Ordering::Relaxed);
-        if obj == 0 {
+        // Rule 6: the owner is the private slot's and the counters' only writer while it runs:
+        // plain loads and stores, no read-modify-write.
+        let mut obj = shard.private.load(Ordering::Relaxed);
+        if obj != 0 {
+            shard.private.store(0, Ordering::Relaxed);
+        } else {
             obj = lock(&shard.shared).pop_back().unwrap_or(0);
         }
         if obj == 0 {
             obj = self.get_slow(shard);
         }
         if obj != 0 {
-            shard.hits.fetch_add(1, Ordering::Relaxed);
+            bump(&shard.hits);
             if self.heap.marking.load(Ordering::Relaxed) {
                 m.shade_one(obj);
             }
+            shard.last.store(obj, Ordering::Relaxed);
             return obj as *mut u8;
         }
-        shard.misses.fetch_add(1, Ordering::Relaxed);
-        match &self.new_fn {
-            Some(f) => f(m),
-            None => std::ptr::null_mut(),
+        bump(&shard.misses);
+        let Some(f) = &self.new_fn else {
+            return std::ptr::null_mut();
+        };
+        let obj = f(m);
+        if !obj.is_null() {
+            self.check_object(obj, "pool_get (the constructor's object)");
+            // The constructor may have made this mutator's first use of another pool.
+            self.shard(m).last.store(obj as usize, Ordering::Relaxed);
         }
+        obj
     }
 
     /// Steals from the other shards' shared deques, then takes from the victims: own first.
@@ -223,11 +260,15 @@ impl Pool {
         if obj.is_null() {
             return;
         }
-        self.check_object(obj);
+        let shard = self.shard(m);
+        // What `get` just handed out was checked then (only a use after free, which no check
+        // here catches, could make it another object since).
+        if shard.last.load(Ordering::Relaxed) != obj as usize {
+            self.check_object(obj, "pool_put");
+        }
         if self.heap.marking.load(Ordering::Relaxed) {
             m.shade_one(obj as usize);
         }
-        let shard = self.shard(m);
         if shard.private.load(Ordering::Relaxed) == 0 {
             shard.private.store(obj as usize, Ordering::Relaxed);
         } else {
@@ -235,18 +276,19 @@ impl Pool {
         }
     }
 
-    fn check_object(&self, obj: *mut u8) {
+    #[cold]
+    fn check_object(&self, obj: *mut u8, op: &str) {
         let a = obj as usize;
         let r = spanmap::in_use(a, self.heap.addr()).filter(|r| r.covers(a));
         let Some(r) = r else {
             misuse::abort(format_args!(
-                "pool_put(): {obj:p} is not an object of the pool's heap"
+                "{op}(): {obj:p} is not an object of the pool's heap"
             ));
         };
         let start = r.index_of(a).map(|i| r.slot(i));
         if start != Some(a) {
             misuse::abort(format_args!(
-                "pool_put(): {obj:p} points inside an object, not at its start"
+                "{op}(): {obj:p} points inside an object, not at its start"
             ));
         }
         if r.ty.id != self.ty {
@@ -255,7 +297,7 @@ impl Pool {
                 .type_info(self.ty)
                 .map_or("?", |t| t.name.as_str());
             misuse::abort(format_args!(
-                "pool_put(): {obj:p} is an object of type \"{}\"; the pool holds \"{want}\"",
+                "{op}(): {obj:p} is an object of type \"{}\"; the pool holds \"{want}\"",
                 r.ty.name
             ));
         }

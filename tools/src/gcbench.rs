@@ -110,6 +110,9 @@ struct Sample {
     /// The runtime's own GC CPU share (Go's `GCCPUFraction`, Tricolor's `gc_cpu_fraction`),
     /// per mille; Boehm GC reports none.
     gc_cpu_pm: Option<u64>,
+    /// The pool benchmark: a get+put pair and a plain allocation, picoseconds each.
+    pool_pair_ps: Option<u64>,
+    alloc_ps: Option<u64>,
 }
 
 fn field(line: &str, key: &str) -> Option<u64> {
@@ -159,6 +162,8 @@ fn run_once(exe: &Path, args: &[String]) -> Result<Sample, String> {
         push_max_ns: field(line, "push_max_ns"),
         push_p999_ns: field(line, "push_p999_ns"),
         gc_cpu_pm: field(line, "gc_cpu_pm"),
+        pool_pair_ps: field(line, "pool_pair_ps"),
+        alloc_ps: field(line, "alloc_ps"),
     })
 }
 
@@ -245,6 +250,8 @@ pub fn table(runs: usize, depth: u32) -> bool {
                 push_max_ns: optional_median(&samples, |s| s.push_max_ns),
                 push_p999_ns: optional_median(&samples, |s| s.push_p999_ns),
                 gc_cpu_pm: optional_median(&samples, |s| s.gc_cpu_pm),
+                pool_pair_ps: None,
+                alloc_ps: None,
             };
             if *checksum.get_or_insert(m.checksum) != m.checksum {
                 eprintln!(
@@ -273,10 +280,63 @@ pub fn table(runs: usize, depth: u32) -> bool {
             );
         }
     }
+    ok &= pool_table(&runtimes, runs);
     println!(
         "\nbenchmarks (benches/gc/): binary-trees N: the Benchmarks Game program; gcbench: Boehm's GCBench (stretch 18, long-lived 16, depths 4..16); msgbuf: the GC latency experiment (window of 200,000 messages of 1 KiB, 1,000,000 pushes, each timed: push max / p99.9 is the mutator's latency); msgbuf-ptr: each message a list of 8 nodes of 128 B"
     );
     let _ = std::fs::remove_dir_all(&scratch);
+    ok
+}
+
+/// The pool table: a get+put pair of a 32-byte object against allocating one, medians of
+/// `runs` runs of 20,000,000 each; false if a run failed or checksums differ.
+fn pool_table(runtimes: &[Runtime], runs: usize) -> bool {
+    println!(
+        "\npool: 20,000,000 get+put pairs of a 32-byte object (Tricolor's tc_pool, Go's sync.Pool; Boehm has none), then as many plain allocations; ns per operation, medians"
+    );
+    println!(
+        "{:<9} {:>11} {:>9} {:>12} {:>14}",
+        "runtime", "get+put ns", "alloc ns", "pair/alloc", "pair/tricolor"
+    );
+    let (mut ok, mut checksum, mut base) = (true, None, None);
+    for rt in runtimes {
+        let samples: Vec<Sample> = (0..runs)
+            .filter_map(|_| match run_once(&rt.exe, &["pool".to_string()]) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("tricolor bench: pool on {}: {e}", rt.name);
+                    None
+                }
+            })
+            .collect();
+        if samples.len() != runs {
+            ok = false;
+            continue;
+        }
+        if *checksum.get_or_insert(samples[0].checksum) != samples[0].checksum {
+            eprintln!(
+                "tricolor bench: pool: {} computed a different checksum",
+                rt.name
+            );
+            ok = false;
+        }
+        let pair = optional_median(&samples, |s| s.pool_pair_ps);
+        let alloc = optional_median(&samples, |s| s.alloc_ps);
+        let ns = |ps: Option<u64>| ps.map_or("-".into(), |p| format!("{:.2}", p as f64 / 1e3));
+        let b = *base.get_or_insert(pair);
+        let ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0 => format!("{:.2}", a as f64 / b as f64),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<9} {:>11} {:>9} {:>12} {:>14}",
+            rt.name,
+            ns(pair),
+            ns(alloc),
+            ratio(pair, alloc),
+            ratio(pair, b)
+        );
+    }
     ok
 }
 
