@@ -9,7 +9,8 @@
  * allocation (tc_alloc, tc_alloc_array, tc_alloc_bytes), the barriered store (tc_write),
  * roots (tc_push_root, tc_pop_roots, tc_handle_*, tc_add_root_callback), safepoints and
  * native code, tc_collect, tc_set_gc_percent, tc_gc_stats; pools cleared each cycle
- * (tc_pool_new, tc_pool_get, tc_pool_put, tc_pool_free).
+ * (tc_pool_new, tc_pool_get, tc_pool_put, tc_pool_free); weak handles (tc_weak_new,
+ * tc_weak_get, tc_weak_free).
  */
 
 #ifndef TRICOLOR_H
@@ -38,6 +39,9 @@ typedef struct tc_pool tc_pool;
 
 // Passed to root callbacks; report each root with tc_visit_root.
 typedef struct tc_root_visitor tc_root_visitor;
+
+// A weak handle: yields its object while the object is reachable (see tc_weak_new).
+typedef struct tc_weak tc_weak;
 
 // Tricolor's memory, partitioned (module docs), plus counters. `#[repr(C)]`: the C API
 // returns the same struct (`tc_alloc_stats_t`).
@@ -396,6 +400,25 @@ void tc_pool_put(struct tc_mutator *m, struct tc_pool *p, void *obj);
 // # Safety
 // `p` came from tc_pool_new and is not used afterwards.
 void tc_pool_free(struct tc_pool *p);
+
+// A weak handle to `obj` (a heap object's start, or NULL; aborts with a message otherwise).
+// It is not a root: tc_weak_get yields the object while something else keeps it reachable,
+// and NULL from the moment the collector finds it unreachable, for every reader at once.
+struct tc_weak *tc_weak_new(struct tc_mutator *m, void *obj);
+
+// The object of weak handle `w`, or NULL once it was found unreachable. What it returns is
+// the caller's, to root like any object it holds (reading during a collection keeps the
+// object alive).
+//
+// # Safety
+// `w` is a live handle of `m`'s heap.
+void *tc_weak_get(struct tc_mutator *m, struct tc_weak *w);
+
+// Frees a weak handle.
+//
+// # Safety
+// `w` came from tc_weak_new and is not used afterwards.
+void tc_weak_free(struct tc_weak *w);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -12,7 +12,9 @@ pub mod cmalloc;
 mod exports;
 mod gc;
 mod pool;
+mod weak;
 
 pub use exports::*;
 pub use gc::*;
 pub use pool::*;
+pub use weak::*;

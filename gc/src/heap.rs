@@ -163,6 +163,8 @@ pub(crate) struct Central {
     pub(crate) retired: Vec<*mut GcSpan>,
     /// The sweep generation (`sweepgen`): grows by 2 at each flip.
     pub(crate) sweepgen: u32,
+    /// From the flip until `queue_sweep` has freed the dead large objects (`weak` rule 2).
+    pub(crate) large_pending: bool,
     /// The proportional sweeper's position in `all`.
     pub(crate) cursor: usize,
     /// Bytes of GC spans in use.
@@ -255,6 +257,7 @@ impl Heap {
                 records: Vec::new(),
                 retired: Vec::new(),
                 sweepgen: 2,
+                large_pending: false,
                 cursor: 0,
                 span_bytes: 0,
             }),

@@ -12,14 +12,17 @@
 //! loom-modelled) → `object` (types) → `spanmap`, `span` (GC spans, bitmaps) → `heap`
 //! (central lists, record pool, registry) → `mutator` (caches, roots) → `mark` (`mark/`: a
 //! marker, `work` sharing, `scan`, `worker`, `assist`, `verify`) → `barrier` (`write`) →
-//! `sweep` (with `span::GcSpan::sweep`) → `collect` (the cycle) → `stats` → `typed` (the safe
-//! Rust layer). `knobs`, `pacer` (pure functions) and `misuse` are leaf utilities.
+//! `sweep` (with `span::GcSpan::sweep`) → `pool`, `weak` → `collect` (the cycle) → `stats` →
+//! `typed` (the safe Rust layer). `knobs`, `pacer` (pure functions) and `misuse` are leaf
+//! utilities.
 //!
 //! The allowed back-edges, each because the lower layer holds or triggers the upper one's
 //! state: `heap` owns the state of the layers above (the mutator registry, the mark queue, the
 //! cycle's `collect::Control`, the statistics), so it names their types; `mutator`'s slow path
 //! asks `collect` for a cycle and pays for allocation with a `mark::assist`; `misuse` names a
-//! mutator in its messages; `collect` and `mark::worker` read `stats::thread_cpu_ns`.
+//! mutator in its messages; `collect` and `mark::worker` read `stats::thread_cpu_ns`; a
+//! mutator's detach hands its pool shards to `pool`, and a sweep clears weak handles through
+//! `weak`'s `GcSpan::clear_dead_weak`.
 //!
 //! ## Object model (`object`, `span`)
 //! * A type is registered at run time with a size and the byte offsets of its pointer slots.
@@ -71,7 +74,8 @@
 //! Per-mutator shadow stacks of slot addresses (`push_root`/`pop_roots`), the typed layer's
 //! handle arena, global handles, registered root callbacks, and what the pools hold (`pool`:
 //! a pool's contents become its victim cache at each cycle's start and are dropped at the
-//! next, Go's `sync.Pool`).
+//! next, Go's `sync.Pool`). Weak handles (`weak`, Go's `weak.Pointer`) are not roots: the
+//! sweep that finds their object dead clears them, and a read settles that sweep first.
 //!
 //! ## Checks
 //! Always on: a pointer stored through `write` that is not this heap's object, a slot outside
@@ -131,6 +135,8 @@ pub(crate) mod sweepgen;
 pub(crate) mod sync;
 #[cfg(not(loom))]
 pub(crate) mod typed;
+#[cfg(not(loom))]
+pub(crate) mod weak;
 pub(crate) mod world;
 
 #[cfg(not(loom))]
@@ -148,7 +154,9 @@ pub use pool::PoolStats;
 #[cfg(not(loom))]
 pub use stats::{GcStats, PAUSES};
 #[cfg(not(loom))]
-pub use typed::{Data, Field, Global, Local, Member, Pool, Scope, Trace};
+pub use typed::{Data, Field, Global, Local, Member, Pool, Scope, Trace, Weak};
+#[cfg(not(loom))]
+pub use weak::WeakSlot;
 
 #[cfg(not(loom))]
 use std::marker::PhantomData;
@@ -197,6 +205,7 @@ impl Drop for Mutator {
 pub mod raw {
     use super::*;
     pub use crate::pool::{NewFn, Pool};
+    pub use crate::weak::weak_free;
 
     /// Attaches the calling thread to `heap`; the record is detached with [`detach`].
     pub fn attach(heap: &'static Heap) -> *mut MutatorState {

@@ -33,6 +33,7 @@
 use crate::object::TypeInfo;
 use crate::sweepgen::SweepGen;
 use std::cell::UnsafeCell;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use tricolor_alloc::size_class::{CLASSES, PAGE_SIZE};
 
@@ -77,6 +78,9 @@ pub(crate) struct GcSpan {
     pub(crate) bits: Box<[Bits]>,
     /// Unswept, being swept or swept (`sweepgen`).
     pub(crate) sweepgen: SweepGen,
+    /// The weak handles to this span's objects (`weak`): cleared by the sweep that finds
+    /// their object dead.
+    pub(crate) weak: Mutex<Vec<usize>>,
     owned: UnsafeCell<Owned>,
 }
 
@@ -115,6 +119,7 @@ impl GcSpan {
             kind: 0,
             bits: Box::new([]),
             sweepgen: SweepGen::new(0),
+            weak: Mutex::new(Vec::new()),
             owned: UnsafeCell::new(Owned {
                 free_index: 0,
                 needzero: false,
@@ -270,6 +275,7 @@ impl GcSpan {
     pub(crate) unsafe fn sweep(&self, poison: bool, sweepgen: u32) -> u32 {
         // SAFETY: the caller's contract.
         let o = unsafe { self.owned() };
+        self.clear_dead_weak();
         let mut live = 0;
         for (w, b) in self.bits.iter().enumerate() {
             let marks = b.mark.swap(0, Ordering::Relaxed);

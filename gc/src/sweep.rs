@@ -4,8 +4,9 @@
 //! of its kind (lazy) or sweeps one more anywhere (proportional), both under the central
 //! lock; the collector thread between cycles (background), which sweeps batches outside the
 //! lock and files the results under it; or sweep termination at the next cycle's start.
-//! Sweeping makes the mark bits the alloc bits (`span::GcSpan::sweep`); a span left with no
-//! object goes back to the page heap.
+//! Sweeping makes the mark bits the alloc bits (`span::GcSpan::sweep`), clearing the weak
+//! handles to the objects it finds dead first (`weak`); a span left with no object goes back
+//! to the page heap.
 //!
 //! Invariants (the lists and records under `Heap::central`):
 //! 1. A span is swept in generation `sweepgen` at most once, by the thread that claimed it
@@ -147,6 +148,7 @@ impl Central {
     pub(crate) fn flip(&mut self) -> Vec<*mut GcSpan> {
         self.sweepgen = self.sweepgen.wrapping_add(2);
         self.cursor = self.all.len();
+        self.large_pending = true;
         std::mem::take(&mut self.large)
     }
 
@@ -169,9 +171,12 @@ impl Central {
             if r.bits[0].mark.swap(0, Ordering::Relaxed) & 1 != 0 {
                 self.large.push(s);
             } else {
+                // `weak` rule 1: its mark is clear now, so every handle to it is cleared.
+                r.clear_dead_weak();
                 self.free_span(s);
             }
         }
+        self.large_pending = false;
         self.records.append(&mut self.retired);
     }
 }

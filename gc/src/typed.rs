@@ -342,6 +342,23 @@ impl<'s> Scope<'s> {
         self.root(NonNull::new(p).expect("global handles hold objects"))
     }
 
+    /// A weak handle to `obj`: it yields the object while the object is reachable otherwise
+    /// (Go's `weak.Make`).
+    pub fn weak<T>(&self, obj: &Local<'_, T>) -> Weak<T> {
+        Weak {
+            slot: self.m.weak_new(obj.as_ptr().cast()),
+            _t: PhantomData,
+        }
+    }
+
+    /// The object of a weak handle, rooted in this scope, or `None` once the collector has
+    /// found it unreachable (Go's `weak.Pointer.Value`).
+    pub fn upgrade<T>(&self, w: &Weak<T>) -> Option<Local<'s, T>> {
+        // SAFETY: the handle is live while `w` is; `weak_get` aborts if it is another heap's.
+        let p = unsafe { self.m.weak_get(w.slot) };
+        NonNull::new(p.cast::<T>()).map(|p| self.root(p))
+    }
+
     /// Runs `f` in a nested scope: its locals stop being roots when it returns.
     pub fn scope<R>(&self, f: impl for<'t> FnOnce(&Scope<'t>) -> R) -> R {
         // SAFETY: rule 2 of `mutator`: the owner, running.
@@ -377,6 +394,28 @@ pub struct Global<T> {
 unsafe impl<T: Sync> Send for Global<T> {}
 // SAFETY: as above.
 unsafe impl<T: Sync> Sync for Global<T> {}
+
+/// A weak handle (Go 1.24's `weak.Pointer`, the rules are `weak`'s): made by [`Scope::weak`],
+/// read by [`Scope::upgrade`], which yields the object while it is reachable otherwise and
+/// `None` from the moment the collector finds it unreachable. Not a root. Like a [`Global`],
+/// it crosses threads only for `Sync` objects.
+pub struct Weak<T> {
+    slot: *mut crate::weak::WeakSlot,
+    _t: PhantomData<*const T>,
+}
+
+// SAFETY: the handle's word is atomic and its registration is under its span's lock; the
+// object is reached from another thread only as `&T` through a scope there.
+unsafe impl<T: Sync> Send for Weak<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for Weak<T> {}
+
+impl<T> Drop for Weak<T> {
+    fn drop(&mut self) {
+        // SAFETY: the handle is live until this drop, and owned by this `Weak`.
+        unsafe { crate::weak::weak_free(self.slot) }
+    }
+}
 
 impl<T> Drop for Global<T> {
     fn drop(&mut self) {

@@ -238,6 +238,26 @@ static void pools(tc_mutator *m) {
     tc_pool_free(p);
 }
 
+static void weaks(tc_mutator *m) {
+    node *a = tc_alloc(m, node_t);
+    a->value = 42;
+    tc_push_root(m, (void **)&a);
+    tc_weak *w = tc_weak_new(m, a);
+    tc_weak *w2 = tc_weak_new(m, a);
+    tc_collect(m);
+    CHECK(tc_weak_get(m, w) == a && a->value == 42); /* rooted: still there */
+    tc_pop_roots(m, 1);
+    a = NULL;
+    tc_collect(m);
+    CHECK(tc_weak_get(m, w) == NULL); /* unreachable: cleared, for every handle */
+    CHECK(tc_weak_get(m, w2) == NULL);
+    tc_weak_free(w);
+    tc_weak_free(w2);
+    tc_weak *z = tc_weak_new(m, NULL);
+    CHECK(tc_weak_get(m, z) == NULL);
+    tc_weak_free(z);
+}
+
 static int misuse(const char *mode) {
     tc_mutator *m = tc_mutator_attach(heap);
     static long not_heap[4];
@@ -283,6 +303,11 @@ static int misuse(const char *mode) {
     } else if (strcmp(mode, "type") == 0) {
         size_t bad[] = {4};
         tc_type_new(heap, "crooked", 16, bad, 1);
+    } else if (strcmp(mode, "weak-null") == 0) {
+        tc_weak_get(m, NULL);
+    } else if (strcmp(mode, "weak-foreign") == 0) {
+        fprintf(stderr, "PTR %p\n", (void *)not_heap);
+        tc_weak_new(m, not_heap);
     } else if (strcmp(mode, "pool-null") == 0) {
         tc_pool_get(m, NULL);
     } else if (strcmp(mode, "pool-foreign") == 0) {
@@ -309,6 +334,7 @@ int main(int argc, char **argv) {
     arrays_and_large(m);
     handles_and_callbacks(m);
     pools(m);
+    weaks(m);
     threads(m);
     statistics(m);
     tc_mutator_detach(m);

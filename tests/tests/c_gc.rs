@@ -75,6 +75,12 @@ fn using_a_detached_mutator_aborts() {
 }
 
 #[test]
+fn weak_handle_misuse_aborts() {
+    misuse("weak-null", "tc_weak_get(): NULL weak handle");
+    misuse("weak-foreign", "weak_new(): ");
+}
+
+#[test]
 fn pool_misuse_aborts() {
     misuse("pool-null", "tc_pool_get(): NULL pool");
     misuse("pool-foreign", "is not an object of the pool's heap");
