@@ -10,7 +10,8 @@
  * roots (tc_push_root, tc_pop_roots, tc_handle_*, tc_add_root_callback), safepoints and
  * native code, tc_collect, tc_set_gc_percent, tc_gc_stats; pools cleared each cycle
  * (tc_pool_new, tc_pool_get, tc_pool_put, tc_pool_free); weak handles (tc_weak_new,
- * tc_weak_get, tc_weak_free).
+ * tc_weak_get, tc_weak_free); finalizers and cleanups (tc_set_finalizer, tc_add_cleanup,
+ * tc_cleanup_cancel, tc_wait_finalizers).
  */
 
 #ifndef TRICOLOR_H
@@ -113,6 +114,14 @@ typedef struct tc_class_stats_t_ {
 
 // One size class's figures (Rust's `tricolor_alloc::ClassStats`).
 typedef struct tc_class_stats_t_ tc_class_stats_t;
+
+// A finalizer: called once on the heap's finalizer thread (its mutator `m`) with the object,
+// after the object became unreachable.
+typedef void (*tc_finalizer_fn)(struct tc_mutator *m, void *obj);
+
+// A cleanup: called once on the heap's finalizer thread with its argument, after its object
+// became unreachable.
+typedef void (*tc_cleanup_fn)(void *arg);
 
 // A registered object type (0 is reserved for raw bytes).
 typedef uint32_t tc_type;
@@ -252,6 +261,32 @@ size_t tc_release_memory(void);
 // reads it; `TC_NO_LIMIT` turns it off (Go's `debug.SetMemoryLimit`; `GOMEMLIMIT` sets it
 // at start).
 int64_t tc_set_memory_limit(int64_t limit);
+
+// Sets `obj`'s finalizer (Go's runtime.SetFinalizer), or clears it when `fn` is NULL. Once
+// `obj` is unreachable, `fn(m, obj)` runs once on the heap's finalizer thread, which keeps
+// `obj` and what it reaches alive until then; `obj` is freed by a later collection unless
+// `fn` stored it somewhere reachable. If A points at B and both have finalizers, A's runs
+// first and B's only after A is freed; an object with a finalizer in a cycle (or pointing to
+// itself) is never finalized or freed. Weak handles to `obj` are cleared before `fn` runs.
+// Aborts with a message if `obj` is not an object's start on `m`'s heap, or already has a
+// finalizer.
+void tc_set_finalizer(struct tc_mutator *m, void *obj, tc_finalizer_fn fn);
+
+// Adds a cleanup to `obj` (Go's runtime.AddCleanup): once `obj` is unreachable, `fn(arg)`
+// runs once on the heap's finalizer thread. It does not keep `obj` alive, and `arg` must not
+// be or reach `obj` (then it never runs). An object may have many cleanups. Returns a handle
+// for tc_cleanup_cancel. Aborts with a message if `obj` is not an object's start on `m`'s
+// heap, or `fn` is NULL.
+uint64_t tc_add_cleanup(struct tc_mutator *m, void *obj, tc_cleanup_fn fn, void *arg);
+
+// Cancels cleanup `cleanup` of `m`'s heap: 1 if it had not been queued to run (it never
+// will), 0 if it ran, is queued, or was cancelled already.
+int tc_cleanup_cancel(struct tc_mutator *m, uint64_t cleanup);
+
+// Finishes the last collection's sweep (which queues the finalizers and cleanups of what it
+// found unreachable) and waits until every finalizer and cleanup queued so far has run.
+// `m` counts as in native code meanwhile.
+void tc_wait_finalizers(struct tc_mutator *m);
 
 // The process-wide heap, configured from GOGC, GODEBUG=gctrace=1, GOMEMLIMIT and
 // TRICOLOR_GC_VERIFY on first use.

@@ -10,11 +10,13 @@
 
 pub mod cmalloc;
 mod exports;
+mod finalize;
 mod gc;
 mod pool;
 mod weak;
 
 pub use exports::*;
+pub use finalize::*;
 pub use gc::*;
 pub use pool::*;
 pub use weak::*;

@@ -8,8 +8,9 @@
 //!    here on is allocated black, rule 5), every mutator gets a stack-scan request, every
 //!    pool's contents become its victim cache (`pool` rule 3), the barrier is switched on
 //!    (`Heap::marking`). O(mutators × (their caches + the pools they used)).
-//! 3. **Concurrent mark**, world running: the collector scans the global handles and the
-//!    pools (`get` and `put` shade what they move meanwhile, `pool` rule 2), scans the
+//! 3. **Concurrent mark**, world running: the collector scans the global handles, the pools
+//!    (`get` and `put` shade what they move meanwhile, `pool` rule 2), what finalizable
+//!    objects point to and the finalizer queue (`finalize` rule 2), scans the
 //!    shadow stacks of mutators in native code (the others scan their own at their next
 //!    safepoint), and drains the grey work that barriers, stack scans and retired allocation
 //!    windows send it through `Heap::queue`.
@@ -254,6 +255,14 @@ fn cycle(heap: &'static Heap) {
             marker.root_value(v);
         }
     });
+    // What finalizable objects reach, and queued finalizers' objects (`finalize` rule 2).
+    {
+        let mut referents = Vec::new();
+        heap.each_finalizable(|obj| referents.push(obj), |obj| marker.root_value(obj));
+        for obj in referents {
+            marker.mark_referents(obj);
+        }
+    }
     let global_roots = marker.root_bytes;
     loop {
         marker.drain();

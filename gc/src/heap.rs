@@ -51,6 +51,12 @@ pub struct Heap {
     pub(crate) roots: Mutex<GlobalRoots>,
     /// The registered pools (`pool`).
     pub(crate) pools: Mutex<crate::pool::Pools>,
+    /// Finalizers, cleanups and their run queue (`finalize`); signalled when jobs are queued.
+    pub(crate) finals: Mutex<crate::finalize::Finals>,
+    pub(crate) finals_cv: Condvar,
+    /// Registered finalizers and cleanups: lets sweeps and marking skip the registry when
+    /// there are none. Relaxed (a registration's object is alive until the next stop).
+    pub(crate) finals_count: AtomicUsize,
     /// Bytes of objects allocated or cached since the last mark, plus what it marked
     /// (Go's `heapLive`). Atomic, relaxed: a trigger check only.
     pub(crate) live: AtomicUsize,
@@ -262,6 +268,9 @@ impl Heap {
                 span_bytes: 0,
             }),
             pools: Mutex::new(crate::pool::Pools::default()),
+            finals: Mutex::new(crate::finalize::Finals::default()),
+            finals_cv: Condvar::new(),
+            finals_count: AtomicUsize::new(0),
             roots: Mutex::new(GlobalRoots {
                 handles: Vec::new(),
                 callbacks: Vec::new(),

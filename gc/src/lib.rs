@@ -12,7 +12,8 @@
 //! loom-modelled) → `object` (types) → `spanmap`, `span` (GC spans, bitmaps) → `heap`
 //! (central lists, record pool, registry) → `mutator` (caches, roots) → `mark` (`mark/`: a
 //! marker, `work` sharing, `scan`, `worker`, `assist`, `verify`) → `barrier` (`write`) →
-//! `sweep` (with `span::GcSpan::sweep`) → `pool`, `weak` → `collect` (the cycle) → `stats` →
+//! `sweep` (with `span::GcSpan::sweep`) → `pool`, `weak`, `finalize` → `collect` (the cycle)
+//! → `stats` →
 //! `typed` (the safe Rust layer). `knobs`, `pacer` (pure functions) and `misuse` are leaf
 //! utilities.
 //!
@@ -22,7 +23,7 @@
 //! asks `collect` for a cycle and pays for allocation with a `mark::assist`; `misuse` names a
 //! mutator in its messages; `collect` and `mark::worker` read `stats::thread_cpu_ns`; a
 //! mutator's detach hands its pool shards to `pool`, and a sweep clears weak handles through
-//! `weak`'s `GcSpan::clear_dead_weak`.
+//! `weak`'s `GcSpan::clear_dead_weak` and queues finalizers through `finalize`.
 //!
 //! ## Object model (`object`, `span`)
 //! * A type is registered at run time with a size and the byte offsets of its pointer slots.
@@ -74,8 +75,10 @@
 //! Per-mutator shadow stacks of slot addresses (`push_root`/`pop_roots`), the typed layer's
 //! handle arena, global handles, registered root callbacks, and what the pools hold (`pool`:
 //! a pool's contents become its victim cache at each cycle's start and are dropped at the
-//! next, Go's `sync.Pool`). Weak handles (`weak`, Go's `weak.Pointer`) are not roots: the
-//! sweep that finds their object dead clears them, and a read settles that sweep first.
+//! next, Go's `sync.Pool`), what objects with finalizers point to, and objects queued for
+//! their finalizer (`finalize`, Go's `SetFinalizer` and `AddCleanup`). Weak handles (`weak`,
+//! Go's `weak.Pointer`) are not roots: the sweep that finds their object dead clears them
+//! (before it queues the object's finalizer or cleanups), and a read settles that sweep first.
 //!
 //! ## Checks
 //! Always on: a pointer stored through `write` that is not this heap's object, a slot outside
@@ -106,6 +109,8 @@
 pub(crate) mod barrier;
 #[cfg(not(loom))]
 pub(crate) mod collect;
+#[cfg(not(loom))]
+pub(crate) mod finalize;
 pub(crate) mod handshake;
 #[cfg(not(loom))]
 pub(crate) mod heap;
@@ -154,7 +159,7 @@ pub use pool::PoolStats;
 #[cfg(not(loom))]
 pub use stats::{GcStats, PAUSES};
 #[cfg(not(loom))]
-pub use typed::{Data, Field, Global, Local, Member, Pool, Scope, Trace, Weak};
+pub use typed::{Cleanup, Data, Field, Global, Local, Member, Pool, Scope, Trace, Weak};
 #[cfg(not(loom))]
 pub use weak::WeakSlot;
 
@@ -204,6 +209,7 @@ impl Drop for Mutator {
 #[cfg(not(loom))]
 pub mod raw {
     use super::*;
+    pub use crate::finalize::{CleanupFn, FinalizerFn};
     pub use crate::pool::{NewFn, Pool};
     pub use crate::weak::weak_free;
 

@@ -275,7 +275,6 @@ impl GcSpan {
     pub(crate) unsafe fn sweep(&self, poison: bool, sweepgen: u32) -> u32 {
         // SAFETY: the caller's contract.
         let o = unsafe { self.owned() };
-        self.clear_dead_weak();
         let mut live = 0;
         for (w, b) in self.bits.iter().enumerate() {
             let marks = b.mark.swap(0, Ordering::Relaxed);

@@ -143,7 +143,9 @@ impl Heap {
     /// The collector's figures now.
     pub fn stats(&self) -> GcStats {
         // Lock order: `world` and `central` before the `stats` leaf.
-        let mutators = self.world_lock().mutators.len() as u32;
+        // The finalizer thread's mutator is the collector's own: not counted.
+        let mutators = self.world_lock().mutators.len();
+        let mutators = mutators.saturating_sub(self.finalizer_attached() as usize) as u32;
         let span_bytes = self.central_lock().span_bytes;
         let st = self.stats_lock();
         GcStats {

@@ -170,9 +170,16 @@ impl Central {
             let r = unsafe { &*s };
             if r.bits[0].mark.swap(0, Ordering::Relaxed) & 1 != 0 {
                 self.large.push(s);
+                continue;
+            }
+            // `weak` rule 1: its mark is clear now, so every handle to it is cleared; then
+            // `finalize` rule 3: a finalizer keeps it for one more cycle.
+            r.clear_dead_weak();
+            // SAFETY: as in `sweep_claimed`.
+            let heap = unsafe { &*(r.heap as *const Heap) };
+            if heap.sweep_large_specials(r) {
+                self.large.push(s);
             } else {
-                // `weak` rule 1: its mark is clear now, so every handle to it is cleared.
-                r.clear_dead_weak();
                 self.free_span(s);
             }
         }
@@ -190,12 +197,48 @@ pub(crate) fn sweep_claimed(s: *mut GcSpan, h: u32, poison: bool) -> Option<u32>
     if r.state.load(Ordering::Relaxed) != IN_USE || !r.sweepgen.claim(h) {
         return None;
     }
+    // With the mark bits still this cycle's: weak handles to dead objects are cleared first,
+    // then finalizers and cleanups are queued (`weak` rule 1, `finalize` rule 3).
+    r.clear_dead_weak();
+    // SAFETY: a span's `heap` is its heap's address, and heaps are never freed.
+    let heap = unsafe { &*(r.heap as *const Heap) };
+    heap.sweep_specials(r);
     // SAFETY: the claim makes us the holder; only swept spans are cached; nothing marks
     // between the flip and the next cycle's sweep termination.
     Some(unsafe { r.sweep(poison, h) })
 }
 
 impl Heap {
+    /// Sweeps every span left unswept by the last cycle, as a mutator does (a batch at a time
+    /// under the central lock), and waits out the spans the background sweeper holds: then
+    /// the cycle's finalizers and cleanups are queued and its weak handles cleared (Go's
+    /// `runtime.GC` returns with the sweep done; `Heap::wait_finalizers` does this first).
+    pub(crate) fn sweep_to_end(&self) {
+        let poison = self.config.verify;
+        loop {
+            let mut c = self.central_lock();
+            for _ in 0..64 {
+                if c.cursor >= c.all.len() {
+                    break;
+                }
+                c.sweep_some(poison);
+            }
+            if c.cursor < c.all.len() {
+                continue;
+            }
+            let h = c.sweepgen;
+            // SAFETY: listed records are valid.
+            let held = c.all.iter().any(|&s| unsafe {
+                (*s).state.load(Ordering::Relaxed) == IN_USE && !(*s).sweepgen.is_swept(h)
+            });
+            if !held && !c.large_pending {
+                return;
+            }
+            drop(c);
+            std::thread::yield_now();
+        }
+    }
+
     /// Background sweeping: claims and sweeps up to `n` more spans outside the central lock,
     /// then files them under it; false once every span has been visited. A refill waits for
     /// the lock only while a batch is taken or filed, not swept. Called only on the collector

@@ -359,6 +359,49 @@ impl<'s> Scope<'s> {
         NonNull::new(p.cast::<T>()).map(|p| self.root(p))
     }
 
+    /// Sets `obj`'s finalizer (Go's `runtime.SetFinalizer`; the rules and caveats are
+    /// `finalize`'s): once `obj` is unreachable, `f` runs once on the heap's finalizer thread
+    /// with it, and it is freed by a later cycle unless `f` made it reachable again. Panics if
+    /// `obj` already has one.
+    pub fn set_finalizer<T: 'static>(
+        &self,
+        obj: &Local<'_, T>,
+        f: impl for<'t> FnOnce(&Scope<'t>, Local<'t, T>) + Send + 'static,
+    ) {
+        let fun: crate::finalize::FinalizerFn = Box::new(move |m: &MutatorState, p: *mut u8| {
+            Scope { m }.scope(|s| {
+                let l = s.root(NonNull::new(p.cast::<T>()).expect("finalized objects exist"));
+                f(s, l)
+            })
+        });
+        self.m.set_finalizer(obj.as_ptr().cast(), Some(fun));
+    }
+
+    /// Clears `obj`'s finalizer, if any.
+    pub fn clear_finalizer<T>(&self, obj: &Local<'_, T>) {
+        self.m.set_finalizer(obj.as_ptr().cast(), None);
+    }
+
+    /// Adds a cleanup to `obj` (Go's `runtime.AddCleanup`): `f` runs on the finalizer thread
+    /// after `obj` is unreachable, without it (it must not hold `obj`: then it never runs).
+    pub fn add_cleanup<T>(&self, obj: &Local<'_, T>, f: impl FnOnce() + Send + 'static) -> Cleanup {
+        Cleanup {
+            heap: self.m.heap,
+            id: self.m.add_cleanup(obj.as_ptr().cast(), Box::new(f)),
+        }
+    }
+
+    /// Cancels a cleanup: true if it had not been queued to run (it never will).
+    pub fn cancel_cleanup(&self, c: Cleanup) -> bool {
+        if !std::ptr::eq(c.heap, self.m.heap) {
+            crate::misuse::abort(format_args!(
+                "cancel_cleanup(): cleanup {} belongs to another heap",
+                c.id
+            ));
+        }
+        self.m.cancel_cleanup(c.id)
+    }
+
     /// Runs `f` in a nested scope: its locals stop being roots when it returns.
     pub fn scope<R>(&self, f: impl for<'t> FnOnce(&Scope<'t>) -> R) -> R {
         // SAFETY: rule 2 of `mutator`: the owner, running.
@@ -394,6 +437,12 @@ pub struct Global<T> {
 unsafe impl<T: Sync> Send for Global<T> {}
 // SAFETY: as above.
 unsafe impl<T: Sync> Sync for Global<T> {}
+
+/// A cleanup added by [`Scope::add_cleanup`], for [`Scope::cancel_cleanup`].
+pub struct Cleanup {
+    heap: &'static Heap,
+    id: u64,
+}
 
 /// A weak handle (Go 1.24's `weak.Pointer`, the rules are `weak`'s): made by [`Scope::weak`],
 /// read by [`Scope::upgrade`], which yields the object while it is reachable otherwise and

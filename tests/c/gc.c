@@ -258,6 +258,47 @@ static void weaks(tc_mutator *m) {
     tc_weak_free(z);
 }
 
+static int finalized, cleaned;
+static uint64_t finalized_value;
+
+static void on_finalize(tc_mutator *m, void *obj) {
+    (void)m;
+    node *n = obj;
+    finalized++;
+    finalized_value = n->value + (n->left ? n->left->value : 0);
+}
+
+static void on_cleanup(void *arg) { cleaned += (int)(intptr_t)arg; }
+
+static void finalizers(tc_mutator *m) {
+    node *a = tc_alloc(m, node_t);
+    tc_push_root(m, (void **)&a);
+    a->value = 40;
+    node *b = tc_alloc(m, node_t);
+    b->value = 2;
+    tc_write(m, a, (void **)&a->left, b);
+    tc_set_finalizer(m, a, on_finalize);
+    uint64_t c1 = tc_add_cleanup(m, b, on_cleanup, (void *)1);
+    uint64_t c2 = tc_add_cleanup(m, b, on_cleanup, (void *)10);
+    CHECK(tc_cleanup_cancel(m, c2) == 1);
+    CHECK(tc_cleanup_cancel(m, c2) == 0); /* once */
+    tc_collect(m);
+    tc_wait_finalizers(m);
+    CHECK(finalized == 0 && cleaned == 0); /* reachable */
+    tc_pop_roots(m, 1);
+    a = b = NULL;
+    tc_collect(m);
+    tc_wait_finalizers(m);
+    CHECK(finalized == 1 && finalized_value == 42); /* with what it reaches */
+    CHECK(cleaned == 0); /* b was kept for a's finalizer */
+    tc_collect(m);
+    tc_wait_finalizers(m);
+    tc_collect(m);
+    tc_wait_finalizers(m);
+    CHECK(finalized == 1 && cleaned == 1); /* once each; the cancelled one never */
+    CHECK(tc_cleanup_cancel(m, c1) == 0);
+}
+
 static int misuse(const char *mode) {
     tc_mutator *m = tc_mutator_attach(heap);
     static long not_heap[4];
@@ -303,6 +344,13 @@ static int misuse(const char *mode) {
     } else if (strcmp(mode, "type") == 0) {
         size_t bad[] = {4};
         tc_type_new(heap, "crooked", 16, bad, 1);
+    } else if (strcmp(mode, "finalizer-twice") == 0) {
+        fprintf(stderr, "PTR %p\n", (void *)n);
+        tc_set_finalizer(m, n, on_finalize);
+        tc_set_finalizer(m, n, on_finalize);
+    } else if (strcmp(mode, "cleanup-interior") == 0) {
+        fprintf(stderr, "PTR %p\n", (void *)&n->right);
+        tc_add_cleanup(m, &n->right, on_cleanup, NULL);
     } else if (strcmp(mode, "weak-null") == 0) {
         tc_weak_get(m, NULL);
     } else if (strcmp(mode, "weak-foreign") == 0) {
@@ -335,6 +383,7 @@ int main(int argc, char **argv) {
     handles_and_callbacks(m);
     pools(m);
     weaks(m);
+    finalizers(m);
     threads(m);
     statistics(m);
     tc_mutator_detach(m);

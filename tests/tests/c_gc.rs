@@ -75,6 +75,12 @@ fn using_a_detached_mutator_aborts() {
 }
 
 #[test]
+fn finalizer_misuse_aborts() {
+    misuse("finalizer-twice", "already has a finalizer");
+    misuse("cleanup-interior", "points inside an object");
+}
+
+#[test]
 fn weak_handle_misuse_aborts() {
     misuse("weak-null", "tc_weak_get(): NULL weak handle");
     misuse("weak-foreign", "weak_new(): ");

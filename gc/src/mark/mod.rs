@@ -199,6 +199,22 @@ impl Marker {
         self.root_bytes += 8;
         self.mark(v);
     }
+
+    /// Shades what object `obj` points to, without marking `obj` (a finalizable object's
+    /// referents, `finalize` rule 2).
+    pub(crate) fn mark_referents(&mut self, obj: usize) {
+        let Some(r) = spanmap::in_use(obj, self.heap) else {
+            return;
+        };
+        if r.reps == 0 {
+            return;
+        }
+        let mut values = Vec::new();
+        scan::scan(r, obj, |v| values.push(v));
+        for v in values {
+            self.root_value(v);
+        }
+    }
 }
 
 /// Reports roots to the marker: handed to root callbacks.
