@@ -11,7 +11,7 @@
  * native code, tc_collect, tc_set_gc_percent, tc_gc_stats; pools cleared each cycle
  * (tc_pool_new, tc_pool_get, tc_pool_put, tc_pool_free); weak handles (tc_weak_new,
  * tc_weak_get, tc_weak_free); finalizers and cleanups (tc_set_finalizer, tc_add_cleanup,
- * tc_cleanup_cancel, tc_wait_finalizers).
+ * tc_cleanup_cancel, tc_wait_finalizers); ephemeron tables (tc_ephemeron_*).
  */
 
 #ifndef TRICOLOR_H
@@ -25,6 +25,10 @@
 
 // The memory limit meaning "none" (Go's `math.MaxInt64`).
 #define TC_NO_LIMIT INT64_MAX
+
+// A weak-keyed table: an entry keeps its value alive only while its key is reachable by
+// other paths (see tc_ephemeron_new).
+typedef struct tc_ephemeron_table tc_ephemeron_table;
 
 // A global root: keeps one object alive until freed.
 typedef struct tc_handle tc_handle;
@@ -191,6 +195,31 @@ typedef void *(*tc_pool_new_fn)(struct tc_mutator *m, void *ctx);
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// A new ephemeron table on `heap` (JavaScript's WeakMap): tc_ephemeron_set maps a key
+// object to a value object; the entry keeps the value alive only while the key is reachable
+// by other paths (a value pointing back to its key keeps neither), and disappears when the
+// key is collected. Entries are never roots.
+struct tc_ephemeron_table *tc_ephemeron_new(struct tc_heap *heap);
+
+// Maps `key` to `value` (NULL removes the entry). Aborts with a message if `key` is not an
+// object's start or `value` not an object of `m`'s heap.
+void tc_ephemeron_set(struct tc_mutator *m, struct tc_ephemeron_table *t, void *key, void *value);
+
+// The value of `key`, or NULL.
+void *tc_ephemeron_get(struct tc_mutator *m, struct tc_ephemeron_table *t, void *key);
+
+// Removes `key`'s entry: 1 if there was one.
+int tc_ephemeron_remove(struct tc_mutator *m, struct tc_ephemeron_table *t, void *key);
+
+// Entries in the table (those of collected keys are gone once the sweep has reached them).
+size_t tc_ephemeron_len(struct tc_ephemeron_table *t);
+
+// Frees a table: its entries keep nothing alive any more.
+//
+// # Safety
+// `t` came from tc_ephemeron_new and is not used afterwards.
+void tc_ephemeron_free(struct tc_ephemeron_table *t);
 
 // Allocates `size` bytes (aligned to 16, or to 8 for blocks of at most 8 bytes).
 // Returns NULL with errno = ENOMEM when memory is exhausted. tc_malloc(0) returns a unique

@@ -9,12 +9,14 @@
 //! The names exported here are a public contract: they are never renamed.
 
 pub mod cmalloc;
+mod ephemeron;
 mod exports;
 mod finalize;
 mod gc;
 mod pool;
 mod weak;
 
+pub use ephemeron::*;
 pub use exports::*;
 pub use finalize::*;
 pub use gc::*;

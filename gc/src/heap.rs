@@ -51,6 +51,10 @@ pub struct Heap {
     pub(crate) roots: Mutex<GlobalRoots>,
     /// The registered pools (`pool`).
     pub(crate) pools: Mutex<crate::pool::Pools>,
+    /// Ephemeron entries by key, and the live tables (`ephemeron`; lock order: entries,
+    /// then tables).
+    pub(crate) ephemerons: Mutex<crate::ephemeron::EphemeronIndex>,
+    pub(crate) ephemeron_tables: Mutex<Vec<std::sync::Arc<crate::ephemeron::EphemeronTable>>>,
     /// Finalizers, cleanups and their run queue (`finalize`); signalled when jobs are queued.
     pub(crate) finals: Mutex<crate::finalize::Finals>,
     pub(crate) finals_cv: Condvar,
@@ -268,6 +272,8 @@ impl Heap {
                 span_bytes: 0,
             }),
             pools: Mutex::new(crate::pool::Pools::default()),
+            ephemerons: Mutex::new(crate::ephemeron::EphemeronIndex::default()),
+            ephemeron_tables: Mutex::new(Vec::new()),
             finals: Mutex::new(crate::finalize::Finals::default()),
             finals_cv: Condvar::new(),
             finals_count: AtomicUsize::new(0),

@@ -12,7 +12,8 @@
 //! loom-modelled) → `object` (types) → `spanmap`, `span` (GC spans, bitmaps) → `heap`
 //! (central lists, record pool, registry) → `mutator` (caches, roots) → `mark` (`mark/`: a
 //! marker, `work` sharing, `scan`, `worker`, `assist`, `verify`) → `barrier` (`write`) →
-//! `sweep` (with `span::GcSpan::sweep`) → `pool`, `weak`, `finalize` → `collect` (the cycle)
+//! `sweep` (with `span::GcSpan::sweep`) → `pool`, `weak`, `finalize`, `ephemeron` → `collect`
+//! (the cycle)
 //! → `stats` →
 //! `typed` (the safe Rust layer). `knobs`, `pacer` (pure functions) and `misuse` are leaf
 //! utilities.
@@ -23,7 +24,8 @@
 //! asks `collect` for a cycle and pays for allocation with a `mark::assist`; `misuse` names a
 //! mutator in its messages; `collect` and `mark::worker` read `stats::thread_cpu_ns`; a
 //! mutator's detach hands its pool shards to `pool`, and a sweep clears weak handles through
-//! `weak`'s `GcSpan::clear_dead_weak` and queues finalizers through `finalize`.
+//! `weak`'s `GcSpan::clear_dead_weak`, drops dead keys' entries through `ephemeron` and queues
+//! finalizers through `finalize`; a marker marks a key's values through `ephemeron`.
 //!
 //! ## Object model (`object`, `span`)
 //! * A type is registered at run time with a size and the byte offsets of its pointer slots.
@@ -79,6 +81,8 @@
 //! their finalizer (`finalize`, Go's `SetFinalizer` and `AddCleanup`). Weak handles (`weak`,
 //! Go's `weak.Pointer`) are not roots: the sweep that finds their object dead clears them
 //! (before it queues the object's finalizer or cleanups), and a read settles that sweep first.
+//! Ephemeron tables (`ephemeron`, JavaScript's `WeakMap`) are not roots either: marking a key
+//! marks its values, and the sweep that finds a key dead drops its entries.
 //!
 //! ## Checks
 //! Always on: a pointer stored through `write` that is not this heap's object, a slot outside
@@ -109,6 +113,8 @@
 pub(crate) mod barrier;
 #[cfg(not(loom))]
 pub(crate) mod collect;
+#[cfg(not(loom))]
+pub(crate) mod ephemeron;
 #[cfg(not(loom))]
 pub(crate) mod finalize;
 pub(crate) mod handshake;
@@ -159,7 +165,9 @@ pub use pool::PoolStats;
 #[cfg(not(loom))]
 pub use stats::{GcStats, PAUSES};
 #[cfg(not(loom))]
-pub use typed::{Cleanup, Data, Field, Global, Local, Member, Pool, Scope, Trace, Weak};
+pub use typed::{
+    Cleanup, Data, EphemeronTable, Field, Global, Local, Member, Pool, Scope, Trace, Weak,
+};
 #[cfg(not(loom))]
 pub use weak::WeakSlot;
 
@@ -209,6 +217,7 @@ impl Drop for Mutator {
 #[cfg(not(loom))]
 pub mod raw {
     use super::*;
+    pub use crate::ephemeron::EphemeronTable;
     pub use crate::finalize::{CleanupFn, FinalizerFn};
     pub use crate::pool::{NewFn, Pool};
     pub use crate::weak::weak_free;

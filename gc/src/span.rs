@@ -34,7 +34,7 @@ use crate::object::TypeInfo;
 use crate::sweepgen::SweepGen;
 use std::cell::UnsafeCell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use tricolor_alloc::size_class::{CLASSES, PAGE_SIZE};
 
 /// Span record states (module docs).
@@ -81,6 +81,8 @@ pub(crate) struct GcSpan {
     /// The weak handles to this span's objects (`weak`): cleared by the sweep that finds
     /// their object dead.
     pub(crate) weak: Mutex<Vec<usize>>,
+    /// Some object here is an ephemeron key (`ephemeron` rule 1).
+    pub(crate) has_keys: AtomicBool,
     owned: UnsafeCell<Owned>,
 }
 
@@ -120,6 +122,7 @@ impl GcSpan {
             bits: Box::new([]),
             sweepgen: SweepGen::new(0),
             weak: Mutex::new(Vec::new()),
+            has_keys: AtomicBool::new(false),
             owned: UnsafeCell::new(Owned {
                 free_index: 0,
                 needzero: false,
@@ -171,6 +174,7 @@ impl GcSpan {
         o.needzero = !zeroed;
         o.cached = false;
         self.sweepgen.reset(swept);
+        *self.has_keys.get_mut() = false;
     }
 
     /// The holder's fields.

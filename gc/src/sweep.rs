@@ -177,6 +177,7 @@ impl Central {
             r.clear_dead_weak();
             // SAFETY: as in `sweep_claimed`.
             let heap = unsafe { &*(r.heap as *const Heap) };
+            heap.sweep_ephemerons(r);
             if heap.sweep_large_specials(r) {
                 self.large.push(s);
             } else {
@@ -197,11 +198,13 @@ pub(crate) fn sweep_claimed(s: *mut GcSpan, h: u32, poison: bool) -> Option<u32>
     if r.state.load(Ordering::Relaxed) != IN_USE || !r.sweepgen.claim(h) {
         return None;
     }
-    // With the mark bits still this cycle's: weak handles to dead objects are cleared first,
-    // then finalizers and cleanups are queued (`weak` rule 1, `finalize` rule 3).
+    // With the mark bits still this cycle's: weak handles to dead objects are cleared and dead
+    // keys' ephemeron entries removed first, then finalizers and cleanups are queued (`weak`
+    // rule 1, `ephemeron` rule 4, `finalize` rule 3).
     r.clear_dead_weak();
     // SAFETY: a span's `heap` is its heap's address, and heaps are never freed.
     let heap = unsafe { &*(r.heap as *const Heap) };
+    heap.sweep_ephemerons(r);
     heap.sweep_specials(r);
     // SAFETY: the claim makes us the holder; only swept spans are cached; nothing marks
     // between the flip and the next cycle's sweep termination.

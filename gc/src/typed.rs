@@ -438,6 +438,64 @@ unsafe impl<T: Sync> Send for Global<T> {}
 // SAFETY: as above.
 unsafe impl<T: Sync> Sync for Global<T> {}
 
+/// An ephemeron table (JavaScript's `WeakMap`; the rules are `ephemeron`'s): maps `K` objects
+/// to `V` objects, and an entry keeps its value alive only while its key is reachable by other
+/// paths (a value pointing back to its key does not keep either). Dropping the table drops its
+/// entries. Like a [`Global`], it crosses threads only for `Sync` keys and values.
+pub struct EphemeronTable<K, V> {
+    inner: std::sync::Arc<crate::ephemeron::EphemeronTable>,
+    _t: PhantomData<(*const K, *const V)>,
+}
+
+// SAFETY: the raw table is thread-safe (`ephemeron` rules); objects reach other threads only
+// as `&K`/`&V` through a scope there.
+unsafe impl<K: Sync, V: Sync> Send for EphemeronTable<K, V> {}
+// SAFETY: as above.
+unsafe impl<K: Sync, V: Sync> Sync for EphemeronTable<K, V> {}
+
+impl<K, V> EphemeronTable<K, V> {
+    /// An empty table on `heap`.
+    pub fn new(heap: &'static Heap) -> Self {
+        Self {
+            inner: crate::ephemeron::EphemeronTable::new(heap),
+            _t: PhantomData,
+        }
+    }
+
+    /// Maps `key` to `value`.
+    pub fn set(&self, s: &Scope<'_>, key: &Local<'_, K>, value: &Local<'_, V>) {
+        self.inner
+            .set(s.m, key.as_ptr().cast(), value.as_ptr().cast());
+    }
+
+    /// The value of `key`, rooted in scope `s`.
+    pub fn get<'s>(&self, s: &Scope<'s>, key: &Local<'_, K>) -> Option<Local<'s, V>> {
+        let v = self.inner.get(s.m, key.as_ptr().cast());
+        NonNull::new(v.cast::<V>()).map(|p| s.root(p))
+    }
+
+    /// Removes `key`'s entry; true if there was one.
+    pub fn remove(&self, s: &Scope<'_>, key: &Local<'_, K>) -> bool {
+        self.inner.remove(s.m, key.as_ptr().cast())
+    }
+
+    /// Entries now (those of dead keys are gone once the sweep has reached them).
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// True when the table has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+impl<K, V> Drop for EphemeronTable<K, V> {
+    fn drop(&mut self) {
+        self.inner.free();
+    }
+}
+
 /// A cleanup added by [`Scope::add_cleanup`], for [`Scope::cancel_cleanup`].
 pub struct Cleanup {
     heap: &'static Heap,

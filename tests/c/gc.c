@@ -299,6 +299,30 @@ static void finalizers(tc_mutator *m) {
     CHECK(tc_cleanup_cancel(m, c1) == 0);
 }
 
+static void ephemerons(tc_mutator *m) {
+    tc_ephemeron_table *t = tc_ephemeron_new(heap);
+    node *k = tc_alloc(m, node_t);
+    tc_push_root(m, (void **)&k);
+    node *v = tc_alloc(m, node_t);
+    v->value = 5;
+    tc_write(m, v, (void **)&v->left, k); /* the value points back to its key */
+    tc_ephemeron_set(m, t, k, v);
+    tc_weak *wv = tc_weak_new(m, v);
+    v = NULL;
+    tc_collect(m);
+    node *got = tc_ephemeron_get(m, t, k);
+    CHECK(got != NULL && got->value == 5 && got->left == k); /* the key is rooted */
+    CHECK(tc_ephemeron_len(t) == 1);
+    tc_pop_roots(m, 1);
+    k = got = NULL;
+    tc_collect(m);
+    tc_wait_finalizers(m); /* finishes the sweep */
+    CHECK(tc_weak_get(m, wv) == NULL); /* key and value both collected */
+    CHECK(tc_ephemeron_len(t) == 0);
+    tc_weak_free(wv);
+    tc_ephemeron_free(t);
+}
+
 static int misuse(const char *mode) {
     tc_mutator *m = tc_mutator_attach(heap);
     static long not_heap[4];
@@ -351,6 +375,10 @@ static int misuse(const char *mode) {
     } else if (strcmp(mode, "cleanup-interior") == 0) {
         fprintf(stderr, "PTR %p\n", (void *)&n->right);
         tc_add_cleanup(m, &n->right, on_cleanup, NULL);
+    } else if (strcmp(mode, "ephemeron-key") == 0) {
+        tc_ephemeron_table *t = tc_ephemeron_new(heap);
+        fprintf(stderr, "PTR %p\n", (void *)not_heap);
+        tc_ephemeron_set(m, t, not_heap, n);
     } else if (strcmp(mode, "weak-null") == 0) {
         tc_weak_get(m, NULL);
     } else if (strcmp(mode, "weak-foreign") == 0) {
@@ -384,6 +412,7 @@ int main(int argc, char **argv) {
     pools(m);
     weaks(m);
     finalizers(m);
+    ephemerons(m);
     threads(m);
     statistics(m);
     tc_mutator_detach(m);

@@ -75,6 +75,11 @@ fn using_a_detached_mutator_aborts() {
 }
 
 #[test]
+fn ephemeron_misuse_aborts() {
+    misuse("ephemeron-key", "is not an object of this heap");
+}
+
+#[test]
 fn finalizer_misuse_aborts() {
     misuse("finalizer-twice", "already has a finalizer");
     misuse("cleanup-interior", "points inside an object");

@@ -115,6 +115,9 @@ impl Marker {
         }
         if r.set_mark(i) {
             self.marked_bytes += r.size;
+            if r.has_keys.load(Ordering::Acquire) {
+                self.mark_values_of(r.slot(i));
+            }
             if r.nelems == 1 && r.reps > oblet_reps(r) {
                 // A large object: one entry per oblet, last first (LIFO: scanned in order).
                 let step = oblet_reps(r) * r.ty.size;
@@ -198,6 +201,18 @@ impl Marker {
     pub(crate) fn root_value(&mut self, v: usize) {
         self.root_bytes += 8;
         self.mark(v);
+    }
+
+    /// `ephemeron` rule 2: marks the values of key `key`, just marked.
+    #[cold]
+    fn mark_values_of(&mut self, key: usize) {
+        // SAFETY: a marker's `heap` is its heap's address, and heaps are never freed.
+        let heap = unsafe { &*(self.heap as *const Heap) };
+        let mut values = Vec::new();
+        heap.ephemeron_values(key, &mut values);
+        for v in values {
+            self.mark(v);
+        }
     }
 
     /// Shades what object `obj` points to, without marking `obj` (a finalizable object's

@@ -1,0 +1,224 @@
+//! Ephemeron tables (beyond Go; JavaScript's `WeakMap`, Lua's weak-keyed tables): a table
+//! maps keys to values, and an entry keeps its value alive only while its key is reachable by
+//! other paths. A value that points back to its key does not keep the key (or itself) alive.
+//!
+//! Entries live in one index per heap (`Heap::ephemerons`, by key address), not in objects, and
+//! are not roots. Instead of a fixpoint over every entry at mark termination (a pause as long
+//! as the tables), marking is incremental: when a marker marks an object, and that object's
+//! span holds keys, it marks the object's values too. So when marking ends every entry with a
+//! marked key has a marked value, and the pause does no ephemeron work.
+//!
+//! # Rules
+//! 1. A span's `has_keys` is set (before the entry is visible in the index) when one of its
+//!    objects becomes a key, and cleared only when the span's record is reused.
+//! 2. A marker that newly marks an object in a span with `has_keys` marks every value of that
+//!    key (`Marker::mark`), taking the index lock only to copy them out.
+//! 3. While marking, `set` and `get` shade the value they store or return (and `set` the key),
+//!    through the barrier buffer: an entry made, or a value taken, after its key was marked
+//!    would otherwise be missed.
+//! 4. The sweep that finds a key unmarked removes its entries, before it resurrects anything
+//!    for a finalizer (`sweep::sweep_claimed`, `Central::queue_sweep`): an entry never outlives
+//!    its key's death, and its value, unmarked, is freed by the same sweep unless reachable
+//!    otherwise.
+//! 5. Lock order: `ephemerons` is a leaf (taken after `central`, `roots`, `pools` and
+//!    `finals`); nothing is marked while it is held.
+
+use crate::heap::Heap;
+use crate::misuse;
+use crate::mutator::MutatorState;
+use crate::span::GcSpan;
+use crate::spanmap;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, MutexGuard};
+
+/// The heap's ephemeron entries: key → (table id, value) pairs.
+#[derive(Default)]
+pub(crate) struct EphemeronIndex {
+    by_key: BTreeMap<usize, Vec<(u64, usize)>>,
+}
+
+/// An ephemeron table (the C `tc_ephemeron_table`).
+pub struct EphemeronTable {
+    heap: &'static Heap,
+    id: u64,
+    len: AtomicUsize,
+    live: AtomicBool,
+}
+
+static NEXT_TABLE: AtomicU64 = AtomicU64::new(1);
+
+impl Heap {
+    fn eph_lock(&self) -> MutexGuard<'_, EphemeronIndex> {
+        self.ephemerons.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rule 2: the values of key `obj` (just marked), for the marker to mark.
+    pub(crate) fn ephemeron_values(&self, obj: usize, out: &mut Vec<usize>) {
+        if let Some(entries) = self.eph_lock().by_key.get(&obj) {
+            out.extend(entries.iter().map(|&(_, v)| v));
+        }
+    }
+
+    /// Rule 4, in the sweep of span `r` (its mark bits still this cycle's).
+    pub(crate) fn sweep_ephemerons(&self, r: &GcSpan) {
+        if !r.has_keys.load(Ordering::Acquire) {
+            return;
+        }
+        let mut idx = self.eph_lock();
+        let end = r.start + r.nelems as usize * r.size;
+        let dead: Vec<usize> = idx
+            .by_key
+            .range(r.start..end)
+            .filter(|&(&k, _)| r.index_of(k).is_some_and(|i| !r.is_marked(i)))
+            .map(|(&k, _)| k)
+            .collect();
+        let tables = self
+            .ephemeron_tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for k in dead {
+            for (t, _) in idx.by_key.remove(&k).unwrap_or_default() {
+                if let Some(t) = tables.iter().find(|x| x.id == t) {
+                    t.len.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl EphemeronTable {
+    /// An empty table on `heap`, until [`EphemeronTable::free`].
+    pub fn new(heap: &'static Heap) -> Arc<EphemeronTable> {
+        let t = Arc::new(EphemeronTable {
+            heap,
+            id: NEXT_TABLE.fetch_add(1, Ordering::Relaxed),
+            len: AtomicUsize::new(0),
+            live: AtomicBool::new(true),
+        });
+        heap.ephemeron_tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(t.clone());
+        t
+    }
+
+    /// Removes every entry: the table keeps nothing alive any more; later use aborts.
+    pub fn free(&self) {
+        self.live.store(false, Ordering::Relaxed);
+        {
+            let mut idx = self.heap.eph_lock();
+            idx.by_key.retain(|_, es| {
+                es.retain(|&(t, _)| t != self.id);
+                !es.is_empty()
+            });
+        }
+        self.heap
+            .ephemeron_tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|t| t.id != self.id);
+    }
+
+    /// Entries now (those whose key died are gone once the sweep has reached them).
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// True when the table has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn check(&self, m: &MutatorState, op: &str) {
+        m.check_attached(op);
+        if !std::ptr::eq(m.heap, self.heap) {
+            misuse::abort(format_args!(
+                "{op}(): table {self:p} belongs to another heap than mutator {m:p}"
+            ));
+        }
+        if !self.live.load(Ordering::Relaxed) {
+            misuse::abort(format_args!("{op}(): table {self:p} was freed"));
+        }
+    }
+
+    fn key_span(&self, key: *mut u8, op: &str) -> &'static GcSpan {
+        let a = key as usize;
+        let Some(r) = spanmap::in_use(a, self.heap.addr()).filter(|r| r.covers(a)) else {
+            misuse::abort(format_args!(
+                "{op}(): key {key:p} is not an object of this heap"
+            ));
+        };
+        if r.index_of(a).map(|i| r.slot(i)) != Some(a) {
+            misuse::abort(format_args!(
+                "{op}(): key {key:p} points inside an object, not at its start"
+            ));
+        }
+        r
+    }
+
+    /// Maps `key` to `value` (null removes the entry). Aborts if either is not an object of
+    /// this heap.
+    pub fn set(&self, m: &MutatorState, key: *mut u8, value: *mut u8) {
+        self.check(m, "ephemeron_set");
+        if value.is_null() {
+            self.remove(m, key);
+            return;
+        }
+        let r = self.key_span(key, "ephemeron_set");
+        if !m.is_object(value) {
+            misuse::abort(format_args!(
+                "ephemeron_set(): value {value:p} is not an object of this heap"
+            ));
+        }
+        if self.heap.marking.load(Ordering::Relaxed) {
+            m.shade_one(key as usize);
+            m.shade_one(value as usize);
+        }
+        r.has_keys.store(true, Ordering::Release);
+        let mut idx = self.heap.eph_lock();
+        let entries = idx.by_key.entry(key as usize).or_default();
+        match entries.iter_mut().find(|(t, _)| *t == self.id) {
+            Some(e) => e.1 = value as usize,
+            None => {
+                entries.push((self.id, value as usize));
+                self.len.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The value of `key`, or null.
+    pub fn get(&self, m: &MutatorState, key: *mut u8) -> *mut u8 {
+        self.check(m, "ephemeron_get");
+        let v = {
+            let idx = self.heap.eph_lock();
+            idx.by_key
+                .get(&(key as usize))
+                .and_then(|es| es.iter().find(|(t, _)| *t == self.id))
+                .map_or(0, |&(_, v)| v)
+        };
+        if v != 0 && self.heap.marking.load(Ordering::Relaxed) {
+            m.shade_one(v);
+        }
+        v as *mut u8
+    }
+
+    /// Removes `key`'s entry; true if there was one.
+    pub fn remove(&self, m: &MutatorState, key: *mut u8) -> bool {
+        self.check(m, "ephemeron_remove");
+        let mut idx = self.heap.eph_lock();
+        let Some(es) = idx.by_key.get_mut(&(key as usize)) else {
+            return false;
+        };
+        let before = es.len();
+        es.retain(|(t, _)| *t != self.id);
+        let removed = es.len() != before;
+        if es.is_empty() {
+            idx.by_key.remove(&(key as usize));
+        }
+        if removed {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+}
