@@ -246,6 +246,40 @@ func poolBench() uint64 {
 	return sum
 }
 
+// The weak benchmark as in gcbench.c, without the weak handles (Go 1.19 has none): what
+// 10,000 finalizers on live objects add to a full collection of 100,000 objects.
+func fullGCNs() int64 {
+	t := make([]int64, 5)
+	for i := range t {
+		t0 := time.Now()
+		runtime.GC()
+		t[i] = time.Since(t0).Nanoseconds()
+	}
+	sort.Slice(t, func(a, b int) bool { return t[a] < t[b] })
+	return t[2]
+}
+
+func weakBench() uint64 {
+	const objs, finals, n = 100000, 10000, 10000000
+	arr := make([]*node4, objs)
+	for i := range arr {
+		arr[i] = &node4{i: int64(i)}
+	}
+	base := fullGCNs()
+	runs := uint64(0)
+	for i := 0; i < finals; i++ {
+		runtime.SetFinalizer(arr[i], func(*node4) { runs++ })
+	}
+	with := fullGCNs()
+	var sum uint64
+	for i := 0; i < n; i++ {
+		sum += uint64(arr[i%objs].i)
+	}
+	runtime.KeepAlive(arr)
+	poolExtra = fmt.Sprintf(" cycle_base_us=%d cycle_us=%d", base/1000, with/1000)
+	return sum + runs
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: gcbench binary-trees N | gcbench | msgbuf | msgbuf-ptr | pool")
@@ -267,6 +301,8 @@ func main() {
 		sum = msgbuf(true)
 	case "pool":
 		sum = poolBench()
+	case "weak":
+		sum = weakBench()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown benchmark", os.Args[1])
 		os.Exit(2)

@@ -342,6 +342,8 @@ fn cycle(heap: &'static Heap) {
         crate::mark::verify(heap.addr(), &c);
     }
     let dead_candidates = c.flip();
+    heap.sweep_h.store(c.sweepgen, Ordering::Release);
+    heap.large_pending.store(true, Ordering::Release);
     drop(c);
     heap.marking.store(false, Ordering::SeqCst);
     let t_restart = Instant::now();
@@ -355,6 +357,7 @@ fn cycle(heap: &'static Heap) {
     start_the_world(heap, w);
     // Step 6.
     heap.central_lock().queue_sweep(dead_candidates);
+    heap.large_pending.store(false, Ordering::Release);
     let marked = marker.marked_bytes + heap.helper_marked.swap(0, Ordering::Relaxed);
     heap.live.store(marked, Ordering::Relaxed);
     // Roots: what the collector scanned (handles, native mutators' stacks, callbacks) and

@@ -29,7 +29,7 @@ use crate::stats::StatsState;
 use crate::world::{Gate, Mutators, Signals};
 use std::collections::{HashMap, VecDeque};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 use tricolor_alloc::size_class::{CLASSES, MAX_SMALL_SIZE, PAGE_SIZE, object_class_of};
@@ -49,6 +49,11 @@ pub struct Heap {
     pub(crate) world: Gate<World>,
     pub(crate) central: Mutex<Central>,
     pub(crate) roots: Mutex<GlobalRoots>,
+    /// Mirrors of `Central::sweepgen` and `Central::large_pending` for lock-free reads (`weak`
+    /// rule 2's fast path): written under the central lock, after the flip and after the
+    /// large objects' sweep.
+    pub(crate) sweep_h: AtomicU32,
+    pub(crate) large_pending: AtomicBool,
     /// The registered pools (`pool`).
     pub(crate) pools: Mutex<crate::pool::Pools>,
     /// Ephemeron entries by key, and the live tables (`ephemeron`; lock order: entries,
@@ -271,6 +276,8 @@ impl Heap {
                 cursor: 0,
                 span_bytes: 0,
             }),
+            sweep_h: AtomicU32::new(2),
+            large_pending: AtomicBool::new(false),
             pools: Mutex::new(crate::pool::Pools::default()),
             ephemerons: Mutex::new(crate::ephemeron::EphemeronIndex::default()),
             ephemeron_tables: Mutex::new(Vec::new()),

@@ -123,6 +123,14 @@ impl MutatorState {
 impl Heap {
     /// Rule 2: waits until span `r`'s objects' fate in the last cycle is applied.
     fn settle(&self, r: &GcSpan) {
+        // The fast path: settled already (the mirrors are written after what they announce).
+        if r.kind == LARGE {
+            if !self.large_pending.load(Ordering::Acquire) {
+                return;
+            }
+        } else if r.sweepgen.is_swept(self.sweep_h.load(Ordering::Acquire)) {
+            return;
+        }
         let poison = self.config.verify;
         loop {
             let mut c = self.central_lock();

@@ -113,6 +113,11 @@ struct Sample {
     /// The pool benchmark: a get+put pair and a plain allocation, picoseconds each.
     pool_pair_ps: Option<u64>,
     alloc_ps: Option<u64>,
+    /// The weak benchmark: a weak handle read, and a full collection without and with the
+    /// weak handles and finalizers.
+    weak_read_ps: Option<u64>,
+    cycle_base_us: Option<u64>,
+    cycle_us: Option<u64>,
 }
 
 fn field(line: &str, key: &str) -> Option<u64> {
@@ -164,6 +169,9 @@ fn run_once(exe: &Path, args: &[String]) -> Result<Sample, String> {
         gc_cpu_pm: field(line, "gc_cpu_pm"),
         pool_pair_ps: field(line, "pool_pair_ps"),
         alloc_ps: field(line, "alloc_ps"),
+        weak_read_ps: field(line, "weak_read_ps"),
+        cycle_base_us: field(line, "cycle_base_us"),
+        cycle_us: field(line, "cycle_us"),
     })
 }
 
@@ -252,6 +260,9 @@ pub fn table(runs: usize, depth: u32) -> bool {
                 gc_cpu_pm: optional_median(&samples, |s| s.gc_cpu_pm),
                 pool_pair_ps: None,
                 alloc_ps: None,
+                weak_read_ps: None,
+                cycle_base_us: None,
+                cycle_us: None,
             };
             if *checksum.get_or_insert(m.checksum) != m.checksum {
                 eprintln!(
@@ -281,6 +292,7 @@ pub fn table(runs: usize, depth: u32) -> bool {
         }
     }
     ok &= pool_table(&runtimes, runs);
+    ok &= weak_table(&runtimes, runs);
     println!(
         "\nbenchmarks (benches/gc/): binary-trees N: the Benchmarks Game program; gcbench: Boehm's GCBench (stretch 18, long-lived 16, depths 4..16); msgbuf: the GC latency experiment (window of 200,000 messages of 1 KiB, 1,000,000 pushes, each timed: push max / p99.9 is the mutator's latency); msgbuf-ptr: each message a list of 8 nodes of 128 B"
     );
@@ -298,28 +310,9 @@ fn pool_table(runtimes: &[Runtime], runs: usize) -> bool {
         "{:<9} {:>11} {:>9} {:>12} {:>14}",
         "runtime", "get+put ns", "alloc ns", "pair/alloc", "pair/tricolor"
     );
-    let (mut ok, mut checksum, mut base) = (true, None, None);
-    for rt in runtimes {
-        let samples: Vec<Sample> = (0..runs)
-            .filter_map(|_| match run_once(&rt.exe, &["pool".to_string()]) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    eprintln!("tricolor bench: pool on {}: {e}", rt.name);
-                    None
-                }
-            })
-            .collect();
-        if samples.len() != runs {
-            ok = false;
-            continue;
-        }
-        if *checksum.get_or_insert(samples[0].checksum) != samples[0].checksum {
-            eprintln!(
-                "tricolor bench: pool: {} computed a different checksum",
-                rt.name
-            );
-            ok = false;
-        }
+    let (ok, all) = runs_of(runtimes, runs, "pool");
+    let mut base = None;
+    for (name, samples) in all {
         let pair = optional_median(&samples, |s| s.pool_pair_ps);
         let alloc = optional_median(&samples, |s| s.alloc_ps);
         let ns = |ps: Option<u64>| ps.map_or("-".into(), |p| format!("{:.2}", p as f64 / 1e3));
@@ -330,11 +323,80 @@ fn pool_table(runtimes: &[Runtime], runs: usize) -> bool {
         };
         println!(
             "{:<9} {:>11} {:>9} {:>12} {:>14}",
-            rt.name,
+            name,
             ns(pair),
             ns(alloc),
             ratio(pair, alloc),
             ratio(pair, b)
+        );
+    }
+    ok
+}
+
+/// The runs of `mode` on every runtime, `runs` each (a runtime whose runs fail is left out);
+/// false if a run failed or checksums differ.
+fn runs_of(
+    runtimes: &[Runtime],
+    runs: usize,
+    mode: &str,
+) -> (bool, Vec<(&'static str, Vec<Sample>)>) {
+    let (mut ok, mut checksum, mut out) = (true, None, Vec::new());
+    for rt in runtimes {
+        let samples: Vec<Sample> = (0..runs)
+            .filter_map(|_| match run_once(&rt.exe, &[mode.to_string()]) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("tricolor bench: {mode} on {}: {e}", rt.name);
+                    None
+                }
+            })
+            .collect();
+        if samples.len() != runs {
+            ok = false;
+            continue;
+        }
+        if *checksum.get_or_insert(samples[0].checksum) != samples[0].checksum {
+            eprintln!(
+                "tricolor bench: {mode}: {} computed a different checksum",
+                rt.name
+            );
+            ok = false;
+        }
+        out.push((rt.name, samples));
+    }
+    (ok, out)
+}
+
+/// The weak-handle and finalizer table: a weak handle read, and what 100,000 weak handles
+/// and 10,000 finalizers on live objects add to a full collection of 100,000 objects.
+fn weak_table(runtimes: &[Runtime], runs: usize) -> bool {
+    println!(
+        "\nweak handles and finalizers: a weak handle read (Boehm: a disappearing link read under its lock; Go 1.19 has no weak pointers); a full collection of 100,000 live 32-byte objects (median of 5), then with 100,000 weak handles and 10,000 finalizers on them; medians"
+    );
+    println!(
+        "{:<9} {:>12} {:>12} {:>16} {:>10}",
+        "runtime", "weak read ns", "full GC ms", "with them ms", "added ms"
+    );
+    let (ok, all) = runs_of(runtimes, runs, "weak");
+    for (name, samples) in all {
+        let get = |f: fn(&Sample) -> Option<u64>| optional_median(&samples, f);
+        let (read, base, with) = (
+            get(|s| s.weak_read_ps),
+            get(|s| s.cycle_base_us),
+            get(|s| s.cycle_us),
+        );
+        let ms = |us: Option<u64>| us.map_or("-".into(), |u| format!("{:.2}", u as f64 / 1e3));
+        let added = match (base, with) {
+            (Some(b), Some(w)) => format!("{:.2}", (w as f64 - b as f64) / 1e3),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<9} {:>12} {:>12} {:>16} {:>10}",
+            name,
+            read.map_or("-".into(), |p| format!("{:.2}", p as f64 / 1e3)),
+            ms(base),
+            ms(with),
+            added
         );
     }
     ok
