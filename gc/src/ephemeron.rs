@@ -13,9 +13,11 @@
 //!    objects becomes a key, and cleared only when the span's record is reused.
 //! 2. A marker that newly marks an object in a span with `has_keys` marks every value of that
 //!    key (`Marker::mark`), taking the index lock only to copy them out.
-//! 3. While marking, `set` and `get` shade the value they store or return (and `set` the key),
-//!    through the barrier buffer: an entry made, or a value taken, after its key was marked
-//!    would otherwise be missed.
+//! 3. While marking, `get` shades the value it returns, through the barrier buffer: a value
+//!    taken and its entry then removed before its key is marked would otherwise be seen by no
+//!    scan. `set` shades its key and value too, which the hybrid barrier's snapshot already
+//!    covers (anything a mutator can hand to `set` while marking was reachable at the cycle's
+//!    start, or is new and black): a defence, which no test can make fail.
 //! 4. The sweep that finds a key unmarked removes its entries, before it resurrects anything
 //!    for a finalizer (`sweep::sweep_claimed`, `Central::queue_sweep`): an entry never outlives
 //!    its key's death, and its value, unmarked, is freed by the same sweep unless reachable
