@@ -1,0 +1,92 @@
+//! Bytecode: a chunk of instructions with its constants and line numbers (clox's `chunk.c`).
+
+use crate::value::Value;
+
+/// The instructions (one byte each, operands following).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+#[allow(missing_docs)]
+pub enum Op {
+    Constant,
+    Nil,
+    True,
+    False,
+    Pop,
+    GetLocal,
+    SetLocal,
+    GetGlobal,
+    DefineGlobal,
+    SetGlobal,
+    Equal,
+    Greater,
+    Less,
+    Add,
+    Subtract,
+    Multiply,
+    Divide,
+    Not,
+    Negate,
+    Print,
+    Jump,
+    JumpIfFalse,
+    Loop,
+    Return,
+}
+
+impl Op {
+    /// The instruction with opcode `b`.
+    pub fn from_byte(b: u8) -> Op {
+        const ALL: [Op; 24] = [
+            Op::Constant,
+            Op::Nil,
+            Op::True,
+            Op::False,
+            Op::Pop,
+            Op::GetLocal,
+            Op::SetLocal,
+            Op::GetGlobal,
+            Op::DefineGlobal,
+            Op::SetGlobal,
+            Op::Equal,
+            Op::Greater,
+            Op::Less,
+            Op::Add,
+            Op::Subtract,
+            Op::Multiply,
+            Op::Divide,
+            Op::Not,
+            Op::Negate,
+            Op::Print,
+            Op::Jump,
+            Op::JumpIfFalse,
+            Op::Loop,
+            Op::Return,
+        ];
+        ALL[b as usize]
+    }
+}
+
+/// A chunk: code, the line of each byte, constants.
+#[derive(Default)]
+pub struct Chunk {
+    /// Instructions and operands.
+    pub code: Vec<u8>,
+    /// The source line of each byte of `code`.
+    pub lines: Vec<u32>,
+    /// Constants (their objects are roots while the chunk lives: `vm`).
+    pub constants: Vec<Value>,
+}
+
+impl Chunk {
+    /// Appends a byte from `line`.
+    pub fn write(&mut self, byte: u8, line: u32) {
+        self.code.push(byte);
+        self.lines.push(line);
+    }
+
+    /// Adds a constant; its index.
+    pub fn add_constant(&mut self, v: Value) -> usize {
+        self.constants.push(v);
+        self.constants.len() - 1
+    }
+}
