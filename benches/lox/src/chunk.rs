@@ -30,13 +30,18 @@ pub enum Op {
     Jump,
     JumpIfFalse,
     Loop,
+    Call,
+    Closure,
+    GetUpvalue,
+    SetUpvalue,
+    CloseUpvalue,
     Return,
 }
 
 impl Op {
     /// The instruction with opcode `b`.
     pub fn from_byte(b: u8) -> Op {
-        const ALL: [Op; 24] = [
+        const ALL: [Op; 29] = [
             Op::Constant,
             Op::Nil,
             Op::True,
@@ -60,13 +65,19 @@ impl Op {
             Op::Jump,
             Op::JumpIfFalse,
             Op::Loop,
+            Op::Call,
+            Op::Closure,
+            Op::GetUpvalue,
+            Op::SetUpvalue,
+            Op::CloseUpvalue,
             Op::Return,
         ];
         ALL[b as usize]
     }
 }
 
-/// A chunk: code, the line of each byte, constants.
+/// A chunk being compiled: code, the line of each byte, constants (rooted through the VM's
+/// `Roots` until the compiler turns it into a [`crate::object::Function`]).
 #[derive(Default)]
 pub struct Chunk {
     /// Instructions and operands.

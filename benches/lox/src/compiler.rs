@@ -1,8 +1,11 @@
 //! The single-pass compiler: a Pratt parser that emits bytecode as it parses (clox's
-//! `compiler.c`). This slice compiles expressions, `print`, global and local variables,
-//! blocks, `if`, `while`, `for`, `and` and `or`.
+//! `compiler.c`): expressions, `print`, global and local variables, blocks, `if`, `while`,
+//! `for`, `and`, `or`, functions, calls, `return` and closures. Each function being compiled
+//! has a chunk in the VM's roots (`Vm::begin_function`); finishing it makes a `Function`
+//! object on the heap.
 
 use crate::chunk::Op;
+use crate::object::Obj;
 use crate::scanner::{Kind, Scanner, Token};
 use crate::value::Value;
 use crate::vm::Vm;
@@ -43,10 +46,47 @@ struct Local<'a> {
     name: &'a str,
     /// -1 while its initializer is compiled.
     depth: i32,
+    /// A closure captures it: leaving its scope closes the upvalue.
+    captured: bool,
 }
 
-/// Compiles `source` into the VM's chunk; false after a compile error (reported on stderr).
-pub fn compile(vm: &mut Vm, source: &str) -> bool {
+#[derive(Clone, Copy, PartialEq)]
+enum FnKind {
+    Script,
+    Function,
+}
+
+/// One function being compiled (clox's `Compiler`).
+struct Frame<'a> {
+    kind: FnKind,
+    locals: Vec<Local<'a>>,
+    /// (index, is a local of the enclosing function).
+    upvalues: Vec<(u8, bool)>,
+    depth: i32,
+    arity: usize,
+}
+
+impl<'a> Frame<'a> {
+    fn new(kind: FnKind) -> Self {
+        Frame {
+            kind,
+            // Slot 0 holds the function being called.
+            locals: vec![Local {
+                name: "",
+                depth: 0,
+                captured: false,
+            }],
+            upvalues: Vec::new(),
+            depth: 0,
+            arity: 0,
+        }
+    }
+}
+
+/// Compiles `source` into the top-level script function; `None` after a compile error
+/// (reported on stderr) or if the heap cannot grow.
+pub fn compile(vm: &mut Vm, source: &str) -> Option<Obj> {
+    vm.begin_function(None);
     let mut c = Compiler {
         vm,
         scanner: Scanner::new(source),
@@ -62,15 +102,16 @@ pub fn compile(vm: &mut Vm, source: &str) -> bool {
         },
         had_error: false,
         panic_mode: false,
-        locals: Vec::new(),
-        depth: 0,
+        frames: vec![Frame::new(FnKind::Script)],
     };
     c.advance();
     while !c.matches(Kind::Eof) {
         c.declaration();
     }
-    c.emit_op(Op::Return);
-    !c.had_error
+    c.emit_return();
+    let had_error = c.had_error;
+    let f = vm.end_function(0, 0);
+    if had_error { None } else { f }
 }
 
 struct Compiler<'v, 'a> {
@@ -80,11 +121,17 @@ struct Compiler<'v, 'a> {
     previous: Token<'a>,
     had_error: bool,
     panic_mode: bool,
-    locals: Vec<Local<'a>>,
-    depth: i32,
+    /// The functions being compiled, innermost last.
+    frames: Vec<Frame<'a>>,
 }
 
 impl<'a> Compiler<'_, 'a> {
+    fn frame(&mut self) -> &mut Frame<'a> {
+        self.frames
+            .last_mut()
+            .expect("a function is being compiled")
+    }
+
     fn error_at(&mut self, tok: Token<'a>, msg: &str) {
         if self.panic_mode {
             return;
@@ -138,6 +185,11 @@ impl<'a> Compiler<'_, 'a> {
     fn emit(&mut self, b: u8) {
         let line = self.previous.line;
         self.vm.chunk_mut().write(b, line);
+    }
+
+    fn emit_return(&mut self) {
+        self.emit_op(Op::Nil);
+        self.emit_op(Op::Return);
     }
 
     fn emit_op(&mut self, op: Op) {
@@ -205,7 +257,9 @@ impl<'a> Compiler<'_, 'a> {
     // ---- declarations and statements ----
 
     fn declaration(&mut self) {
-        if self.matches(Kind::Var) {
+        if self.matches(Kind::Fun) {
+            self.fun_declaration();
+        } else if self.matches(Kind::Var) {
             self.var_declaration();
         } else {
             self.statement();
@@ -235,6 +289,57 @@ impl<'a> Compiler<'_, 'a> {
         }
     }
 
+    fn fun_declaration(&mut self) {
+        let global = self.parse_variable("Expect function name.");
+        self.mark_initialized();
+        self.function(FnKind::Function);
+        self.define_variable(global);
+    }
+
+    fn function(&mut self, kind: FnKind) {
+        let name = self.previous.text;
+        let Some(name) = self.vm.intern(name.as_bytes()) else {
+            self.error("Out of memory.");
+            return;
+        };
+        // The name is rooted with the new chunk.
+        self.vm.begin_function(Some(name));
+        self.frames.push(Frame::new(kind));
+        self.begin_scope();
+        self.consume(Kind::LeftParen, "Expect '(' after function name.");
+        if !self.check(Kind::RightParen) {
+            loop {
+                self.frame().arity += 1;
+                if self.frame().arity > 255 {
+                    self.error_at(self.current, "Can't have more than 255 parameters.");
+                }
+                let c = self.parse_variable("Expect parameter name.");
+                self.define_variable(c);
+                if !self.matches(Kind::Comma) {
+                    break;
+                }
+            }
+        }
+        self.consume(Kind::RightParen, "Expect ')' after parameters.");
+        self.consume(Kind::LeftBrace, "Expect '{' before function body.");
+        self.block();
+        self.emit_return();
+        let frame = self.frames.pop().expect("pushed above");
+        let f = self
+            .vm
+            .end_function(frame.arity.min(255) as u8, frame.upvalues.len());
+        let Some(f) = f else {
+            self.error("Out of memory.");
+            return;
+        };
+        let c = self.make_constant(Value::Obj(f));
+        self.emit_ops(Op::Closure, c);
+        for (index, local) in frame.upvalues {
+            self.emit(local as u8);
+            self.emit(index);
+        }
+    }
+
     fn var_declaration(&mut self) {
         let global = self.parse_variable("Expect variable name.");
         if self.matches(Kind::Equal) {
@@ -249,7 +354,7 @@ impl<'a> Compiler<'_, 'a> {
     fn parse_variable(&mut self, msg: &str) -> u8 {
         self.consume(Kind::Identifier, msg);
         self.declare_variable();
-        if self.depth > 0 {
+        if self.frame().depth > 0 {
             return 0;
         }
         let name = self.previous.text;
@@ -257,31 +362,46 @@ impl<'a> Compiler<'_, 'a> {
     }
 
     fn declare_variable(&mut self) {
-        if self.depth == 0 {
+        let depth = self.frame().depth;
+        if depth == 0 {
             return;
         }
         let name = self.previous.text;
         let dup = self
+            .frame()
             .locals
             .iter()
             .rev()
-            .take_while(|l| l.depth == -1 || l.depth >= self.depth)
+            .take_while(|l| l.depth == -1 || l.depth >= depth)
             .any(|l| l.name == name);
         if dup {
             self.error("Already a variable with this name in this scope.");
         }
-        if self.locals.len() == 256 {
+        if self.frame().locals.len() == 256 {
             self.error("Too many local variables in function.");
             return;
         }
-        self.locals.push(Local { name, depth: -1 });
+        self.frame().locals.push(Local {
+            name,
+            depth: -1,
+            captured: false,
+        });
+    }
+
+    fn mark_initialized(&mut self) {
+        let f = self.frame();
+        if f.depth == 0 {
+            return;
+        }
+        let depth = f.depth;
+        if let Some(l) = f.locals.last_mut() {
+            l.depth = depth;
+        }
     }
 
     fn define_variable(&mut self, global: u8) {
-        if self.depth > 0 {
-            if let Some(l) = self.locals.last_mut() {
-                l.depth = self.depth;
-            }
+        if self.frame().depth > 0 {
+            self.mark_initialized();
             return;
         }
         self.emit_ops(Op::DefineGlobal, global);
@@ -294,6 +414,8 @@ impl<'a> Compiler<'_, 'a> {
             self.emit_op(Op::Print);
         } else if self.matches(Kind::If) {
             self.if_statement();
+        } else if self.matches(Kind::Return) {
+            self.return_statement();
         } else if self.matches(Kind::While) {
             self.while_statement();
         } else if self.matches(Kind::For) {
@@ -316,15 +438,35 @@ impl<'a> Compiler<'_, 'a> {
         self.consume(Kind::RightBrace, "Expect '}' after block.");
     }
 
+    fn return_statement(&mut self) {
+        if self.frame().kind == FnKind::Script {
+            self.error("Can't return from top-level code.");
+        }
+        if self.matches(Kind::Semicolon) {
+            self.emit_return();
+        } else {
+            self.expression();
+            self.consume(Kind::Semicolon, "Expect ';' after return value.");
+            self.emit_op(Op::Return);
+        }
+    }
+
     fn begin_scope(&mut self) {
-        self.depth += 1;
+        self.frame().depth += 1;
     }
 
     fn end_scope(&mut self) {
-        self.depth -= 1;
-        while self.locals.last().is_some_and(|l| l.depth > self.depth) {
-            self.emit_op(Op::Pop);
-            self.locals.pop();
+        self.frame().depth -= 1;
+        loop {
+            let f = self.frame();
+            let depth = f.depth;
+            let Some(l) = f.locals.last() else { break };
+            if l.depth <= depth {
+                break;
+            }
+            let captured = l.captured;
+            f.locals.pop();
+            self.emit_op(if captured { Op::CloseUpvalue } else { Op::Pop });
         }
     }
 
@@ -451,6 +593,23 @@ impl<'a> Compiler<'_, 'a> {
 
     fn infix(&mut self, kind: Kind) {
         match kind {
+            Kind::LeftParen => {
+                let mut argc = 0usize;
+                if !self.check(Kind::RightParen) {
+                    loop {
+                        self.expression();
+                        if argc == 255 {
+                            self.error("Can't have more than 255 arguments.");
+                        }
+                        argc += 1;
+                        if !self.matches(Kind::Comma) {
+                            break;
+                        }
+                    }
+                }
+                self.consume(Kind::RightParen, "Expect ')' after arguments.");
+                self.emit_ops(Op::Call, argc.min(255) as u8);
+            }
             Kind::And => {
                 let end = self.emit_jump(Op::JumpIfFalse);
                 self.emit_op(Op::Pop);
@@ -494,12 +653,14 @@ impl<'a> Compiler<'_, 'a> {
     }
 
     fn named_variable(&mut self, name: Token<'a>, can_assign: bool) {
-        let (get, set, arg) = match self.resolve_local(name) {
-            Some(i) => (Op::GetLocal, Op::SetLocal, i),
-            None => {
-                let c = self.string_constant(name.text);
-                (Op::GetGlobal, Op::SetGlobal, c)
-            }
+        let top = self.frames.len() - 1;
+        let (get, set, arg) = if let Some(i) = self.resolve_local(top, name) {
+            (Op::GetLocal, Op::SetLocal, i)
+        } else if let Some(i) = self.resolve_upvalue(top, name) {
+            (Op::GetUpvalue, Op::SetUpvalue, i)
+        } else {
+            let c = self.string_constant(name.text);
+            (Op::GetGlobal, Op::SetGlobal, c)
         };
         if can_assign && self.matches(Kind::Equal) {
             self.expression();
@@ -509,17 +670,44 @@ impl<'a> Compiler<'_, 'a> {
         }
     }
 
-    fn resolve_local(&mut self, name: Token<'a>) -> Option<u8> {
-        let i = self.locals.iter().rposition(|l| l.name == name.text)?;
-        if self.locals[i].depth == -1 {
+    fn resolve_local(&mut self, frame: usize, name: Token<'a>) -> Option<u8> {
+        let f = &self.frames[frame];
+        let i = f.locals.iter().rposition(|l| l.name == name.text)?;
+        if f.locals[i].depth == -1 {
             self.error("Can't read local variable in its own initializer.");
         }
         Some(i as u8)
+    }
+
+    fn resolve_upvalue(&mut self, frame: usize, name: Token<'a>) -> Option<u8> {
+        if frame == 0 {
+            return None;
+        }
+        if let Some(local) = self.resolve_local(frame - 1, name) {
+            self.frames[frame - 1].locals[local as usize].captured = true;
+            return Some(self.add_upvalue(frame, local, true));
+        }
+        let up = self.resolve_upvalue(frame - 1, name)?;
+        Some(self.add_upvalue(frame, up, false))
+    }
+
+    fn add_upvalue(&mut self, frame: usize, index: u8, local: bool) -> u8 {
+        let ups = &mut self.frames[frame].upvalues;
+        if let Some(i) = ups.iter().position(|&u| u == (index, local)) {
+            return i as u8;
+        }
+        if ups.len() == 256 {
+            self.error("Too many closure variables in function.");
+            return 0;
+        }
+        ups.push((index, local));
+        (ups.len() - 1) as u8
     }
 }
 
 fn infix_prec(kind: Kind) -> Prec {
     match kind {
+        Kind::LeftParen => Prec::Call,
         Kind::Minus | Kind::Plus => Prec::Term,
         Kind::Slash | Kind::Star => Prec::Factor,
         Kind::BangEqual | Kind::EqualEqual => Prec::Equality,

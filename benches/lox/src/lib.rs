@@ -3,9 +3,9 @@
 //! stack, constants and globals are roots reported by a root callback, and strings are
 //! interned in a weak table.
 //!
-//! This slice runs the book's chapters 14–23: expressions, strings, `print`, global and local
-//! variables, blocks, `if`, `while`, `for`, `and`, `or`. Functions, closures and classes are
-//! not built yet (issue 15 stays open).
+//! This slice runs the book's chapters 14–25: expressions, strings, `print`, global and local
+//! variables, blocks, `if`, `while`, `for`, `and`, `or`, functions, calls, `return`, closures
+//! with upvalues, the native `clock()`. Classes are not built yet (issue 15 stays open).
 
 pub mod chunk;
 pub mod compiler;

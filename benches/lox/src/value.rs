@@ -1,7 +1,7 @@
 //! Values: nil, booleans, numbers, and references to objects on the Tricolor heap, and their
 //! printing in clox's format.
 
-use crate::object::{Obj, string_bytes};
+use crate::object::{Closure, Function, Kind, Obj, kind, string_bytes};
 
 /// A Lox value. Objects are addresses of Tricolor objects (`object`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -81,8 +81,27 @@ pub fn format_value(v: Value) -> String {
         Value::Nil => "nil".into(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => fmt_number(n),
-        // SAFETY: values on the stack or in constants are live objects (roots).
-        Value::Obj(o) => String::from_utf8_lossy(unsafe { string_bytes(o) }).into_owned(),
+        Value::Obj(o) => format_object(o),
+    }
+}
+
+fn format_object(o: Obj) -> String {
+    // SAFETY: a printed value is live (on the stack); the layouts are `object`'s.
+    unsafe {
+        match kind(o) {
+            Kind::String => String::from_utf8_lossy(string_bytes(o)).into_owned(),
+            Kind::Function => {
+                let name = (*(o.0 as *const Function)).name;
+                if name.is_null() {
+                    "<script>".into()
+                } else {
+                    format!("<fn {}>", String::from_utf8_lossy(string_bytes(Obj(name))))
+                }
+            }
+            Kind::Closure => format_object(Obj((*(o.0 as *const Closure)).function)),
+            Kind::Upvalue => "upvalue".into(),
+            Kind::Native => "<native fn>".into(),
+        }
     }
 }
 

@@ -1,27 +1,49 @@
-//! The virtual machine: a stack machine over the chunk the compiler fills (clox's `vm.c`).
+//! The virtual machine: a stack machine with call frames and closures (clox's `vm.c`).
 //!
 //! # Roots
-//! The value stack, the chunk's constants and the globals (keys and values) live in `Roots`,
-//! reported to the collector by a root callback, which runs at mark termination with this
-//! thread stopped at a safepoint. Rule: no reference into `Roots` is held across an
-//! allocation (every allocation is a safepoint, where the callback may read `Roots`), and a
-//! new object is put where the callback sees it (the stack, the constants) before the next
-//! allocation: the book's discipline, checked by the stress mode.
+//! The value stack, the call frames' closures, the open upvalues, the globals (keys and
+//! values) and the chunks being compiled (their constants, and the function names) live in
+//! `Roots`, which a root callback reports to the collector at mark termination, while this
+//! thread is stopped at a safepoint. Rules:
+//! 1. No reference into `Roots` is held across an allocation (every allocation is a
+//!    safepoint, where the callback may read `Roots`).
+//! 2. A new object is put where the callback or a scan sees it (the stack, a chunk's
+//!    constants, a field of a reachable object through the barrier) before the next
+//!    allocation: the book's discipline, which the stress mode checks.
+//! 3. Pointer fields of objects are written only through the barrier (`MutatorState::write`,
+//!    `HeapValue::set`); data fields (numbers, lengths, kinds) directly.
 
 use crate::chunk::{Chunk, Op};
-use crate::object::{Obj, Strings, string_bytes};
+use crate::object::{
+    self, Closure, Function, HeapValue, Kind, Native, Obj, Strings, Types, Upvalue, string_bytes,
+};
 use crate::value::{Value, format_value};
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::io::Write;
+use std::time::Instant;
 use tricolor_gc::{CallbackId, Config, Heap, Mutator};
+
+/// Call frames (clox's `FRAMES_MAX`).
+const FRAMES_MAX: usize = 64;
+
+struct CallFrame {
+    closure: Obj,
+    ip: usize,
+    /// The stack slot of the called value (slot 0 of the frame).
+    base: usize,
+}
 
 /// What the collector scans for the VM (module docs).
 #[derive(Default)]
 pub struct Roots {
     stack: Vec<Value>,
-    chunk: Chunk,
+    frames: Vec<CallFrame>,
     globals: HashMap<Obj, Value>,
+    /// The chunks being compiled, innermost last, with their function's name.
+    compiling: Vec<(Chunk, Option<Obj>)>,
+    /// The open upvalues, by stack slot, highest first (a list through `Upvalue::next`).
+    open_upvalues: Option<Obj>,
 }
 
 /// The outcome of `interpret`.
@@ -38,20 +60,40 @@ pub enum Outcome {
 /// A Lox VM on its own Tricolor heap.
 pub struct Vm {
     m: Mutator,
+    types: Types,
     strings: Strings,
     roots: Box<UnsafeCell<Roots>>,
     callback: CallbackId,
     /// `TRICOLOR_LOX_STRESS_GC=1`: a full collection before every allocation.
     stress: bool,
+    start: Instant,
 }
 
 struct RootsPtr(*const UnsafeCell<Roots>);
 // SAFETY: the callback reads `Roots` only at mark termination, while the VM thread is stopped
-// at a safepoint holding no reference into it (module rule); the box outlives the callback
+// at a safepoint holding no reference into it (rule 1); the box outlives the callback
 // (removed in `Drop` before the box is freed).
 unsafe impl Send for RootsPtr {}
 // SAFETY: as above.
 unsafe impl Sync for RootsPtr {}
+
+fn visit_roots(r: &Roots, mut f: impl FnMut(usize)) {
+    for v in &r.stack {
+        f(v.obj_addr());
+    }
+    for fr in &r.frames {
+        f(fr.closure.0 as usize);
+    }
+    for (k, v) in &r.globals {
+        f(k.0 as usize);
+        f(v.obj_addr());
+    }
+    for (chunk, name) in &r.compiling {
+        chunk.constants.iter().for_each(|v| f(v.obj_addr()));
+        f(name.map_or(0, |o| o.0 as usize));
+    }
+    f(r.open_upvalues.map_or(0, |o| o.0 as usize));
+}
 
 impl Vm {
     /// A VM on a new heap configured from the environment (`GOGC`, `GOMEMLIMIT`,
@@ -67,69 +109,315 @@ impl Vm {
             let p = &ptr;
             // SAFETY: `RootsPtr`'s argument: the VM thread is stopped, holding no reference.
             let r = unsafe { &*(*p.0).get() };
-            let values = r.stack.iter().chain(&r.chunk.constants);
-            let globals = r.globals.iter().flat_map(|(k, v)| [Value::Obj(*k), *v]);
-            for val in values.copied().chain(globals) {
-                let a = val.obj_addr();
+            visit_roots(r, |a| {
                 if a != 0 {
                     v.visit_value(a as *const u8);
                 }
-            }
+            });
         }));
-        Vm {
+        let mut vm = Vm {
             m: Mutator::attach(heap),
+            types: Types::register(heap),
             strings: Strings::default(),
             roots,
             callback,
             stress,
-        }
+            start: Instant::now(),
+        };
+        vm.define_native("clock", 0);
+        vm
     }
 
-    /// The roots, for a moment: the reference must end before the next allocation.
+    /// The roots, for a moment: the reference must end before the next allocation (rule 1).
     #[allow(clippy::mut_from_ref)]
     fn roots(&self) -> &mut Roots {
         // SAFETY: only this thread (the VM's) touches `Roots` while it runs, and callers drop
-        // the reference before anything that allocates (module rule), so no two are live.
+        // the reference before anything that allocates (rule 1), so no two are live.
         unsafe { &mut *self.roots.get() }
     }
 
-    /// The chunk being compiled or run.
-    pub(crate) fn chunk_mut(&mut self) -> &mut Chunk {
-        &mut self.roots.get_mut().chunk
+    fn before_alloc(&self) {
+        if self.stress {
+            self.m.collect();
+        }
     }
 
     /// The interned string with `bytes` (the caller roots it before allocating again).
     pub(crate) fn intern(&mut self, bytes: &[u8]) -> Option<Obj> {
-        if self.stress {
-            self.m.collect();
-        }
+        self.before_alloc();
         self.strings.intern(&self.m, bytes)
+    }
+
+    fn alloc(&self, ty: tricolor_gc::TypeId, k: Kind) -> Option<Obj> {
+        self.before_alloc();
+        object::alloc(&self.m, ty, k)
+    }
+
+    fn define_native(&mut self, name: &str, id: u64) {
+        let name = self.intern(name.as_bytes()).expect("a new heap has room");
+        self.roots().stack.push(Value::Obj(name));
+        let n = self.alloc(self.types.native, Kind::Native).expect("room");
+        // SAFETY: a fresh native object; `id` is a data field.
+        unsafe { (*(n.0 as *mut Native)).id = id };
+        let r = self.roots();
+        r.globals.insert(name, Value::Obj(n));
+        r.stack.pop();
+    }
+
+    /// Starts compiling a function named `name` (none for the script).
+    pub(crate) fn begin_function(&mut self, name: Option<Obj>) {
+        self.roots().compiling.push((Chunk::default(), name));
+    }
+
+    /// The chunk being compiled.
+    pub(crate) fn chunk_mut(&mut self) -> &mut Chunk {
+        &mut self
+            .roots
+            .get_mut()
+            .compiling
+            .last_mut()
+            .expect("compiling")
+            .0
+    }
+
+    /// Finishes the innermost function being compiled: a `Function` on the heap holding its
+    /// code, lines and constants. `None` if the heap cannot grow.
+    pub(crate) fn end_function(&mut self, arity: u8, upvalues: usize) -> Option<Obj> {
+        let f = self.alloc(self.types.function, Kind::Function);
+        let r = f.and_then(|f| {
+            // Rooted on the stack while its parts are allocated (rule 2).
+            self.roots().stack.push(Value::Obj(f));
+            let ok = self.fill_function(f, arity, upvalues);
+            self.roots().stack.pop();
+            ok.then_some(f)
+        });
+        self.roots().compiling.pop();
+        r
+    }
+
+    fn fill_function(&mut self, f: Obj, arity: u8, upvalues: usize) -> bool {
+        let m = &self.m;
+        let fp = f.0 as *mut Function;
+        let code_len = self.roots().compiling.last().unwrap().0.code.len();
+        // Each part is written into `f` (rooted) before the next is allocated (rule 2).
+        self.before_alloc();
+        let code = m.alloc_bytes(code_len);
+        if code.is_null() {
+            return false;
+        }
+        // SAFETY: `f` is a live function (rooted); `code` is fresh, `code_len` bytes.
+        unsafe {
+            let chunk = &self.roots().compiling.last().unwrap().0;
+            std::ptr::copy_nonoverlapping(chunk.code.as_ptr(), code, code_len);
+            m.write(f.0, &raw mut (*fp).code, code);
+        }
+        self.before_alloc();
+        let lines = m.alloc_bytes(code_len * 4);
+        if lines.is_null() {
+            return false;
+        }
+        // SAFETY: as above; `lines` holds a `u32` per byte of code.
+        unsafe {
+            let chunk = &self.roots().compiling.last().unwrap().0;
+            let lp = lines as *mut u32;
+            for (i, &l) in chunk.lines.iter().enumerate() {
+                lp.add(i).write(l);
+            }
+            m.write(f.0, &raw mut (*fp).lines, lines);
+        }
+        let const_len = self.roots().compiling.last().unwrap().0.constants.len();
+        self.before_alloc();
+        let consts = m.alloc_array(self.types.value, const_len);
+        if consts.is_null() {
+            return false;
+        }
+        // SAFETY: `consts` is a fresh array of `const_len` values, rooted through `f` at once.
+        unsafe { m.write(f.0, &raw mut (*fp).constants, consts) };
+        for i in 0..const_len {
+            let v = self.roots().compiling.last().unwrap().0.constants[i];
+            // SAFETY: element `i` of the array `consts` (live through `f`).
+            unsafe {
+                HeapValue::set(m, Obj(consts), (consts as *mut HeapValue).add(i), v);
+            }
+        }
+        let name = self.roots().compiling.last().unwrap().1;
+        // SAFETY: `f` is live; `name` is a string or none; the counts are data fields.
+        unsafe {
+            m.write(
+                f.0,
+                &raw mut (*fp).name,
+                name.map_or(std::ptr::null_mut(), |o| o.0),
+            );
+            (*fp).arity = arity as u32;
+            (*fp).upvalue_count = upvalues as u32;
+            (*fp).code_len = code_len as u32;
+            (*fp).const_len = const_len as u32;
+        }
+        true
     }
 
     /// Compiles and runs `source`; output goes to `out`, errors to stderr.
     pub fn interpret(&mut self, source: &str, out: &mut dyn Write) -> Outcome {
-        *self.chunk_mut() = Chunk::default();
-        if !crate::compiler::compile(self, source) {
+        let Some(script) = crate::compiler::compile(self, source) else {
+            self.roots().compiling.clear();
             return Outcome::CompileError;
-        }
-        let r = self.run(out);
-        self.roots().stack.clear();
-        r
+        };
+        self.roots().stack.push(Value::Obj(script));
+        let Some(closure) = self.alloc(self.types.closure, Kind::Closure) else {
+            return Outcome::RuntimeError;
+        };
+        // SAFETY: a fresh closure; `script` is a live function (on the stack).
+        unsafe {
+            self.m.write(
+                closure.0,
+                &raw mut (*(closure.0 as *mut Closure)).function,
+                script.0,
+            )
+        };
+        let r = self.roots();
+        r.stack.pop();
+        r.stack.push(Value::Obj(closure));
+        r.frames.push(CallFrame {
+            closure,
+            ip: 0,
+            base: 0,
+        });
+        let outcome = self.run(out);
+        let r = self.roots();
+        r.stack.clear();
+        r.frames.clear();
+        r.open_upvalues = None;
+        outcome
     }
 
-    fn runtime_error(&mut self, ip: usize, msg: &str) -> Outcome {
+    fn runtime_error(&mut self, msg: &str) -> Outcome {
         eprintln!("{msg}");
-        let line = self.roots().chunk.lines[ip.saturating_sub(1)];
-        eprintln!("[line {line}] in script");
-        self.roots().stack.clear();
+        let r = self.roots();
+        for fr in r.frames.iter().rev() {
+            // SAFETY: a frame's closure and its function are live (roots).
+            let f = unsafe { &*(function_of(fr.closure)) };
+            // SAFETY: `lines` holds a `u32` per byte of code; `ip` is past an instruction.
+            let line = unsafe { (f.lines as *const u32).add(fr.ip - 1).read() };
+            if f.name.is_null() {
+                eprintln!("[line {line}] in script");
+            } else {
+                // SAFETY: the name is a live string.
+                let name = String::from_utf8_lossy(unsafe { string_bytes(Obj(f.name)) });
+                eprintln!("[line {line}] in {name}()");
+            }
+        }
+        r.stack.clear();
+        r.frames.clear();
+        r.open_upvalues = None;
         Outcome::RuntimeError
     }
 
+    /// Calls `callee` with the `argc` values above it on the stack.
+    fn call_value(&mut self, callee: Value, argc: usize) -> Result<(), String> {
+        let Value::Obj(o) = callee else {
+            return Err("Can only call functions and classes.".into());
+        };
+        match object::kind(o) {
+            Kind::Closure => {
+                // SAFETY: a live closure's function.
+                let arity = unsafe { (*function_of(o)).arity } as usize;
+                if argc != arity {
+                    return Err(format!("Expected {arity} arguments but got {argc}."));
+                }
+                let r = self.roots();
+                if r.frames.len() == FRAMES_MAX {
+                    return Err("Stack overflow.".into());
+                }
+                let base = r.stack.len() - argc - 1;
+                r.frames.push(CallFrame {
+                    closure: o,
+                    ip: 0,
+                    base,
+                });
+                Ok(())
+            }
+            Kind::Native => {
+                // SAFETY: a live native.
+                let id = unsafe { (*(o.0 as *const Native)).id };
+                // The one native, `clock` (id 0): seconds since the VM started (clox's is the
+                // process's CPU time; both serve to time a benchmark).
+                debug_assert_eq!(id, 0);
+                let result = Value::Number(self.start.elapsed().as_secs_f64());
+                let r = self.roots();
+                let len = r.stack.len();
+                r.stack.truncate(len - argc - 1);
+                r.stack.push(result);
+                Ok(())
+            }
+            _ => Err("Can only call functions and classes.".into()),
+        }
+    }
+
+    /// The open upvalue for stack slot `slot`, made if there is none.
+    fn capture_upvalue(&mut self, slot: usize) -> Option<Obj> {
+        let mut prev: Option<Obj> = None;
+        let mut cur = self.roots().open_upvalues;
+        while let Some(u) = cur {
+            // SAFETY: open upvalues are live (rooted through the list's head).
+            let up = unsafe { &*(u.0 as *const Upvalue) };
+            if (up.location as usize) < slot {
+                break;
+            }
+            if up.location as usize == slot {
+                return Some(u);
+            }
+            prev = cur;
+            cur = (!up.next.is_null()).then_some(Obj(up.next));
+        }
+        let new = self.alloc(self.types.upvalue, Kind::Upvalue)?;
+        let np = new.0 as *mut Upvalue;
+        // SAFETY: `new` is fresh; `cur` and `prev` are live list members (the list is a root).
+        unsafe {
+            (*np).location = slot as i64;
+            self.m.write(
+                new.0,
+                &raw mut (*np).next,
+                cur.map_or(std::ptr::null_mut(), |o| o.0),
+            );
+            match prev {
+                None => self.roots().open_upvalues = Some(new),
+                Some(p) => {
+                    let pp = p.0 as *mut Upvalue;
+                    self.m.write(p.0, &raw mut (*pp).next, new.0);
+                }
+            }
+        }
+        Some(new)
+    }
+
+    /// Closes every open upvalue at stack slot `last` or above.
+    fn close_upvalues(&mut self, last: usize) {
+        while let Some(u) = self.roots().open_upvalues {
+            let up = u.0 as *mut Upvalue;
+            // SAFETY: a live open upvalue (rooted through the list's head).
+            let loc = unsafe { (*up).location };
+            if (loc as usize) < last {
+                break;
+            }
+            let v = self.roots().stack[loc as usize];
+            // SAFETY: as above; `closed` is a `HeapValue` field of it.
+            unsafe {
+                HeapValue::set(&self.m, u, &raw mut (*up).closed, v);
+                (*up).location = -1;
+                let next = (*up).next;
+                self.roots().open_upvalues = (!next.is_null()).then_some(Obj(next));
+            }
+        }
+    }
+
     fn run(&mut self, out: &mut dyn Write) -> Outcome {
-        let mut ip = 0usize;
+        // The current frame's code and constants, reloaded at every call and return.
+        let (mut code, mut consts, mut base, mut ip) = self.load_frame();
         macro_rules! byte {
             () => {{
-                let b = self.roots().chunk.code[ip];
+                // SAFETY: the compiler ends every path with a return, so `ip` stays in the
+                // frame's code, which its closure keeps alive.
+                let b = unsafe { *code.add(ip) };
                 ip += 1;
                 b
             }};
@@ -138,6 +426,13 @@ impl Vm {
             () => {{
                 let hi = byte!() as usize;
                 (hi << 8) | byte!() as usize
+            }};
+        }
+        macro_rules! constant {
+            () => {{
+                let i = byte!() as usize;
+                // SAFETY: constant operands index the frame's constants (the compiler's).
+                unsafe { (*consts.add(i)).get() }
             }};
         }
         macro_rules! pop {
@@ -160,6 +455,12 @@ impl Vm {
                 s[s.len() - 1 - $d]
             }};
         }
+        macro_rules! fail {
+            ($msg:expr) => {{
+                self.save_ip(ip);
+                return self.runtime_error($msg);
+            }};
+        }
         macro_rules! numbers {
             ($op:tt, $wrap:expr) => {{
                 match (peek!(1), peek!(0)) {
@@ -168,16 +469,13 @@ impl Vm {
                         pop!();
                         push!($wrap(a $op b));
                     }
-                    _ => return self.runtime_error(ip, "Operands must be numbers."),
+                    _ => fail!("Operands must be numbers."),
                 }
             }};
         }
         loop {
             match Op::from_byte(byte!()) {
-                Op::Constant => {
-                    let i = byte!() as usize;
-                    push!(self.roots().chunk.constants[i]);
-                }
+                Op::Constant => push!(constant!()),
                 Op::Nil => push!(Value::Nil),
                 Op::True => push!(Value::Bool(true)),
                 Op::False => push!(Value::Bool(false)),
@@ -186,37 +484,57 @@ impl Vm {
                 }
                 Op::GetLocal => {
                     let i = byte!() as usize;
-                    push!(self.roots().stack[i]);
+                    push!(self.roots().stack[base + i]);
                 }
                 Op::SetLocal => {
                     let i = byte!() as usize;
                     let v = peek!(0);
-                    self.roots().stack[i] = v;
+                    self.roots().stack[base + i] = v;
                 }
                 Op::GetGlobal => {
-                    let name = self.constant_obj(byte!());
+                    let name = as_obj(constant!());
                     match self.roots().globals.get(&name).copied() {
                         Some(v) => push!(v),
-                        None => {
-                            let msg = format!("Undefined variable '{}'.", self.name(name));
-                            return self.runtime_error(ip, &msg);
-                        }
+                        None => fail!(&format!("Undefined variable '{}'.", name_of(name))),
                     }
                 }
                 Op::DefineGlobal => {
-                    let name = self.constant_obj(byte!());
+                    let name = as_obj(constant!());
                     let v = peek!(0);
                     self.roots().globals.insert(name, v);
                     pop!();
                 }
                 Op::SetGlobal => {
-                    let name = self.constant_obj(byte!());
+                    let name = as_obj(constant!());
                     let v = peek!(0);
                     match self.roots().globals.get_mut(&name) {
                         Some(slot) => *slot = v,
-                        None => {
-                            let msg = format!("Undefined variable '{}'.", self.name(name));
-                            return self.runtime_error(ip, &msg);
+                        None => fail!(&format!("Undefined variable '{}'.", name_of(name))),
+                    }
+                }
+                Op::GetUpvalue => {
+                    let i = byte!() as usize;
+                    let u = self.upvalue(base, i);
+                    // SAFETY: a live upvalue of the running closure.
+                    let v = unsafe {
+                        match (*u).location {
+                            -1 => (*u).closed.get(),
+                            loc => self.roots().stack[loc as usize],
+                        }
+                    };
+                    push!(v);
+                }
+                Op::SetUpvalue => {
+                    let i = byte!() as usize;
+                    let u = self.upvalue(base, i);
+                    let v = peek!(0);
+                    // SAFETY: as above; `closed` is a `HeapValue` field of `u`.
+                    unsafe {
+                        match (*u).location {
+                            -1 => {
+                                HeapValue::set(&self.m, Obj(u as *mut u8), &raw mut (*u).closed, v)
+                            }
+                            loc => self.roots().stack[loc as usize] = v,
                         }
                     }
                 }
@@ -232,23 +550,22 @@ impl Vm {
                         pop!();
                         push!(Value::Number(a + b));
                     }
-                    (Value::Obj(a), Value::Obj(b)) => {
+                    (Value::Obj(a), Value::Obj(b))
+                        if object::kind(a) == Kind::String && object::kind(b) == Kind::String =>
+                    {
                         // Both stay on the stack (rooted) while the result is allocated.
-                        // SAFETY: stack values are live strings (this slice has no others).
+                        // SAFETY: live strings (on the stack).
                         let mut s = unsafe { string_bytes(a) }.to_vec();
                         // SAFETY: as above.
                         s.extend_from_slice(unsafe { string_bytes(b) });
                         let Some(r) = self.intern(&s) else {
-                            return self.runtime_error(ip, "Out of memory.");
+                            fail!("Out of memory.");
                         };
                         pop!();
                         pop!();
                         push!(Value::Obj(r));
                     }
-                    _ => {
-                        return self
-                            .runtime_error(ip, "Operands must be two numbers or two strings.");
-                    }
+                    _ => fail!("Operands must be two numbers or two strings."),
                 },
                 Op::Subtract => numbers!(-, Value::Number),
                 Op::Multiply => numbers!(*, Value::Number),
@@ -262,7 +579,7 @@ impl Vm {
                         pop!();
                         push!(Value::Number(-n));
                     }
-                    _ => return self.runtime_error(ip, "Operand must be a number."),
+                    _ => fail!("Operand must be a number."),
                 },
                 Op::Print => {
                     let v = pop!();
@@ -284,27 +601,124 @@ impl Vm {
                     // A loop that allocates nothing still reaches safepoints.
                     self.m.safepoint();
                 }
-                Op::Return => return Outcome::Ok,
+                Op::Call => {
+                    let argc = byte!() as usize;
+                    self.save_ip(ip);
+                    let callee = peek!(argc);
+                    if let Err(msg) = self.call_value(callee, argc) {
+                        return self.runtime_error(&msg);
+                    }
+                    (code, consts, base, ip) = self.load_frame();
+                }
+                Op::Closure => {
+                    let f = as_obj(constant!());
+                    let Some(c) = self.alloc(self.types.closure, Kind::Closure) else {
+                        fail!("Out of memory.");
+                    };
+                    let cp = c.0 as *mut Closure;
+                    // SAFETY: `f` is a live function (a constant of the running one), `c` is
+                    // fresh and pushed (rooted) before the next allocation.
+                    let count = unsafe {
+                        self.m.write(c.0, &raw mut (*cp).function, f.0);
+                        (*function_of(c)).upvalue_count as usize
+                    };
+                    push!(Value::Obj(c));
+                    if count > 0 {
+                        self.before_alloc();
+                        let arr = self.m.alloc_array(self.types.reference, count);
+                        if arr.is_null() {
+                            fail!("Out of memory.");
+                        }
+                        // SAFETY: `c` is live (on the stack); `arr` fresh, rooted through it.
+                        unsafe {
+                            self.m.write(c.0, &raw mut (*cp).upvalues, arr);
+                            (*cp).count = count as u64;
+                        }
+                        for i in 0..count {
+                            let local = byte!();
+                            let index = byte!() as usize;
+                            let up = if local == 1 {
+                                match self.capture_upvalue(base + index) {
+                                    Some(u) => u.0,
+                                    None => fail!("Out of memory."),
+                                }
+                            } else {
+                                self.upvalue(base, index) as *mut u8
+                            };
+                            let slot = (arr as *mut *mut u8).wrapping_add(i);
+                            // SAFETY: element `i` of `arr`, a pointer slot; `up` is live.
+                            unsafe { self.m.write(arr, slot, up) };
+                        }
+                    }
+                }
+                Op::CloseUpvalue => {
+                    let top = self.roots().stack.len() - 1;
+                    self.close_upvalues(top);
+                    pop!();
+                }
+                Op::Return => {
+                    let result = pop!();
+                    self.close_upvalues(base);
+                    let r = self.roots();
+                    r.frames.pop();
+                    if r.frames.is_empty() {
+                        r.stack.pop();
+                        return Outcome::Ok;
+                    }
+                    r.stack.truncate(base);
+                    r.stack.push(result);
+                    (code, consts, base, ip) = self.load_frame();
+                }
             }
         }
     }
 
-    fn constant_obj(&self, i: u8) -> Obj {
-        match self.roots().chunk.constants[i as usize] {
-            Value::Obj(o) => o,
-            _ => unreachable!("name operands are string constants"),
+    /// The running frame's code, constants, base and saved `ip`.
+    fn load_frame(&self) -> (*const u8, *const HeapValue, usize, usize) {
+        let fr = self.roots().frames.last().expect("a frame runs");
+        // SAFETY: the frame's closure and function are live (roots).
+        let f = unsafe { &*function_of(fr.closure) };
+        (f.code, f.constants as *const HeapValue, fr.base, fr.ip)
+    }
+
+    fn save_ip(&self, ip: usize) {
+        if let Some(fr) = self.roots().frames.last_mut() {
+            fr.ip = ip;
         }
     }
 
-    fn name(&self, o: Obj) -> String {
-        // SAFETY: a constant: rooted and live.
-        String::from_utf8_lossy(unsafe { string_bytes(o) }).into_owned()
+    /// Upvalue `i` of the running closure.
+    fn upvalue(&self, _base: usize, i: usize) -> *mut Upvalue {
+        let fr = self.roots().frames.last().expect("a frame runs");
+        // SAFETY: the running closure is live; `i` is below its count (the compiler's).
+        unsafe {
+            let c = &*(fr.closure.0 as *const Closure);
+            *(c.upvalues as *const *mut Upvalue).add(i)
+        }
     }
 
     /// Interned strings (live or not yet dropped from the table).
     pub fn interned(&self) -> usize {
         self.strings.len()
     }
+}
+
+/// The function of closure `c`.
+fn function_of(c: Obj) -> *const Function {
+    // SAFETY: `c` is a live closure (the callers').
+    unsafe { (*(c.0 as *const Closure)).function as *const Function }
+}
+
+fn as_obj(v: Value) -> Obj {
+    match v {
+        Value::Obj(o) => o,
+        _ => unreachable!("name operands are string constants"),
+    }
+}
+
+fn name_of(o: Obj) -> String {
+    // SAFETY: a constant: rooted and live.
+    String::from_utf8_lossy(unsafe { string_bytes(o) }).into_owned()
 }
 
 impl Default for Vm {
