@@ -36,12 +36,20 @@ pub enum Op {
     SetUpvalue,
     CloseUpvalue,
     Return,
+    Class,
+    GetProperty,
+    SetProperty,
+    Method,
+    Invoke,
+    Inherit,
+    GetSuper,
+    SuperInvoke,
 }
 
 impl Op {
     /// The instruction with opcode `b`.
     pub fn from_byte(b: u8) -> Op {
-        const ALL: [Op; 29] = [
+        const ALL: [Op; 37] = [
             Op::Constant,
             Op::Nil,
             Op::True,
@@ -71,6 +79,14 @@ impl Op {
             Op::SetUpvalue,
             Op::CloseUpvalue,
             Op::Return,
+            Op::Class,
+            Op::GetProperty,
+            Op::SetProperty,
+            Op::Method,
+            Op::Invoke,
+            Op::Inherit,
+            Op::GetSuper,
+            Op::SuperInvoke,
         ];
         ALL[b as usize]
     }

@@ -54,6 +54,13 @@ struct Local<'a> {
 enum FnKind {
     Script,
     Function,
+    Method,
+    Initializer,
+}
+
+/// A class being compiled (clox's `ClassCompiler`).
+struct ClassFrame {
+    has_super: bool,
 }
 
 /// One function being compiled (clox's `Compiler`).
@@ -70,9 +77,13 @@ impl<'a> Frame<'a> {
     fn new(kind: FnKind) -> Self {
         Frame {
             kind,
-            // Slot 0 holds the function being called.
+            // Slot 0 holds the function being called, or `this` in a method.
             locals: vec![Local {
-                name: "",
+                name: if kind == FnKind::Function || kind == FnKind::Script {
+                    ""
+                } else {
+                    "this"
+                },
                 depth: 0,
                 captured: false,
             }],
@@ -103,6 +114,7 @@ pub fn compile(vm: &mut Vm, source: &str) -> Option<Obj> {
         had_error: false,
         panic_mode: false,
         frames: vec![Frame::new(FnKind::Script)],
+        classes: Vec::new(),
     };
     c.advance();
     while !c.matches(Kind::Eof) {
@@ -123,6 +135,8 @@ struct Compiler<'v, 'a> {
     panic_mode: bool,
     /// The functions being compiled, innermost last.
     frames: Vec<Frame<'a>>,
+    /// The classes being compiled, innermost last.
+    classes: Vec<ClassFrame>,
 }
 
 impl<'a> Compiler<'_, 'a> {
@@ -188,7 +202,11 @@ impl<'a> Compiler<'_, 'a> {
     }
 
     fn emit_return(&mut self) {
-        self.emit_op(Op::Nil);
+        if self.frame().kind == FnKind::Initializer {
+            self.emit_ops(Op::GetLocal, 0);
+        } else {
+            self.emit_op(Op::Nil);
+        }
         self.emit_op(Op::Return);
     }
 
@@ -257,7 +275,9 @@ impl<'a> Compiler<'_, 'a> {
     // ---- declarations and statements ----
 
     fn declaration(&mut self) {
-        if self.matches(Kind::Fun) {
+        if self.matches(Kind::Class) {
+            self.class_declaration();
+        } else if self.matches(Kind::Fun) {
             self.fun_declaration();
         } else if self.matches(Kind::Var) {
             self.var_declaration();
@@ -287,6 +307,58 @@ impl<'a> Compiler<'_, 'a> {
                 _ => self.advance(),
             }
         }
+    }
+
+    fn class_declaration(&mut self) {
+        self.consume(Kind::Identifier, "Expect class name.");
+        let class_name = self.previous;
+        let name = self.string_constant(class_name.text);
+        self.declare_variable();
+        self.emit_ops(Op::Class, name);
+        self.define_variable(name);
+        self.classes.push(ClassFrame { has_super: false });
+        if self.matches(Kind::Less) {
+            self.consume(Kind::Identifier, "Expect superclass name.");
+            self.named_variable(self.previous, false);
+            if class_name.text == self.previous.text {
+                self.error("A class can't inherit from itself.");
+            }
+            self.begin_scope();
+            self.frame().locals.push(Local {
+                name: "super",
+                depth: 0,
+                captured: false,
+            });
+            self.define_variable(0);
+            self.named_variable(class_name, false);
+            self.emit_op(Op::Inherit);
+            if let Some(c) = self.classes.last_mut() {
+                c.has_super = true;
+            }
+        }
+        self.named_variable(class_name, false);
+        self.consume(Kind::LeftBrace, "Expect '{' before class body.");
+        while !self.check(Kind::RightBrace) && !self.check(Kind::Eof) {
+            self.method();
+        }
+        self.consume(Kind::RightBrace, "Expect '}' after class body.");
+        self.emit_op(Op::Pop);
+        if self.classes.pop().is_some_and(|c| c.has_super) {
+            self.end_scope();
+        }
+    }
+
+    fn method(&mut self) {
+        self.consume(Kind::Identifier, "Expect method name.");
+        let name = self.previous.text;
+        let c = self.string_constant(name);
+        let kind = if name == "init" {
+            FnKind::Initializer
+        } else {
+            FnKind::Method
+        };
+        self.function(kind);
+        self.emit_ops(Op::Method, c);
     }
 
     fn fun_declaration(&mut self) {
@@ -445,6 +517,9 @@ impl<'a> Compiler<'_, 'a> {
         if self.matches(Kind::Semicolon) {
             self.emit_return();
         } else {
+            if self.frame().kind == FnKind::Initializer {
+                self.error("Can't return a value from an initializer.");
+            }
             self.expression();
             self.consume(Kind::Semicolon, "Expect ';' after return value.");
             self.emit_op(Op::Return);
@@ -552,7 +627,7 @@ impl<'a> Compiler<'_, 'a> {
         }
         while prec <= infix_prec(self.current.kind) {
             self.advance();
-            self.infix(self.previous.kind);
+            self.infix(self.previous.kind, can_assign);
         }
         if can_assign && self.matches(Kind::Equal) {
             self.error("Invalid assignment target.");
@@ -586,29 +661,87 @@ impl<'a> Compiler<'_, 'a> {
             Kind::True => self.emit_op(Op::True),
             Kind::False => self.emit_op(Op::False),
             Kind::Identifier => self.named_variable(self.previous, can_assign),
+            Kind::This => {
+                if self.classes.is_empty() {
+                    self.error("Can't use 'this' outside of a class.");
+                } else {
+                    self.named_variable(self.synthetic("this"), false);
+                }
+            }
+            Kind::Super => self.super_(),
             _ => return false,
         }
         true
     }
 
-    fn infix(&mut self, kind: Kind) {
+    fn synthetic(&self, text: &'static str) -> Token<'a> {
+        Token {
+            kind: Kind::Identifier,
+            text,
+            line: self.previous.line,
+        }
+    }
+
+    fn argument_list(&mut self) -> u8 {
+        let mut argc = 0usize;
+        if !self.check(Kind::RightParen) {
+            loop {
+                self.expression();
+                if argc == 255 {
+                    self.error("Can't have more than 255 arguments.");
+                }
+                argc += 1;
+                if !self.matches(Kind::Comma) {
+                    break;
+                }
+            }
+        }
+        self.consume(Kind::RightParen, "Expect ')' after arguments.");
+        argc.min(255) as u8
+    }
+
+    fn super_(&mut self) {
+        match self.classes.last() {
+            None => self.error("Can't use 'super' outside of a class."),
+            Some(c) if !c.has_super => {
+                self.error("Can't use 'super' in a class with no superclass.")
+            }
+            Some(_) => {}
+        }
+        self.consume(Kind::Dot, "Expect '.' after 'super'.");
+        self.consume(Kind::Identifier, "Expect superclass method name.");
+        let name = self.string_constant(self.previous.text);
+        self.named_variable(self.synthetic("this"), false);
+        if self.matches(Kind::LeftParen) {
+            let argc = self.argument_list();
+            self.named_variable(self.synthetic("super"), false);
+            self.emit_ops(Op::SuperInvoke, name);
+            self.emit(argc);
+        } else {
+            self.named_variable(self.synthetic("super"), false);
+            self.emit_ops(Op::GetSuper, name);
+        }
+    }
+
+    fn infix(&mut self, kind: Kind, can_assign: bool) {
         match kind {
             Kind::LeftParen => {
-                let mut argc = 0usize;
-                if !self.check(Kind::RightParen) {
-                    loop {
-                        self.expression();
-                        if argc == 255 {
-                            self.error("Can't have more than 255 arguments.");
-                        }
-                        argc += 1;
-                        if !self.matches(Kind::Comma) {
-                            break;
-                        }
-                    }
+                let argc = self.argument_list();
+                self.emit_ops(Op::Call, argc);
+            }
+            Kind::Dot => {
+                self.consume(Kind::Identifier, "Expect property name after '.'.");
+                let name = self.string_constant(self.previous.text);
+                if can_assign && self.matches(Kind::Equal) {
+                    self.expression();
+                    self.emit_ops(Op::SetProperty, name);
+                } else if self.matches(Kind::LeftParen) {
+                    let argc = self.argument_list();
+                    self.emit_ops(Op::Invoke, name);
+                    self.emit(argc);
+                } else {
+                    self.emit_ops(Op::GetProperty, name);
                 }
-                self.consume(Kind::RightParen, "Expect ')' after arguments.");
-                self.emit_ops(Op::Call, argc.min(255) as u8);
             }
             Kind::And => {
                 let end = self.emit_jump(Op::JumpIfFalse);
@@ -707,7 +840,7 @@ impl<'a> Compiler<'_, 'a> {
 
 fn infix_prec(kind: Kind) -> Prec {
     match kind {
-        Kind::LeftParen => Prec::Call,
+        Kind::LeftParen | Kind::Dot => Prec::Call,
         Kind::Minus | Kind::Plus => Prec::Term,
         Kind::Slash | Kind::Star => Prec::Factor,
         Kind::BangEqual | Kind::EqualEqual => Prec::Equality,

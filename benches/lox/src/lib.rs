@@ -3,14 +3,17 @@
 //! stack, constants and globals are roots reported by a root callback, and strings are
 //! interned in a weak table.
 //!
-//! This slice runs the book's chapters 14–25: expressions, strings, `print`, global and local
-//! variables, blocks, `if`, `while`, `for`, `and`, `or`, functions, calls, `return`, closures
-//! with upvalues, the native `clock()`. Classes are not built yet (issue 15 stays open).
+//! The whole language as the book's chapters 14–29 build it: expressions, strings, `print`,
+//! global and local variables, blocks, `if`, `while`, `for`, `and`, `or`, functions, calls,
+//! `return`, closures with upvalues, classes, instances, fields, methods, `this`,
+//! initializers, inheritance, `super`, and the native `clock()`. Globals, fields and methods
+//! live in hash tables on the heap (`table`).
 
 pub mod chunk;
 pub mod compiler;
 pub mod object;
 pub mod scanner;
+pub mod table;
 pub mod value;
 pub mod vm;
 

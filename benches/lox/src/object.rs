@@ -12,6 +12,7 @@
 //! strings are one object, so equality is identity, and an unreachable string leaves the
 //! table when the collector clears its weak handle.
 
+use crate::table::TableHeader;
 use crate::value::Value;
 use std::collections::HashMap;
 use tricolor_gc::{Heap, MutatorState, TypeId, WeakSlot};
@@ -34,6 +35,14 @@ pub enum Kind {
     Upvalue = 4,
     /// A function written in Rust.
     Native = 5,
+    /// A class.
+    Class = 6,
+    /// An instance of a class.
+    Instance = 7,
+    /// A method bound to its receiver.
+    BoundMethod = 8,
+    /// The globals' table.
+    Globals = 9,
 }
 
 const STRING_HEADER: usize = 16;
@@ -53,6 +62,16 @@ pub struct Types {
     pub upvalue: TypeId,
     /// [`Native`].
     pub native: TypeId,
+    /// A table entry (`table::Entry`; arrays of them are tables' storage).
+    pub entry: TypeId,
+    /// [`Class`].
+    pub class: TypeId,
+    /// [`Instance`].
+    pub instance: TypeId,
+    /// [`BoundMethod`].
+    pub bound: TypeId,
+    /// [`Globals`].
+    pub globals: TypeId,
 }
 
 impl Types {
@@ -69,6 +88,11 @@ impl Types {
             closure: t("lox closure", 32, &[8, 16]),
             upvalue: t("lox upvalue", 40, &[16, 24]),
             native: t("lox native", 16, &[]),
+            entry: t("lox entry", 24, &[0, 16]),
+            class: t("lox class", 32, &[8, 24]),
+            instance: t("lox instance", 32, &[8, 24]),
+            bound: t("lox bound method", 32, &[16, 24]),
+            globals: t("lox globals", 24, &[16]),
         }
     }
 }
@@ -174,6 +198,44 @@ pub struct Native {
     pub id: u64,
 }
 
+/// A class: its name and methods.
+#[repr(C)]
+pub struct Class {
+    kind: u64,
+    /// Its name, a string.
+    pub name: *mut u8,
+    /// Method name → closure.
+    pub methods: TableHeader,
+}
+
+/// An instance: its class and fields.
+#[repr(C)]
+pub struct Instance {
+    kind: u64,
+    /// Its [`Class`].
+    pub class: *mut u8,
+    /// Field name → value.
+    pub fields: TableHeader,
+}
+
+/// A method (a closure) bound to its receiver.
+#[repr(C)]
+pub struct BoundMethod {
+    kind: u64,
+    /// The instance it is bound to.
+    pub receiver: HeapValue,
+    /// The closure.
+    pub method: *mut u8,
+}
+
+/// The global variables.
+#[repr(C)]
+pub struct Globals {
+    kind: u64,
+    /// Name → value.
+    pub table: TableHeader,
+}
+
 /// The kind of object `o`.
 pub fn kind(o: Obj) -> Kind {
     // SAFETY: every object begins with its kind word (module docs); `o` is live.
@@ -182,7 +244,11 @@ pub fn kind(o: Obj) -> Kind {
         2 => Kind::Function,
         3 => Kind::Closure,
         4 => Kind::Upvalue,
-        _ => Kind::Native,
+        5 => Kind::Native,
+        6 => Kind::Class,
+        7 => Kind::Instance,
+        8 => Kind::BoundMethod,
+        _ => Kind::Globals,
     }
 }
 

@@ -1,7 +1,9 @@
 //! Values: nil, booleans, numbers, and references to objects on the Tricolor heap, and their
 //! printing in clox's format.
 
-use crate::object::{Closure, Function, Kind, Obj, kind, string_bytes};
+use crate::object::{
+    BoundMethod, Class, Closure, Function, Instance, Kind, Obj, kind, string_bytes,
+};
 
 /// A Lox value. Objects are addresses of Tricolor objects (`object`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -101,6 +103,19 @@ fn format_object(o: Obj) -> String {
             Kind::Closure => format_object(Obj((*(o.0 as *const Closure)).function)),
             Kind::Upvalue => "upvalue".into(),
             Kind::Native => "<native fn>".into(),
+            Kind::Class => {
+                String::from_utf8_lossy(string_bytes(Obj((*(o.0 as *const Class)).name)))
+                    .into_owned()
+            }
+            Kind::Instance => {
+                let class = (*(o.0 as *const Instance)).class as *const Class;
+                format!(
+                    "{} instance",
+                    String::from_utf8_lossy(string_bytes(Obj((*class).name)))
+                )
+            }
+            Kind::BoundMethod => format_object(Obj((*(o.0 as *const BoundMethod)).method)),
+            Kind::Globals => "globals".into(),
         }
     }
 }

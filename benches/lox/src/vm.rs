@@ -15,11 +15,12 @@
 
 use crate::chunk::{Chunk, Op};
 use crate::object::{
-    self, Closure, Function, HeapValue, Kind, Native, Obj, Strings, Types, Upvalue, string_bytes,
+    self, BoundMethod, Class, Closure, Function, Globals, HeapValue, Instance, Kind, Native, Obj,
+    Strings, Types, Upvalue, string_bytes,
 };
+use crate::table::{self, TableHeader};
 use crate::value::{Value, format_value};
 use std::cell::UnsafeCell;
-use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 use tricolor_gc::{CallbackId, Config, Heap, Mutator};
@@ -39,7 +40,10 @@ struct CallFrame {
 pub struct Roots {
     stack: Vec<Value>,
     frames: Vec<CallFrame>,
-    globals: HashMap<Obj, Value>,
+    /// The [`Globals`] object.
+    globals: Option<Obj>,
+    /// The interned `"init"`.
+    init: Option<Obj>,
     /// The chunks being compiled, innermost last, with their function's name.
     compiling: Vec<(Chunk, Option<Obj>)>,
     /// The open upvalues, by stack slot, highest first (a list through `Upvalue::next`).
@@ -84,10 +88,8 @@ fn visit_roots(r: &Roots, mut f: impl FnMut(usize)) {
     for fr in &r.frames {
         f(fr.closure.0 as usize);
     }
-    for (k, v) in &r.globals {
-        f(k.0 as usize);
-        f(v.obj_addr());
-    }
+    f(r.globals.map_or(0, |o| o.0 as usize));
+    f(r.init.map_or(0, |o| o.0 as usize));
     for (chunk, name) in &r.compiling {
         chunk.constants.iter().for_each(|v| f(v.obj_addr()));
         f(name.map_or(0, |o| o.0 as usize));
@@ -124,6 +126,10 @@ impl Vm {
             stress,
             start: Instant::now(),
         };
+        let globals = vm.alloc(vm.types.globals, Kind::Globals).expect("room");
+        vm.roots().globals = Some(globals);
+        let init = vm.intern(b"init").expect("room");
+        vm.roots().init = Some(init);
         vm.define_native("clock", 0);
         vm
     }
@@ -159,9 +165,30 @@ impl Vm {
         let n = self.alloc(self.types.native, Kind::Native).expect("room");
         // SAFETY: a fresh native object; `id` is a data field.
         unsafe { (*(n.0 as *mut Native)).id = id };
+        self.roots().stack.push(Value::Obj(n));
+        self.set_global(name, Value::Obj(n)).expect("room");
         let r = self.roots();
-        r.globals.insert(name, Value::Obj(n));
-        r.stack.pop();
+        r.stack.truncate(r.stack.len() - 2);
+    }
+
+    fn globals(&self) -> (Obj, *mut TableHeader) {
+        let g = self.roots().globals.expect("made at start");
+        // SAFETY: the globals object is live (a root); only its field's address is taken.
+        (g, unsafe { &raw mut (*(g.0 as *mut Globals)).table })
+    }
+
+    fn get_global(&self, name: Obj) -> Option<Value> {
+        let (_, t) = self.globals();
+        // SAFETY: the globals object is live (a root).
+        unsafe { (*t).get(name) }
+    }
+
+    /// Sets global `name` (rooted by the caller, as the value); `None` if out of memory.
+    fn set_global(&self, name: Obj, v: Value) -> Option<bool> {
+        let (g, t) = self.globals();
+        self.before_alloc();
+        // SAFETY: the globals' table header inside the live globals object.
+        unsafe { table::set(&self.m, self.types.entry, g, t, name, v) }
     }
 
     /// Starts compiling a function named `name` (none for the script).
@@ -336,6 +363,35 @@ impl Vm {
                 });
                 Ok(())
             }
+            Kind::Class => {
+                let Some(inst) = self.alloc(self.types.instance, Kind::Instance) else {
+                    return Err("Out of memory.".into());
+                };
+                // SAFETY: a fresh instance; the class is live (the callee, on the stack).
+                unsafe {
+                    self.m
+                        .write(inst.0, &raw mut (*(inst.0 as *mut Instance)).class, o.0)
+                };
+                let r = self.roots();
+                let at = r.stack.len() - argc - 1;
+                r.stack[at] = Value::Obj(inst);
+                let init = r.init.expect("made at start");
+                // SAFETY: the class is live (reachable from the instance on the stack).
+                match unsafe { (*(o.0 as *const Class)).methods.get(init) } {
+                    Some(Value::Obj(i)) => self.call_value(Value::Obj(i), argc),
+                    _ if argc != 0 => Err(format!("Expected 0 arguments but got {argc}.")),
+                    _ => Ok(()),
+                }
+            }
+            Kind::BoundMethod => {
+                let b = o.0 as *const BoundMethod;
+                // SAFETY: a live bound method (the callee, on the stack).
+                let (receiver, method) = unsafe { ((*b).receiver.get(), (*b).method) };
+                let r = self.roots();
+                let at = r.stack.len() - argc - 1;
+                r.stack[at] = receiver;
+                self.call_value(Value::Obj(Obj(method)), argc)
+            }
             Kind::Native => {
                 // SAFETY: a live native.
                 let id = unsafe { (*(o.0 as *const Native)).id };
@@ -350,6 +406,60 @@ impl Vm {
                 Ok(())
             }
             _ => Err("Can only call functions and classes.".into()),
+        }
+    }
+
+    /// Replaces the instance on top of the stack with its class's method `name`, bound to it.
+    fn bind_method(&mut self, class: Obj, name: Obj) -> Result<(), String> {
+        // SAFETY: the class is live (the instance or the superclass reaches it).
+        let method = unsafe { (*(class.0 as *const Class)).methods.get(name) };
+        let Some(Value::Obj(method)) = method else {
+            return Err(format!("Undefined property '{}'.", name_of(name)));
+        };
+        let Some(b) = self.alloc(self.types.bound, Kind::BoundMethod) else {
+            return Err("Out of memory.".into());
+        };
+        let bp = b.0 as *mut BoundMethod;
+        let receiver = *self.roots().stack.last().expect("the receiver");
+        // SAFETY: `b` is fresh; the receiver is on the stack and the method reachable from
+        // the class.
+        unsafe {
+            HeapValue::set(&self.m, b, &raw mut (*bp).receiver, receiver);
+            self.m.write(b.0, &raw mut (*bp).method, method.0);
+        }
+        let r = self.roots();
+        r.stack.pop();
+        r.stack.push(Value::Obj(b));
+        Ok(())
+    }
+
+    /// `receiver.name(args)` without a bound method (clox's `invoke`).
+    fn invoke(&mut self, name: Obj, argc: usize) -> Result<(), String> {
+        let receiver = {
+            let s = &self.roots().stack;
+            s[s.len() - 1 - argc]
+        };
+        let Some(inst) = instance(receiver) else {
+            return Err("Only instances have methods.".into());
+        };
+        // SAFETY: the instance is on the stack.
+        let field = unsafe { (*(inst.0 as *const Instance)).fields.get(name) };
+        if let Some(v) = field {
+            let r = self.roots();
+            let at = r.stack.len() - argc - 1;
+            r.stack[at] = v;
+            return self.call_value(v, argc);
+        }
+        // SAFETY: as above.
+        let class = Obj(unsafe { (*(inst.0 as *const Instance)).class });
+        self.invoke_from_class(class, name, argc)
+    }
+
+    fn invoke_from_class(&mut self, class: Obj, name: Obj, argc: usize) -> Result<(), String> {
+        // SAFETY: the class is live (reachable from the receiver on the stack).
+        match unsafe { (*(class.0 as *const Class)).methods.get(name) } {
+            Some(m) => self.call_value(m, argc),
+            None => Err(format!("Undefined property '{}'.", name_of(name))),
         }
     }
 
@@ -493,7 +603,7 @@ impl Vm {
                 }
                 Op::GetGlobal => {
                     let name = as_obj(constant!());
-                    match self.roots().globals.get(&name).copied() {
+                    match self.get_global(name) {
                         Some(v) => push!(v),
                         None => fail!(&format!("Undefined variable '{}'.", name_of(name))),
                     }
@@ -501,15 +611,19 @@ impl Vm {
                 Op::DefineGlobal => {
                     let name = as_obj(constant!());
                     let v = peek!(0);
-                    self.roots().globals.insert(name, v);
+                    if self.set_global(name, v).is_none() {
+                        fail!("Out of memory.");
+                    }
                     pop!();
                 }
                 Op::SetGlobal => {
                     let name = as_obj(constant!());
                     let v = peek!(0);
-                    match self.roots().globals.get_mut(&name) {
-                        Some(slot) => *slot = v,
-                        None => fail!(&format!("Undefined variable '{}'.", name_of(name))),
+                    if self.get_global(name).is_none() {
+                        fail!(&format!("Undefined variable '{}'.", name_of(name)));
+                    }
+                    if self.set_global(name, v).is_none() {
+                        fail!("Out of memory.");
                     }
                 }
                 Op::GetUpvalue => {
@@ -656,6 +770,125 @@ impl Vm {
                     self.close_upvalues(top);
                     pop!();
                 }
+                Op::Class => {
+                    let name = as_obj(constant!());
+                    let Some(c) = self.alloc(self.types.class, Kind::Class) else {
+                        fail!("Out of memory.");
+                    };
+                    // SAFETY: a fresh class; the name is a live constant.
+                    unsafe {
+                        self.m
+                            .write(c.0, &raw mut (*(c.0 as *mut Class)).name, name.0)
+                    };
+                    push!(Value::Obj(c));
+                }
+                Op::Method => {
+                    let name = as_obj(constant!());
+                    let (method, class) = (peek!(0), peek!(1));
+                    let c = as_obj(class);
+                    self.before_alloc();
+                    // SAFETY: the class and the method are on the stack (rooted).
+                    let ok = unsafe {
+                        let t = &raw mut (*(c.0 as *mut Class)).methods;
+                        table::set(&self.m, self.types.entry, c, t, name, method)
+                    };
+                    if ok.is_none() {
+                        fail!("Out of memory.");
+                    }
+                    pop!();
+                }
+                Op::Inherit => {
+                    let (sub, sup) = (peek!(0), peek!(1));
+                    let Value::Obj(sup) = sup else {
+                        fail!("Superclass must be a class.");
+                    };
+                    if object::kind(sup) != Kind::Class {
+                        fail!("Superclass must be a class.");
+                    }
+                    let sub = as_obj(sub);
+                    let mut methods = Vec::new();
+                    // SAFETY: both classes are on the stack; `each` does not allocate.
+                    unsafe {
+                        (*(sup.0 as *const Class))
+                            .methods
+                            .each(|k, v| methods.push((k, v)))
+                    };
+                    for (k, v) in methods {
+                        self.before_alloc();
+                        // SAFETY: as above; the methods stay reachable through `sup`.
+                        let ok = unsafe {
+                            let t = &raw mut (*(sub.0 as *mut Class)).methods;
+                            table::set(&self.m, self.types.entry, sub, t, k, v)
+                        };
+                        if ok.is_none() {
+                            fail!("Out of memory.");
+                        }
+                    }
+                    pop!();
+                }
+                Op::GetProperty => {
+                    let name = as_obj(constant!());
+                    let Some(inst) = instance(peek!(0)) else {
+                        fail!("Only instances have properties.");
+                    };
+                    // SAFETY: the instance is on the stack.
+                    let field = unsafe { (*(inst.0 as *const Instance)).fields.get(name) };
+                    if let Some(v) = field {
+                        pop!();
+                        push!(v);
+                    } else {
+                        // SAFETY: as above.
+                        let class = Obj(unsafe { (*(inst.0 as *const Instance)).class });
+                        if let Err(msg) = self.bind_method(class, name) {
+                            fail!(&msg);
+                        }
+                    }
+                }
+                Op::SetProperty => {
+                    let name = as_obj(constant!());
+                    let Some(inst) = instance(peek!(1)) else {
+                        fail!("Only instances have fields.");
+                    };
+                    let v = peek!(0);
+                    self.before_alloc();
+                    // SAFETY: the instance and the value are on the stack.
+                    let ok = unsafe {
+                        let t = &raw mut (*(inst.0 as *mut Instance)).fields;
+                        table::set(&self.m, self.types.entry, inst, t, name, v)
+                    };
+                    if ok.is_none() {
+                        fail!("Out of memory.");
+                    }
+                    let v = pop!();
+                    pop!();
+                    push!(v);
+                }
+                Op::Invoke => {
+                    let name = as_obj(constant!());
+                    let argc = byte!() as usize;
+                    self.save_ip(ip);
+                    if let Err(msg) = self.invoke(name, argc) {
+                        return self.runtime_error(&msg);
+                    }
+                    (code, consts, base, ip) = self.load_frame();
+                }
+                Op::GetSuper => {
+                    let name = as_obj(constant!());
+                    let sup = as_obj(pop!());
+                    if let Err(msg) = self.bind_method(sup, name) {
+                        fail!(&msg);
+                    }
+                }
+                Op::SuperInvoke => {
+                    let name = as_obj(constant!());
+                    let argc = byte!() as usize;
+                    self.save_ip(ip);
+                    let sup = as_obj(pop!());
+                    if let Err(msg) = self.invoke_from_class(sup, name, argc) {
+                        return self.runtime_error(&msg);
+                    }
+                    (code, consts, base, ip) = self.load_frame();
+                }
                 Op::Return => {
                     let result = pop!();
                     self.close_upvalues(base);
@@ -707,6 +940,14 @@ impl Vm {
 fn function_of(c: Obj) -> *const Function {
     // SAFETY: `c` is a live closure (the callers').
     unsafe { (*(c.0 as *const Closure)).function as *const Function }
+}
+
+/// The instance `v` is, if it is one.
+fn instance(v: Value) -> Option<Obj> {
+    match v {
+        Value::Obj(o) if object::kind(o) == Kind::Instance => Some(o),
+        _ => None,
+    }
 }
 
 fn as_obj(v: Value) -> Obj {
