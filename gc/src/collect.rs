@@ -312,20 +312,7 @@ fn cycle(heap: &'static Heap) {
     }
     // Assists parked for this stop left their grey objects in `work` (rule 10); mark workers
     // may still be draining (rule 11): mark until nobody holds work.
-    loop {
-        marker.take_queue(heap);
-        marker.drain();
-        if marker.steal() {
-            continue;
-        }
-        if heap.helpers.load(Ordering::SeqCst) == 0
-            && heap.work_lock().is_empty()
-            && heap.queue_lock().is_empty()
-        {
-            break;
-        }
-        std::thread::yield_now();
-    }
+    mark_to_completion(heap, &mut marker);
     let before_callbacks = marker.root_bytes;
     {
         let roots = heap.roots_lock();
@@ -333,9 +320,11 @@ fn cycle(heap: &'static Heap) {
             f(&mut RootVisitor {
                 marker: &mut marker,
             });
-            marker.drain();
         }
     }
+    // What the callbacks reached, to the end: a drain may have shared grey objects through
+    // `work` (a marker's failed steal above left `work_wanted` set), and workers may hold some.
+    mark_to_completion(heap, &mut marker);
     let callback_roots = marker.root_bytes - before_callbacks;
     let mut c = heap.central_lock();
     if heap.config.verify {
@@ -388,6 +377,25 @@ fn cycle(heap: &'static Heap) {
     });
     if heap.config.trace {
         eprintln!("{}", crate::stats::trace_line(heap, &st));
+    }
+}
+
+/// Step 5's marking, with the world stopped: until no marker holds grey work and neither
+/// the queue nor the shared work list has any (rules 10 and 11).
+fn mark_to_completion(heap: &Heap, marker: &mut Marker) {
+    loop {
+        marker.take_queue(heap);
+        marker.drain();
+        if marker.steal() {
+            continue;
+        }
+        if heap.helpers.load(Ordering::SeqCst) == 0
+            && heap.work_lock().is_empty()
+            && heap.queue_lock().is_empty()
+        {
+            break;
+        }
+        std::thread::yield_now();
     }
 }
 
