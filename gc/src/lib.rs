@@ -75,7 +75,9 @@
 //!
 //! ## Roots
 //! Per-mutator shadow stacks of slot addresses (`push_root`/`pop_roots`), the typed layer's
-//! handle arena, global handles, registered root callbacks, and what the pools hold (`pool`:
+//! handle arena, per-mutator stack scanners (`add_stack_scanner`: a language runtime's own
+//! stack and globals, scanned with the shadow stack, concurrently), global handles,
+//! registered root callbacks (scanned in the mark-termination pause), and what the pools hold (`pool`:
 //! a pool's contents become its victim cache at each cycle's start and are dropped at the
 //! next, Go's `sync.Pool`), what objects with finalizers point to, and objects queued for
 //! their finalizer (`finalize`, Go's `SetFinalizer` and `AddCleanup`). Weak handles (`weak`,
@@ -102,7 +104,9 @@
 //! 1. Store heap pointers into heap objects only through `write` (`tc_write`).
 //! 2. A pushed shadow-stack slot is written only by its owning thread.
 //! 3. Root callbacks are called with the world stopped, once per cycle, at mark termination:
-//!    their slots need no barrier, and their cost is part of that pause.
+//!    their slots need no barrier, and their cost, with marking what only they reach, is part
+//!    of that pause. A runtime with a large root set uses a stack scanner instead (scanned
+//!    once per cycle with its mutator's stack, concurrently; the barrier makes that enough).
 //! 4. Global handles are changed only through the handle functions (they shade).
 
 // Under loom only `sync` and the modelled protocols are built; the rest of the crate is what
@@ -157,7 +161,7 @@ pub use knobs::Config;
 #[cfg(not(loom))]
 pub use mark::RootVisitor;
 #[cfg(not(loom))]
-pub use mutator::MutatorState;
+pub use mutator::{MutatorState, StackScanner};
 #[cfg(not(loom))]
 pub use object::{BYTES, TypeError, TypeId, TypeInfo};
 #[cfg(not(loom))]

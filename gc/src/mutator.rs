@@ -209,6 +209,10 @@ pub(crate) struct Local {
     pub(crate) wbuf: Vec<usize>,
     /// Marking work (bytes) this mutator owes for what it allocated while marking.
     pub(crate) assist_debt: usize,
+    /// Stack scanners by id, called with the shadow stack (`add_stack_scanner`).
+    pub(crate) scanners: Vec<(u64, StackScanner)>,
+    /// The next scanner id.
+    pub(crate) next_scanner: u64,
     /// This mutator's shard of each pool it has used, by pool index (`pool`).
     pub(crate) pools: Vec<Option<std::sync::Arc<crate::pool::Shard>>>,
 }
@@ -225,8 +229,14 @@ impl Local {
         for &v in &self.slots {
             f(v);
         }
+        for (_, scan) in &self.scanners {
+            scan(&mut |v| f(v));
+        }
     }
 }
+
+/// A stack scanner (`MutatorState::add_stack_scanner`): reports root values.
+pub type StackScanner = Box<dyn Fn(&mut dyn FnMut(usize)) + Send>;
 
 /// A mutator's shared record: the C `tc_mutator`.
 pub struct MutatorState {
@@ -250,6 +260,8 @@ impl MutatorState {
                 roots: Vec::new(),
                 slots: Vec::new(),
                 rust_types: Vec::new(),
+                scanners: Vec::new(),
+                next_scanner: 1,
                 wbuf: Vec::new(),
                 assist_debt: 0,
                 pools: Vec::new(),
@@ -531,6 +543,37 @@ impl MutatorState {
         }
     }
 
+    /// Adds a stack scanner: `f` reports root values (object addresses; other words are
+    /// ignored, so a scanner may report every word of a region) as part of this mutator's
+    /// stack scan, once per cycle while marking, concurrently: by the owner at a safepoint, or
+    /// by a marker while the owner is in native code (so `f` must be `Send`). For a language
+    /// runtime's own stack, frames and globals: unlike a root callback, what it reaches is
+    /// marked concurrently, not in the pause. Sound without a rescan because of the hybrid
+    /// barrier: whatever the runtime holds after its scan was reachable when the cycle
+    /// started, or is new and black (`collect` rules 2, 3 and 5). `f` must not allocate or
+    /// write to the heap, and may read the runtime's structures only because the owner is not
+    /// changing them then (it is at a safepoint or in native code). Returns an id for
+    /// [`MutatorState::remove_stack_scanner`].
+    pub fn add_stack_scanner(&self, f: StackScanner) -> u64 {
+        self.check_attached("add_stack_scanner");
+        // SAFETY: rule 2: the owner, running; no call below parks.
+        let local = unsafe { self.local() };
+        let id = local.next_scanner;
+        local.next_scanner += 1;
+        local.scanners.push((id, f));
+        id
+    }
+
+    /// Removes a stack scanner; false if it was not registered.
+    pub fn remove_stack_scanner(&self, id: u64) -> bool {
+        self.check_attached("remove_stack_scanner");
+        // SAFETY: rule 2.
+        let local = unsafe { self.local() };
+        let before = local.scanners.len();
+        local.scanners.retain(|(i, _)| *i != id);
+        local.scanners.len() != before
+    }
+
     /// Pushes a root slot onto the shadow stack.
     ///
     /// # Safety
@@ -650,6 +693,7 @@ pub(crate) unsafe fn detach(m: *mut MutatorState) {
         local.roots.clear();
         local.slots.clear();
         local.single.clear();
+        local.scanners.clear();
         local.others.clear();
         local.wbuf.clear();
         crate::pool::orphan(&mut local.pools);

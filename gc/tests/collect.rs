@@ -572,3 +572,35 @@ fn everything_a_root_callback_reaches_is_kept() {
     check_tree(ROOT.load(Ordering::Relaxed), 14, &mut 0);
     assert!(h.remove_root_callback(id));
 }
+
+/// A stack scanner (a language runtime's own stack): what it reports is kept, marked during
+/// concurrent marking rather than in the pause; removed, it keeps nothing.
+#[test]
+fn a_stack_scanner_reports_roots() {
+    use std::sync::atomic::AtomicPtr;
+    static TOP: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
+    let h = Heap::new(Config {
+        verify: true,
+        ..Config::default()
+    });
+    let ty = node_type(h);
+    let m = Mutator::attach(h);
+    let id = m.add_stack_scanner(Box::new(|report| {
+        report(TOP.load(Ordering::Relaxed) as usize);
+        report(12345); // not an object: ignored
+    }));
+    TOP.store(tree(&m, ty, 12, &mut 0), Ordering::Relaxed);
+    for _ in 0..3 {
+        m.collect();
+    }
+    check_tree(TOP.load(Ordering::Relaxed), 12, &mut 0);
+    assert!(
+        h.stats().live_bytes >= 8191 * 24,
+        "{}",
+        h.stats().live_bytes
+    );
+    assert!(m.remove_stack_scanner(id));
+    assert!(!m.remove_stack_scanner(id));
+    m.collect();
+    assert!(h.stats().live_bytes < 8191 * 24, "{}", h.stats().live_bytes);
+}

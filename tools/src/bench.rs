@@ -27,6 +27,8 @@ struct Options {
     scale: usize,
     runs: usize,
     programs: bool,
+    /// `--lox`: only the Lox table.
+    lox: bool,
     runs_given: bool,
     spike: Spike,
     spike_seconds: f64,
@@ -43,6 +45,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         scale: 1,
         runs: 5,
         programs: false,
+        lox: false,
         runs_given: false,
         spike: Spike::With,
         spike_seconds: 5.0,
@@ -68,6 +71,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--spike" => o.spike = Spike::Only,
             "--no-spike" => o.spike = Spike::Without,
             "--gc" => o.gc = Spike::Only,
+            "--lox" => o.lox = true,
             "--no-gc" => o.gc = Spike::Without,
             "--depth" => {
                 o.depth = value("--depth")?
@@ -147,6 +151,9 @@ pub fn main(args: &[String]) -> ExitCode {
     }
     if o.gc == Spike::Only {
         return crate::gcbench::main(o.runs, o.depth);
+    }
+    if o.lox {
+        return crate::lox::main(if o.runs_given { o.runs } else { 3 });
     }
     let exe = std::env::current_exe().expect("own path");
     let started = Instant::now();

@@ -32,6 +32,16 @@ fn main() -> ExitCode {
             let mut out = std::io::BufWriter::new(stdout.lock());
             let r = vm.interpret(&source, &mut out);
             let _ = out.flush();
+            // For `tricolor bench --lox`: the collector's figures on stderr.
+            if std::env::var_os("TRICOLOR_LOX_STATS").is_some() {
+                let s = vm.gc_stats();
+                eprintln!(
+                    "gcstats cycles={} pause_max_ns={} gc_cpu_pm={}",
+                    s.cycles,
+                    s.pause_max_ns,
+                    (s.gc_cpu_fraction * 1000.0).round() as u64
+                );
+            }
             match r {
                 Outcome::Ok => ExitCode::SUCCESS,
                 Outcome::CompileError => ExitCode::from(65),
