@@ -7,7 +7,8 @@
  * tc_class_stats, tc_release_memory, tc_set_memory_limit. The garbage collector: heaps
  * (tc_heap_default, tc_heap_new), mutators (tc_mutator_attach, ...), types (tc_type_new),
  * allocation (tc_alloc, tc_alloc_array, tc_alloc_bytes), the barriered store (tc_write),
- * roots (tc_push_root, tc_pop_roots, tc_handle_*, tc_add_root_callback), safepoints and
+ * roots (tc_push_root, tc_pop_roots, tc_handle_*, tc_add_root_callback, tc_add_stack_scanner),
+ * safepoints and
  * native code, tc_collect, tc_set_gc_percent, tc_gc_stats; pools cleared each cycle
  * (tc_pool_new, tc_pool_get, tc_pool_put, tc_pool_free); weak handles (tc_weak_new,
  * tc_weak_get, tc_weak_free); finalizers and cleanups (tc_set_finalizer, tc_add_cleanup,
@@ -191,6 +192,13 @@ typedef struct tc_gc_stats_t_ tc_gc_stats_t;
 
 // A pool's constructor: returns a new object of the pool's type (tc_alloc), or NULL.
 typedef void *(*tc_pool_new_fn)(struct tc_mutator *m, void *ctx);
+
+// Reports one root to the collector: called by a stack scanner with the `ctx` it was given.
+typedef void (*tc_report_fn)(void *ctx, void *obj);
+
+// A stack scanner: calls `report(ctx, obj)` for every root (an object address; any other
+// value is ignored, so a runtime may report every word of its stack).
+typedef void (*tc_stack_scan_fn)(tc_report_fn report, void *ctx, void *data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -464,6 +472,18 @@ void tc_pool_put(struct tc_mutator *m, struct tc_pool *p, void *obj);
 // # Safety
 // `p` came from tc_pool_new and is not used afterwards.
 void tc_pool_free(struct tc_pool *p);
+
+// Adds a stack scanner to `m`: `fn(report, ctx, data)` reports the runtime's own roots with
+// `report(ctx, obj)` once per collection while it marks, concurrently: on `m`'s thread at a
+// safepoint, or on a marker's thread while `m` is in native code. What it reports is marked
+// then, not in a pause (unlike tc_add_root_callback); the write barrier makes one scan per
+// collection enough. It must not allocate or write to the heap, and reads the runtime's
+// structures while `m` is not changing them (at a safepoint, or in native code). Returns an
+// id for tc_remove_stack_scanner.
+uint64_t tc_add_stack_scanner(struct tc_mutator *m, tc_stack_scan_fn fn, void *data);
+
+// Removes a stack scanner of `m`: 1 if it was registered, 0 otherwise.
+int tc_remove_stack_scanner(struct tc_mutator *m, uint64_t id);
 
 // A weak handle to `obj` (a heap object's start, or NULL; aborts with a message otherwise).
 // It is not a root: tc_weak_get yields the object while something else keeps it reachable,

@@ -14,6 +14,7 @@ mod exports;
 mod finalize;
 mod gc;
 mod pool;
+mod scanner;
 mod weak;
 
 pub use ephemeron::*;
@@ -21,4 +22,5 @@ pub use exports::*;
 pub use finalize::*;
 pub use gc::*;
 pub use pool::*;
+pub use scanner::*;
 pub use weak::*;

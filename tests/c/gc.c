@@ -323,6 +323,37 @@ static void ephemerons(tc_mutator *m) {
     tc_ephemeron_free(t);
 }
 
+/* A runtime's own stack of values, reported by a stack scanner. */
+static void *vstack[64];
+static int vtop;
+
+static void scan_vstack(tc_report_fn report, void *ctx, void *data) {
+    (void)data;
+    for (int i = 0; i < vtop; i++) report(ctx, vstack[i]);
+    report(ctx, (void *)(uintptr_t)12345); /* not an object: ignored */
+}
+
+static void scanners(tc_mutator *m) {
+    uint64_t id = tc_add_stack_scanner(m, scan_vstack, NULL);
+    for (vtop = 0; vtop < 64; vtop++) {
+        uint64_t k = 0;
+        vstack[vtop] = tree(m, 6, &k); /* each is on the vstack before the next allocation */
+    }
+    tc_collect(m);
+    tc_collect(m);
+    uint64_t with = live();
+    CHECK(with >= 64 * 127 * 24);
+    for (int i = 0; i < vtop; i++) {
+        uint64_t k = 0;
+        CHECK(tree_ok(vstack[i], 6, &k));
+    }
+    CHECK(tc_remove_stack_scanner(m, id) == 1);
+    CHECK(tc_remove_stack_scanner(m, id) == 0);
+    vtop = 0;
+    tc_collect(m);
+    CHECK(live() + 64 * 127 * 24 <= with); /* nothing keeps them now */
+}
+
 static int misuse(const char *mode) {
     tc_mutator *m = tc_mutator_attach(heap);
     static long not_heap[4];
@@ -413,6 +444,7 @@ int main(int argc, char **argv) {
     weaks(m);
     finalizers(m);
     ephemerons(m);
+    scanners(m);
     threads(m);
     statistics(m);
     tc_mutator_detach(m);
