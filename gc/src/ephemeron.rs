@@ -29,7 +29,6 @@ use crate::heap::Heap;
 use crate::misuse;
 use crate::mutator::MutatorState;
 use crate::span::GcSpan;
-use crate::spanmap;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
@@ -144,21 +143,6 @@ impl EphemeronTable {
         }
     }
 
-    fn key_span(&self, key: *mut u8, op: &str) -> &'static GcSpan {
-        let a = key as usize;
-        let Some(r) = spanmap::in_use(a, self.heap.addr()).filter(|r| r.covers(a)) else {
-            misuse::abort(format_args!(
-                "{op}(): key {key:p} is not an object of this heap"
-            ));
-        };
-        if r.index_of(a).map(|i| r.slot(i)) != Some(a) {
-            misuse::abort(format_args!(
-                "{op}(): key {key:p} points inside an object, not at its start"
-            ));
-        }
-        r
-    }
-
     /// Maps `key` to `value` (null removes the entry). Aborts if either is not an object of
     /// this heap.
     pub fn set(&self, m: &MutatorState, key: *mut u8, value: *mut u8) {
@@ -167,7 +151,9 @@ impl EphemeronTable {
             self.remove(m, key);
             return;
         }
-        let r = self.key_span(key, "ephemeron_set");
+        let r = self
+            .heap
+            .object_start(key, "ephemeron_set", "key ", "this heap");
         if !m.is_object(value) {
             misuse::abort(format_args!(
                 "ephemeron_set(): value {value:p} is not an object of this heap"

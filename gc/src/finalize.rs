@@ -40,7 +40,6 @@ use crate::heap::Heap;
 use crate::misuse;
 use crate::mutator::MutatorState;
 use crate::span::GcSpan;
-use crate::spanmap;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
@@ -78,22 +77,6 @@ pub(crate) struct Finals {
 impl Heap {
     fn finals_lock(&self) -> MutexGuard<'_, Finals> {
         self.finals.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The span and start of object `obj` (aborts with `op` otherwise).
-    fn object_start(&self, obj: *mut u8, op: &str) -> &'static GcSpan {
-        let a = obj as usize;
-        let Some(r) = spanmap::in_use(a, self.addr()).filter(|r| r.covers(a)) else {
-            misuse::abort(format_args!(
-                "{op}(): {obj:p} is not an object of this heap"
-            ));
-        };
-        if r.index_of(a).map(|i| r.slot(i)) != Some(a) {
-            misuse::abort(format_args!(
-                "{op}(): {obj:p} points inside an object, not at its start"
-            ));
-        }
-        r
     }
 
     fn ensure_finalizer_thread(&'static self, f: &mut Finals) {
@@ -223,7 +206,7 @@ impl MutatorState {
     pub fn set_finalizer(&self, obj: *mut u8, f: Option<FinalizerFn>) {
         self.check_attached("set_finalizer");
         let heap = self.heap;
-        heap.object_start(obj, "set_finalizer");
+        heap.object_start(obj, "set_finalizer", "", "this heap");
         let mut fin = heap.finals_lock();
         let list = fin.specials.entry(obj as usize).or_default();
         let had = list.iter().position(|s| matches!(s, Special::Finalizer(_)));
@@ -259,7 +242,7 @@ impl MutatorState {
     pub fn add_cleanup(&self, obj: *mut u8, f: CleanupFn) -> u64 {
         self.check_attached("add_cleanup");
         let heap = self.heap;
-        heap.object_start(obj, "add_cleanup");
+        heap.object_start(obj, "add_cleanup", "", "this heap");
         let mut fin = heap.finals_lock();
         fin.next_id += 1;
         let id = fin.next_id;

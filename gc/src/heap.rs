@@ -49,10 +49,11 @@ pub struct Heap {
     pub(crate) world: Gate<World>,
     pub(crate) central: Mutex<Central>,
     pub(crate) roots: Mutex<GlobalRoots>,
-    /// Mirrors of `Central::sweepgen` and `Central::large_pending` for lock-free reads (`weak`
-    /// rule 2's fast path): written under the central lock, after the flip and after the
-    /// large objects' sweep.
+    /// A mirror of `Central::sweepgen` for lock-free reads (`weak` rule 2's fast path),
+    /// written with the world stopped, after the flip.
     pub(crate) sweep_h: AtomicU32,
+    /// Set at the flip, cleared once `Central::queue_sweep` has freed the dead large objects
+    /// (`weak` rule 2; `Heap::sweep_to_end`).
     pub(crate) large_pending: AtomicBool,
     /// The registered pools (`pool`).
     pub(crate) pools: Mutex<crate::pool::Pools>,
@@ -178,8 +179,6 @@ pub(crate) struct Central {
     pub(crate) retired: Vec<*mut GcSpan>,
     /// The sweep generation (`sweepgen`): grows by 2 at each flip.
     pub(crate) sweepgen: u32,
-    /// From the flip until `queue_sweep` has freed the dead large objects (`weak` rule 2).
-    pub(crate) large_pending: bool,
     /// The proportional sweeper's position in `all`.
     pub(crate) cursor: usize,
     /// Bytes of GC spans in use.
@@ -272,7 +271,6 @@ impl Heap {
                 records: Vec::new(),
                 retired: Vec::new(),
                 sweepgen: 2,
-                large_pending: false,
                 cursor: 0,
                 span_bytes: 0,
             }),
@@ -429,6 +427,31 @@ impl Heap {
         self.trigger
             .store(pacer::trigger(marked, goal), Ordering::Relaxed);
         goal
+    }
+
+    /// The span of the object that starts at `obj` on this heap; aborts naming `op` when `obj`
+    /// is not an object's start here (`what` names the role, as "key ", and `of` the heap,
+    /// as "this heap"). For the APIs that take an object by its address: weak handles,
+    /// finalizers, cleanups, pools, ephemeron keys.
+    pub(crate) fn object_start(
+        &self,
+        obj: *mut u8,
+        op: &str,
+        what: &str,
+        of: &str,
+    ) -> &'static GcSpan {
+        let a = obj as usize;
+        let Some(r) = spanmap::in_use(a, self.addr()).filter(|r| r.covers(a)) else {
+            crate::misuse::abort(format_args!(
+                "{op}(): {what}{obj:p} is not an object of {of}"
+            ));
+        };
+        if r.index_of(a).map(|i| r.slot(i)) != Some(a) {
+            crate::misuse::abort(format_args!(
+                "{op}(): {what}{obj:p} points inside an object, not at its start"
+            ));
+        }
+        r
     }
 
     /// True when allocation has reached the trigger: a cycle should start.

@@ -35,10 +35,10 @@ use crate::heap::Heap;
 use crate::misuse;
 use crate::mutator::MutatorState;
 use crate::object::TypeId;
-use crate::spanmap;
+use crate::sync::lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// A pool's constructor: returns a new object of the pool's type (or null).
 pub type NewFn = Box<dyn Fn(&MutatorState) -> *mut u8 + Send + Sync>;
@@ -81,10 +81,6 @@ struct Victim {
 /// Adds one to a counter only its owner writes (rule 6).
 fn bump(c: &AtomicU64) {
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Counts of a pool's activity (`Pool::stats`).
@@ -278,19 +274,7 @@ impl Pool {
 
     #[cold]
     fn check_object(&self, obj: *mut u8, op: &str) {
-        let a = obj as usize;
-        let r = spanmap::in_use(a, self.heap.addr()).filter(|r| r.covers(a));
-        let Some(r) = r else {
-            misuse::abort(format_args!(
-                "{op}(): {obj:p} is not an object of the pool's heap"
-            ));
-        };
-        let start = r.index_of(a).map(|i| r.slot(i));
-        if start != Some(a) {
-            misuse::abort(format_args!(
-                "{op}(): {obj:p} points inside an object, not at its start"
-            ));
-        }
+        let r = self.heap.object_start(obj, op, "", "the pool's heap");
         if r.ty.id != self.ty {
             let want = self
                 .heap

@@ -81,6 +81,9 @@ pub(crate) struct GcSpan {
     /// The weak handles to this span's objects (`weak`): cleared by the sweep that finds
     /// their object dead.
     pub(crate) weak: Mutex<Vec<usize>>,
+    /// Some weak handle was registered here since the record was laid out: a sweep takes the
+    /// `weak` lock only then (`weak` rule 1).
+    pub(crate) has_weak: AtomicBool,
     /// Some object here is an ephemeron key (`ephemeron` rule 1).
     pub(crate) has_keys: AtomicBool,
     owned: UnsafeCell<Owned>,
@@ -122,6 +125,7 @@ impl GcSpan {
             bits: Box::new([]),
             sweepgen: SweepGen::new(0),
             weak: Mutex::new(Vec::new()),
+            has_weak: AtomicBool::new(false),
             has_keys: AtomicBool::new(false),
             owned: UnsafeCell::new(Owned {
                 free_index: 0,
@@ -175,6 +179,7 @@ impl GcSpan {
         o.cached = false;
         self.sweepgen.reset(swept);
         *self.has_keys.get_mut() = false;
+        *self.has_weak.get_mut() = false;
     }
 
     /// The holder's fields.

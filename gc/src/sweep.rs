@@ -148,7 +148,6 @@ impl Central {
     pub(crate) fn flip(&mut self) -> Vec<*mut GcSpan> {
         self.sweepgen = self.sweepgen.wrapping_add(2);
         self.cursor = self.all.len();
-        self.large_pending = true;
         std::mem::take(&mut self.large)
     }
 
@@ -184,7 +183,6 @@ impl Central {
                 self.free_span(s);
             }
         }
-        self.large_pending = false;
         self.records.append(&mut self.retired);
     }
 }
@@ -234,7 +232,7 @@ impl Heap {
             let held = c.all.iter().any(|&s| unsafe {
                 (*s).state.load(Ordering::Relaxed) == IN_USE && !(*s).sweepgen.is_swept(h)
             });
-            if !held && !c.large_pending {
+            if !held && !self.large_pending.load(Ordering::Acquire) {
                 return;
             }
             drop(c);

@@ -11,7 +11,7 @@
 //!    whose object it finds unmarked, before the span's sweep generation says swept
 //!    (`span::GcSpan::sweep`). A large object's handles are cleared when the sweep after the
 //!    restart frees it (`Central::queue_sweep`, under the central lock, while
-//!    `Central::large_pending` is set).
+//!    `Heap::large_pending` is set).
 //! 2. `get` reads the handle, then makes sure the object's fate in the last cycle is settled:
 //!    its span swept in the current generation (sweeping it now under the central lock, as
 //!    lazy sweeping does, or waiting for the background sweeper that holds it), or for a
@@ -45,6 +45,10 @@ fn lock_weak(s: &GcSpan) -> MutexGuard<'_, Vec<usize>> {
 impl GcSpan {
     /// Rule 1: clears the handles to objects this span's marking left white.
     pub(crate) fn clear_dead_weak(&self) {
+        // A handle registered after this load is to an object its creator holds: alive.
+        if !self.has_weak.load(Ordering::Acquire) {
+            return;
+        }
         let mut list = lock_weak(self);
         if list.is_empty() {
             return;
@@ -74,17 +78,8 @@ impl MutatorState {
         if obj.is_null() {
             return w;
         }
-        let a = obj as usize;
-        let Some(r) = spanmap::in_use(a, self.heap.addr()).filter(|r| r.covers(a)) else {
-            misuse::abort(format_args!(
-                "weak_new(): {obj:p} is not an object of this heap"
-            ));
-        };
-        if r.index_of(a).map(|i| r.slot(i)) != Some(a) {
-            misuse::abort(format_args!(
-                "weak_new(): {obj:p} points inside an object, not at its start"
-            ));
-        }
+        let r = self.heap.object_start(obj, "weak_new", "", "this heap");
+        r.has_weak.store(true, Ordering::Release);
         lock_weak(r).push(w as usize);
         w
     }
@@ -123,34 +118,29 @@ impl MutatorState {
 impl Heap {
     /// Rule 2: waits until span `r`'s objects' fate in the last cycle is applied.
     fn settle(&self, r: &GcSpan) {
-        // The fast path: settled already (the mirrors are written after what they announce).
         if r.kind == LARGE {
-            if !self.large_pending.load(Ordering::Acquire) {
-                return;
+            // The collector thread frees the dead ones right after the restart: wait for it.
+            while self.large_pending.load(Ordering::Acquire) {
+                std::thread::yield_now();
             }
-        } else if r.sweepgen.is_swept(self.sweep_h.load(Ordering::Acquire)) {
+            return;
+        }
+        // The fast path: settled already (the mirror is written after the flip it announces).
+        if r.sweepgen.is_swept(self.sweep_h.load(Ordering::Acquire)) {
             return;
         }
         let poison = self.config.verify;
         loop {
             let mut c = self.central_lock();
-            if r.kind == LARGE {
-                if !c.large_pending {
-                    return;
-                }
-            } else {
-                let h = c.sweepgen;
-                if r.sweepgen.is_swept(h) {
-                    return;
-                }
-                let s = r as *const GcSpan as *mut GcSpan;
-                if let Some(live) = c.sweep_one(s, poison) {
-                    c.file_swept(s, live);
-                    return;
-                }
+            if r.sweepgen.is_swept(c.sweepgen) {
+                return;
             }
-            // Claimed by the background sweeper, or large objects not yet swept: both are
-            // short and under way.
+            let s = r as *const GcSpan as *mut GcSpan;
+            if let Some(live) = c.sweep_one(s, poison) {
+                c.file_swept(s, live);
+                return;
+            }
+            // Claimed by the background sweeper, which is under way with it.
             drop(c);
             std::thread::yield_now();
         }
