@@ -14,10 +14,8 @@
 //! a pause, but that thread's latency (Go's analogue, mark assists, is not reported per
 //! event). The checksums must agree.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
 
 use crate::programs::median;
 
@@ -120,37 +118,26 @@ struct Sample {
     cycle_us: Option<u64>,
 }
 
-fn field(line: &str, key: &str) -> Option<u64> {
+/// The number after `key=` in a `key=value ...` line.
+pub(crate) fn field(line: &str, key: &str) -> Option<u64> {
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
 fn run_once(exe: &Path, args: &[String]) -> Result<Sample, String> {
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .env_remove("GOGC")
-        .env_remove("GODEBUG")
-        .env_remove("GOMEMLIMIT")
-        .env_remove("TRICOLOR_GC_VERIFY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
-    // Stderr is drained on its own thread, so a chatty child cannot fill that pipe and block
-    // while we wait for its stdout.
-    let mut stderr = child.stderr.take().unwrap();
-    let err_reader = std::thread::spawn(move || {
-        let mut err = String::new();
-        let _ = stderr.read_to_string(&mut err);
-        err
-    });
-    let mut out = String::new();
-    let read = child.stdout.take().unwrap().read_to_string(&mut out);
-    let err = err_reader.join().unwrap_or_default();
-    read.map_err(|e| e.to_string())?;
-    let waited = crate::programs::wait_peak(&child);
-    let secs = start.elapsed().as_secs_f64();
-    let peak_kib = waited.map_err(|status| format!("status {status:#x}\n{err}"))?;
+    let crate::programs::Measured {
+        secs,
+        peak_kib,
+        stdout: out,
+        ..
+    } = crate::programs::run_measured(
+        Command::new(exe)
+            .args(args)
+            .env_remove("GOGC")
+            .env_remove("GODEBUG")
+            .env_remove("GOMEMLIMIT")
+            .env_remove("TRICOLOR_GC_VERIFY"),
+    )?;
     let line = out
         .lines()
         .find(|l| l.starts_with("RESULT "))

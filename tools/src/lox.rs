@@ -2,10 +2,10 @@
 //! Lox VM whose heap is Tricolor's collector): median wall time, peak RSS, collections, the
 //! longest pause and the GC CPU share, from `runs` runs of each.
 
-use std::io::Read;
+use crate::gcbench::field;
+use crate::programs::median;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
+use std::process::{Command, ExitCode};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -18,47 +18,28 @@ struct Run {
     output: String,
 }
 
-fn field(line: &str, key: &str) -> Option<u64> {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
-}
-
 fn run_once(exe: &Path, program: &Path) -> Result<Run, String> {
-    let start = Instant::now();
-    let mut child = Command::new(exe)
-        .arg(program)
-        .env("TRICOLOR_LOX_STATS", "1")
-        .env_remove("TRICOLOR_LOX_STRESS_GC")
-        .env_remove("GODEBUG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    let mut err = String::new();
-    let _ = child.stdout.take().unwrap().read_to_string(&mut out);
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    let peak_kib = crate::programs::wait_peak(&child)
-        .map_err(|status| format!("status {status:#x}\n{err}"))?;
-    let secs = start.elapsed().as_secs_f64();
-    let line = err
+    let m = crate::programs::run_measured(
+        Command::new(exe)
+            .arg(program)
+            .env("TRICOLOR_LOX_STATS", "1")
+            .env_remove("TRICOLOR_LOX_STRESS_GC")
+            .env_remove("GODEBUG"),
+    )?;
+    let line = m
+        .stderr
         .lines()
         .find(|l| l.starts_with("gcstats "))
-        .ok_or_else(|| format!("no gcstats line in:\n{err}"))?;
+        .ok_or_else(|| format!("no gcstats line in:\n{}", m.stderr))?;
     let get = |k| field(line, k).ok_or_else(|| format!("no {k} in {line}"));
     Ok(Run {
-        secs,
-        peak_kib,
+        secs: m.secs,
+        peak_kib: m.peak_kib,
         cycles: get("cycles")?,
         pause_max_ns: get("pause_max_ns")?,
         gc_cpu_pm: get("gc_cpu_pm")?,
-        output: out,
+        output: m.stdout,
     })
-}
-
-fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 /// Prints the Lox table; false if a program failed or its output changed between runs.

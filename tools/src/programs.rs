@@ -121,6 +121,42 @@ pub fn wait_peak(child: &std::process::Child) -> Result<u64, i32> {
 }
 
 /// The median of a non-empty sample.
+/// A child's run: wall time, peak RSS, and what it wrote.
+pub struct Measured {
+    pub secs: f64,
+    pub peak_kib: u64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` with its stdout and stderr piped here (stderr drained on its own thread, so a
+/// chatty child cannot fill that pipe and block while its stdout is read), timing it and
+/// reaping it with [`wait_peak`]. An error carries the wait status and stderr.
+pub fn run_measured(cmd: &mut Command) -> Result<Measured, String> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
+    let mut out = String::new();
+    let read = child.stdout.take().unwrap().read_to_string(&mut out);
+    let err = err_reader.join().unwrap_or_default();
+    read.map_err(|e| e.to_string())?;
+    let waited = wait_peak(&child);
+    let secs = start.elapsed().as_secs_f64();
+    let peak_kib = waited.map_err(|status| format!("status {status:#x}\n{err}"))?;
+    Ok(Measured {
+        secs,
+        peak_kib,
+        stdout: out,
+        stderr: err,
+    })
+}
+
 pub fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     v[v.len() / 2]
