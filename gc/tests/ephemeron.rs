@@ -2,9 +2,11 @@
 //! that weak-keyed tables with strong values leak, chains of ephemerons, and a stress test of
 //! mutators using tables while collections run, with verification on.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
-use tricolor_gc::{Config, EphemeronTable, Heap, Member, Mutator, object};
+use tricolor_gc::{EphemeronTable, Member, Mutator, object};
 
 object! {
     struct Obj {
@@ -20,16 +22,9 @@ fn obj(id: u64) -> Obj {
     }
 }
 
-fn heap() -> &'static Heap {
-    Heap::new(Config {
-        verify: true,
-        ..Config::default()
-    })
-}
-
 #[test]
 fn a_value_lives_while_its_key_is_reachable_otherwise() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let t: EphemeronTable<Obj, Obj> = EphemeronTable::new(h);
     m.scope(|s| {
@@ -61,7 +56,7 @@ fn a_value_lives_while_its_key_is_reachable_otherwise() {
 /// table with strong values would leak both).
 #[test]
 fn a_value_pointing_to_its_key_does_not_keep_it() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let t: EphemeronTable<Obj, Obj> = EphemeronTable::new(h);
     m.scope(|s| {
@@ -85,7 +80,7 @@ fn a_value_pointing_to_its_key_does_not_keep_it() {
 /// k1 dies, everything goes.
 #[test]
 fn ephemerons_chain_through_tables() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let (t1, t2): (EphemeronTable<Obj, Obj>, EphemeronTable<Obj, Obj>) =
         (EphemeronTable::new(h), EphemeronTable::new(h));
@@ -119,24 +114,11 @@ fn ephemerons_chain_through_tables() {
 /// checks), and the entries of dead keys go.
 #[test]
 fn tables_under_concurrent_collections_keep_live_keys_values() {
-    let rounds: u64 = std::env::var("TRICOLOR_STRESS_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(2_000, |r: u64| r / 200);
-    let h = heap();
+    let rounds: u64 = common::stress_rounds(2_000, 200) as u64;
+    let h = common::verified_heap();
     let tables = Arc::new([EphemeronTable::<Obj, Obj>::new(h), EphemeronTable::new(h)]);
-    let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(4));
-    let collector = {
-        let (stop, start) = (stop.clone(), start.clone());
-        std::thread::spawn(move || {
-            let m = Mutator::attach(h);
-            start.wait();
-            while !stop.load(Ordering::Relaxed) {
-                m.collect();
-            }
-        })
-    };
+    let collections = common::Collections::start(h, start.clone());
     let workers: Vec<_> = (0..3u64)
         .map(|t| {
             let (tables, start) = (tables.clone(), start.clone());
@@ -174,8 +156,7 @@ fn tables_under_concurrent_collections_keep_live_keys_values() {
     for w in workers {
         w.join().unwrap();
     }
-    stop.store(true, Ordering::Relaxed);
-    collector.join().unwrap();
+    collections.stop();
     let m = Mutator::attach(h);
     m.collect();
     m.wait_finalizers();

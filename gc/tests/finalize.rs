@@ -1,9 +1,11 @@
 //! Finalizers and cleanups (Go's `runtime.SetFinalizer` and `runtime.AddCleanup`): the
 //! behaviour Go documents, and a stress test with verification on.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
-use tricolor_gc::{Config, Global, Heap, Member, Mutator, object};
+use tricolor_gc::{Global, Member, Mutator, object};
 
 object! {
     struct Res {
@@ -19,13 +21,6 @@ fn res(id: u64) -> Res {
     }
 }
 
-fn heap() -> &'static Heap {
-    Heap::new(Config {
-        verify: true,
-        ..Config::default()
-    })
-}
-
 /// Collections until `done` holds or 20 have run (finalizers run on their own thread).
 fn collect_until(m: &Mutator, done: impl Fn() -> bool) {
     for _ in 0..20 {
@@ -39,7 +34,7 @@ fn collect_until(m: &Mutator, done: impl Fn() -> bool) {
 
 #[test]
 fn a_finalizer_runs_once_with_its_object_and_what_it_reaches() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let seen = Arc::new(Mutex::new(Vec::new()));
     m.scope(|s| {
@@ -75,7 +70,7 @@ fn a_finalizer_runs_once_with_its_object_and_what_it_reaches() {
 
 #[test]
 fn a_reachable_object_is_not_finalized_and_a_cleared_finalizer_never_runs() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let ran = Arc::new(AtomicUsize::new(0));
     m.scope(|s| {
@@ -110,7 +105,7 @@ fn a_reachable_object_is_not_finalized_and_a_cleared_finalizer_never_runs() {
 /// does not run again (Go: it must be set again).
 #[test]
 fn a_finalizer_can_resurrect_its_object() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let saved: Arc<Mutex<Option<Global<Res>>>> = Arc::new(Mutex::new(None));
     let runs = Arc::new(AtomicUsize::new(0));
@@ -141,7 +136,7 @@ fn a_finalizer_can_resurrect_its_object() {
 /// finalizer for A runs; once A is freed, the finalizer for B can run."
 #[test]
 fn finalizers_run_in_dependency_order() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let order = Arc::new(Mutex::new(Vec::new()));
     m.scope(|s| {
@@ -164,7 +159,7 @@ fn finalizers_run_in_dependency_order() {
 /// Weak handles to an object are cleared before its finalizer runs.
 #[test]
 fn weak_handles_are_cleared_before_the_finalizer_runs() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let cleared = Arc::new(Mutex::new(None));
     m.scope(|s| {
@@ -183,7 +178,7 @@ fn weak_handles_are_cleared_before_the_finalizer_runs() {
 
 #[test]
 fn cleanups_run_after_the_object_is_unreachable_without_keeping_it() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let ran = Arc::new(AtomicUsize::new(0));
     let (w, cancelled) = m.scope(|s| {
@@ -221,7 +216,7 @@ fn cleanups_run_after_the_object_is_unreachable_without_keeping_it() {
 
 #[test]
 fn a_cleanup_cannot_be_cancelled_once_it_ran() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let c = m.scope(|s| s.scope(|t| t.add_cleanup(&t.alloc(res(1)), || ())));
     m.collect();
@@ -235,25 +230,12 @@ fn a_cleanup_cannot_be_cancelled_once_it_ran() {
 /// objects), no kept object is finalized, and every cleanup runs once.
 #[test]
 fn finalizers_under_concurrent_collections_run_once_each() {
-    let rounds: u64 = std::env::var("TRICOLOR_STRESS_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(300, |r: u64| r / 1000);
-    let h = heap();
+    let rounds: u64 = common::stress_rounds(300, 1000) as u64;
+    let h = common::verified_heap();
     let finalized = Arc::new(Mutex::new(std::collections::HashMap::<u64, u32>::new()));
     let cleaned = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(4));
-    let collector = {
-        let (stop, start) = (stop.clone(), start.clone());
-        std::thread::spawn(move || {
-            let m = Mutator::attach(h);
-            start.wait();
-            while !stop.load(Ordering::Relaxed) {
-                m.collect();
-            }
-        })
-    };
+    let collections = common::Collections::start(h, start.clone());
     let workers: Vec<_> = (0..3u64)
         .map(|t| {
             let (fin, cl, start) = (finalized.clone(), cleaned.clone(), start.clone());
@@ -300,8 +282,7 @@ fn finalizers_under_concurrent_collections_run_once_each() {
         .into_iter()
         .flat_map(|w| w.join().unwrap())
         .collect();
-    stop.store(true, Ordering::Relaxed);
-    collector.join().unwrap();
+    collections.stop();
     let m = Mutator::attach(h);
     let total = 3 * rounds * 32;
     // The kept ones' globals were dropped with their threads: all can now be finalized.
@@ -319,7 +300,7 @@ fn finalizers_under_concurrent_collections_run_once_each() {
 /// objects queued behind it must survive them intact.
 #[test]
 fn queued_objects_survive_cycles_until_their_finalizer_runs() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let release = Arc::new(AtomicBool::new(false));
     let started = Arc::new(AtomicBool::new(false));

@@ -4,10 +4,12 @@
 //! no finalizer or cleanup runs twice, and no weak handle or table ever yields a freed object.
 //! `TRICOLOR_STRESS_ROUNDS` runs it longer.
 
+mod common;
+
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
-use tricolor_gc::{Config, EphemeronTable, Heap, Member, Mutator, Pool, object};
+use tricolor_gc::{EphemeronTable, Member, Mutator, Pool, object};
 
 object! {
     struct Thing {
@@ -28,30 +30,14 @@ const POOLED: u64 = u64::MAX - 1;
 
 #[test]
 fn everything_at_once_under_concurrent_collections() {
-    let rounds: u64 = std::env::var("TRICOLOR_STRESS_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(2_000, |r: u64| r / 200);
-    let h = Heap::new(Config {
-        verify: true,
-        ..Config::default()
-    });
+    let rounds: u64 = common::stress_rounds(2_000, 200) as u64;
+    let h = common::verified_heap();
     let pool = Arc::new(Pool::with_new(h, || thing(POOLED)));
     let table = Arc::new(EphemeronTable::<Thing, Thing>::new(h));
     let finalized = Arc::new(Mutex::new(HashMap::<u64, u32>::new()));
     let cleaned = Arc::new(Mutex::new(HashMap::<u64, u32>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(4));
-    let collector = {
-        let (stop, start) = (stop.clone(), start.clone());
-        std::thread::spawn(move || {
-            let m = Mutator::attach(h);
-            start.wait();
-            while !stop.load(Ordering::Relaxed) {
-                m.collect();
-            }
-        })
-    };
+    let collections = common::Collections::start(h, start.clone());
     let workers: Vec<_> = (0..3u64)
         .map(|t| {
             let (pool, table, fin, cl, start) = (
@@ -131,8 +117,7 @@ fn everything_at_once_under_concurrent_collections() {
     for w in workers {
         w.join().unwrap();
     }
-    stop.store(true, Ordering::Relaxed);
-    collector.join().unwrap();
+    collections.stop();
     let m = Mutator::attach(h);
     let total = 3 * rounds * 16;
     for _ in 0..20 {

@@ -2,9 +2,11 @@
 //! and the Go 1.13 victim behaviour, through the typed layer and the raw one, and a stress
 //! test of several mutators sharing pools while collections run, with verification on.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
-use tricolor_gc::{Config, Heap, Member, Mutator, Pool, object};
+use tricolor_gc::{Member, Mutator, Pool, object};
 
 object! {
     struct Buf {
@@ -24,16 +26,9 @@ fn fresh() -> Buf {
     }
 }
 
-fn heap() -> &'static Heap {
-    Heap::new(Config {
-        verify: true,
-        ..Config::default()
-    })
-}
-
 #[test]
 fn get_returns_what_was_put_else_a_new_object_else_none() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let empty: Pool<Buf> = Pool::new(h);
     let pool = Pool::with_new(h, fresh);
@@ -59,7 +54,7 @@ fn get_returns_what_was_put_else_a_new_object_else_none() {
 /// cycles and its objects are freed.
 #[test]
 fn steady_use_hits_across_cycles_and_an_idle_pool_empties_in_two() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let pool = Pool::with_new(h, fresh);
     m.scope(|s| {
@@ -107,7 +102,7 @@ fn steady_use_hits_across_cycles_and_an_idle_pool_empties_in_two() {
 /// Another mutator takes what one put: it steals from the shared part, then the victims.
 #[test]
 fn other_mutators_steal_from_a_pool() {
-    let h = heap();
+    let h = common::verified_heap();
     let pool = Arc::new(Pool::with_new(h, fresh));
     let m = Mutator::attach(h);
     m.scope(|s| {
@@ -143,7 +138,7 @@ fn other_mutators_steal_from_a_pool() {
 /// Dropping a pool drops what it holds.
 #[test]
 fn a_dropped_pool_holds_nothing() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     let pool = Pool::with_new(h, fresh);
     m.scope(|s| {
@@ -163,11 +158,8 @@ fn a_dropped_pool_holds_nothing() {
 /// check, and a black object pointing to a white one aborts the test.
 #[test]
 fn pools_under_concurrent_collections_lose_nothing() {
-    let rounds: usize = std::env::var("TRICOLOR_STRESS_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(200_000, |r: usize| r / 2);
-    let h = heap();
+    let rounds: usize = common::stress_rounds(200_000, 2);
+    let h = common::verified_heap();
     // Objects the pool makes carry NEWLY and pooled ones POOLED; the filler allocations carry
     // MAGIC: a pooled object freed and its slot reused, or poisoned, shows at the next `get`.
     const NEWLY: u64 = 0x4e45_5759;
@@ -177,21 +169,8 @@ fn pools_under_concurrent_collections_lose_nothing() {
         ..fresh()
     };
     let pools = Arc::new([Pool::with_new(h, made), Pool::with_new(h, made)]);
-    let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(4));
-    let collector = {
-        let (stop, start) = (stop.clone(), start.clone());
-        std::thread::spawn(move || {
-            let m = Mutator::attach(h);
-            start.wait();
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                m.collect();
-                n += 1;
-            }
-            n
-        })
-    };
+    let collections = common::Collections::start(h, start.clone());
     let workers: Vec<_> = (0..3u64)
         .map(|t| {
             let (pools, start) = (pools.clone(), start.clone());
@@ -230,8 +209,7 @@ fn pools_under_concurrent_collections_lose_nothing() {
     for w in workers {
         w.join().unwrap();
     }
-    stop.store(true, Ordering::Relaxed);
-    let cycles = collector.join().unwrap();
+    let cycles = collections.stop();
     assert!(cycles > 0);
     let st = pools[0].stats();
     assert!(st.hits > st.misses, "{st:?}");
@@ -244,7 +222,7 @@ fn pools_under_concurrent_collections_lose_nothing() {
 /// object is freed while pooled, and verification's poison shows in the next `get`.
 #[test]
 fn an_object_moved_between_scanned_roots_during_marking_is_kept() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     // The pool's constructor makes NEWLY objects (an idle pool may drop its object when a
     // wait at the goal outlasts two cycles: then `get` makes a new one).

@@ -1,7 +1,9 @@
 //! Weak handles (Go 1.24's `weak.Pointer`): what Go documents, small and large objects, and a
 //! stress test of readers racing concurrent collections with verification on.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use tricolor_gc::{Config, Heap, Member, Mutator, object};
 
@@ -19,13 +21,6 @@ object! {
     }
 }
 
-fn heap() -> &'static Heap {
-    Heap::new(Config {
-        verify: true,
-        ..Config::default()
-    })
-}
-
 fn item(tag: u64) -> Item {
     Item {
         next: Member::null(),
@@ -35,7 +30,7 @@ fn item(tag: u64) -> Item {
 
 #[test]
 fn a_weak_handle_yields_its_object_while_reachable_and_none_after() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     m.scope(|s| {
         let (w1, w2, g) = s.scope(|t| {
@@ -59,7 +54,7 @@ fn a_weak_handle_yields_its_object_while_reachable_and_none_after() {
 
 #[test]
 fn an_upgraded_handle_keeps_its_object_for_the_scope() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     m.scope(|s| {
         let w = s.scope(|t| t.weak(&t.alloc(item(3))));
@@ -79,7 +74,7 @@ fn an_upgraded_handle_keeps_its_object_for_the_scope() {
 
 #[test]
 fn large_objects_weak_handles_clear_too() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     m.scope(|s| {
         let (w, kept) = s.scope(|t| {
@@ -136,7 +131,7 @@ fn an_object_found_dead_is_not_yielded_before_its_span_is_swept() {
 /// A cache of weak handles does not keep its objects: they are freed.
 #[test]
 fn weak_handles_do_not_keep_objects_alive() {
-    let h = heap();
+    let h = common::verified_heap();
     let m = Mutator::attach(h);
     m.scope(|s| {
         let cache: Vec<_> = s.scope(|t| (0..10_000).map(|i| t.weak(&t.alloc(item(i)))).collect());
@@ -156,23 +151,10 @@ fn weak_handles_do_not_keep_objects_alive() {
 /// yields none it never yields one again; handles to objects kept reachable never clear.
 #[test]
 fn readers_racing_collections_never_see_a_freed_object() {
-    let rounds: usize = std::env::var("TRICOLOR_STRESS_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(20_000, |r: usize| r / 20);
-    let h = heap();
-    let stop = Arc::new(AtomicBool::new(false));
+    let rounds: usize = common::stress_rounds(20_000, 20);
+    let h = common::verified_heap();
     let start = Arc::new(Barrier::new(4));
-    let collector = {
-        let (stop, start) = (stop.clone(), start.clone());
-        std::thread::spawn(move || {
-            let m = Mutator::attach(h);
-            start.wait();
-            while !stop.load(Ordering::Relaxed) {
-                m.collect();
-            }
-        })
-    };
+    let collections = common::Collections::start(h, start.clone());
     let workers: Vec<_> = (0..3u64)
         .map(|t| {
             let start = start.clone();
@@ -239,6 +221,5 @@ fn readers_racing_collections_never_see_a_freed_object() {
     for w in workers {
         w.join().unwrap();
     }
-    stop.store(true, Ordering::Relaxed);
-    collector.join().unwrap();
+    collections.stop();
 }
