@@ -191,9 +191,25 @@ impl Vm {
     /// Sets global `name` (rooted by the caller, as the value); `None` if out of memory.
     fn set_global(&self, name: Obj, v: Value) -> Option<bool> {
         let (g, t) = self.globals();
-        self.before_alloc();
         // SAFETY: the globals' table header inside the live globals object.
-        unsafe { table::set(&self.m, self.types.entry, g, t, name, v) }
+        unsafe { self.table_set(g, t, name, v) }
+    }
+
+    /// `table::set` with this VM's entry type, after the stress mode's collection: `owner`,
+    /// `key` and `v` are rooted by the caller (rule 2). `None` if out of memory.
+    ///
+    /// # Safety
+    /// `t` is the header of a table inside the live object `owner`.
+    unsafe fn table_set(
+        &self,
+        owner: Obj,
+        t: *mut TableHeader,
+        key: Obj,
+        v: Value,
+    ) -> Option<bool> {
+        self.before_alloc();
+        // SAFETY: the caller's contract.
+        unsafe { table::set(&self.m, self.types.entry, owner, t, key, v) }
     }
 
     /// Starts compiling a function named `name` (none for the script).
@@ -791,11 +807,9 @@ impl Vm {
                     let name = as_obj(constant!());
                     let (method, class) = (peek!(0), peek!(1));
                     let c = as_obj(class);
-                    self.before_alloc();
                     // SAFETY: the class and the method are on the stack (rooted).
                     let ok = unsafe {
-                        let t = &raw mut (*(c.0 as *mut Class)).methods;
-                        table::set(&self.m, self.types.entry, c, t, name, method)
+                        self.table_set(c, &raw mut (*(c.0 as *mut Class)).methods, name, method)
                     };
                     if ok.is_none() {
                         fail!("Out of memory.");
@@ -819,11 +833,9 @@ impl Vm {
                             .each(|k, v| methods.push((k, v)))
                     };
                     for (k, v) in methods {
-                        self.before_alloc();
                         // SAFETY: as above; the methods stay reachable through `sup`.
                         let ok = unsafe {
-                            let t = &raw mut (*(sub.0 as *mut Class)).methods;
-                            table::set(&self.m, self.types.entry, sub, t, k, v)
+                            self.table_set(sub, &raw mut (*(sub.0 as *mut Class)).methods, k, v)
                         };
                         if ok.is_none() {
                             fail!("Out of memory.");
@@ -855,11 +867,9 @@ impl Vm {
                         fail!("Only instances have fields.");
                     };
                     let v = peek!(0);
-                    self.before_alloc();
                     // SAFETY: the instance and the value are on the stack.
                     let ok = unsafe {
-                        let t = &raw mut (*(inst.0 as *mut Instance)).fields;
-                        table::set(&self.m, self.types.entry, inst, t, name, v)
+                        self.table_set(inst, &raw mut (*(inst.0 as *mut Instance)).fields, name, v)
                     };
                     if ok.is_none() {
                         fail!("Out of memory.");
