@@ -116,22 +116,50 @@ const SHARED: usize = 32;
 
 #[test]
 fn chains_survive_rewiring_while_the_collector_marks() {
-    rewire(0);
+    rewire(0, Store::Checked);
 }
 
 /// The same with `GOMAXPROCS=16`: three mark workers beside the collector thread share the
 /// marking (parallel marking, `collect` rule 11).
 #[test]
 fn chains_survive_rewiring_with_parallel_mark_workers() {
-    rewire(16);
+    rewire(16, Store::Checked);
 }
 
-fn rewire(procs: usize) {
+/// The same through `write_unchecked` on a heap without verification (where it skips the
+/// checks): the barrier itself, as an interpreter's hot path uses it. Without poisoning, a
+/// node freed while reachable shows as a wrong tag once its slot is reused.
+#[test]
+fn chains_survive_rewiring_through_the_unchecked_barrier() {
+    rewire(0, Store::Unchecked);
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Store {
+    /// `write`, on a verified heap.
+    Checked,
+    /// `write_unchecked`, on a heap without verification.
+    Unchecked,
+}
+
+fn rewire(procs: usize, store: Store) {
     let rounds: u64 = std::env::var("TRICOLOR_STRESS_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(400_000);
-    let (h, ty, refs) = verified_heap(25, procs);
+    let (h, ty, refs) = if store == Store::Checked {
+        verified_heap(25, procs)
+    } else {
+        let h = Heap::new(Config {
+            gc_percent: 25,
+            ..Config::default()
+        });
+        (h, node_type(h), h.register_type("ref", 8, &[0]).unwrap())
+    };
+    let write: unsafe fn(&MutatorState, *mut u8, *mut *mut u8, *mut u8) = match store {
+        Store::Checked => MutatorState::write,
+        Store::Unchecked => MutatorState::write_unchecked,
+    };
     let main = Mutator::attach(h);
     let shared = main.alloc_array(refs, SHARED);
     let shared_handle = raw::handle_new(&main, shared) as usize;
@@ -184,17 +212,17 @@ fn rewire(procs: usize) {
                                 }
                                 let prev = walk(head, rnd() % 64);
                                 held = *next(prev);
-                                m.write(prev, next(prev), std::ptr::null_mut());
+                                write(&m, prev, next(prev), std::ptr::null_mut());
                                 for _ in 0..(rnd() % 40) {
                                     m.alloc(ty);
                                 }
                                 check(held, "held on the stack");
                                 if rnd() % 2 == 0 {
-                                    m.write(prev, next(prev), held);
+                                    write(&m, prev, next(prev), held);
                                 } else {
                                     let j = rnd() as usize % BAG;
                                     check(*slot(bag, j), "replaced");
-                                    m.write(bag, slot(bag, j), held);
+                                    write(&m, bag, slot(bag, j), held);
                                 }
                             }
                             // The collector reads `held` through its root slot: a volatile store,
@@ -206,7 +234,7 @@ fn rewire(procs: usize) {
                             let tg = next_tag.fetch_add(1, Ordering::Relaxed);
                             let head = build(&m, ty, tg, 1 + rnd() % 64, &mut building);
                             // SAFETY: as above.
-                            unsafe { m.write(bag, slot(bag, i), head) };
+                            unsafe { write(&m, bag, slot(bag, i), head) };
                             building = std::ptr::null_mut();
                         }
                         5 => {
@@ -222,8 +250,8 @@ fn rewire(procs: usize) {
                                 let theirs = *slot(table, k);
                                 let mine = *slot(bag, i);
                                 check(theirs, "shared");
-                                m.write(table, slot(table, k), mine);
-                                m.write(bag, slot(bag, i), theirs);
+                                write(&m, table, slot(table, k), mine);
+                                write(&m, bag, slot(bag, i), theirs);
                             }
                             drop(g);
                         }
@@ -233,7 +261,7 @@ fn rewire(procs: usize) {
                             let c = unsafe { *slot(bag, i) };
                             let hd = raw::handle_new(&m, c);
                             // SAFETY: as above.
-                            unsafe { m.write(bag, slot(bag, i), std::ptr::null_mut()) };
+                            unsafe { write(&m, bag, slot(bag, i), std::ptr::null_mut()) };
                             handles.push(hd as usize);
                             if handles.len() > 8 {
                                 let old = handles.remove(0) as *mut tricolor_gc::HandleSlot;
@@ -242,7 +270,7 @@ fn rewire(procs: usize) {
                                     let o = raw::handle_get(old);
                                     check(o, "in a handle");
                                     let j = rnd() as usize % BAG;
-                                    m.write(bag, slot(bag, j), o);
+                                    write(&m, bag, slot(bag, j), o);
                                     raw::handle_free(old);
                                 }
                             }

@@ -23,7 +23,8 @@ static node *tree(tc_mutator *m, int depth, uint64_t *next) {
         node *l = tree(m, depth - 1, next);
         tc_write(m, n, (void **)&n->left, l);
         node *r = tree(m, depth - 1, next);
-        tc_write(m, n, (void **)&n->right, r);
+        /* The unchecked store (checked all the same: these tests run in verification mode). */
+        tc_write_unchecked(m, n, (void **)&n->right, r);
     }
     n->value = ++*next * 2654435761u;
     tc_pop_roots(m, 1);
@@ -377,6 +378,11 @@ static int misuse(const char *mode) {
         /* `value` is a data field of node: a pointer stored there would not be scanned. */
         fprintf(stderr, "PTR %p\n", (void *)&n->value);
         tc_write(m, n, (void **)&n->value, n);
+    } else if (strcmp(mode, "write-unchecked-data-field") == 0) {
+        /* Verification is on (the harness sets TRICOLOR_GC_VERIFY=1): the unchecked store is
+           checked as tc_write's is. */
+        fprintf(stderr, "PTR %p\n", (void *)&n->value);
+        tc_write_unchecked(m, n, (void **)&n->value, n);
     } else if (strcmp(mode, "write-array-tail") == 0) {
         /* Three 24-byte elements take 72 bytes of an 80-byte slot: the last 8 are no element. */
         size_t first[] = {0};

@@ -64,6 +64,16 @@ fn writing_a_pointer_into_a_data_field_aborts() {
     misuse("write-bytes", "is not a pointer slot of its type");
 }
 
+/// `tc_write_unchecked` skips the checks, except in verification mode, where a runtime's
+/// stress tests rely on them.
+#[test]
+fn an_unchecked_store_into_a_data_field_aborts_under_verification() {
+    misuse(
+        "write-unchecked-data-field",
+        "is not a pointer slot of its type",
+    );
+}
+
 #[test]
 fn popping_more_roots_than_pushed_aborts() {
     misuse("pop", "popping 2 roots but only 1 are pushed");
