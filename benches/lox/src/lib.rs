@@ -13,6 +13,7 @@ pub mod chunk;
 pub mod compiler;
 pub mod object;
 pub mod scanner;
+pub mod stack;
 pub mod table;
 pub mod value;
 pub mod vm;

@@ -113,7 +113,8 @@ pub unsafe fn set(
         let new = (*e).key.is_null();
         if new {
             (*t).count += 1;
-            m.write(arr, &raw mut (*e).key, key.0);
+            // `key` is an entry's pointer slot (`object`'s layout rule); the key is live.
+            m.write_unchecked(arr, &raw mut (*e).key, key.0);
         }
         HeapValue::set(m, Obj(arr), &raw mut (*e).value, v);
         Some(new)

@@ -14,13 +14,15 @@
 //!    constants, a field of a reachable object through the barrier) before the next
 //!    allocation: the book's discipline, which the stress mode checks.
 //! 3. Pointer fields of objects are written only through the barrier (`MutatorState::write`,
-//!    `HeapValue::set`); data fields (numbers, lengths, kinds) directly.
+//!    or `write_unchecked` under `object`'s layout rule, and `HeapValue::set`); data fields
+//!    (numbers, lengths, kinds) directly.
 
 use crate::chunk::{Chunk, Op};
 use crate::object::{
     self, BoundMethod, Class, Closure, Function, Globals, HeapValue, Instance, Kind, Native, Obj,
     Strings, Types, Upvalue, string_bytes,
 };
+use crate::stack::Stack;
 use crate::table::{self, TableHeader};
 use crate::value::{Value, format_value};
 use std::cell::UnsafeCell;
@@ -41,7 +43,7 @@ struct CallFrame {
 /// What the collector scans for the VM (module docs).
 #[derive(Default)]
 pub struct Roots {
-    stack: Vec<Value>,
+    stack: Stack,
     frames: Vec<CallFrame>,
     /// The [`Globals`] object.
     globals: Option<Obj>,
@@ -85,7 +87,7 @@ unsafe impl Send for RootsPtr {}
 unsafe impl Sync for RootsPtr {}
 
 fn visit_roots(r: &Roots, mut f: impl FnMut(usize)) {
-    for v in &r.stack {
+    for v in r.stack.as_slice() {
         f(v.obj_addr());
     }
     for fr in &r.frames {
@@ -388,14 +390,14 @@ impl Vm {
                 let Some(inst) = self.alloc(self.types.instance, Kind::Instance) else {
                     return Err("Out of memory.".into());
                 };
-                // SAFETY: a fresh instance; the class is live (the callee, on the stack).
+                // SAFETY: a fresh instance; the class is live (the callee, on the stack); `class` is a
+                // pointer slot (`object`'s layout rule).
                 unsafe {
                     self.m
-                        .write(inst.0, &raw mut (*(inst.0 as *mut Instance)).class, o.0)
+                        .write_unchecked(inst.0, &raw mut (*(inst.0 as *mut Instance)).class, o.0)
                 };
                 let r = self.roots();
-                let at = r.stack.len() - argc - 1;
-                r.stack[at] = Value::Obj(inst);
+                r.stack.set_peek(argc, Value::Obj(inst));
                 let init = r.init.expect("made at start");
                 // SAFETY: the class is live (reachable from the instance on the stack).
                 match unsafe { (*(o.0 as *const Class)).methods.get(init) } {
@@ -409,8 +411,7 @@ impl Vm {
                 // SAFETY: a live bound method (the callee, on the stack).
                 let (receiver, method) = unsafe { ((*b).receiver.get(), (*b).method) };
                 let r = self.roots();
-                let at = r.stack.len() - argc - 1;
-                r.stack[at] = receiver;
+                r.stack.set_peek(argc, receiver);
                 self.call_value(Value::Obj(Obj(method)), argc)
             }
             Kind::Native => {
@@ -441,12 +442,13 @@ impl Vm {
             return Err("Out of memory.".into());
         };
         let bp = b.0 as *mut BoundMethod;
-        let receiver = *self.roots().stack.last().expect("the receiver");
-        // SAFETY: `b` is fresh; the receiver is on the stack and the method reachable from
+        let receiver = self.roots().stack.peek(0);
+        // SAFETY: `b` is fresh, its fields pointer slots (`object`'s layout rule); the receiver
+        // is on the stack and the method reachable from
         // the class.
         unsafe {
             HeapValue::set(&self.m, b, &raw mut (*bp).receiver, receiver);
-            self.m.write(b.0, &raw mut (*bp).method, method.0);
+            self.m.write_unchecked(b.0, &raw mut (*bp).method, method.0);
         }
         let r = self.roots();
         r.stack.pop();
@@ -456,19 +458,14 @@ impl Vm {
 
     /// `receiver.name(args)` without a bound method (clox's `invoke`).
     fn invoke(&mut self, name: Obj, argc: usize) -> Result<(), String> {
-        let receiver = {
-            let s = &self.roots().stack;
-            s[s.len() - 1 - argc]
-        };
+        let receiver = self.roots().stack.peek(argc);
         let Some(inst) = instance(receiver) else {
             return Err("Only instances have methods.".into());
         };
         // SAFETY: the instance is on the stack.
         let field = unsafe { (*(inst.0 as *const Instance)).fields.get(name) };
         if let Some(v) = field {
-            let r = self.roots();
-            let at = r.stack.len() - argc - 1;
-            r.stack[at] = v;
+            self.roots().stack.set_peek(argc, v);
             return self.call_value(v, argc);
         }
         // SAFETY: as above.
@@ -502,10 +499,11 @@ impl Vm {
         }
         let new = self.alloc(self.types.upvalue, Kind::Upvalue)?;
         let np = new.0 as *mut Upvalue;
-        // SAFETY: `new` is fresh; `cur` and `prev` are live list members (the list is a root).
+        // SAFETY: `new` is fresh; `cur` and `prev` are live list members (the list is a root);
+        // `next` is a pointer slot (`object`'s layout rule).
         unsafe {
             (*np).location = slot as i64;
-            self.m.write(
+            self.m.write_unchecked(
                 new.0,
                 &raw mut (*np).next,
                 cur.map_or(std::ptr::null_mut(), |o| o.0),
@@ -514,7 +512,7 @@ impl Vm {
                 None => self.roots().open_upvalues = Some(new),
                 Some(p) => {
                     let pp = p.0 as *mut Upvalue;
-                    self.m.write(p.0, &raw mut (*pp).next, new.0);
+                    self.m.write_unchecked(p.0, &raw mut (*pp).next, new.0);
                 }
             }
         }
@@ -530,7 +528,7 @@ impl Vm {
             if (loc as usize) < last {
                 break;
             }
-            let v = self.roots().stack[loc as usize];
+            let v = self.roots().stack.get(loc as usize);
             // SAFETY: as above; `closed` is a `HeapValue` field of it.
             unsafe {
                 HeapValue::set(&self.m, u, &raw mut (*up).closed, v);
@@ -544,6 +542,11 @@ impl Vm {
     fn run(&mut self, out: &mut dyn Write) -> Outcome {
         // The current frame's code and constants, reloaded at every call and return.
         let (mut code, mut consts, mut base, mut ip) = self.load_frame();
+        // The stack, for the macros below: a raw pointer rather than `self.roots()` at each
+        // use, so the hot operations do not reload the box. Each use is a momentary `&mut`
+        // that ends within the macro, so it never overlaps another reference (rule 1).
+        // SAFETY: `roots` is this VM's box, alive as long as `self`.
+        let stack: *mut Stack = unsafe { &raw mut (*self.roots.get()).stack };
         macro_rules! byte {
             () => {{
                 // SAFETY: the compiler ends every path with a return, so `ip` stays in the
@@ -568,23 +571,26 @@ impl Vm {
         }
         macro_rules! pop {
             () => {
-                self.roots()
-                    .stack
-                    .pop()
-                    .expect("the compiler balances the stack")
+                // SAFETY: `stack` (above): no other reference is live.
+                unsafe { (*stack).pop() }
             };
         }
         macro_rules! push {
             ($v:expr) => {{
                 let v = $v;
-                self.roots().stack.push(v)
+                // SAFETY: `stack` (above): no other reference is live.
+                if unsafe { (*stack).is_full() } {
+                    fail!("Stack overflow.");
+                }
+                // SAFETY: as above.
+                unsafe { (*stack).push(v) }
             }};
         }
         macro_rules! peek {
-            ($d:expr) => {{
-                let s = &self.roots().stack;
-                s[s.len() - 1 - $d]
-            }};
+            ($d:expr) => {
+                // SAFETY: `stack` (above): no other reference is live.
+                unsafe { (*stack).peek($d) }
+            };
         }
         macro_rules! fail {
             ($msg:expr) => {{
@@ -594,11 +600,11 @@ impl Vm {
         }
         macro_rules! numbers {
             ($op:tt, $wrap:expr) => {{
-                match (peek!(1), peek!(0)) {
+                // SAFETY: `stack` (above): no other reference is live.
+                match unsafe { (*stack).top2() } {
                     (Value::Number(a), Value::Number(b)) => {
-                        pop!();
-                        pop!();
-                        push!($wrap(a $op b));
+                        // SAFETY: as above.
+                        unsafe { (*stack).replace2($wrap(a $op b)) }
                     }
                     _ => fail!("Operands must be numbers."),
                 }
@@ -615,12 +621,14 @@ impl Vm {
                 }
                 Op::GetLocal => {
                     let i = byte!() as usize;
-                    push!(self.roots().stack[base + i]);
+                    // SAFETY: `stack` (above): no other reference is live.
+                    push!(unsafe { (*stack).get(base + i) });
                 }
                 Op::SetLocal => {
                     let i = byte!() as usize;
                     let v = peek!(0);
-                    self.roots().stack[base + i] = v;
+                    // SAFETY: as above.
+                    unsafe { (*stack).set(base + i, v) };
                 }
                 Op::GetGlobal => {
                     let name = as_obj(constant!());
@@ -654,7 +662,7 @@ impl Vm {
                     let v = unsafe {
                         match (*u).location {
                             -1 => (*u).closed.get(),
-                            loc => self.roots().stack[loc as usize],
+                            loc => self.roots().stack.get(loc as usize),
                         }
                     };
                     push!(v);
@@ -669,21 +677,24 @@ impl Vm {
                             -1 => {
                                 HeapValue::set(&self.m, Obj(u as *mut u8), &raw mut (*u).closed, v)
                             }
-                            loc => self.roots().stack[loc as usize] = v,
+                            loc => self.roots().stack.set(loc as usize, v),
                         }
                     }
                 }
                 Op::Equal => {
-                    let (b, a) = (pop!(), pop!());
-                    push!(Value::Bool(a.equals(b)));
+                    // SAFETY: `stack` (above): no other reference is live.
+                    unsafe {
+                        let (a, b) = (*stack).top2();
+                        (*stack).replace2(Value::Bool(a.equals(b)));
+                    }
                 }
                 Op::Greater => numbers!(>, Value::Bool),
                 Op::Less => numbers!(<, Value::Bool),
-                Op::Add => match (peek!(1), peek!(0)) {
+                // SAFETY: `stack` (above): no other reference is live.
+                Op::Add => match unsafe { (*stack).top2() } {
                     (Value::Number(a), Value::Number(b)) => {
-                        pop!();
-                        pop!();
-                        push!(Value::Number(a + b));
+                        // SAFETY: as above.
+                        unsafe { (*stack).replace2(Value::Number(a + b)) }
                     }
                     (Value::Obj(a), Value::Obj(b))
                         if object::kind(a) == Kind::String && object::kind(b) == Kind::String =>
@@ -706,14 +717,13 @@ impl Vm {
                 Op::Multiply => numbers!(*, Value::Number),
                 Op::Divide => numbers!(/, Value::Number),
                 Op::Not => {
-                    let v = pop!();
-                    push!(Value::Bool(v.is_falsey()));
+                    let v = peek!(0);
+                    // SAFETY: `stack` (above): no other reference is live.
+                    unsafe { (*stack).replace_top(Value::Bool(v.is_falsey())) };
                 }
                 Op::Negate => match peek!(0) {
-                    Value::Number(n) => {
-                        pop!();
-                        push!(Value::Number(-n));
-                    }
+                    // SAFETY: `stack` (above): no other reference is live.
+                    Value::Number(n) => unsafe { (*stack).replace_top(Value::Number(-n)) },
                     _ => fail!("Operand must be a number."),
                 },
                 Op::Print => {
@@ -752,9 +762,10 @@ impl Vm {
                     };
                     let cp = c.0 as *mut Closure;
                     // SAFETY: `f` is a live function (a constant of the running one), `c` is
-                    // fresh and pushed (rooted) before the next allocation.
+                    // fresh and pushed (rooted) before the next allocation; `function` is a
+                    // pointer slot (`object`'s layout rule).
                     let count = unsafe {
-                        self.m.write(c.0, &raw mut (*cp).function, f.0);
+                        self.m.write_unchecked(c.0, &raw mut (*cp).function, f.0);
                         (*function_of(c)).upvalue_count as usize
                     };
                     push!(Value::Obj(c));
@@ -764,9 +775,10 @@ impl Vm {
                         if arr.is_null() {
                             fail!("Out of memory.");
                         }
-                        // SAFETY: `c` is live (on the stack); `arr` fresh, rooted through it.
+                        // SAFETY: `c` is live (on the stack); `arr` fresh, rooted through it; `upvalues` is a
+                        // pointer slot (`object`'s layout rule).
                         unsafe {
-                            self.m.write(c.0, &raw mut (*cp).upvalues, arr);
+                            self.m.write_unchecked(c.0, &raw mut (*cp).upvalues, arr);
                             (*cp).count = count as u64;
                         }
                         for i in 0..count {
@@ -781,8 +793,9 @@ impl Vm {
                                 self.upvalue(base, index) as *mut u8
                             };
                             let slot = (arr as *mut *mut u8).wrapping_add(i);
-                            // SAFETY: element `i` of `arr`, a pointer slot; `up` is live.
-                            unsafe { self.m.write(arr, slot, up) };
+                            // SAFETY: element `i` of `arr`, an array of pointer slots (`object`'s layout
+                            // rule); `up` is live.
+                            unsafe { self.m.write_unchecked(arr, slot, up) };
                         }
                     }
                 }
