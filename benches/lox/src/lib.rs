@@ -1,6 +1,6 @@
 //! A Lox bytecode VM (the language of *Crafting Interpreters*, after its C implementation,
 //! clox) whose heap is Tricolor's collector: every string lives on a Tricolor heap, the VM's
-//! stack, constants and globals are roots reported by a root callback, and strings are
+//! stack, constants and globals are roots reported by a stack scanner, and strings are
 //! interned in a weak table.
 //!
 //! The whole language as the book's chapters 14–29 build it: expressions, strings, `print`,

@@ -89,6 +89,27 @@ impl TableHeader {
     }
 }
 
+/// Sets the value of `key`, if present, in the table whose header is at `t`, without
+/// allocating: Lox's assignment to a global, one lookup. False if `key` is absent.
+///
+/// # Safety
+/// `t` is the header of a table inside a live object; `v`'s object, if any, is live.
+pub unsafe fn replace(m: &MutatorState, t: *mut TableHeader, key: Obj, v: Value) -> bool {
+    // SAFETY: the caller's contract for every access to `*t` below.
+    unsafe {
+        if (*t).count == 0 {
+            return false;
+        }
+        let arr = (*t).entries;
+        let e = find(arr as *mut Entry, (*t).capacity, key);
+        if (*e).key.is_null() {
+            return false;
+        }
+        HeapValue::set(m, Obj(arr), &raw mut (*e).value, v);
+        true
+    }
+}
+
 /// Sets `key` to `v` in the table whose header is at `t` inside object `owner`; true if the
 /// key is new. Grows the entry array first when needed (an allocation: `owner`, `key` and `v`
 /// must be rooted by the caller). `None` if the heap cannot grow.

@@ -75,6 +75,8 @@ pub struct Vm {
     scanner: u64,
     /// `TRICOLOR_LOX_STRESS_GC=1`: a full collection before every allocation.
     stress: bool,
+    /// Reused for the bytes of a concatenation before they are interned.
+    scratch: Vec<u8>,
     start: Instant,
 }
 
@@ -131,6 +133,7 @@ impl Vm {
             roots,
             scanner,
             stress,
+            scratch: Vec::new(),
             start: Instant::now(),
         };
         let globals = vm.alloc(vm.types.globals, Kind::Globals).expect("room");
@@ -610,6 +613,30 @@ impl Vm {
                 }
             }};
         }
+        // Calls closure `c` (the callee, `argc` values below the top) inline when its arity
+        // matches and a frame is free, continuing the loop in it; otherwise falls through to
+        // `call_value`, which reports the error.
+        macro_rules! enter_closure {
+            ($c:expr, $argc:expr) => {{
+                let (c, argc): (Obj, usize) = ($c, $argc);
+                let f = function_of(c);
+                // SAFETY: a live closure's function (the callee, on the stack).
+                let arity = unsafe { (*f).arity } as usize;
+                let r = self.roots();
+                if arity == argc && r.frames.len() < FRAMES_MAX {
+                    base = r.stack.len() - argc - 1;
+                    r.frames.push(CallFrame {
+                        closure: c,
+                        ip: 0,
+                        base,
+                    });
+                    // SAFETY: as above.
+                    let (c2, k2) = unsafe { ((*f).code, (*f).constants as *const HeapValue) };
+                    (code, consts, ip) = (c2, k2, 0);
+                    continue;
+                }
+            }};
+        }
         loop {
             match Op::from_byte(byte!()) {
                 Op::Constant => push!(constant!()),
@@ -648,11 +675,11 @@ impl Vm {
                 Op::SetGlobal => {
                     let name = as_obj(constant!());
                     let v = peek!(0);
-                    if self.get_global(name).is_none() {
+                    let (_, t) = self.globals();
+                    // SAFETY: the globals' table inside the live globals object; `v` is on
+                    // the stack.
+                    if !unsafe { table::replace(&self.m, t, name, v) } {
                         fail!(&format!("Undefined variable '{}'.", name_of(name)));
-                    }
-                    if self.set_global(name, v).is_none() {
-                        fail!("Out of memory.");
                     }
                 }
                 Op::GetUpvalue => {
@@ -700,11 +727,15 @@ impl Vm {
                         if object::kind(a) == Kind::String && object::kind(b) == Kind::String =>
                     {
                         // Both stay on the stack (rooted) while the result is allocated.
+                        let mut s = std::mem::take(&mut self.scratch);
+                        s.clear();
                         // SAFETY: live strings (on the stack).
-                        let mut s = unsafe { string_bytes(a) }.to_vec();
+                        s.extend_from_slice(unsafe { string_bytes(a) });
                         // SAFETY: as above.
                         s.extend_from_slice(unsafe { string_bytes(b) });
-                        let Some(r) = self.intern(&s) else {
+                        let r = self.intern(&s);
+                        self.scratch = s;
+                        let Some(r) = r else {
                             fail!("Out of memory.");
                         };
                         pop!();
@@ -750,6 +781,11 @@ impl Vm {
                     let argc = byte!() as usize;
                     self.save_ip(ip);
                     let callee = peek!(argc);
+                    if let Value::Obj(o) = callee
+                        && object::kind(o) == Kind::Closure
+                    {
+                        enter_closure!(o, argc);
+                    }
                     if let Err(msg) = self.call_value(callee, argc) {
                         return self.runtime_error(&msg);
                     }
@@ -895,6 +931,22 @@ impl Vm {
                     let name = as_obj(constant!());
                     let argc = byte!() as usize;
                     self.save_ip(ip);
+                    // The common case inline: a method (not a field) that is a closure.
+                    if let Some(inst) = instance(peek!(argc)) {
+                        let inst = inst.0 as *const Instance;
+                        // SAFETY: the instance is on the stack; its class is live through it.
+                        let method = unsafe {
+                            match (*inst).fields.get(name) {
+                                Some(_) => None,
+                                None => (*((*inst).class as *const Class)).methods.get(name),
+                            }
+                        };
+                        if let Some(Value::Obj(m)) = method
+                            && object::kind(m) == Kind::Closure
+                        {
+                            enter_closure!(m, argc);
+                        }
+                    }
                     if let Err(msg) = self.invoke(name, argc) {
                         return self.runtime_error(&msg);
                     }
