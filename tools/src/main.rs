@@ -34,7 +34,8 @@ commands:
       --no-gc          skip the collector table
       --depth N        binary-trees depth (default 18)
       --lox            instead: the Lox programs of benches/lox/bench on tricolor-lox (the
-                       Lox VM on the collector): wall time, peak RSS, GCs, longest pause
+                       Lox VM on the collector) and on loxcraft if installed: wall time,
+                       peak RSS, GCs, longest pause
       --programs       instead: real programs under LD_PRELOAD (python, sqlite, git, xz, sort)
                        against glibc and Debian's jemalloc, mimalloc, tcmalloc (3 runs each)
       --program P      only this program (repeatable; implies --programs)
