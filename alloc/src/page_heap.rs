@@ -349,7 +349,9 @@ impl PageHeap {
             let span = unsafe { h.take_out(self, start, pages) };
             (start, pages, span)
         };
-        os::release(start, pages << PAGE_SHIFT, knobs::get().madv_free);
+        // SAFETY: the run was taken out of the index above: committed, ours, and in no one's
+        // hands until it is put back.
+        unsafe { os::release(start, pages << PAGE_SHIFT, knobs::get().madv_free) };
         let mut h = self.inner.lock();
         h.releasing_pages -= pages;
         h.released_total += (pages << PAGE_SHIFT) as u64;
@@ -476,7 +478,9 @@ impl Inner {
             let Some((start, n)) = self.highest_dirty((pages - done).min(RELEASE_CHUNK)) else {
                 break;
             };
-            os::release(start, n << PAGE_SHIFT, knobs::get().madv_free);
+            // SAFETY: a dirty free run of the index (`highest_dirty`), with the lock held:
+            // committed, ours, and handed to no one.
+            unsafe { os::release(start, n << PAGE_SHIFT, knobs::get().madv_free) };
             self.note_taken(heap, start, n);
             self.released_total += (n << PAGE_SHIFT) as u64;
             done += n;
@@ -743,7 +747,8 @@ impl Inner {
             // are committed. The frontier is left as it was.
             let base = os::reserve(need, align, 0)?.as_ptr() as usize;
             if !self.publish(heap, base, need) {
-                os::unreserve(base, need);
+                // SAFETY: the reservation just made, which publishing failed to hand out.
+                unsafe { os::unreserve(base, need) };
                 return None;
             }
             return Some(base);
@@ -766,7 +771,8 @@ impl Inner {
         let base = self.region_cur;
         if len < want || !self.publish(heap, base, len) {
             if let Some((region, region_len, cur, end)) = undo {
-                os::unreserve(region, region_len);
+                // SAFETY: the region reserved above, which nothing was handed out of.
+                unsafe { os::unreserve(region, region_len) };
                 (self.region_cur, self.region_end) = (cur, end);
             }
             return None;
@@ -778,7 +784,8 @@ impl Inner {
             // The old frontier was replaced by a region elsewhere: its rest, reserved and
             // never committed, goes back to the OS (under `ulimit -v` it is address space the
             // program may need).
-            os::unreserve(cur, end - cur);
+            // SAFETY: the old frontier's rest: reserved, never committed or handed out.
+            unsafe { os::unreserve(cur, end - cur) };
         }
         self.region_cur += len;
         Some(base.next_multiple_of(align))
@@ -786,8 +793,9 @@ impl Inner {
 
     /// Commits `[base, base + len)` (reserved, never committed) and indexes it as a free run.
     fn publish(&mut self, heap: &PageHeap, base: usize, len: usize) -> bool {
-        // SAFETY: base is inside a reservation of ours, non-null.
-        if !os::commit(unsafe { NonNull::new_unchecked(base as *mut u8) }, len) {
+        // SAFETY: `[base, base + len)` is inside a reservation of ours (the callers'), so
+        // `base` is non-null.
+        if !unsafe { os::commit(NonNull::new_unchecked(base as *mut u8), len) } {
             return false;
         }
         // Leaves exist only for committed memory, so they are made after the commit: a request

@@ -155,16 +155,15 @@ const fn build_classes() -> [SizeClass; NUM_CLASSES] {
 /// The size-class table, smallest first.
 pub static CLASSES: [SizeClass; NUM_CLASSES] = build_classes();
 
-/// The record of class `class`, without a bounds check on the fast paths.
+/// The record of class `class`. Panics if `class >= NUM_CLASSES`.
 ///
-/// Invariant relied on: every class index in Tricolor comes from [`class_of`] or
-/// [`class_for`], or from a span record whose class was set from one of them, so it is below
-/// `NUM_CLASSES`.
+/// A safe, public function, so the index is checked: it was `get_unchecked` behind a
+/// `debug_assert`, which let safe code in another crate read out of bounds in a release
+/// build. Its callers are the refill and flush paths and the per-thread fallback's free,
+/// where one predictable compare is cheap beside the work around it.
 #[inline(always)]
 pub fn class_info(class: usize) -> &'static SizeClass {
-    debug_assert!(class < NUM_CLASSES);
-    // SAFETY: the invariant above: `class < NUM_CLASSES`.
-    unsafe { CLASSES.get_unchecked(class) }
+    &CLASSES[class]
 }
 
 /// Lookup for every small request, indexed by `(n + 7) / 8` (4 KiB): one load, no branch.
@@ -242,6 +241,18 @@ mod tests {
     /// Exhaustive loops step by this under Miri (which interprets every iteration); natively,
     /// every value is checked.
     const STRIDE: usize = if cfg!(miri) { 127 } else { 1 };
+
+    /// Issue 16: `class_info` is safe and public, so an index out of range must panic, not
+    /// read past the table.
+    #[test]
+    fn class_info_checks_its_index() {
+        assert_eq!(
+            class_info(NUM_CLASSES - 1).size,
+            CLASSES[NUM_CLASSES - 1].size
+        );
+        assert!(std::panic::catch_unwind(|| class_info(NUM_CLASSES)).is_err());
+        assert!(std::panic::catch_unwind(|| class_info(usize::MAX)).is_err());
+    }
 
     #[test]
     fn malloc_never_uses_the_8_byte_class() {

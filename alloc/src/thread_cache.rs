@@ -128,11 +128,13 @@ impl ThreadCache {
     }
 }
 
-/// The list of `class`, without a bounds check (`size_class::class_info`'s invariant).
+/// The list of `class`, without a bounds check. A private function: every class index in this
+/// crate comes from `class_of` or `class_for`, or from a span record whose class was set from
+/// one of them, so it is below `NUM_CLASSES`.
 #[inline(always)]
 fn list_of(lists: &mut [List; NUM_CLASSES], class: usize) -> &mut List {
     debug_assert!(class < NUM_CLASSES);
-    // SAFETY: class indices are below NUM_CLASSES (size_class::class_info's invariant).
+    // SAFETY: the class-index invariant above: `class < NUM_CLASSES`.
     unsafe { lists.get_unchecked_mut(class) }
 }
 

@@ -68,17 +68,26 @@ pub(crate) fn reserve(len: usize, align: usize, hint: usize) -> Option<NonNull<u
 
 /// Gives back a reservation made by [`reserve`] (or a whole-page part of one) that nothing
 /// uses: committed or not, its address space and memory return to the OS.
-pub(crate) fn unreserve(addr: usize, len: usize) {
+///
+/// # Safety
+/// `[addr, addr + len)` is a whole-page part of a reservation of ours that nothing uses or
+/// will use: after the call, touching it faults, and the kernel may map it to anyone.
+pub(crate) unsafe fn unreserve(addr: usize, len: usize) {
     let _errno = ErrnoGuard::new();
     unmap(addr as *mut u8, len);
 }
 
 /// Makes `[ptr, ptr + len)`, inside a reservation, readable and writable. Returns false when
 /// the kernel refuses (commit limit reached): the caller reports out-of-memory.
-pub(crate) fn commit(ptr: NonNull<u8>, len: usize) -> bool {
+///
+/// # Safety
+/// `[ptr, ptr + len)` lies inside a reservation made by [`reserve`]: on anything else (say, a
+/// read-only or executable mapping of the program) it would change protections under code
+/// that relies on them.
+pub(crate) unsafe fn commit(ptr: NonNull<u8>, len: usize) -> bool {
     let _errno = ErrnoGuard::new();
-    // SAFETY: the range lies inside a reservation made by `reserve` (callers' invariant) and
-    // changing protection of our own PROT_NONE mapping cannot affect any other object.
+    // SAFETY: the range lies inside a reservation made by `reserve` (the caller's contract),
+    // and changing the protection of our own mapping cannot affect any other object.
     unsafe { libc::mprotect(ptr.as_ptr().cast(), len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
 }
 
@@ -255,10 +264,14 @@ pub(crate) fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
 /// `madvise(MADV_DONTNEED)`, after which they read as zero, or with `free`, `MADV_FREE`, which
 /// lets the kernel take them lazily (they stay in RSS until it does) and may leave their old
 /// bytes. Falls back to `MADV_DONTNEED` where `MADV_FREE` is refused (Linux < 4.5).
-pub(crate) fn release(addr: usize, len: usize, free: bool) {
+///
+/// # Safety
+/// The range is committed memory of ours that nothing uses until it is handed out again:
+/// its contents are lost (read as zero, or anything under `MADV_FREE`).
+pub(crate) unsafe fn release(addr: usize, len: usize, free: bool) {
     let _errno = ErrnoGuard::new();
-    // SAFETY: the range is committed memory the page heap owns and nobody uses; advising the
-    // kernel to drop its contents is what the caller wants.
+    // SAFETY: the caller's contract: committed memory the page heap owns and nobody uses;
+    // advising the kernel to drop its contents is what the caller wants.
     unsafe {
         if free && libc::madvise(addr as *mut c_void, len, libc::MADV_FREE) == 0 {
             return;
