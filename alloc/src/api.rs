@@ -25,12 +25,17 @@ use crate::span::{Span, SpanState};
 use crate::thread_cache;
 
 /// One block of `class` from the front end in use.
+///
+/// # Safety
+/// `class < NUM_CLASSES` (it comes from `class_for`).
 #[inline(always)]
-fn front_alloc(class: usize) -> *mut u8 {
+unsafe fn front_alloc(class: usize) -> *mut u8 {
     if percpu::per_cpu() {
-        percpu::alloc(class)
+        // SAFETY: per-CPU mode is on (just checked); the caller's `class`.
+        unsafe { percpu::alloc(class) }
     } else {
-        thread_cache::alloc(class)
+        // SAFETY: the caller's `class`.
+        unsafe { thread_cache::alloc(class) }
     }
 }
 
@@ -73,7 +78,8 @@ impl Block {
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
         Some(class) => {
-            let p = front_alloc(class);
+            // SAFETY: `class_for` returns classes below NUM_CLASSES.
+            let p = unsafe { front_alloc(class) };
             debug_fill_fresh(p, size);
             p
         }
@@ -86,7 +92,8 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
         Some(class) => {
-            let p = front_alloc(class);
+            // SAFETY: `class_for` returns classes below NUM_CLASSES.
+            let p = unsafe { front_alloc(class) };
             if !p.is_null() {
                 // SAFETY: `p` is a fresh block of at least `size` bytes.
                 unsafe { ptr::write_bytes(p, 0, size) };

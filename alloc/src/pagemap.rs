@@ -61,6 +61,24 @@ struct Leaf {
 static ROOT: [AtomicPtr<Leaf>; ROOT_SLOTS] =
     [const { AtomicPtr::new(ptr::null_mut()) }; ROOT_SLOTS];
 
+/// The leaf covering `addr`, which `PageMap::ensure` made; aborts naming `op` if there is
+/// none (or `addr` is beyond the address space), instead of letting a safe caller reach a
+/// null leaf. One predictable branch: these run when spans are made or released, not per
+/// allocation.
+#[inline]
+fn leaf_of(addr: usize, op: &str) -> *mut Leaf {
+    let leaf = ROOT
+        .get(addr >> LEAF_SHIFT)
+        .map_or(ptr::null_mut(), |s| s.load(Ordering::Relaxed));
+    if leaf.is_null() {
+        crate::os::write_stderr(b"tricolor: internal error: pagemap::");
+        crate::os::write_stderr(op.as_bytes());
+        crate::os::write_stderr(b" on an address no leaf covers\n");
+        crate::os::abort();
+    }
+    leaf
+}
+
 /// Address → span record (a view of the process-wide table).
 pub(crate) struct PageMap;
 
@@ -134,21 +152,21 @@ impl PageMap {
     }
 
     /// The dirty-page record of the arena holding `addr`, which [`PageMap::ensure`] covered.
+    /// Aborts if no leaf covers `addr` (a page-heap bug: a safe function must not dereference
+    /// the null leaf).
     pub(crate) fn arena_pages(&self, addr: usize) -> &'static ArenaPages {
-        let leaf = ROOT[addr >> LEAF_SHIFT].load(Ordering::Relaxed);
-        debug_assert!(!leaf.is_null(), "arena_pages before ensure");
-        // SAFETY: `ensure` created this leaf; leaves are never freed; index below LEAF_ARENAS.
+        let leaf = leaf_of(addr, "arena_pages");
+        // SAFETY: a non-null leaf; leaves are never freed; index below LEAF_ARENAS.
         unsafe { &(*leaf).arenas[(addr >> ARENA_SHIFT) % LEAF_ARENAS] }
     }
 
     /// Points every page of `[start, start + pages pages)` at `span`. Caller holds the
-    /// page-heap lock and has called [`PageMap::ensure`] for the range.
+    /// page-heap lock and has called [`PageMap::ensure`] for the range (else this aborts).
     pub(crate) fn set_range(&self, start: usize, pages: usize, span: *mut Span) {
         for i in 0..pages {
             let addr = start + (i << PAGE_SHIFT);
-            let leaf = ROOT[addr >> LEAF_SHIFT].load(Ordering::Relaxed);
-            debug_assert!(!leaf.is_null(), "set_range before ensure");
-            // SAFETY: `ensure` created this leaf and leaves are never freed; index masked.
+            let leaf = leaf_of(addr, "set_range");
+            // SAFETY: a non-null leaf, and leaves are never freed; index masked.
             unsafe {
                 (*leaf).spans[(addr >> PAGE_SHIFT) & (LEAF_SLOTS - 1)]
                     .store(span, Ordering::Relaxed)

@@ -203,8 +203,11 @@ fn usable(tc: *mut ThreadCache) -> bool {
 }
 
 /// Allocates one block of `class`, or null when memory is exhausted.
+///
+/// # Safety
+/// `class < NUM_CLASSES` (`list_of` indexes without a check).
 #[inline]
-pub(crate) fn alloc(class: usize) -> *mut u8 {
+pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
     let tc = current();
     if usable(tc) {
         // SAFETY: rule 1: this thread owns `tc`.

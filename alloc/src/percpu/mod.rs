@@ -205,9 +205,14 @@ fn slabs() -> rseq::Slabs {
 /// `rseq_cs`, the commit and the canary. (mimalloc's whole malloc is about 20.) Two of the
 /// loads go through the GOT (the size-class table and the layout live in this crate, but the
 /// code is position-independent).
+///
+/// # Safety
+/// Per-CPU mode is on ([`per_cpu`] returned true), and `class < NUM_CLASSES` (its header
+/// offset is inside every slab).
 #[inline]
-pub(crate) fn alloc(class: usize) -> *mut u8 {
-    // SAFETY: per-CPU mode is on, so rseq is available and the slabs are built.
+pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
+    // SAFETY: the caller's contract: per-CPU mode is on, so rseq is available and the slabs
+    // are built, and `class`'s header is inside them.
     let b = unsafe { rseq::pop(slabs(), class * HEADER) } as *mut u8;
     if b.is_null() {
         return alloc_slow(class);
