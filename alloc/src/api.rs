@@ -186,11 +186,12 @@ fn check(p: *mut u8, op: &str) -> Block {
     }
 }
 
+/// # Safety
+/// `check` found `span`, a Large span record starting at `p`.
 #[cold]
 #[inline(never)]
-fn free_large(span: *mut Span, p: *mut u8, op: &str) {
-    // SAFETY: `check` found a Large span starting at `p`; `free_large` re-checks under the
-    // page-heap lock.
+unsafe fn free_large(span: *mut Span, p: *mut u8, op: &str) {
+    // SAFETY: the caller's contract; `free_large` re-checks under the page-heap lock.
     if !unsafe { HEAP.pages.free_large(span, p as usize) } {
         misuse::report(op, Misuse::DoubleFree, p);
     }
@@ -210,7 +211,9 @@ pub unsafe fn free(p: *mut u8) {
     match check(p, "free()") {
         // SAFETY: `check` proved `p` a live block of `class`; the caller gives it up.
         Block::Small { class } => unsafe { front_free(p, class) },
-        Block::Large { span } => free_large(span, p, "free()"),
+        Block::Large { span } =>
+        // SAFETY: `check` found this Large span at `p`.
+        unsafe { free_large(span, p, "free()") },
     }
 }
 
@@ -225,7 +228,9 @@ pub unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     match (check(p, "dealloc()"), expected) {
         // SAFETY: as in `free`; the layout agrees with the span.
         (Block::Small { class }, Some(c)) if c == class => unsafe { front_free(p, class) },
-        (Block::Large { span }, None) => free_large(span, p, "dealloc()"),
+        (Block::Large { span }, None) =>
+        // SAFETY: `check` found this Large span at `p`.
+        unsafe { free_large(span, p, "dealloc()") },
         _ => misuse::report("dealloc()", Misuse::SizeMismatch, p),
     }
 }
@@ -289,7 +294,9 @@ pub unsafe fn realloc(
     match block {
         // SAFETY: `p` was checked live; its contents were copied.
         Block::Small { class } => unsafe { front_free(p, class) },
-        Block::Large { span } => free_large(span, p, "realloc()"),
+        Block::Large { span } =>
+        // SAFETY: `check` found this Large span at `p`.
+        unsafe { free_large(span, p, "realloc()") },
     }
     q
 }

@@ -746,7 +746,8 @@ impl Inner {
             // trims the slack: only `need` bytes of address space stay reserved, and only they
             // are committed. The frontier is left as it was.
             let base = os::reserve(need, align, 0)?.as_ptr() as usize;
-            if !self.publish(heap, base, need) {
+            // SAFETY: the reservation just made, of `need` bytes, untouched.
+            if !unsafe { self.publish(heap, base, need) } {
                 // SAFETY: the reservation just made, which publishing failed to hand out.
                 unsafe { os::unreserve(base, need) };
                 return None;
@@ -769,7 +770,9 @@ impl Inner {
         }
         let len = want.max(GROW_CHUNK).min(self.region_end - self.region_cur);
         let base = self.region_cur;
-        if len < want || !self.publish(heap, base, len) {
+        // SAFETY: `[base, base + len)` is the frontier of the current region: reserved, never
+        // committed (`region_cur` only advances past published ranges).
+        if len < want || !unsafe { self.publish(heap, base, len) } {
             if let Some((region, region_len, cur, end)) = undo {
                 // SAFETY: the region reserved above, which nothing was handed out of.
                 unsafe { os::unreserve(region, region_len) };
@@ -792,9 +795,13 @@ impl Inner {
     }
 
     /// Commits `[base, base + len)` (reserved, never committed) and indexes it as a free run.
-    fn publish(&mut self, heap: &PageHeap, base: usize, len: usize) -> bool {
-        // SAFETY: `[base, base + len)` is inside a reservation of ours (the callers'), so
-        // `base` is non-null.
+    ///
+    /// # Safety
+    /// `[base, base + len)` is inside a reservation of ours that was never committed or
+    /// handed out.
+    unsafe fn publish(&mut self, heap: &PageHeap, base: usize, len: usize) -> bool {
+        // SAFETY: `[base, base + len)` is inside a reservation of ours (the caller's
+        // contract), so `base` is non-null.
         if !unsafe { os::commit(NonNull::new_unchecked(base as *mut u8), len) } {
             return false;
         }
@@ -805,7 +812,8 @@ impl Inner {
         let mut arenas = self.arenas;
         let owner = ptr::from_ref(heap) as usize;
         let ok = heap.pagemap.ensure(&heap.meta, owner, base, len, |new| {
-            arenas = insert_arena(arenas, new);
+            // SAFETY: `arenas` is this heap's list, and its lock is held (`grow`'s caller).
+            arenas = unsafe { insert_arena(arenas, new) };
         });
         self.arenas = arenas;
         if !ok {
@@ -933,10 +941,14 @@ fn reserve_region(want: usize, hint: usize) -> Option<(usize, usize)> {
 
 /// Inserts `new` into the arena list headed by `head` (highest address first); returns the
 /// new head.
-fn insert_arena(head: *mut ArenaPages, new: &'static ArenaPages) -> *mut ArenaPages {
+///
+/// # Safety
+/// `head` is null or the head of a page heap's arena list, and the caller holds that page
+/// heap's lock.
+unsafe fn insert_arena(head: *mut ArenaPages, new: &'static ArenaPages) -> *mut ArenaPages {
     let new_ptr = ptr::from_ref(new).cast_mut();
-    // SAFETY: arena records live in never-freed leaves, and the list is changed only under the
-    // page-heap lock, which our caller holds.
+    // SAFETY: the caller's contract; arena records live in never-freed leaves, and the list is
+    // changed only under the page-heap lock, which our caller holds.
     let arena = |a: *mut ArenaPages| unsafe { &*a };
     if head.is_null() || arena(head).base() < new.base() {
         new.set_lower(head);

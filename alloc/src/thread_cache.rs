@@ -224,12 +224,15 @@ pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
             return b.cast();
         }
     }
-    alloc_slow(tc, class)
+    // SAFETY: `tc` is `current()`'s; the caller's `class`.
+    unsafe { alloc_slow(tc, class) }
 }
 
+/// # Safety
+/// `tc` is [`current`]'s answer on this thread, and `class < NUM_CLASSES`.
 #[cold]
 #[inline(never)]
-fn alloc_slow(mut tc: *mut ThreadCache, class: usize) -> *mut u8 {
+unsafe fn alloc_slow(mut tc: *mut ThreadCache, class: usize) -> *mut u8 {
     if tc.is_null() {
         tc = create();
     }

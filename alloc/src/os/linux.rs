@@ -50,18 +50,21 @@ pub(crate) fn reserve(len: usize, align: usize, hint: usize) -> Option<NonNull<u
         if p.as_ptr() as usize == hint {
             return Some(p);
         }
-        unmap(p.as_ptr(), len);
+        // SAFETY: the mapping just made, not handed out.
+        unsafe { unmap(p.as_ptr(), len) };
     }
     // Over-reserve and trim both ends so the result is aligned.
     let total = len.checked_add(align)?;
     let raw = map(ptr::null_mut(), total, libc::PROT_NONE, 0)?.as_ptr() as usize;
     let start = (raw + align - 1) & !(align - 1);
     if start > raw {
-        unmap(raw as *mut u8, start - raw);
+        // SAFETY: the unaligned head of the mapping just made, not handed out.
+        unsafe { unmap(raw as *mut u8, start - raw) };
     }
     let tail = raw + total - (start + len);
     if tail > 0 {
-        unmap((start + len) as *mut u8, tail);
+        // SAFETY: the tail past the aligned range of the mapping just made, not handed out.
+        unsafe { unmap((start + len) as *mut u8, tail) };
     }
     NonNull::new(start as *mut u8)
 }
@@ -74,7 +77,8 @@ pub(crate) fn reserve(len: usize, align: usize, hint: usize) -> Option<NonNull<u
 /// will use: after the call, touching it faults, and the kernel may map it to anyone.
 pub(crate) unsafe fn unreserve(addr: usize, len: usize) {
     let _errno = ErrnoGuard::new();
-    unmap(addr as *mut u8, len);
+    // SAFETY: the caller's contract.
+    unsafe { unmap(addr as *mut u8, len) };
 }
 
 /// Makes `[ptr, ptr + len)`, inside a reservation, readable and writable. Returns false when
@@ -124,9 +128,11 @@ fn map(hint: *mut c_void, len: usize, prot: i32, flags: i32) -> Option<NonNull<u
     }
 }
 
-fn unmap(p: *mut u8, len: usize) {
-    // SAFETY: only called on parts of a mapping this module created and that nothing uses
-    // (never handed out, or given back by `unreserve`'s caller).
+/// # Safety
+/// `[p, p + len)` is a whole-page part of a mapping this module created that nothing uses or
+/// will use.
+unsafe fn unmap(p: *mut u8, len: usize) {
+    // SAFETY: the caller's contract (never handed out, or given back by `unreserve`'s caller).
     unsafe { libc::munmap(p.cast(), len) };
 }
 

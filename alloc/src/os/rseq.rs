@@ -186,7 +186,8 @@ pub(crate) fn detect() -> Option<isize> {
         }
         *off
     };
-    (cpu_of(area_at(offset)) >= 0).then_some(offset)
+    // SAFETY: glibc's `__rseq_offset` locates the calling thread's registered area.
+    (unsafe { cpu_of(area_at(offset)) } >= 0).then_some(offset)
 }
 
 /// The calling thread's `struct rseq`, given [`detect`]'s offset.
@@ -202,13 +203,21 @@ fn area_at(offset: isize) -> *mut c_void {
 
 /// The CPU the calling thread is running on (it may move at any moment: a hint), given
 /// [`detect`]'s offset.
-pub(crate) fn current_cpu(offset: isize) -> usize {
-    cpu_of(area_at(offset)).max(0) as usize
+///
+/// # Safety
+/// `offset` is [`detect`]'s answer (another would read an arbitrary address).
+pub(crate) unsafe fn current_cpu(offset: isize) -> usize {
+    // SAFETY: the caller's contract: `offset` locates this thread's struct rseq.
+    unsafe { cpu_of(area_at(offset)) }.max(0) as usize
 }
 
 /// The CPU the kernel last recorded for this thread (negative before registration).
-fn cpu_of(area: *mut c_void) -> i32 {
-    // SAFETY: `area` is this thread's registered struct rseq; cpu_id is at offset 4.
+///
+/// # Safety
+/// `area` is the calling thread's `struct rseq` (glibc's, at `__rseq_offset`).
+unsafe fn cpu_of(area: *mut c_void) -> i32 {
+    // SAFETY: the caller's contract: `area` is this thread's registered struct rseq; cpu_id
+    // is at offset 4.
     unsafe { core::ptr::read_volatile(area.cast::<i32>().add(1)) }
 }
 

@@ -215,16 +215,19 @@ pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
     // are built, and `class`'s header is inside them.
     let b = unsafe { rseq::pop(slabs(), class * HEADER) } as *mut u8;
     if b.is_null() {
-        return alloc_slow(class);
+        // SAFETY: the caller's contract.
+        return unsafe { alloc_slow(class) };
     }
     // SAFETY: a block of at least 16 bytes, now ours.
     unsafe { block::clear_canary(b) };
     b
 }
 
+/// # Safety
+/// As for [`alloc`].
 #[cold]
 #[inline(never)]
-fn alloc_slow(class: usize) -> *mut u8 {
+unsafe fn alloc_slow(class: usize) -> *mut u8 {
     resize::note_miss(class);
     let batch = HEAP.remove_batch(class, class_info(class).batch as usize);
     if batch.count == 0 {
@@ -267,13 +270,17 @@ pub(crate) unsafe fn free(p: *mut u8, class: usize) {
     unsafe { block::set_canary(p) };
     // SAFETY: per-CPU mode is on.
     if !unsafe { rseq::push(slabs(), class * HEADER, p as usize) } {
-        overflow(p, class);
+        // SAFETY: the caller's contract: `p` is a free block of `class`, ours.
+        unsafe { overflow(p, class) };
     }
 }
 
+/// # Safety
+/// Per-CPU mode is on; `p` is a free block of `class` (below NUM_CLASSES), with its canary
+/// set, that nobody uses.
 #[cold]
 #[inline(never)]
-fn overflow(p: *mut u8, class: usize) {
+unsafe fn overflow(p: *mut u8, class: usize) {
     resize::note_miss(class);
     // SAFETY: per-CPU mode is on.
     if resize::grow(class) && unsafe { rseq::push(slabs(), class * HEADER, p as usize) } {

@@ -135,7 +135,8 @@ fn with_locked(s: &rseq::Slabs, cpu: usize, mask: u128, work: impl FnOnce(&mut [
 /// Records a slow-path visit for `class` on the calling thread's CPU.
 pub(super) fn note_miss(class: usize) {
     let s = slabs();
-    let cpu = rseq::current_cpu(s.rseq_offset);
+    // SAFETY: the layout carries `detect`'s offset.
+    let cpu = unsafe { rseq::current_cpu(s.rseq_offset) };
     if cpu < s.n {
         let m = &counts(cpu).misses[class];
         // Not an atomic add: a lost count only delays a shrink (lossy by design).
@@ -154,7 +155,8 @@ pub(super) fn grow(class: usize) -> bool {
         return false;
     };
     let s = slabs();
-    let cpu = rseq::current_cpu(s.rseq_offset);
+    // SAFETY: the layout carries `detect`'s offset.
+    let cpu = unsafe { rseq::current_cpu(s.rseq_offset) };
     if cpu >= s.n {
         return false;
     }
