@@ -5,12 +5,16 @@
 //! * [`workloads`] holds the allocator workloads `tricolor bench` runs; each is deterministic
 //!   (seeded), checks the contents of every block before freeing it, and returns a checksum
 //!   that must agree across allocators.
+//! * [`stress`] holds the standard allocator stress workloads (larson, xmalloc-test,
+//!   cache-scratch, mstress, rptest), which join `workloads`' table.
 //! * [`spike`] measures how fast each allocator returns a freed spike of memory to the OS.
 //! * [`programs`] holds the real programs run under `LD_PRELOAD` by the tests and by
 //!   `tricolor bench --programs`.
 
 pub mod programs;
 pub mod spike;
+pub mod stress;
+pub mod tcmalloc;
 pub mod workloads;
 
 use std::alloc::{GlobalAlloc, System};
@@ -26,15 +30,18 @@ pub enum Rival {
     Jemalloc,
     /// mimalloc 2 through the `mimalloc` crate.
     Mimalloc,
+    /// gperftools' TCMalloc, loaded from Debian's `libtcmalloc-minimal4` ([`tcmalloc`]).
+    Tcmalloc,
 }
 
 impl Rival {
     /// Every allocator, in table order.
-    pub const ALL: [Rival; 4] = [
+    pub const ALL: [Rival; 5] = [
         Rival::Tricolor,
         Rival::Glibc,
         Rival::Jemalloc,
         Rival::Mimalloc,
+        Rival::Tcmalloc,
     ];
 
     /// The name used on the command line and in tables.
@@ -44,7 +51,23 @@ impl Rival {
             Rival::Glibc => "glibc",
             Rival::Jemalloc => "jemalloc",
             Rival::Mimalloc => "mimalloc",
+            Rival::Tcmalloc => "tcmalloc",
         }
+    }
+
+    /// False when the allocator cannot be loaded here (TCMalloc's library is missing); such a
+    /// rival is skipped with [`Rival::missing_note`].
+    pub fn available(self) -> bool {
+        self != Rival::Tcmalloc || tcmalloc::TcMalloc::get().is_some()
+    }
+
+    /// What to install for an unavailable rival.
+    pub fn missing_note(self) -> String {
+        format!(
+            "{} skipped: {} not found (apt-get install libtcmalloc-minimal4)",
+            self.name(),
+            tcmalloc::LIBRARY.to_string_lossy()
+        )
     }
 
     /// Parses [`Rival::name`].
@@ -52,7 +75,8 @@ impl Rival {
         Rival::ALL.into_iter().find(|r| r.name() == s)
     }
 
-    /// Runs `f` with this allocator as its type parameter.
+    /// Runs `f` with this allocator as its type parameter. Panics if it is not
+    /// [`available`](Rival::available).
     pub fn with<R>(self, f: impl AllocFn<R>) -> R {
         static TRICOLOR: tricolor_alloc::Tricolor = tricolor_alloc::Tricolor;
         static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -62,6 +86,9 @@ impl Rival {
             Rival::Glibc => f.call(&System),
             Rival::Jemalloc => f.call(&JEMALLOC),
             Rival::Mimalloc => f.call(&MIMALLOC),
+            Rival::Tcmalloc => f.call(tcmalloc::TcMalloc::get().unwrap_or_else(|| {
+                panic!("{}", self.missing_note());
+            })),
         }
     }
 }

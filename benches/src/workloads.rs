@@ -17,7 +17,7 @@ pub struct Workload {
 }
 
 /// Every workload, in table order.
-pub const ALL: [Workload; 6] = [
+pub const ALL: [Workload; 11] = [
     Workload {
         name: "churn",
         what: "1 thread: replace random blocks of 8-512 B in 10k slots",
@@ -48,6 +48,31 @@ pub const ALL: [Workload; 6] = [
         what: "256 short-lived threads, 4 at a time, each 4000 blocks; 1/4 freed by main",
         threads: 4,
     },
+    Workload {
+        name: "larson",
+        what: "larson: 4 threads replace random 8-1000 B blocks, each hands its set to a successor thread",
+        threads: 4,
+    },
+    Workload {
+        name: "xmalloc",
+        what: "xmalloc-test: 4 threads allocate 1-64 B batches to a shared list, free whichever they take",
+        threads: 4,
+    },
+    Workload {
+        name: "scratch",
+        what: "cache-scratch: 4 threads free a neighbour-line 8 B object, then write their own 8 B objects",
+        threads: 4,
+    },
+    Workload {
+        name: "mstress",
+        what: "mstress: 4 threads, power-of-two 32 B-512 KiB blocks, 1/8 migrate through a shared array",
+        threads: 4,
+    },
+    Workload {
+        name: "rptest",
+        what: "rptest: 4 threads, batches of 16 B-16 KiB, 1/8 of each freed by the next thread",
+        threads: 4,
+    },
 ];
 
 /// Finds a workload by name.
@@ -64,6 +89,11 @@ pub fn run<A: GlobalAlloc + Sync + 'static>(w: Workload, a: &'static A, scale: u
         "prodcons2" => prodcons(a, scale, 2),
         "prodcons8" => prodcons(a, scale, 8),
         "threads" => threads(a, scale),
+        "larson" => crate::stress::larson(a, scale),
+        "xmalloc" => crate::stress::xmalloc(a, scale),
+        "scratch" => crate::stress::cache_scratch(a, scale),
+        "mstress" => crate::stress::mstress(a, scale),
+        "rptest" => crate::stress::rptest(a, scale),
         other => panic!("unknown workload {other}"),
     }
 }
@@ -82,13 +112,13 @@ impl Rng {
 }
 
 #[inline]
-fn layout(size: usize) -> Layout {
+pub(crate) fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).expect("valid layout")
 }
 
 /// Writes a stamp into the first and last byte of a fresh block.
 #[inline]
-fn stamp(p: *mut u8, size: usize, v: u8) {
+pub(crate) fn stamp(p: *mut u8, size: usize, v: u8) {
     assert!(!p.is_null(), "allocation failed");
     // SAFETY: `p` is a live block of `size >= 1` bytes.
     unsafe {
@@ -99,7 +129,7 @@ fn stamp(p: *mut u8, size: usize, v: u8) {
 
 /// Reads a block's stamp back (panicking on a mismatch) and returns it.
 #[inline]
-fn unstamp(p: *mut u8, size: usize) -> u64 {
+pub(crate) fn unstamp(p: *mut u8, size: usize) -> u64 {
     // SAFETY: `p` is a live block of `size >= 1` bytes.
     let (a, b) = unsafe { (*p, *p.add(size - 1)) };
     assert_eq!(a, b, "block {p:p} of {size} bytes corrupted");
@@ -108,7 +138,7 @@ fn unstamp(p: *mut u8, size: usize) -> u64 {
 
 /// Checks a stamped block, frees it, and returns its stamp.
 #[inline]
-fn release<A: GlobalAlloc>(a: &A, p: usize, size: usize) -> u64 {
+pub(crate) fn release<A: GlobalAlloc>(a: &A, p: usize, size: usize) -> u64 {
     let v = unstamp(p as *mut u8, size);
     // SAFETY: `p` is a live block of `size` bytes from `a`, freed once here.
     unsafe { a.dealloc(p as *mut u8, layout(size)) };
@@ -116,7 +146,7 @@ fn release<A: GlobalAlloc>(a: &A, p: usize, size: usize) -> u64 {
 }
 
 /// Releases every occupied slot; returns the sum of their stamps.
-fn release_all<A: GlobalAlloc>(a: &A, slots: &[(usize, usize)]) -> u64 {
+pub(crate) fn release_all<A: GlobalAlloc>(a: &A, slots: &[(usize, usize)]) -> u64 {
     slots
         .iter()
         .filter(|s| s.0 != 0)

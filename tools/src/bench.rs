@@ -128,6 +128,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
     if o.rivals.is_empty() {
         o.rivals = Rival::ALL.to_vec();
     }
+    // A rival that cannot be loaded here (TCMalloc's library missing) is skipped with a note.
+    o.rivals.retain(|r| {
+        r.available() || {
+            println!("{}", r.missing_note());
+            false
+        }
+    });
     Ok(o)
 }
 

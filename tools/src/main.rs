@@ -1,7 +1,7 @@
 //! `tricolor`: Tricolor's command-line tool.
 //!
-//! * `tricolor bench [options]` runs the allocator workloads against glibc, jemalloc and
-//!   mimalloc and prints median time and peak memory with ratios to Tricolor (see `bench.rs`),
+//! * `tricolor bench [options]` runs the allocator workloads against glibc, jemalloc,
+//!   mimalloc and TCMalloc and prints median time and peak memory with ratios to Tricolor (see `bench.rs`),
 //!   then how fast each returns a freed spike of memory (see `spike.rs`), then the collector
 //!   against Boehm GC and Go on binary-trees and GCBench (see `gcbench.rs`);
 //!   with `--programs`, real programs under `LD_PRELOAD` instead (see `programs.rs`).
@@ -18,14 +18,15 @@ const USAGE: &str = "\
 usage: tricolor <command> [options]
 
 commands:
-  bench            compare Tricolor with glibc, jemalloc and mimalloc, and its collector with
+  bench            compare Tricolor with glibc, jemalloc, mimalloc and TCMalloc, and its collector with
                    Boehm GC and Go (default: ~2 minutes)
       --long           10x the work and 7 runs per cell (several minutes)
       --scale N        work multiplier (default 1)
       --runs N         runs per cell; the median is reported (default 5)
       --workload W     only this workload (repeatable): churn, realloc, prodcons, prodcons2,
                        prodcons8, threads
-      --allocator A    only this allocator (repeatable): tricolor, glibc, jemalloc, mimalloc
+      --allocator A    only this allocator (repeatable): tricolor, glibc, jemalloc, mimalloc,
+                       tcmalloc (Debian's libtcmalloc-minimal4, loaded with dlopen)
       --spike          only the spike table: RSS after a freed 256 MiB spike while the
                        program sleeps, 0-5 s (0-10 s with --long), and the idle CPU it costs
       --no-spike       skip the spike table

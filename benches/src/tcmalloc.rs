@@ -1,0 +1,164 @@
+//! TCMalloc (gperftools' `libtcmalloc_minimal.so.4`, Debian's `libtcmalloc-minimal4`) as a
+//! `GlobalAlloc`, for the comparison tables only.
+//!
+//! No crate wraps gperftools' TCMalloc, and linking it would replace `malloc` for the whole
+//! benchmark process, so it is loaded with `dlopen` (`RTLD_LOCAL | RTLD_DEEPBIND`: its
+//! symbols stay out of the process's scope and its own references bind to itself) and called
+//! through its prefixed entry points `tc_memalign`, `tc_free_sized`, `tc_realloc` and
+//! `tc_calloc`, which only ever see its own blocks. `TCMALLOC_SKIP_SBRK` is not needed: its
+//! `sbrk` use coexists with glibc's, which treats a foreign break as non-contiguous.
+//!
+//! Invariant: [`TcMalloc`]'s methods run only after [`TcMalloc::get`] returned it, so the
+//! function pointers are loaded; a missing library makes `get` return `None` and the rival
+//! is skipped.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::{CStr, c_void};
+use std::sync::OnceLock;
+
+type TwoSizes = unsafe extern "C" fn(usize, usize) -> *mut c_void;
+type Resize = unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void;
+type FreeSized = unsafe extern "C" fn(*mut c_void, usize);
+
+struct Fns {
+    memalign: TwoSizes,
+    calloc: TwoSizes,
+    realloc: Resize,
+    free_sized: FreeSized,
+}
+
+/// TCMalloc, loaded (module docs).
+pub struct TcMalloc {
+    fns: Fns,
+}
+
+/// The library's name, as Debian installs it.
+pub const LIBRARY: &CStr = c"libtcmalloc_minimal.so.4";
+
+static LOADED: OnceLock<Option<TcMalloc>> = OnceLock::new();
+
+/// Looks `name` up in `handle`; null if absent.
+fn symbol(handle: *mut c_void, name: &CStr) -> *mut c_void {
+    // SAFETY: a handle from dlopen and a NUL-terminated name.
+    unsafe { libc::dlsym(handle, name.as_ptr()) }
+}
+
+fn load() -> Option<TcMalloc> {
+    // SAFETY: a NUL-terminated name; the flags are valid. The handle is never closed (the
+    // allocator it holds lives as long as the process).
+    let h = unsafe {
+        libc::dlopen(
+            LIBRARY.as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_LOCAL | libc::RTLD_DEEPBIND,
+        )
+    };
+    if h.is_null() {
+        return None;
+    }
+    let syms = [
+        symbol(h, c"tc_memalign"),
+        symbol(h, c"tc_calloc"),
+        symbol(h, c"tc_realloc"),
+        symbol(h, c"tc_free_sized"),
+    ];
+    if syms.iter().any(|p| p.is_null()) {
+        return None;
+    }
+    // SAFETY: gperftools' documented prototypes (gperftools/tcmalloc.h): `void
+    // *tc_memalign(size_t, size_t)`, `void *tc_calloc(size_t, size_t)`, `void
+    // *tc_realloc(void *, size_t)`, `void tc_free_sized(void *, size_t)`.
+    unsafe {
+        Some(TcMalloc {
+            fns: Fns {
+                memalign: std::mem::transmute::<*mut c_void, TwoSizes>(syms[0]),
+                calloc: std::mem::transmute::<*mut c_void, TwoSizes>(syms[1]),
+                realloc: std::mem::transmute::<*mut c_void, Resize>(syms[2]),
+                free_sized: std::mem::transmute::<*mut c_void, FreeSized>(syms[3]),
+            },
+        })
+    }
+}
+
+impl TcMalloc {
+    /// TCMalloc, loaded on first use; `None` when the library is not installed.
+    pub fn get() -> Option<&'static TcMalloc> {
+        LOADED.get_or_init(load).as_ref()
+    }
+}
+
+// SAFETY: TCMalloc's entry points are thread-safe; each returns a block of at least the size
+// asked, aligned as asked (`tc_memalign` with the layout's alignment, which is a power of
+// two), or null; a block is freed or resized only by TCMalloc (module invariant).
+unsafe impl GlobalAlloc for TcMalloc {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: see the impl.
+        unsafe { (self.fns.memalign)(l.align(), l.size()).cast() }
+    }
+
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        if l.align() <= 16 {
+            // SAFETY: see the impl; TCMalloc aligns every block to 16 bytes at least.
+            unsafe { (self.fns.calloc)(1, l.size()).cast() }
+        } else {
+            // SAFETY: see the impl; `p` has `l.size()` bytes.
+            unsafe {
+                let p = self.alloc(l);
+                if !p.is_null() {
+                    std::ptr::write_bytes(p, 0, l.size());
+                }
+                p
+            }
+        }
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: the caller's: `p` is a live TCMalloc block of `l.size()` bytes.
+        unsafe { (self.fns.free_sized)(p.cast(), l.size()) }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        if l.align() <= 16 {
+            // SAFETY: the caller's: `p` is a live TCMalloc block.
+            unsafe { (self.fns.realloc)(p.cast(), new_size).cast() }
+        } else {
+            // SAFETY: the caller's; the default copy for alignments `realloc` does not keep.
+            unsafe {
+                let n = self.alloc(Layout::from_size_align_unchecked(new_size, l.align()));
+                if !n.is_null() {
+                    std::ptr::copy_nonoverlapping(p, n, l.size().min(new_size));
+                    self.dealloc(p, l);
+                }
+                n
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// When the library is installed, blocks come back aligned, zeroed, resized with their
+    /// contents, and freed (a bad free would crash the test).
+    #[test]
+    fn tcmalloc_serves_aligned_zeroed_and_resized_blocks() {
+        let Some(t) = TcMalloc::get() else {
+            eprintln!("libtcmalloc_minimal.so.4 not installed: nothing to check");
+            return;
+        };
+        // SAFETY: every block is used within its size and freed once with its layout.
+        unsafe {
+            for align in [8, 16, 64, 4096] {
+                let l = Layout::from_size_align(100, align).unwrap();
+                let p = t.alloc_zeroed(l);
+                assert!(!p.is_null() && p as usize % align == 0);
+                assert!((0..100).all(|i| *p.add(i) == 0));
+                p.write_bytes(7, 100);
+                let q = t.realloc(p, l, 5000);
+                assert!(!q.is_null() && q as usize % align == 0);
+                assert!((0..100).all(|i| *q.add(i) == 7));
+                t.dealloc(q, Layout::from_size_align(5000, align).unwrap());
+            }
+        }
+    }
+}
