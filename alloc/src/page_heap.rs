@@ -49,9 +49,11 @@ const SMALL_RUNS: usize = 128;
 const GROW_CHUNK: usize = 1 << 20;
 /// Span records allocated at once when the pool is empty.
 const RECORD_BATCH: usize = 64;
-/// Most pages released by one `madvise` (1 MiB): bounds how long one step of the scavenger
-/// takes, and how long a `Releasing` run is out of the index.
+/// Pages released by one `madvise` while the program runs (1 MiB): bounds how long one step
+/// of the scavenger takes, and how long a `Releasing` run is out of the index.
 pub(crate) const RELEASE_CHUNK: usize = 128;
+/// Pages one step releases while the program is idle (64 MiB: `scavenger`).
+pub(crate) const IDLE_RELEASE_CHUNK: usize = 8192;
 
 /// A run handed out by [`PageHeap::alloc`].
 pub(crate) struct Run {
@@ -330,21 +332,22 @@ impl PageHeap {
         }
     }
 
-    /// Returns the highest run of at most `max_pages` dirty pages to the OS, holding the lock
-    /// only to take the run out of the index and to put it back. Returns the pages released:
-    /// 0 when no page is dirty (or no span record could be had).
+    /// Returns the highest run of at most `max_pages` dirty pages (at most
+    /// [`IDLE_RELEASE_CHUNK`]) to the OS, holding the lock only to take the run out of the
+    /// index and to put it back. Returns the pages released: 0 when no page is dirty (or no
+    /// span record could be had).
     pub(crate) fn release_step(&self, max_pages: usize) -> usize {
         let (start, pages, span) = {
             let mut h = self.inner.lock();
             if !h.stock_records(self) {
                 return 0;
             }
-            let Some((start, pages)) = h.highest_dirty(max_pages.min(RELEASE_CHUNK)) else {
+            let Some((start, pages)) = h.highest_dirty(max_pages.min(IDLE_RELEASE_CHUNK)) else {
                 return 0;
             };
             // SAFETY: lock held; the run is dirty, so inside an indexed free run; records
             // stocked.
-            // No `check` here: the full validator would make each 1 MiB step cost a walk of
+            // No `check` here: the full validator would make each step cost a walk of
             // the whole index, which under `expensive-checks` starves every other thread.
             let span = unsafe { h.take_out(self, start, pages) };
             (start, pages, span)

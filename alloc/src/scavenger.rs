@@ -12,10 +12,19 @@
 //! second apart): a program that frees and soon re-allocates the same memory does not pay for
 //! releasing it and faulting it in again.
 //!
-//! # Cost (Go's pacing)
+//! # Cost (Go's pacing, while the program runs)
 //! After each chunk, the scavenger sleeps 99 times as long as the chunk took, so it uses about
 //! 1% of one CPU while it works; it sleeps a second between checks when the heap is within its
 //! goal. [`Scavenger::cpu_ns`] accounts its CPU time (statistics report it).
+//!
+//! # An idle program (issue 16: "a freed spike must not linger")
+//! The pacing exists to leave the CPU to running mutators. When no thread has taken a slow
+//! path (a refill, a flush, a large allocation or free: [`ACTIVITY`]) for [`IDLE_NS`], there is
+//! none to protect: the scavenger releases in [`IDLE_RELEASE_CHUNK`] steps (64 MiB) without
+//! sleeping, and so gives back a freed 800 MiB spike within the second after it starts,
+//! instead of over most of a minute. The CPU this costs is the same (the kernel's work per
+//! page does not change); it is spent at once, while nobody needs it. The first slow path
+//! seen mid-release puts it back to 1 MiB steps and the 99× pacing.
 //!
 //! # The thread
 //! Started lazily, from a slow path holding no lock, once some page has been freed to the page
@@ -34,7 +43,7 @@
 use crate::heap::HEAP;
 use crate::knobs::{self, NO_LIMIT};
 use crate::os;
-use crate::page_heap::{PageHeapStats, RELEASE_CHUNK};
+use crate::page_heap::{IDLE_RELEASE_CHUNK, PageHeapStats, RELEASE_CHUNK};
 use crate::percpu;
 use crate::size_class::PAGE_SHIFT;
 use crate::sync::{AtomicU8, AtomicU64, Mutex, Ordering};
@@ -62,6 +71,10 @@ static THREAD: AtomicU8 = AtomicU8::new(NOT_STARTED);
 static NEXT_CHECK: AtomicU64 = AtomicU64::new(0);
 /// Over goal at the previous check.
 static WAS_OVER: AtomicU8 = AtomicU8::new(0);
+/// Slow paths taken so far ([`tick`]'s calls): the scavenger's sign that the program runs.
+static ACTIVITY: AtomicU64 = AtomicU64::new(0);
+/// No slow path for this long and the program counts as idle (module docs).
+const IDLE_NS: u64 = 1_000_000_000;
 /// Serialises scavenging passes; held across `fork` (module docs).
 pub(crate) static PASS: Mutex<()> = Mutex::new(());
 
@@ -90,10 +103,36 @@ pub(crate) fn over_goal(ps: &PageHeapStats, meta: usize, limit: i64) -> usize {
     over.min(ps.dirty_bytes)
 }
 
+/// Watches [`ACTIVITY`] for the background scavenger: idle once it has not moved for
+/// [`IDLE_NS`].
+struct Idle {
+    seen: u64,
+    since: u64,
+}
+
+impl Idle {
+    fn new() -> Idle {
+        Idle {
+            seen: ACTIVITY.load(Ordering::Relaxed),
+            since: os::now_ns(),
+        }
+    }
+
+    fn idle(&mut self) -> bool {
+        let (a, now) = (ACTIVITY.load(Ordering::Relaxed), os::now_ns());
+        if a != self.seen {
+            (self.seen, self.since) = (a, now);
+        }
+        now - self.since >= IDLE_NS
+    }
+}
+
 /// One check: empties idle caches, then releases what is over the goal if it was already over
-/// at the previous check, at most `budget` bytes, sleeping `pace` times each chunk's duration
-/// after it (0: no pacing). Returns the bytes released.
-fn check(budget: usize, pace: u64) -> usize {
+/// at the previous check, at most `budget` bytes. With `paced` (the background thread), each
+/// 1 MiB chunk is followed by a sleep 99 times as long, unless the program is idle, when
+/// chunks are 64 MiB and there is no sleep (module docs); without, 1 MiB chunks back to back.
+/// Returns the bytes released.
+fn check(budget: usize, mut paced: Option<&mut Idle>) -> usize {
     // Empties idle per-CPU lists, then idle transfer caches (in either front-end mode).
     percpu::reclaim_idle();
     let mut done = 0;
@@ -115,11 +154,17 @@ fn check(budget: usize, pace: u64) -> usize {
         if over == 0 {
             break;
         }
+        let idle = paced.as_mut().is_some_and(|i| i.idle());
+        let chunk = if idle {
+            IDLE_RELEASE_CHUNK
+        } else {
+            RELEASE_CHUNK
+        };
         let t0 = os::now_ns();
         let pages = {
             let _pass = PASS.lock();
             HEAP.pages
-                .release_step(over.div_ceil(1 << PAGE_SHIFT).min(RELEASE_CHUNK))
+                .release_step(over.div_ceil(1 << PAGE_SHIFT).min(chunk))
         };
         if pages == 0 {
             break;
@@ -128,12 +173,14 @@ fn check(budget: usize, pace: u64) -> usize {
         SCAVENGER
             .released
             .fetch_add((pages << PAGE_SHIFT) as u64, Ordering::Relaxed);
-        if pace > 0 {
+        if paced.is_some() {
             SCAVENGER
                 .cpu_ns
                 .store(os::thread_cpu_ns(), Ordering::Relaxed);
-            let took = os::now_ns() - t0;
-            os::sleep_ns((took * pace).clamp(10_000, 100_000_000));
+            if !idle {
+                let took = os::now_ns() - t0;
+                os::sleep_ns((took * 99).clamp(10_000, 100_000_000));
+            }
         }
     }
     done
@@ -144,6 +191,7 @@ fn check(budget: usize, pace: u64) -> usize {
 /// once a second.
 #[inline]
 pub(crate) fn tick() {
+    ACTIVITY.fetch_add(1, Ordering::Relaxed);
     if THREAD.load(Ordering::Relaxed) == RUNNING {
         return;
     }
@@ -186,13 +234,14 @@ fn tick_slow() {
         // An allocating thread pays for this check: no pacing, but a bounded amount. Before
         // the thread starts, this only empties idle caches (nothing is dirty yet). The
         // compare-exchange above lets one caller a second through, so checks do not overlap.
-        check(INLINE_BUDGET, 0);
+        check(INLINE_BUDGET, None);
     }
 }
 
 extern "C" fn run(_: *mut c_void) -> *mut c_void {
+    let mut idle = Idle::new();
     loop {
-        check(usize::MAX, 99);
+        check(usize::MAX, Some(&mut idle));
         SCAVENGER
             .cpu_ns
             .store(os::thread_cpu_ns(), Ordering::Relaxed);
