@@ -1,8 +1,8 @@
 //! The RSS spike: how fast each allocator gives memory back to the OS when the program stops
 //! needing it and then does nothing at all (issue 5's "RSS that never comes down").
 //!
-//! One run, in its own process: allocate `mib` MiB of mixed objects (half small, 24 B to
-//! 30 KB; half large, 40 KB to 2 MiB), touching every byte; free them all; then sleep, reading
+//! One run, in its own process: allocate `mib` MiB of mixed objects (half small, 16 B to
+//! 30 KB; half large, 40 KB to 1 MiB), touching every byte; free them all; then sleep, reading
 //! RSS (`/proc/self/statm`) at fixed times after the last free, and the process's CPU time
 //! over that idle window (any allocator thread working in the background shows there; the
 //! program's own thread sleeps).
@@ -53,8 +53,8 @@ fn cpu_seconds() -> f64 {
 
 /// Sizes of the spike's objects, about half the bytes small and half large.
 pub fn sizes(total: usize) -> Vec<usize> {
-    const SMALL: [usize; 11] = [24, 48, 100, 256, 700, 1024, 3000, 4096, 9000, 16384, 30000];
-    const LARGE: [usize; 5] = [40_000, 100_000, 300_000, 1 << 20, 2 << 20];
+    const SMALL: [usize; 11] = [16, 48, 100, 256, 700, 1024, 3000, 4096, 9000, 16384, 30000];
+    const LARGE: [usize; 5] = [40_000, 100_000, 300_000, 600_000, 1 << 20];
     let mut out = Vec::new();
     let (mut small, mut large, mut i) = (0, 0, 0);
     while small + large < total {

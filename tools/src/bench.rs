@@ -48,7 +48,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         lox: false,
         runs_given: false,
         spike: Spike::With,
-        spike_seconds: 5.0,
+        spike_seconds: 10.0,
         gc: Spike::With,
         depth: 18,
         only_programs: Vec::new(),
@@ -66,7 +66,6 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--long" => {
                 o.scale = 10;
                 o.runs = 7;
-                o.spike_seconds = 10.0;
             }
             "--spike" => o.spike = Spike::Only,
             "--no-spike" => o.spike = Spike::Without,

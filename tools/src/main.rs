@@ -27,8 +27,8 @@ commands:
                        prodcons8, threads
       --allocator A    only this allocator (repeatable): tricolor, glibc, jemalloc, mimalloc,
                        tcmalloc (Debian's libtcmalloc-minimal4, loaded with dlopen)
-      --spike          only the spike table: RSS after a freed 256 MiB spike while the
-                       program sleeps, 0-5 s (0-10 s with --long), and the idle CPU it costs
+      --spike          only the spike table: RSS after a freed 800 MiB spike while the
+                       program sleeps, 0-10 s, and the idle CPU it costs
       --no-spike       skip the spike table
       --gc             only the collector table: binary-trees and GCBench on Tricolor's
                        collector, Boehm GC and Go 1.19 (each skipped when not installed)
