@@ -30,7 +30,7 @@ fn fresh<A: GlobalAlloc>(a: &A, size: usize, v: u8) -> usize {
 /// threads coming and going).
 pub fn larson<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> u64 {
     const SLOTS: usize = 1000;
-    const REPLACE: usize = 25 * SLOTS;
+    const REPLACE: usize = 100 * SLOTS;
     let generations = 8 * scale;
     fn step<A: GlobalAlloc + Sync + 'static>(
         a: &'static A,
@@ -94,7 +94,7 @@ struct Link(JoinHandle<(u64, Option<Link>)>);
 /// thread other than their allocator, at the rate they are made.
 pub fn xmalloc<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> u64 {
     const BATCH: usize = 64;
-    let rounds = 12_000 * scale;
+    let rounds = 30_000 * scale;
     type Batch = Box<[(usize, usize); BATCH]>;
     let shared: Arc<Mutex<Vec<Batch>>> = Arc::default();
     let workers: Vec<_> = (0..THREADS)
@@ -137,7 +137,7 @@ pub fn xmalloc<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> 
 /// writes it many times and frees it. An allocator that hands a thread the block another
 /// thread's object shares a line with makes every write a cache-line transfer.
 pub fn cache_scratch<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> u64 {
-    const ROUNDS: usize = 400;
+    const ROUNDS: usize = 1000;
     const WRITES: usize = 50_000;
     let given: Vec<usize> = (0..THREADS).map(|t| fresh(a, 8, t as u8)).collect();
     let workers: Vec<_> = given
@@ -184,7 +184,7 @@ fn mstress_size(r: u64) -> usize {
 pub fn mstress<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> u64 {
     const LOCAL: usize = 500;
     const TRANSFER: usize = 1000;
-    let steps = 300_000 * scale;
+    let steps = 1_000_000 * scale;
     let transfer: Arc<Vec<AtomicUsize>> = Arc::new((0..TRANSFER).map(|_| 0.into()).collect());
     /// A stamped block whose first word holds its size.
     fn block<A: GlobalAlloc>(a: &A, size: usize, v: u8) -> usize {
@@ -245,7 +245,7 @@ pub fn mstress<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> 
 /// eighth it passes to the next thread, and frees what the previous thread passed to it.
 pub fn rptest<A: GlobalAlloc + Sync + 'static>(a: &'static A, scale: usize) -> u64 {
     const BATCH: usize = 256;
-    let rounds = 700 * scale;
+    let rounds = 2_000 * scale;
     type Inbox = Mutex<Vec<(usize, usize)>>;
     let inboxes: Arc<Vec<Inbox>> = Arc::new((0..THREADS).map(|_| Mutex::default()).collect());
     let workers: Vec<_> = (0..THREADS)

@@ -4,8 +4,11 @@
 //! No crate wraps gperftools' TCMalloc, and linking it would replace `malloc` for the whole
 //! benchmark process, so it is loaded with `dlopen` (`RTLD_LOCAL | RTLD_DEEPBIND`: its
 //! symbols stay out of the process's scope and its own references bind to itself) and called
-//! through its prefixed entry points `tc_memalign`, `tc_free_sized`, `tc_realloc` and
-//! `tc_calloc`, which only ever see its own blocks. `TCMALLOC_SKIP_SBRK` is not needed: its
+//! through its prefixed entry points `tc_memalign`, `tc_free`, `tc_realloc` and `tc_calloc`,
+//! which only ever see its own blocks. Not `tc_free_sized`: gperftools trusts its size to
+//! find the block's class, and `tc_realloc` shrinks in place (keeping the old class), so
+//! the size Rust passes after a shrinking `realloc` names the wrong class (measured: the
+//! realloc workload crashed). `TCMALLOC_SKIP_SBRK` is not needed: its
 //! `sbrk` use coexists with glibc's, which treats a foreign break as non-contiguous.
 //!
 //! Invariant: [`TcMalloc`]'s methods run only after [`TcMalloc::get`] returned it, so the
@@ -18,13 +21,13 @@ use std::sync::OnceLock;
 
 type TwoSizes = unsafe extern "C" fn(usize, usize) -> *mut c_void;
 type Resize = unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void;
-type FreeSized = unsafe extern "C" fn(*mut c_void, usize);
+type Free = unsafe extern "C" fn(*mut c_void);
 
 struct Fns {
     memalign: TwoSizes,
     calloc: TwoSizes,
     realloc: Resize,
-    free_sized: FreeSized,
+    free: Free,
 }
 
 /// TCMalloc, loaded (module docs).
@@ -59,21 +62,21 @@ fn load() -> Option<TcMalloc> {
         symbol(h, c"tc_memalign"),
         symbol(h, c"tc_calloc"),
         symbol(h, c"tc_realloc"),
-        symbol(h, c"tc_free_sized"),
+        symbol(h, c"tc_free"),
     ];
     if syms.iter().any(|p| p.is_null()) {
         return None;
     }
     // SAFETY: gperftools' documented prototypes (gperftools/tcmalloc.h): `void
     // *tc_memalign(size_t, size_t)`, `void *tc_calloc(size_t, size_t)`, `void
-    // *tc_realloc(void *, size_t)`, `void tc_free_sized(void *, size_t)`.
+    // *tc_realloc(void *, size_t)`, `void tc_free(void *)`.
     unsafe {
         Some(TcMalloc {
             fns: Fns {
                 memalign: std::mem::transmute::<*mut c_void, TwoSizes>(syms[0]),
                 calloc: std::mem::transmute::<*mut c_void, TwoSizes>(syms[1]),
                 realloc: std::mem::transmute::<*mut c_void, Resize>(syms[2]),
-                free_sized: std::mem::transmute::<*mut c_void, FreeSized>(syms[3]),
+                free: std::mem::transmute::<*mut c_void, Free>(syms[3]),
             },
         })
     }
@@ -111,9 +114,9 @@ unsafe impl GlobalAlloc for TcMalloc {
         }
     }
 
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: the caller's: `p` is a live TCMalloc block of `l.size()` bytes.
-        unsafe { (self.fns.free_sized)(p.cast(), l.size()) }
+    unsafe fn dealloc(&self, p: *mut u8, _: Layout) {
+        // SAFETY: the caller's: `p` is a live TCMalloc block.
+        unsafe { (self.fns.free)(p.cast()) }
     }
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
@@ -158,6 +161,13 @@ mod tests {
                 assert!(!q.is_null() && q as usize % align == 0);
                 assert!((0..100).all(|i| *q.add(i) == 7));
                 t.dealloc(q, Layout::from_size_align(5000, align).unwrap());
+            }
+            // A shrink in place, then a free with the new size (the crash free_sized gave).
+            for _ in 0..1000 {
+                let l = Layout::from_size_align(4096, 8).unwrap();
+                let p = t.alloc(l);
+                let q = t.realloc(p, l, 2100);
+                t.dealloc(q, Layout::from_size_align(2100, 8).unwrap());
             }
         }
     }
