@@ -8,7 +8,7 @@
 //! `os` → `size_class` → `page_heap` (with `pagemap`, `dirty`, `span`, `meta`) → `central` →
 //! `transfer` → `heap` → front ends (`percpu` with its `resize`, `thread_cache`, `fork`) and
 //! `scavenger` (which the front ends' slow paths tick, and which empties their idle caches) →
-//! `stats` → `api` → `global`. `sync`, `block`, `misuse` and `knobs` (the environment) are
+//! `stats` (with `stat`, its named figures) → `api` → `global`. `sync`, `block`, `misuse` and `knobs` (the environment) are
 //! leaf utilities.
 //!
 //! ## Data structures
@@ -57,14 +57,16 @@
 //! Free pages are dirty (they hold memory) or clean (released, or never touched): one bit per
 //! page. A background thread, started once pages have been freed, keeps what the heap holds
 //! within 110% of what its spans in use need (and within 95% of `GOMEMLIMIT`), releasing dirty
-//! runs with `madvise` from the highest address down at about 1% of one CPU, and empties idle
+//! runs with `madvise` from the highest address down at about 1% of one CPU (at once, in
+//! 64 MiB steps, when no thread has taken a slow path for a second), and empties idle
 //! front and transfer caches once a second. `release_memory()` releases everything now. Reuse
 //! needs no system call: under `MADV_DONTNEED` a clean page reads as zero, which `alloc_zeroed`
 //! exploits.
 //!
-//! ## Statistics (`stats`)
+//! ## Statistics (`stats`, `stat`)
 //! Every mapped byte is in exactly one part: objects in use, free blocks in front, transfer
-//! and central caches, span tails, dirty free pages, released pages, metadata.
+//! and central caches, span tails, dirty free pages, released pages, metadata. `stat(name)`
+//! reads one figure by a stable name (jemalloc's `mallctl` in spirit).
 //!
 //! ## Threads and processes
 //! A thread's cache is flushed by a `pthread_key_create` destructor when the thread exits;
@@ -107,6 +109,8 @@ pub mod size_class;
 #[cfg(not(loom))]
 pub(crate) mod span;
 #[cfg(not(loom))]
+pub mod stat;
+#[cfg(not(loom))]
 pub(crate) mod stats;
 pub(crate) mod sync;
 #[cfg(not(loom))]
@@ -123,6 +127,8 @@ pub use knobs::{NO_LIMIT, report_malformed};
 pub use percpu::{FrontEnd, front_end};
 #[cfg(not(loom))]
 pub use scavenger::release_memory;
+#[cfg(not(loom))]
+pub use stat::stat;
 #[cfg(not(loom))]
 pub use stats::{AllocStats, ClassStats, class_stats, memory_limit, set_memory_limit, stats};
 

@@ -4,7 +4,8 @@
  *
  * The allocator: tc_malloc, tc_calloc, tc_realloc, tc_free, tc_free_sized,
  * tc_aligned_alloc, tc_posix_memalign, tc_malloc_usable_size. Memory: tc_alloc_stats,
- * tc_class_stats, tc_release_memory, tc_set_memory_limit. The garbage collector: heaps
+ * tc_class_stats, tc_stat_get and tc_stat_name (one figure by a stable name),
+ * tc_release_memory, tc_set_memory_limit. The garbage collector: heaps
  * (tc_heap_default, tc_heap_new), mutators (tc_mutator_attach, ...), types (tc_type_new),
  * allocation (tc_alloc, tc_alloc_array, tc_alloc_bytes), the barriered store (tc_write,
  * and tc_write_unchecked for an interpreter's hot stores), roots (tc_push_root,
@@ -289,6 +290,22 @@ int32_t tc_alloc_stats(tc_alloc_stats_t *out);
 // # Safety
 // `out` is NULL or points to writable memory for one `tc_class_stats_t`.
 int32_t tc_class_stats(int32_t size_class, tc_class_stats_t *out);
+
+// Reads the statistic named `name` into `*value`: a whole-heap figure (`"mapped"`,
+// `"in_use"`, `"in_use.small"`, `"cached"`, `"free_dirty"`, `"released"`, `"metadata"`, ...;
+// `tc_stat_name` lists them) or a size class's (`"class.N.in_use"` and the other fields of
+// `tc_class_stats_t`). Names are stable (jemalloc's `mallctl` in spirit). Returns 0, or -1
+// with `errno = ENOENT` for a name that is not one and `EINVAL` for a NULL argument.
+//
+// # Safety
+// `name` is NULL or a NUL-terminated string; `value` is NULL or points to a writable
+// `uint64_t`.
+int32_t tc_stat_get(const char *name, uint64_t *value);
+
+// The `i`-th whole-heap statistic name for `tc_stat_get` (0, 1, ... until NULL), so a tool
+// can list them; the per-class names are `class.N.` followed by a field of
+// `tc_class_stats_t`. The strings are static.
+const char *tc_stat_name(int32_t i);
 
 // Returns every free page to the OS and empties every cache it can reach (Go's
 // `debug.FreeOSMemory`); returns the bytes released.

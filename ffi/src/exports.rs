@@ -2,7 +2,7 @@
 //! these comments into the header).
 
 use crate::cmalloc;
-use core::ffi::{c_int, c_void};
+use core::ffi::{CStr, c_char, c_int, c_void};
 
 /// Allocates `size` bytes (aligned to 16, or to 8 for blocks of at most 8 bytes).
 /// Returns NULL with errno = ENOMEM when memory is exhausted. tc_malloc(0) returns a unique
@@ -139,6 +139,47 @@ pub unsafe extern "C" fn tc_class_stats(size_class: i32, out: *mut tc_class_stat
             -1
         }
     }
+}
+
+/// Reads the statistic named `name` into `*value`: a whole-heap figure (`"mapped"`,
+/// `"in_use"`, `"in_use.small"`, `"cached"`, `"free_dirty"`, `"released"`, `"metadata"`, ...;
+/// `tc_stat_name` lists them) or a size class's (`"class.N.in_use"` and the other fields of
+/// `tc_class_stats_t`). Names are stable (jemalloc's `mallctl` in spirit). Returns 0, or -1
+/// with `errno = ENOENT` for a name that is not one and `EINVAL` for a NULL argument.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `value` is NULL or points to a writable
+/// `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tc_stat_get(name: *const c_char, value: *mut u64) -> i32 {
+    if name.is_null() || value.is_null() {
+        cmalloc::set_errno(libc::EINVAL);
+        return -1;
+    }
+    // SAFETY: the caller's contract: a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(name) };
+    match name.to_str().ok().and_then(tricolor_alloc::stat) {
+        Some(v) => {
+            // SAFETY: the caller's contract: `value` is writable.
+            unsafe { value.write(v) };
+            0
+        }
+        None => {
+            cmalloc::set_errno(libc::ENOENT);
+            -1
+        }
+    }
+}
+
+/// The `i`-th whole-heap statistic name for `tc_stat_get` (0, 1, ... until NULL), so a tool
+/// can list them; the per-class names are `class.N.` followed by a field of
+/// `tc_class_stats_t`. The strings are static.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_stat_name(i: i32) -> *const c_char {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| tricolor_alloc::stat::NAMES.get(i))
+        .map_or(core::ptr::null(), |(n, _)| n.as_ptr())
 }
 
 /// Returns every free page to the OS and empties every cache it can reach (Go's

@@ -132,6 +132,24 @@ int main(void) {
         classes_in_use += cs.in_use > 0;
     }
     CHECK(classes_in_use > 0);
+    /* Named statistics: the same figures by name, every listed name readable. */
+    uint64_t v = 0, small = 0;
+    CHECK(tc_stat_get("in_use.large", &v) == 0 && v >= st.in_use_large + (8u << 20));
+    CHECK(tc_stat_get("in_use.small", &small) == 0 && small >= st.in_use_small + 1000 * 200);
+    CHECK(tc_stat_get("in_use", &v) == 0 && v >= small + (8u << 20));
+    CHECK(tc_stat_get("large.allocs", &v) == 0 && v == st.large_allocs + 1);
+    CHECK(tc_stat_get("class.0.size", &v) == 0 && v > 0);
+    int names = 0;
+    for (const char *n; (n = tc_stat_name(names)) != NULL; names++) CHECK(tc_stat_get(n, &v) == 0);
+    CHECK(names >= 20 && tc_stat_name(-1) == NULL);
+    errno = 0;
+    CHECK(tc_stat_get("no.such.stat", &v) == -1 && errno == ENOENT);
+    errno = 0;
+    CHECK(tc_stat_get("class.999.size", &v) == -1 && errno == ENOENT);
+    errno = 0;
+    CHECK(tc_stat_get(NULL, &v) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(tc_stat_get("mapped", NULL) == -1 && errno == EINVAL);
     tc_class_stats_t cs;
     errno = 0;
     CHECK(tc_class_stats(TC_NUM_CLASSES, &cs) == -1 && errno == EINVAL);
