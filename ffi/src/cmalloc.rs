@@ -17,8 +17,9 @@
 use core::ffi::{c_int, c_void};
 use core::ptr;
 
+/// Sets the calling thread's `errno` (for the preload library's glibc-named functions too).
 #[inline]
-pub(crate) fn set_errno(e: i32) {
+pub fn set_errno(e: i32) {
     // SAFETY: __errno_location returns the calling thread's errno slot.
     unsafe { *libc::__errno_location() = e };
 }

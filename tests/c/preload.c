@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -161,5 +162,48 @@ int main(void) {
     pthread_create(&first, NULL, first_allocation, NULL);
     pthread_join(first, &kept);
     CHECK(kept != NULL);
+
+    /* glibc's introspection answers with Tricolor's figures (glibc's own would see almost
+       nothing: every block here is Tricolor's). */
+    void *keep[100];
+    for (int i = 0; i < 100; i++) keep[i] = malloc(1000);
+    char *huge = malloc(4 << 20);
+    memset(huge, 1, 4 << 20);
+    struct mallinfo2 mi = mallinfo2();
+    CHECK(mi.uordblks >= 100 * 1000);
+    CHECK(mi.hblkhd >= (4u << 20) && mi.hblks >= 1);
+    CHECK(mi.arena >= mi.uordblks && mi.fordblks >= mi.keepcost);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    struct mallinfo m1 = mallinfo(); /* deprecated by glibc, still called by programs */
+#pragma GCC diagnostic pop
+    CHECK(m1.uordblks >= 100 * 1000 && (size_t)m1.hblkhd == mi.hblkhd);
+    static char text[1 << 16];
+    FILE *xml = tmpfile();
+    CHECK(xml != NULL && malloc_info(0, xml) == 0);
+    rewind(xml);
+    size_t n = fread(text, 1, sizeof text - 1, xml);
+    text[n] = 0;
+    CHECK(strstr(text, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n") == text);
+    CHECK(strstr(text, "<total type=\"mmap\" count=\"") != NULL);
+    CHECK(n > 10 && strcmp(text + n - 10, "</malloc>\n") == 0);
+    errno = 0;
+    CHECK(malloc_info(1, xml) == -1 && errno == EINVAL);
+    fclose(xml);
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *g = tmpfile();
+    dup2(fileno(g), 2);
+    malloc_stats();
+    dup2(saved, 2);
+    close(saved);
+    rewind(g);
+    n = fread(text, 1, sizeof text - 1, g);
+    text[n] = 0;
+    fclose(g);
+    CHECK(strstr(text, "Arena 0:\nsystem bytes     = ") == text);
+    CHECK(strstr(text, "Total (incl. mmap):\n") != NULL && strstr(text, "max mmap bytes   = ") != NULL);
+    for (int i = 0; i < 100; i++) free(keep[i]);
+    free(huge);
     return check_summary("preload");
 }

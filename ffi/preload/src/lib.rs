@@ -4,7 +4,8 @@
 //! program (and of glibc, libstdc++ and every library it loads) Tricolor's. Exported:
 //! `malloc free calloc realloc reallocarray posix_memalign aligned_alloc memalign valloc pvalloc
 //! malloc_usable_size`, the C++ `operator new`/`delete` family (plain, array, sized, aligned,
-//! nothrow), and the `tc_*` names of `libtricolor`.
+//! nothrow), glibc's introspection `mallinfo2 mallinfo malloc_stats malloc_info` with
+//! Tricolor's figures (`introspect`), and the `tc_*` names of `libtricolor`.
 //!
 //! C semantics are those of `tricolor::cmalloc` (documented there). Safety in a host we do
 //! not control:
@@ -22,6 +23,7 @@
 #![allow(clippy::missing_safety_doc)] // The C standard is their documentation; see cmalloc.
 
 mod cxx;
+mod introspect;
 
 use core::ffi::{c_int, c_void};
 use tricolor::cmalloc;
