@@ -1,4 +1,4 @@
-//! The malloc fast paths, Tricolor against glibc, jemalloc and mimalloc in one run:
+//! The malloc fast paths, Tricolor against glibc, jemalloc, mimalloc and TCMalloc in one run:
 //! * `pair/<size>`: one allocation and its free, back to back (the cache-hit path), for a size
 //!   in each range of size classes;
 //! * `batch100/<size>`: 100 allocations, then 100 frees (a cache's worth of pushes and pops).
