@@ -98,7 +98,7 @@ impl Types {
             upvalue: t("lox upvalue", 40, &[16, 24]),
             native: t("lox native", 16, &[]),
             entry: t("lox entry", 24, &[0, 16]),
-            class: t("lox class", 32, &[8, 24]),
+            class: t("lox class", 40, &[8, 24, 32]),
             instance: t("lox instance", 32, &[8, 24]),
             bound: t("lox bound method", 32, &[16, 24]),
             globals: t("lox globals", 24, &[16]),
@@ -215,6 +215,9 @@ pub struct Class {
     pub name: *mut u8,
     /// Method name → closure.
     pub methods: TableHeader,
+    /// Its `init` method (a closure, also in `methods`), or null: a call of the class does
+    /// not look it up by name (the book's "initializer" optimisation).
+    pub init: *mut u8,
 }
 
 /// An instance: its class and fields.

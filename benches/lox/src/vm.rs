@@ -399,14 +399,15 @@ impl Vm {
                     self.m
                         .write_unchecked(inst.0, &raw mut (*(inst.0 as *mut Instance)).class, o.0)
                 };
-                let r = self.roots();
-                r.stack.set_peek(argc, Value::Obj(inst));
-                let init = r.init.expect("made at start");
+                self.roots().stack.set_peek(argc, Value::Obj(inst));
                 // SAFETY: the class is live (reachable from the instance on the stack).
-                match unsafe { (*(o.0 as *const Class)).methods.get(init) } {
-                    Some(Value::Obj(i)) => self.call_value(Value::Obj(i), argc),
-                    _ if argc != 0 => Err(format!("Expected 0 arguments but got {argc}.")),
-                    _ => Ok(()),
+                let init = unsafe { (*(o.0 as *const Class)).init };
+                if !init.is_null() {
+                    self.call_value(Value::Obj(Obj(init)), argc)
+                } else if argc != 0 {
+                    Err(format!("Expected 0 arguments but got {argc}."))
+                } else {
+                    Ok(())
                 }
             }
             Kind::BoundMethod => {
@@ -781,10 +782,37 @@ impl Vm {
                     let argc = byte!() as usize;
                     self.save_ip(ip);
                     let callee = peek!(argc);
-                    if let Value::Obj(o) = callee
-                        && object::kind(o) == Kind::Closure
-                    {
-                        enter_closure!(o, argc);
+                    if let Value::Obj(o) = callee {
+                        match object::kind(o) {
+                            Kind::Closure => enter_closure!(o, argc),
+                            Kind::Class => {
+                                // The common case inline too: an instance, then its `init`
+                                // entered here. A mismatch falls through to `call_value`,
+                                // which makes another instance (garbage) and reports it.
+                                // SAFETY: a live class (the callee, on the stack).
+                                let init = unsafe { (*(o.0 as *const Class)).init };
+                                if !init.is_null() || argc == 0 {
+                                    let Some(inst) =
+                                        self.alloc(self.types.instance, Kind::Instance)
+                                    else {
+                                        fail!("Out of memory.");
+                                    };
+                                    // SAFETY: a fresh instance; `class` is a pointer slot
+                                    // (`object`'s layout rule); the class is on the stack.
+                                    unsafe {
+                                        let ip_ = inst.0 as *mut Instance;
+                                        self.m.write_unchecked(inst.0, &raw mut (*ip_).class, o.0)
+                                    };
+                                    // SAFETY: `stack` (above): no other reference is live.
+                                    unsafe { (*stack).set_peek(argc, Value::Obj(inst)) };
+                                    if init.is_null() {
+                                        continue;
+                                    }
+                                    enter_closure!(Obj(init), argc);
+                                }
+                            }
+                            _ => {}
+                        }
                     }
                     if let Err(msg) = self.call_value(callee, argc) {
                         return self.runtime_error(&msg);
@@ -863,6 +891,15 @@ impl Vm {
                     if ok.is_none() {
                         fail!("Out of memory.");
                     }
+                    if Some(name) == self.roots().init {
+                        // SAFETY: the class is live (on the stack), `init` a pointer slot
+                        // (`object`'s layout rule), the method a live closure.
+                        unsafe {
+                            let cp = c.0 as *mut Class;
+                            self.m
+                                .write_unchecked(c.0, &raw mut (*cp).init, as_obj(method).0)
+                        };
+                    }
                     pop!();
                 }
                 Op::Inherit => {
@@ -889,6 +926,13 @@ impl Vm {
                         if ok.is_none() {
                             fail!("Out of memory.");
                         }
+                    }
+                    // SAFETY: both classes are live (on the stack); `init` is a pointer slot
+                    // (`object`'s layout rule) holding null or a live closure.
+                    unsafe {
+                        let init = (*(sup.0 as *const Class)).init;
+                        let sp = sub.0 as *mut Class;
+                        self.m.write_unchecked(sub.0, &raw mut (*sp).init, init);
                     }
                     pop!();
                 }
