@@ -65,8 +65,10 @@
 //!
 //! ## Statistics (`stats`, `stat`)
 //! Every mapped byte is in exactly one part: objects in use, free blocks in front, transfer
-//! and central caches, span tails, dirty free pages, released pages, metadata. `stat(name)`
-//! reads one figure by a stable name (jemalloc's `mallctl` in spirit).
+//! and central caches, span tails, dirty free pages, released pages, metadata. Small
+//! allocations are counted per class in the per-CPU lists' committing stores
+//! (`percpu::counters`). `stat(name)` reads one figure by a stable name (jemalloc's `mallctl`
+//! in spirit).
 //!
 //! ## Threads and processes
 //! A thread's cache is flushed by a `pthread_key_create` destructor when the thread exits;

@@ -6,8 +6,8 @@
 //! The whole-heap figures are the fields of [`AllocStats`] (`stats`' partition, documented
 //! there) under the names of [`NAMES`], plus the sums `in_use` and `cached`. Each size class
 //! `N` (0 to `NUM_CLASSES - 1`) has `class.N.size`, `class.N.spans`, `class.N.span_bytes`,
-//! `class.N.in_use`, `class.N.cached_front`, `class.N.cached_transfer` and
-//! `class.N.free_slots` ([`ClassStats`]). A name once published keeps its meaning; new ones
+//! `class.N.in_use`, `class.N.cached_front`, `class.N.cached_transfer`, `class.N.free_slots`,
+//! `class.N.allocs` and `class.N.frees` ([`ClassStats`]). A name once published keeps its meaning; new ones
 //! may be added. `memory_limit` reads `i64::MAX` as "none", as Go does.
 //!
 //! # Cost
@@ -62,6 +62,11 @@ pub const NAMES: &[(&CStr, &str)] = &[
         "span records, pagemap leaves, per-CPU slabs, thread caches",
     ),
     (c"released_total", "bytes ever returned to the OS"),
+    (c"small.allocs", "small allocations ever made"),
+    (
+        c"small.frees",
+        "small allocations ever freed (allocations minus objects in use)",
+    ),
     (
         c"scavenger.released",
         "bytes the background scavenger returned",
@@ -90,6 +95,8 @@ pub const CLASS_FIELDS: &[&str] = &[
     "cached_front",
     "cached_transfer",
     "free_slots",
+    "allocs",
+    "frees",
 ];
 
 fn whole(s: &AllocStats, name: &str) -> Option<u64> {
@@ -107,6 +114,8 @@ fn whole(s: &AllocStats, name: &str) -> Option<u64> {
         "released" => s.released,
         "metadata" => s.metadata,
         "released_total" => s.released_total,
+        "small.allocs" => s.small_allocs,
+        "small.frees" => s.small_frees,
         "scavenger.released" => s.scavenger_released,
         "scavenger.cpu_ns" => s.scavenger_cpu_ns,
         "large.allocs" => s.large_allocs,
@@ -128,6 +137,8 @@ fn class_field(c: &ClassStats, field: &str) -> Option<u64> {
         "cached_front" => c.cached_front,
         "cached_transfer" => c.cached_transfer,
         "free_slots" => c.free_slots,
+        "allocs" => c.allocs,
+        "frees" => c.frees,
         _ => return None,
     })
 }

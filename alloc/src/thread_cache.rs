@@ -15,7 +15,9 @@
 //! at most a batch. A limit never exceeds [`MAX_LIST_BYTES`] (or 8192 objects). On overflow the
 //! cache also totals its bytes (67 multiply-adds, once per batch, off the fast path); past
 //! [`MAX_THREAD_BYTES`], every list gives back half and halves its limit. The fast paths touch
-//! only the list: pop or push, a length update, one compare.
+//! only the list: pop or push, a length update, one compare, and on a pop the list's
+//! allocation count (one add: this front end pays for its counters, where the per-CPU one
+//! carries them in its committing store; exited threads' counts move to [`GONE`]).
 //!
 //! # Thread exit and re-entry
 //! The cache pointer lives in a `thread_local!` `Cell` with a `const` initialiser and no
@@ -39,7 +41,7 @@
 use crate::block::{self, Batch, FreeBlock};
 use crate::heap::{self, HEAP};
 use crate::size_class::{CLASSES, NUM_CLASSES, class_info};
-use crate::sync::{AtomicU32, Mutex, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Mutex, Ordering};
 use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
@@ -76,6 +78,9 @@ struct List {
     /// Blocks on the list. Written only by the owner (rule 1) with plain-width relaxed loads
     /// and stores (no atomic read-modify-write); read racily by the statistics.
     len: AtomicU32,
+    /// Allocations this list served, written like `len`; zero again when the thread exits
+    /// (moved to [`GONE`]).
+    allocs: AtomicU64,
     /// Slow-start limit (module docs); 0 in a fresh cache means "one batch".
     max: u32,
 }
@@ -89,7 +94,22 @@ impl List {
     fn set_len(&self, n: u32) {
         self.len.store(n, Ordering::Relaxed);
     }
+    /// Counts an allocation (owner only: a load and a store, no read-modify-write).
+    #[inline(always)]
+    fn count_alloc(&self) {
+        let n = self.allocs.load(Ordering::Relaxed);
+        self.allocs.store(n + 1, Ordering::Relaxed);
+    }
+    /// Moves the list's count to [`GONE`] (registry lock held: readers sum both under it).
+    fn retire_count(&self, class: usize) {
+        let n = self.allocs.swap(0, Ordering::Relaxed);
+        GONE[class].fetch_add(n, Ordering::Relaxed);
+    }
 }
+
+/// Allocations counted by caches whose threads exited, and served without a cache, per class
+/// (written under the registry lock, except the uncached ones).
+static GONE: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_CLASSES];
 
 /// Raises list `class`'s limit by a batch, up to its ceiling.
 fn raise_limit(list: &mut List, class: usize) {
@@ -221,6 +241,7 @@ pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
                 list.set_len(list.len() - 1);
                 block::clear_canary(b.cast());
             }
+            list.count_alloc();
             return b.cast();
         }
     }
@@ -260,6 +281,7 @@ unsafe fn alloc_slow(mut tc: *mut ThreadCache, class: usize) -> *mut u8 {
         list.head = (*b).next;
         list.set_len(list.len() + batch.count as u32 - 1);
         block::clear_canary(b.cast());
+        list.count_alloc();
     }
     crate::scavenger::tick();
     b.cast()
@@ -272,6 +294,7 @@ fn alloc_uncached(class: usize) -> *mut u8 {
     }
     // SAFETY: the block is ours, at least 16 bytes.
     unsafe { block::clear_canary(batch.head.cast()) };
+    GONE[class].fetch_add(1, Ordering::Relaxed);
     batch.head.cast()
 }
 
@@ -419,8 +442,11 @@ unsafe extern "C" fn on_thread_exit(p: *mut c_void) {
     // SAFETY: rule 1: we are the owning thread, in its exit path.
     flush(unsafe { &mut *tc });
     let mut caches = CACHES.lock();
-    // SAFETY: the cache is on `live` and now empty.
+    // SAFETY: the cache is on `live` and now empty; its counts move to `GONE` under the lock.
     unsafe {
+        for (class, list) in (*tc).lists.iter().enumerate() {
+            list.retire_count(class);
+        }
         caches.unlink_live(tc);
         caches.push_pool(tc);
     }
@@ -448,10 +474,11 @@ pub(crate) fn abandon_orphans() {
         unsafe {
             let next = (*tc).next;
             if tc != me {
-                for list in &mut (*tc).lists {
+                for (class, list) in (*tc).lists.iter_mut().enumerate() {
                     list.head = ptr::null_mut();
                     list.set_len(0);
                     list.max = 0;
+                    list.retire_count(class);
                 }
                 caches.unlink_live(tc);
                 caches.push_pool(tc);
@@ -486,6 +513,25 @@ pub(crate) fn cached_by_class(out: &mut [usize; NUM_CLASSES]) {
         unsafe {
             for (k, o) in out.iter_mut().enumerate() {
                 *o += (*ptr::addr_of!((*tc).lists[k].len)).load(Ordering::Relaxed) as usize;
+            }
+            tc = (*tc).next;
+        }
+    }
+}
+
+/// Adds the per-thread front end's allocations of each class to `out`: live caches' counts
+/// and [`GONE`], under the registry lock (which a count moving to `GONE` holds).
+pub(crate) fn allocs_by_class(out: &mut [u64; NUM_CLASSES]) {
+    let caches = CACHES.lock();
+    for (o, g) in out.iter_mut().zip(&GONE) {
+        *o += g.load(Ordering::Relaxed);
+    }
+    let mut tc = caches.live;
+    while !tc.is_null() {
+        // SAFETY: as in `cached_by_class`; `allocs` is an atomic.
+        unsafe {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o += (*ptr::addr_of!((*tc).lists[k].allocs)).load(Ordering::Relaxed);
             }
             tc = (*tc).next;
         }

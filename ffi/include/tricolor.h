@@ -80,6 +80,10 @@ typedef struct tc_alloc_stats_t_ {
   uint64_t scavenger_released;
   // CPU time the scavenger thread has used, in nanoseconds.
   uint64_t scavenger_cpu_ns;
+  // Small allocations ever made (all classes).
+  uint64_t small_allocs;
+  // Small allocations ever freed: `small_allocs` minus the small objects in use.
+  uint64_t small_frees;
   // Large allocations ever made.
   uint64_t large_allocs;
   // Large allocations ever freed.
@@ -116,6 +120,10 @@ typedef struct tc_class_stats_t_ {
   uint64_t cached_transfer;
   // Free object slots in the spans (the central list's).
   uint64_t free_slots;
+  // Allocations of the class ever made.
+  uint64_t allocs;
+  // Allocations of the class ever freed: `allocs` minus `in_use`.
+  uint64_t frees;
 } tc_class_stats_t_;
 
 // One size class's figures (Rust's `tricolor_alloc::ClassStats`).

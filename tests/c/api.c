@@ -121,10 +121,13 @@ int main(void) {
     unsigned char *large = tc_malloc(8u << 20);
     memset(large, 1, 8u << 20);
     tc_alloc_stats_t st2;
+    uint64_t v = 0, small = 0;
     CHECK(tc_alloc_stats(&st2) == 0);
     CHECK(st2.in_use_small >= st.in_use_small + 1000 * 200);
     CHECK(st2.in_use_large >= st.in_use_large + (8u << 20));
     CHECK(st2.large_allocs == st.large_allocs + 1);
+    CHECK(st2.small_allocs >= st.small_allocs + 1000);
+    CHECK(tc_stat_get("small.allocs", &v) == 0 && v >= st2.small_allocs);
     int classes_in_use = 0;
     for (int c = 0; c < TC_NUM_CLASSES; c++) {
         tc_class_stats_t cs;
@@ -133,7 +136,7 @@ int main(void) {
     }
     CHECK(classes_in_use > 0);
     /* Named statistics: the same figures by name, every listed name readable. */
-    uint64_t v = 0, small = 0;
+    small = 0;
     CHECK(tc_stat_get("in_use.large", &v) == 0 && v >= st.in_use_large + (8u << 20));
     CHECK(tc_stat_get("in_use.small", &small) == 0 && small >= st.in_use_small + 1000 * 200);
     CHECK(tc_stat_get("in_use", &v) == 0 && v >= small + (8u << 20));
@@ -160,6 +163,7 @@ int main(void) {
     CHECK(tc_release_memory() >= (8u << 20));
     tc_alloc_stats_t st3;
     CHECK(tc_alloc_stats(&st3) == 0 && st3.free_dirty == 0 && st3.released >= (8u << 20));
+    CHECK(st3.small_frees >= st2.small_frees + 1000 && st3.small_allocs >= st2.small_allocs);
 
     /* The memory limit: off by default, settable, readable with a negative value. */
     CHECK(tc_set_memory_limit(-1) == TC_NO_LIMIT);

@@ -15,12 +15,18 @@
 //! x86-64). We never write `cpu_id_start` and never rely on the kernel rewriting it.
 //!
 //! # The sequences
-//! Two sequences, inlined where they are used, operate on the calling CPU's slab (see `percpu.rs` for the
-//! layout): `pop` and `push`. Each reads `cpu_id` inside the sequence, checks it against the
-//! number of slabs, and ends with a single committing store of the list's `current` index;
-//! everything before that store is either a read or a write above `current` (invisible to every
-//! other sequence), so an abort at any point leaves the slab exactly as it was, and the abort
+//! Three sequences, inlined where they are used, operate on the calling CPU's slab (see
+//! `percpu` for the layout): `pop` (an allocation), `pop_uncounted` (a slow path taking blocks
+//! back) and `push`. Each reads `cpu_id` inside the sequence, checks it against the number of
+//! slabs, and ends with a single committing store of the list's `current` index; everything
+//! before that store is either a read or a write above `current` (invisible to every other
+//! sequence), so an abort at any point leaves the slab exactly as it was, and the abort
 //! handler simply starts over. No atomic instruction and no lock.
+//!
+//! `pop` commits `current` and the list's allocation counter (the header's next 32 bits)
+//! with one 8-byte store: it adds `2^32 - 1` to the pair, which decrements `current` (at
+//! least 1 there, so no borrow crosses into the counter) and increments the counter. Counting
+//! allocations thus costs the fast path no instruction beyond the add it already made.
 
 use core::ffi::c_void;
 
@@ -31,7 +37,8 @@ use core::ffi::c_void;
 //   2: restart — point rseq_cs at this copy's descriptor;
 //   3: start of the sequence; 4: just after the committing store (post-commit);
 //   5: abort handler, which jumps back to 2; 7: failure exit; 8: common exit.
-// Header of a class in a slab: { current: u32, capacity: u32, items_offset: u32, begin: u32 }.
+// Header of a class in a slab: { current: u32, allocs: u32, capacity: u32, begin: u32 }; the
+// class's items are at `{items}` words from the slab's start (the same for every CPU).
 // `pop` fails when current <= begin, `push` when current >= capacity; each reads its gate
 // (begin, capacity) *before* `current`, so that a header being unlocked by another CPU
 // (`percpu::resize`) is seen whole: x86-64 does not reorder loads with loads, and the unlocking
@@ -69,10 +76,11 @@ macro_rules! sequence_start {
 
 /// One restartable sequence: the shared head ([`sequence_start`]), then `body`, with the
 /// operands every sequence uses bound here once: `{area}` (this thread's `struct rseq`),
-/// `{base}`, `cl` (the slab shift), `{n}`, `{hdr}` (the class header's offset), and the scratch
-/// registers `{cpu}` and `{cur}`. `extra` adds the sequence's own operands.
+/// `{base}`, `cl` (the slab shift), `{n}`, `{hdr}` (the class header's offset), `{items}`
+/// (the class's item array's offset), and the scratch registers `{cpu}` and `{cur}`. `extra`
+/// adds the sequence's own operands.
 macro_rules! sequence {
-    ($slabs:expr, $header:expr, [$($body:literal),* $(,)?], $($extra:tt)*) => {
+    ($slabs:expr, $list:expr, [$($body:literal),* $(,)?], $($extra:tt)*) => {
         core::arch::asm!(
             sequence_start!(),
             $($body,)*
@@ -80,7 +88,8 @@ macro_rules! sequence {
             area = in(reg) area_at($slabs.rseq_offset),
             base = in(reg) $slabs.base,
             n = in(reg) $slabs.n,
-            hdr = in(reg) $header,
+            hdr = in(reg) $list.header,
+            items = in(reg) $list.items,
             cpu = out(reg) _,
             cur = out(reg) _,
             in("cl") $slabs.shift as u8,
@@ -89,29 +98,74 @@ macro_rules! sequence {
     };
 }
 
-/// Pops the top item of the list whose header is at `header` in the calling CPU's slab;
-/// 0 when the list is empty (or the CPU has no slab).
+/// Where a class's list is in every slab: its header's offset in bytes, and its item array's
+/// in 8-byte words (so the sequences index it as `slab + (items + i) * 8`).
+#[derive(Clone, Copy)]
+pub(crate) struct List {
+    pub(crate) header: usize,
+    pub(crate) items: usize,
+}
+
+/// Pops the top item of `list` in the calling CPU's slab and counts an allocation (module
+/// docs); 0 when the list is empty (or the CPU has no slab).
 ///
 /// # Safety
-/// `slabs.rseq_offset` came from [`detect`]; `slabs` describes live, initialised slabs.
+/// `slabs.rseq_offset` came from [`detect`]; `slabs` describes live, initialised slabs, and
+/// `list` one of their lists.
 #[inline(always)]
-pub(crate) unsafe fn pop(slabs: Slabs, header: usize) -> usize {
+pub(crate) unsafe fn pop(slabs: Slabs, list: List) -> usize {
     let out: usize;
     // SAFETY: the sequence reads this thread's struct rseq and the current CPU's slab, and
-    // commits with one store of `current`; an abort restarts it from scratch (module docs).
+    // commits with one 8-byte store of `current` and the counter; an abort restarts it from
+    // scratch (module docs).
     unsafe {
         sequence!(
             slabs,
-            header,
+            list,
+            [
+                "mov {out:e}, dword ptr [{cpu} + {hdr} + 12]",
+                "mov {cur}, qword ptr [{cpu} + {hdr}]",
+                "cmp {cur:e}, {out:e}",
+                "jbe 7f",
+                "add {cur}, {k}",
+                "mov {out:e}, {cur:e}",
+                "add {out}, {items}",
+                "mov {out}, qword ptr [{cpu} + {out} * 8]",
+                "mov qword ptr [{cpu} + {hdr}], {cur}",
+                "4:",
+                "jmp 8f",
+                "7:",
+                "xor {out:e}, {out:e}",
+                "8:",
+            ],
+            k = in(reg) 0xFFFF_FFFFu64,
+            out = out(reg) out,
+        );
+    }
+    out
+}
+
+/// [`pop`] without counting an allocation: a slow path taking blocks back from the slab.
+///
+/// # Safety
+/// As for [`pop`].
+#[inline(always)]
+pub(crate) unsafe fn pop_uncounted(slabs: Slabs, list: List) -> usize {
+    let out: usize;
+    // SAFETY: as for `pop`; the commit is a 4-byte store of `current` alone.
+    unsafe {
+        sequence!(
+            slabs,
+            list,
             [
                 "mov {out:e}, dword ptr [{cpu} + {hdr} + 12]",
                 "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
                 "cmp {cur:e}, {out:e}",
                 "jbe 7f",
-                "mov {out:e}, dword ptr [{cpu} + {hdr} + 8]",
-                "add {out}, {cpu}",
-                "mov {out}, qword ptr [{out} + {cur} * 8 - 8]",
                 "dec {cur:e}",
+                "mov {out:e}, {cur:e}",
+                "add {out}, {items}",
+                "mov {out}, qword ptr [{cpu} + {out} * 8]",
                 "mov dword ptr [{cpu} + {hdr}], {cur:e}",
                 "4:",
                 "jmp 8f",
@@ -125,27 +179,28 @@ pub(crate) unsafe fn pop(slabs: Slabs, header: usize) -> usize {
     out
 }
 
-/// Pushes `item` on the list whose header is at `header` in the calling CPU's slab; false
-/// when it is full (or the CPU has no slab).
+/// Pushes `item` on `list` in the calling CPU's slab; false when it is full (or the CPU has
+/// no slab).
 ///
 /// # Safety
 /// As for [`pop`].
 #[inline(always)]
-pub(crate) unsafe fn push(slabs: Slabs, header: usize, item: usize) -> bool {
+pub(crate) unsafe fn push(slabs: Slabs, list: List, item: usize) -> bool {
     let ok: usize;
-    // SAFETY: as for `pop`; the item is written above `current`, invisible until the commit.
+    // SAFETY: as for `pop`; the item is written above `current`, invisible until the commit,
+    // a 4-byte store of `current` alone.
     unsafe {
         sequence!(
             slabs,
-            header,
+            list,
             [
-                "mov {ok:e}, dword ptr [{cpu} + {hdr} + 4]",
+                "mov {ok:e}, dword ptr [{cpu} + {hdr} + 8]",
                 "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
                 "cmp {cur:e}, {ok:e}",
                 "jae 7f",
-                "mov {ok:e}, dword ptr [{cpu} + {hdr} + 8]",
-                "add {ok}, {cpu}",
-                "mov qword ptr [{ok} + {cur} * 8], {item}",
+                "mov {ok:e}, {cur:e}",
+                "add {ok}, {items}",
+                "mov qword ptr [{cpu} + {ok} * 8], {item}",
                 "inc {cur:e}",
                 "mov dword ptr [{cpu} + {hdr}], {cur:e}",
                 "4:",

@@ -4,15 +4,17 @@
 //!
 //! # Slabs
 //! One slab per CPU, all with the same layout: `NUM_CLASSES` headers of 16 bytes
-//! `{ current: u32, capacity: u32, items_offset: u32, begin: u32 }`, then each class's array of
-//! [`max_capacity`] block pointers. `items[begin..current]` are free blocks (with their canary
-//! set, see `block`); `begin` is 0 except while the header is locked. Slabs are a power of two
-//! apart.
+//! `{ current: u32, allocs: u32, capacity: u32, begin: u32 }`, then each class's array of
+//! [`max_capacity`] block pointers (at the same offset in every slab, `LAYOUT.items`).
+//! `items[begin..current]` are free blocks (with their canary set, see `block`); `begin` is 0
+//! except while the header is locked. `allocs` counts the allocations the list served,
+//! modulo 2^32 (`counters`). Slabs are a power of two apart.
 //!
-//! Rule 1: `current` and `items` are written only by restartable sequences running on the
-//! slab's CPU, with `current` as the single committing store, or by the holder of a *locked*
-//! header (`resize`). Rule 2: `capacity` and `begin` are written only by `resize`, under its
-//! lock. So no lock and no atomic instruction guards the fast path.
+//! Rule 1: `current`, `allocs` and `items` are written only by restartable sequences running
+//! on the slab's CPU, with `current` (and for an allocation `allocs` with it, one 8-byte
+//! store) as the single committing store, or (`current` and `items` only) by the holder of a
+//! *locked* header (`resize`). Rule 2: `capacity` and `begin` are written only by `resize`,
+//! under its lock. So no lock and no atomic instruction guards the fast path.
 //!
 //! # Capacity adapts to use
 //! A list starts at one batch of capacity ([`initial_capacity`]). When a free finds it full,
@@ -40,15 +42,19 @@
 //! Decided once, at the first allocation: per-CPU when rseq is registered and
 //! `TRICOLOR_PERCPU` is not `0`; otherwise the per-thread caches of `thread_cache`.
 
+mod counters;
 mod resize;
 
+pub(crate) use counters::allocs_by_class;
 pub(crate) use resize::{RESIZE, drain_all, reclaim_idle};
 
 use crate::block::{self, Batch, FreeBlock};
 use crate::heap::HEAP;
 use crate::os::{self, rseq};
 use crate::size_class::{CLASSES, NUM_CLASSES, class_info};
-use crate::sync::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::sync::{
+    AtomicBool, AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, Mutex, Ordering,
+};
 use crate::thread_cache;
 use core::ptr;
 
@@ -79,6 +85,8 @@ struct Layout {
     rseq_offset: AtomicIsize,
     /// True when `membarrier` can fence another CPU's sequences, so capacities may change.
     resizable: AtomicBool,
+    /// Each class's item array's offset in a slab, in 8-byte words.
+    items: [AtomicU32; NUM_CLASSES],
 }
 static LAYOUT: Layout = Layout {
     mode: AtomicU8::new(UNDECIDED),
@@ -87,6 +95,7 @@ static LAYOUT: Layout = Layout {
     count: AtomicUsize::new(0),
     rseq_offset: AtomicIsize::new(0),
     resizable: AtomicBool::new(false),
+    items: [const { AtomicU32::new(0) }; NUM_CLASSES],
 };
 
 /// Most slots a class's list may have: two batches, and for small classes up to 64 KiB of
@@ -145,7 +154,7 @@ fn decide() -> bool {
 
 fn build_slabs(rseq_offset: isize) -> bool {
     let n = rseq::cpu_count();
-    if !resize::init(n) {
+    if !resize::init(n) || !counters::init(n) {
         return false;
     }
     LAYOUT
@@ -164,15 +173,17 @@ fn build_slabs(rseq_offset: isize) -> bool {
     };
     let base = mem.as_ptr();
     for cpu in 0..n {
-        for (c, &at) in items.iter().enumerate() {
+        for c in 0..NUM_CLASSES {
             // SAFETY: fresh metadata of `stride * n` bytes; no sequence can run on it before
             // `mode` is published.
             unsafe {
                 let h = base.add(cpu * stride + c * HEADER).cast::<u32>();
-                h.add(1).write(initial_capacity(c));
-                h.add(2).write(at as u32);
+                h.add(2).write(initial_capacity(c));
             }
         }
+    }
+    for (c, &at) in items.iter().enumerate() {
+        LAYOUT.items[c].store((at / 8) as u32, Ordering::Relaxed);
     }
     LAYOUT.base.store(base, Ordering::Relaxed);
     LAYOUT
@@ -181,6 +192,19 @@ fn build_slabs(rseq_offset: isize) -> bool {
     LAYOUT.count.store(n, Ordering::Relaxed);
     LAYOUT.rseq_offset.store(rseq_offset, Ordering::Relaxed);
     true
+}
+
+/// Where `class`'s list is in every slab.
+///
+/// # Safety
+/// `class < NUM_CLASSES`.
+#[inline(always)]
+unsafe fn list(class: usize) -> rseq::List {
+    rseq::List {
+        header: class * HEADER,
+        // SAFETY: the caller's `class`.
+        items: unsafe { LAYOUT.items.get_unchecked(class) }.load(Ordering::Relaxed) as usize,
+    }
 }
 
 #[inline(always)]
@@ -195,16 +219,19 @@ fn slabs() -> rseq::Slabs {
 
 /// Allocates one block of `class` (null when memory is exhausted). Per-CPU mode only.
 ///
-/// Budget, read with `objdump -d` on the release `tricolor` binary (x86-64, 2026-11-23):
+/// Budget, read with `objdump -d` on the release `tricolor` binary (x86-64, 2026-11-30):
 /// `Tricolor::alloc` for a small request that hits the slab runs 47 instructions from entry to
-/// `ret`: 5 pick the size class (one table load), 4 check the mode, 8 read the slab layout and
-/// find this thread's `struct rseq`, 2 register the descriptor, 14 are the sequence (CPU id,
-/// bound, `begin` gate, `current`, item, committing store), 3 clear the canary, the rest are the
-/// prologue, epilogue and branches (since then, the clearing lost its branch on class 0: malloc
-/// no longer uses the 8-byte class; not recounted). No atomic instruction, no lock; the only stores are
-/// `rseq_cs`, the commit and the canary. (mimalloc's whole malloc is about 20.) Two of the
-/// loads go through the GOT (the size-class table and the layout live in this crate, but the
-/// code is position-independent).
+/// `ret`: 6 pick the size class (a bound check and one table load), 4 check the mode, 10 read
+/// the slab layout (base, shift, count, this class's item offset), find this thread's
+/// `struct rseq` and load the counter's constant, 2 register the descriptor, 14 are the
+/// sequence (CPU id, bound, `begin` gate, `current` with the allocation count, item, one
+/// committing 8-byte store), 3 test the result, 1 clears the canary, 7 are the prologue,
+/// epilogue and a jump. Counting allocations (`counters`) added none: the add of `2^32 - 1`
+/// replaced the decrement, and the header's item-offset load moved out of the sequence into
+/// the layout table. No atomic instruction, no lock; the only stores are `rseq_cs`, the commit
+/// and the canary. (mimalloc's whole malloc is about 20.) Two of the loads go through the GOT
+/// (the size-class table and the layout live in this crate, but the code is
+/// position-independent).
 ///
 /// # Safety
 /// Per-CPU mode is on ([`per_cpu`] returned true), and `class < NUM_CLASSES` (its header
@@ -213,7 +240,7 @@ fn slabs() -> rseq::Slabs {
 pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
     // SAFETY: the caller's contract: per-CPU mode is on, so rseq is available and the slabs
     // are built, and `class`'s header is inside them.
-    let b = unsafe { rseq::pop(slabs(), class * HEADER) } as *mut u8;
+    let b = unsafe { rseq::pop(slabs(), list(class)) } as *mut u8;
     if b.is_null() {
         // SAFETY: the caller's contract.
         return unsafe { alloc_slow(class) };
@@ -244,7 +271,7 @@ unsafe fn alloc_slow(class: usize) -> *mut u8 {
         while rest.count > 0 {
             let b = rest.head;
             let next = (*b).next;
-            if !rseq::push(slabs(), class * HEADER, b as usize) {
+            if !rseq::push(slabs(), list(class), b as usize) {
                 break;
             }
             rest.count -= 1;
@@ -255,6 +282,8 @@ unsafe fn alloc_slow(class: usize) -> *mut u8 {
         }
         block::clear_canary(first.cast());
     }
+    // An allocation no counting sequence saw (`counters`).
+    counters::SLOW[class].fetch_add(1, Ordering::Relaxed);
     crate::scavenger::tick();
     first.cast()
 }
@@ -269,7 +298,7 @@ pub(crate) unsafe fn free(p: *mut u8, class: usize) {
     // SAFETY: a block of at least 16 bytes, ours.
     unsafe { block::set_canary(p) };
     // SAFETY: per-CPU mode is on.
-    if !unsafe { rseq::push(slabs(), class * HEADER, p as usize) } {
+    if !unsafe { rseq::push(slabs(), list(class), p as usize) } {
         // SAFETY: the caller's contract: `p` is a free block of `class`, ours.
         unsafe { overflow(p, class) };
     }
@@ -283,7 +312,7 @@ pub(crate) unsafe fn free(p: *mut u8, class: usize) {
 unsafe fn overflow(p: *mut u8, class: usize) {
     resize::note_miss(class);
     // SAFETY: per-CPU mode is on.
-    if resize::grow(class) && unsafe { rseq::push(slabs(), class * HEADER, p as usize) } {
+    if resize::grow(class) && unsafe { rseq::push(slabs(), list(class), p as usize) } {
         return;
     }
     let b = p.cast::<FreeBlock>();
@@ -292,7 +321,7 @@ unsafe fn overflow(p: *mut u8, class: usize) {
         (*b).next = ptr::null_mut();
         let mut batch = Batch { head: b, count: 1 };
         while batch.count < class_info(class).batch as usize {
-            let q = rseq::pop(slabs(), class * HEADER) as *mut FreeBlock;
+            let q = rseq::pop_uncounted(slabs(), list(class)) as *mut FreeBlock;
             if q.is_null() {
                 break;
             }

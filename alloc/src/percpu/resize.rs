@@ -71,11 +71,14 @@ fn counts(cpu: usize) -> &'static CpuCounts {
 
 /// A class's header in a CPU's slab, seen as atomics: the sequences access the same words
 /// with plain loads and stores of the same size, which these accesses neither tear nor are
-/// torn by.
-struct Header(*mut u32);
+/// torn by, except the allocating sequence's commit, one aligned 8-byte store of `current`
+/// and `allocs`, which x86-64 makes single-copy atomic: a 4-byte read of either half sees it
+/// whole. This side writes `current` only while the header is locked and fenced (no sequence
+/// runs on it then) and never writes `allocs`.
+pub(super) struct Header(*mut u32);
 
 impl Header {
-    fn at(s: &rseq::Slabs, cpu: usize, class: usize) -> Self {
+    pub(super) fn at(s: &rseq::Slabs, cpu: usize, class: usize) -> Self {
         debug_assert!(cpu < s.n && class < NUM_CLASSES);
         // SAFETY: inside the slabs (`cpu < n`, `class < NUM_CLASSES`).
         Header(unsafe { s.base.add((cpu << s.shift) + class * HEADER) }.cast())
@@ -88,16 +91,20 @@ impl Header {
     fn current(&self) -> &AtomicU32 {
         self.field(0)
     }
-    fn capacity(&self) -> &AtomicU32 {
+    /// The list's allocation count, modulo 2^32 (`counters`).
+    pub(super) fn allocs(&self) -> &AtomicU32 {
         self.field(1)
+    }
+    fn capacity(&self) -> &AtomicU32 {
+        self.field(2)
     }
     fn begin(&self) -> &AtomicU32 {
         self.field(3)
     }
-    /// The list's item array.
-    fn items(&self, s: &rseq::Slabs, cpu: usize) -> *mut usize {
-        let at = self.field(2).load(Ordering::Relaxed) as usize;
-        // SAFETY: `items_offset` was set by `build_slabs` inside the slab.
+    /// Class `class`'s item array in `cpu`'s slab.
+    fn items(s: &rseq::Slabs, cpu: usize, class: usize) -> *mut usize {
+        let at = LAYOUT.items[class].load(Ordering::Relaxed) as usize * 8;
+        // SAFETY: `build_slabs` set the offset inside the slab.
         unsafe { s.base.add((cpu << s.shift) + at) }.cast()
     }
 }
@@ -182,7 +189,7 @@ fn drain(s: &rseq::Slabs, cpu: usize, mask: u128) -> usize {
                 continue;
             }
             let h = Header::at(s, cpu, c);
-            let items = h.items(s, cpu);
+            let items = Header::items(s, cpu, c);
             for i in 0..h.current().load(Ordering::Relaxed) as usize {
                 // SAFETY: `items[..current]` are free blocks of class `c` (percpu slab
                 // layout), ours now that the list is locked and fenced.
@@ -215,6 +222,9 @@ fn drain(s: &rseq::Slabs, cpu: usize, mask: u128) -> usize {
 /// too; it costs that CPU one refill.
 pub(crate) fn reclaim_idle() -> usize {
     let _g = RESIZE.lock();
+    // Once a second (the scavenger's pace): keeps the 32-bit allocation counts from wrapping
+    // unseen (`counters`).
+    super::counters::fold();
     let mut bytes = 0;
     if per_cpu() && LAYOUT.resizable.load(Ordering::Relaxed) {
         let s = slabs();
