@@ -1,9 +1,17 @@
 //! `tricolor bench --programs`: real programs (see `tricolor_benches::programs`) under each
 //! allocator preloaded the same way (`LD_PRELOAD`), glibc being no preload at all. Reports the
 //! median wall time and the median peak RSS (the largest `ru_maxrss` of the program and its
-//! children, from `wait4`), with ratios to Tricolor, and checks that every allocator produced
-//! glibc's output. Rival libraries are Debian's (`libjemalloc2`, `libmimalloc2.0`,
+//! children), with ratios to Tricolor, and checks that every allocator produced glibc's
+//! output. Rival libraries are Debian's (`libjemalloc2`, `libmimalloc2.0`,
 //! `libtcmalloc-minimal4`); a missing one is skipped with a note.
+//!
+//! # Measuring a child's peak RSS
+//! Linux starts a new program's `ru_maxrss` from the peak of the process image it replaces:
+//! a child spawned from here (fork or vfork) reports at least this tool's own RSS (measured:
+//! `/bin/true` read 219 MiB when spawned from a 200 MiB process), so small programs read as
+//! this process's size. Children therefore run under GNU time (`/usr/bin/time -f %M`, Debian's
+//! `time`), which forks them from its own small image (about 2 MiB, the floor of what it can
+//! report); without it, [`measured_command`] falls back to `wait4` here and says so once.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -81,6 +89,7 @@ fn run_once(p: &programs::Program, preload: Option<&Path>, dir: &Path) -> Result
         Some(lib) => cmd.env("LD_PRELOAD", lib),
         None => cmd.env_remove("LD_PRELOAD"),
     };
+    let (mut cmd, peak) = measured_command(&cmd);
     let err = std::fs::File::create(dir.join("stderr.txt")).map_err(|e| e.to_string())?;
     cmd.stdout(Stdio::piped()).stderr(err);
     let start = Instant::now();
@@ -92,17 +101,95 @@ fn run_once(p: &programs::Program, preload: Option<&Path>, dir: &Path) -> Result
         .unwrap()
         .read_to_end(&mut stdout)
         .map_err(|e| e.to_string())?;
-    let waited = wait_peak(&child);
+    let waited = wait_measured(&child, peak);
     let secs = start.elapsed().as_secs_f64();
     let peak_kib = waited.map_err(|status| {
         let stderr = std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
-        format!("status {status:#x}\n{stderr}")
+        format!("{}\n{stderr}", describe(status))
     })?;
     Ok(Run {
         secs,
         peak_kib,
         stdout,
     })
+}
+
+/// GNU time, if installed (module docs).
+const GNU_TIME: &str = "/usr/bin/time";
+
+/// Where a child run under GNU time leaves its peak.
+pub struct PeakFile(Option<PathBuf>);
+
+/// `cmd` (program, arguments, environment changes and directory; not its stdio, which the
+/// caller sets on the result) wrapped in GNU time, which writes the program's peak RSS to the
+/// returned file; or `cmd` as it is when GNU time is missing (module docs).
+pub fn measured_command(cmd: &Command) -> (Command, PeakFile) {
+    static NOTE: std::sync::Once = std::sync::Once::new();
+    if !Path::new(GNU_TIME).is_file() {
+        NOTE.call_once(|| {
+            println!(
+                "note: {GNU_TIME} (apt-get install time) not found: small peaks read as at least this process's RSS"
+            )
+        });
+        let mut c = Command::new(cmd.get_program());
+        c.args(cmd.get_args());
+        copy_env(cmd, &mut c);
+        return (c, PeakFile(None));
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let file = std::env::temp_dir().join(format!(
+        "tricolor-peak-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let mut c = Command::new(GNU_TIME);
+    c.arg("-f").arg("%M").arg("-o").arg(&file);
+    c.arg(cmd.get_program()).args(cmd.get_args());
+    copy_env(cmd, &mut c);
+    (c, PeakFile(Some(file)))
+}
+
+fn copy_env(from: &Command, to: &mut Command) {
+    for (k, v) in from.get_envs() {
+        match v {
+            Some(v) => to.env(k, v),
+            None => to.env_remove(k),
+        };
+    }
+    if let Some(d) = from.get_current_dir() {
+        to.current_dir(d);
+    }
+}
+
+/// Reaps `child` (started from [`measured_command`]'s command) with `wait4`: its peak RSS in
+/// KiB (from GNU time's file, else `ru_maxrss` here) if it exited with status 0, else the raw
+/// wait status. `child` must not be waited on again.
+pub fn wait_measured(child: &std::process::Child, peak: PeakFile) -> Result<u64, i32> {
+    let here = wait_peak(child);
+    let Some(file) = peak.0 else {
+        return here;
+    };
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let _ = std::fs::remove_file(&file);
+    let kib = here?;
+    // GNU time writes "%M" last (after a line on a failed command's status).
+    Ok(text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().parse().ok())
+        .unwrap_or(kib))
+}
+
+/// A failed child's wait status in words. Under GNU time, a program killed by signal N makes
+/// time exit with 128 + N (module docs), which reads as that signal.
+pub fn describe(status: i32) -> String {
+    if libc::WIFSIGNALED(status) {
+        return format!("killed by signal {}", libc::WTERMSIG(status));
+    }
+    match libc::WEXITSTATUS(status) {
+        c if c > 128 && Path::new(GNU_TIME).is_file() => format!("killed by signal {}", c - 128),
+        c => format!("exit status {c}"),
+    }
 }
 
 /// Reaps `child` with `wait4`: its peak RSS (KiB, `ru_maxrss` of it and its waited-for
@@ -133,6 +220,7 @@ pub struct Measured {
 /// chatty child cannot fill that pipe and block while its stdout is read), timing it and
 /// reaping it with [`wait_peak`]. An error carries the wait status and stderr.
 pub fn run_measured(cmd: &mut Command) -> Result<Measured, String> {
+    let (mut cmd, peak) = measured_command(cmd);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| e.to_string())?;
@@ -146,9 +234,9 @@ pub fn run_measured(cmd: &mut Command) -> Result<Measured, String> {
     let read = child.stdout.take().unwrap().read_to_string(&mut out);
     let err = err_reader.join().unwrap_or_default();
     read.map_err(|e| e.to_string())?;
-    let waited = wait_peak(&child);
+    let waited = wait_measured(&child, peak);
     let secs = start.elapsed().as_secs_f64();
-    let peak_kib = waited.map_err(|status| format!("status {status:#x}\n{err}"))?;
+    let peak_kib = waited.map_err(|status| format!("{}\n{err}", describe(status)))?;
     Ok(Measured {
         secs,
         peak_kib,
