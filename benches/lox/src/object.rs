@@ -332,24 +332,23 @@ impl Strings {
     pub fn intern(&mut self, m: &MutatorState, bytes: &[u8]) -> Option<Obj> {
         let h = hash(bytes);
         if let Some(slots) = self.table.get_mut(&h) {
-            let mut found = None;
-            slots.retain(|&w| {
+            let mut i = 0;
+            while i < slots.len() {
+                let w = slots[i];
                 // SAFETY: the table's handles are live until freed here.
                 let p = unsafe { m.weak_get(w) };
                 if p.is_null() {
                     // SAFETY: cleared: the string is gone; the handle is this table's.
                     unsafe { tricolor_gc::raw::weak_free(w) };
-                    return false;
+                    slots.swap_remove(i);
+                    continue;
                 }
                 // SAFETY: `p` is a live string (just read through its weak handle, which also
                 // keeps it through a marking in progress).
-                if found.is_none() && unsafe { string_bytes(Obj(p)) } == bytes {
-                    found = Some(Obj(p));
+                if unsafe { string_bytes(Obj(p)) } == bytes {
+                    return Some(Obj(p));
                 }
-                true
-            });
-            if found.is_some() {
-                return found;
+                i += 1;
             }
         }
         let len = u32::try_from(bytes.len()).ok()?;
