@@ -80,7 +80,8 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         Some(class) => {
             // SAFETY: `class_for` returns classes below NUM_CLASSES.
             let p = unsafe { front_alloc(class) };
-            debug_fill_fresh(p, size);
+            // SAFETY: `p` is null or the fresh block of at least `size` bytes just made.
+            unsafe { debug_fill_fresh(p, size) };
             p
         }
         None => alloc_large(size, align, false),
@@ -104,12 +105,15 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     }
 }
 
+/// Debug builds fill fresh small blocks, so a read of uninitialised memory shows 0xa5.
+///
+/// # Safety
+/// `_p` is null or a fresh block of at least `_size` bytes.
 #[inline]
-fn debug_fill_fresh(_p: *mut u8, _size: usize) {
-    // Debug builds fill fresh small blocks, so a read of uninitialised memory shows 0xa5.
+unsafe fn debug_fill_fresh(_p: *mut u8, _size: usize) {
     #[cfg(debug_assertions)]
     if !_p.is_null() {
-        // SAFETY: `_p` is a fresh block of at least `_size` bytes.
+        // SAFETY: the caller's contract.
         unsafe { ptr::write_bytes(_p, 0xa5, _size) };
     }
 }

@@ -61,11 +61,14 @@ fn canary(block: usize) -> usize {
 
 /// Debug builds poison a freed block past its link and canary words, so a use after free
 /// reads 0xdf bytes instead of plausible data. Nothing in release builds.
+///
+/// # Safety
+/// `_block` is a block of `_size` bytes that the allocator owns (being freed).
 #[inline]
-pub(crate) fn debug_fill_freed(_block: *mut u8, _size: usize) {
+pub(crate) unsafe fn debug_fill_freed(_block: *mut u8, _size: usize) {
     #[cfg(debug_assertions)]
     if _size > 16 {
-        // SAFETY: the block is ours (being freed) and `_size` bytes long.
+        // SAFETY: the caller's contract: the block is ours and `_size` bytes long.
         unsafe { core::ptr::write_bytes(_block.add(16), 0xdf, _size - 16) };
     }
 }

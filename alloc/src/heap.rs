@@ -144,11 +144,15 @@ pub(crate) fn init_lock() -> &'static Mutex<()> {
 
 /// Registers `cache` to be flushed when the calling thread exits. False when no key could be
 /// created (the process ran out of pthread keys): the caller then does not cache.
-pub(crate) fn register_thread_exit(cache: *mut c_void) -> bool {
+///
+/// # Safety
+/// `cache` is the calling thread's live thread cache (the exit hook flushes it).
+pub(crate) unsafe fn register_thread_exit(cache: *mut c_void) -> bool {
     let raw = EXIT_KEY.load(Ordering::Relaxed);
     if raw == u32::MAX {
         return false;
     }
-    os::ThreadExitKey::from_raw(raw).set(cache);
+    // SAFETY: the exit hook's argument is a thread cache: the caller's.
+    unsafe { os::ThreadExitKey::from_raw(raw).set(cache) };
     true
 }

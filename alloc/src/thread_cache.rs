@@ -305,7 +305,8 @@ fn alloc_uncached(class: usize) -> *mut u8 {
 #[inline]
 pub(crate) unsafe fn free(p: *mut u8, class: usize) {
     let info = class_info(class);
-    block::debug_fill_freed(p, info.size as usize);
+    // SAFETY: the caller's contract: `p` is a block of `class`, being freed.
+    unsafe { block::debug_fill_freed(p, info.size as usize) };
     // SAFETY: every malloc class has blocks of at least 16 bytes (`class_of`).
     unsafe { block::set_canary(p) };
     let tc = current();
@@ -411,7 +412,8 @@ fn create() -> *mut ThreadCache {
     }
     // Registration may call malloc (glibc's second-level key table); that call sees CREATING
     // and goes straight to the central list.
-    if !heap::register_thread_exit(tc.cast()) {
+    // SAFETY: `tc` is this thread's cache, made or taken from the pool above.
+    if !unsafe { heap::register_thread_exit(tc.cast()) } {
         // SAFETY: the cache is empty and on no list.
         unsafe { CACHES.lock().push_pool(tc) };
         CURRENT.with(|s| s.set(EXITED));

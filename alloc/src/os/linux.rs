@@ -225,9 +225,14 @@ impl ThreadExitKey {
 
     /// Sets the calling thread's value. May allocate (glibc's second-level key table), so
     /// callers guard against re-entry.
-    pub(crate) fn set(&self, value: *mut c_void) {
+    ///
+    /// # Safety
+    /// `value` is null or what the key's destructor accepts: it will be called with it when
+    /// the thread exits.
+    pub(crate) unsafe fn set(&self, value: *mut c_void) {
         let _errno = ErrnoGuard::new();
-        // SAFETY: the key was created by `create` and is never deleted.
+        // SAFETY: the key was created by `create` and is never deleted; the value is the
+        // caller's.
         unsafe { libc::pthread_setspecific(self.0, value) };
     }
 

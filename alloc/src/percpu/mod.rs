@@ -294,7 +294,8 @@ unsafe fn alloc_slow(class: usize) -> *mut u8 {
 /// `p` is a live block of `class` that nobody uses any more.
 #[inline]
 pub(crate) unsafe fn free(p: *mut u8, class: usize) {
-    block::debug_fill_freed(p, class_info(class).size as usize);
+    // SAFETY: the caller's contract: `p` is a block of `class`, being freed.
+    unsafe { block::debug_fill_freed(p, class_info(class).size as usize) };
     // SAFETY: a block of at least 16 bytes, ours.
     unsafe { block::set_canary(p) };
     // SAFETY: per-CPU mode is on.
