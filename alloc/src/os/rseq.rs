@@ -26,7 +26,11 @@
 //! `pop` commits `current` and the list's allocation counter (the header's next 32 bits)
 //! with one 8-byte store: it adds `2^32 - 1` to the pair, which decrements `current` (at
 //! least 1 there, so no borrow crosses into the counter) and increments the counter. Counting
-//! allocations thus costs the fast path no instruction beyond the add it already made.
+//! allocations thus costs the fast path no instruction beyond the add it already made. The
+//! other two sequences load and store the same 8 bytes (leaving the counter as it was):
+//! measured, a 4-byte commit followed by the next `pop`'s 8-byte load of the same word
+//! defeated store forwarding and made an allocation-free pair 2.3 times slower (16.5 ns
+//! against 7.2).
 
 use core::ffi::c_void;
 
@@ -152,21 +156,21 @@ pub(crate) unsafe fn pop(slabs: Slabs, list: List) -> usize {
 #[inline(always)]
 pub(crate) unsafe fn pop_uncounted(slabs: Slabs, list: List) -> usize {
     let out: usize;
-    // SAFETY: as for `pop`; the commit is a 4-byte store of `current` alone.
+    // SAFETY: as for `pop`; the commit stores the counter back unchanged.
     unsafe {
         sequence!(
             slabs,
             list,
             [
                 "mov {out:e}, dword ptr [{cpu} + {hdr} + 12]",
-                "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
+                "mov {cur}, qword ptr [{cpu} + {hdr}]",
                 "cmp {cur:e}, {out:e}",
                 "jbe 7f",
-                "dec {cur:e}",
+                "sub {cur}, 1",
                 "mov {out:e}, {cur:e}",
                 "add {out}, {items}",
                 "mov {out}, qword ptr [{cpu} + {out} * 8]",
-                "mov dword ptr [{cpu} + {hdr}], {cur:e}",
+                "mov qword ptr [{cpu} + {hdr}], {cur}",
                 "4:",
                 "jmp 8f",
                 "7:",
@@ -188,21 +192,21 @@ pub(crate) unsafe fn pop_uncounted(slabs: Slabs, list: List) -> usize {
 pub(crate) unsafe fn push(slabs: Slabs, list: List, item: usize) -> bool {
     let ok: usize;
     // SAFETY: as for `pop`; the item is written above `current`, invisible until the commit,
-    // a 4-byte store of `current` alone.
+    // which stores the counter back unchanged.
     unsafe {
         sequence!(
             slabs,
             list,
             [
                 "mov {ok:e}, dword ptr [{cpu} + {hdr} + 8]",
-                "mov {cur:e}, dword ptr [{cpu} + {hdr}]",
+                "mov {cur}, qword ptr [{cpu} + {hdr}]",
                 "cmp {cur:e}, {ok:e}",
                 "jae 7f",
                 "mov {ok:e}, {cur:e}",
                 "add {ok}, {items}",
                 "mov qword ptr [{cpu} + {ok} * 8], {item}",
-                "inc {cur:e}",
-                "mov dword ptr [{cpu} + {hdr}], {cur:e}",
+                "add {cur}, 1",
+                "mov qword ptr [{cpu} + {hdr}], {cur}",
                 "4:",
                 "mov {ok:e}, 1",
                 "jmp 8f",
