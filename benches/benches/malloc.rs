@@ -6,7 +6,7 @@
 //! Run: `cargo bench -p tricolor-benches --bench malloc`. Criterion prints each median; the
 //! ratio to Tricolor is the figure to quote.
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::time::Duration;
@@ -96,4 +96,10 @@ criterion_group! {
         .sample_size(30);
     targets = pairs, batches
 }
-criterion_main!(malloc);
+fn main() {
+    // SAFETY: the first statement of `main`: no other thread exists yet (TCMalloc needs the
+    // variable before it loads: `tricolor_benches::tcmalloc`).
+    unsafe { tricolor_benches::tcmalloc::set_skip_sbrk() };
+    malloc();
+    Criterion::default().configure_from_args().final_summary();
+}

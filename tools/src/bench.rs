@@ -211,7 +211,7 @@ pub fn main(args: &[String]) -> ExitCode {
             match cell {
                 Some(c) if out.status.success() => cells.push((r, c)),
                 // Tricolor failing fails the bench; a rival crashing is reported in the table
-                // (gperftools' TCMalloc, loaded with dlopen, has crashed in prodcons8 here).
+                // (TCMalloc crashed in prodcons8 until it was kept off `sbrk`: `tcmalloc`).
                 _ if r != Rival::Tricolor => crashed.push((r, out.status.to_string())),
                 _ => {
                     failed = true;

@@ -44,6 +44,9 @@ commands:
 ";
 
 fn main() -> ExitCode {
+    // SAFETY: the first statement of `main`: no other thread exists yet. The benchmark
+    // children inherit it; `programs` removes it for the programs it preloads TCMalloc into.
+    unsafe { tricolor_benches::tcmalloc::set_skip_sbrk() };
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench::main(&args[1..]),

@@ -89,6 +89,9 @@ fn run_once(p: &programs::Program, preload: Option<&Path>, dir: &Path) -> Result
         Some(lib) => cmd.env("LD_PRELOAD", lib),
         None => cmd.env_remove("LD_PRELOAD"),
     };
+    // Preloaded, TCMalloc is the only malloc, so its default `sbrk` is safe and is what its
+    // users get (the variable is for the dlopen-loaded rival: `tricolor_benches::tcmalloc`).
+    cmd.env_remove(tricolor_benches::tcmalloc::SKIP_SBRK);
     let (mut cmd, peak) = measured_command(&cmd);
     let err = std::fs::File::create(dir.join("stderr.txt")).map_err(|e| e.to_string())?;
     cmd.stdout(Stdio::piped()).stderr(err);
