@@ -132,7 +132,9 @@ pub use scavenger::release_memory;
 #[cfg(not(loom))]
 pub use stat::stat;
 #[cfg(not(loom))]
-pub use stats::{AllocStats, ClassStats, class_stats, memory_limit, set_memory_limit, stats};
+pub use stats::{
+    AllocStats, ClassStats, all_class_stats, class_stats, memory_limit, set_memory_limit, stats,
+};
 
 /// Internals for integration tests (Go's `export_test.go`); not a stable API.
 #[cfg(all(feature = "testing", not(loom)))]

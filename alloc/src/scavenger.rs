@@ -71,8 +71,11 @@ static THREAD: AtomicU8 = AtomicU8::new(NOT_STARTED);
 static NEXT_CHECK: AtomicU64 = AtomicU64::new(0);
 /// Over goal at the previous check.
 static WAS_OVER: AtomicU8 = AtomicU8::new(0);
-/// Slow paths taken so far ([`tick`]'s calls): the scavenger's sign that the program runs.
-static ACTIVITY: AtomicU64 = AtomicU64::new(0);
+/// Set by every slow path ([`tick`]) and cleared by the scavenger when it looks: the sign
+/// that the program runs. Set only when clear (a load, and a store once per look), so busy
+/// slow paths on several CPUs share the line read-only instead of bouncing it with a
+/// read-modify-write each.
+static ACTIVITY: AtomicU8 = AtomicU8::new(0);
 /// No slow path for this long and the program counts as idle (module docs).
 const IDLE_NS: u64 = 1_000_000_000;
 /// Serialises scavenging passes; held across `fork` (module docs).
@@ -103,25 +106,23 @@ pub(crate) fn over_goal(ps: &PageHeapStats, meta: usize, limit: i64) -> usize {
     over.min(ps.dirty_bytes)
 }
 
-/// Watches [`ACTIVITY`] for the background scavenger: idle once it has not moved for
+/// Watches [`ACTIVITY`] for the background scavenger: idle once no slow path has set it for
 /// [`IDLE_NS`].
 struct Idle {
-    seen: u64,
     since: u64,
 }
 
 impl Idle {
     fn new() -> Idle {
         Idle {
-            seen: ACTIVITY.load(Ordering::Relaxed),
             since: os::now_ns(),
         }
     }
 
     fn idle(&mut self) -> bool {
-        let (a, now) = (ACTIVITY.load(Ordering::Relaxed), os::now_ns());
-        if a != self.seen {
-            (self.seen, self.since) = (a, now);
+        let now = os::now_ns();
+        if ACTIVITY.swap(0, Ordering::Relaxed) != 0 {
+            self.since = now;
         }
         now - self.since >= IDLE_NS
     }
@@ -191,7 +192,9 @@ fn check(budget: usize, mut paced: Option<&mut Idle>) -> usize {
 /// once a second.
 #[inline]
 pub(crate) fn tick() {
-    ACTIVITY.fetch_add(1, Ordering::Relaxed);
+    if ACTIVITY.load(Ordering::Relaxed) == 0 {
+        ACTIVITY.store(1, Ordering::Relaxed);
+    }
     if THREAD.load(Ordering::Relaxed) == RUNNING {
         return;
     }

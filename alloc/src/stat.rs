@@ -19,129 +19,150 @@ use crate::size_class::NUM_CLASSES;
 use crate::stats::{AllocStats, ClassStats, class_stats, stats};
 use core::ffi::CStr;
 
-/// The whole-heap names (NUL-terminated, for C's `tc_stat_name`), each with what it reads
-/// (module docs).
-pub const NAMES: &[(&CStr, &str)] = &[
-    (
-        c"mapped",
-        "bytes mapped read-write: the sum of the parts below",
-    ),
-    (
-        c"in_use",
-        "bytes the program holds: in_use.small + in_use.large",
-    ),
-    (
-        c"in_use.small",
-        "small objects the program holds, at their class size",
-    ),
-    (
-        c"in_use.large",
-        "large objects the program holds (whole pages)",
-    ),
-    (
-        c"cached",
-        "free blocks held for reuse: cached.front + cached.transfer + cached.central",
-    ),
-    (
-        c"cached.front",
-        "free blocks in the per-CPU or per-thread caches",
-    ),
-    (c"cached.transfer", "free blocks in the transfer caches"),
-    (c"cached.central", "free object slots in small spans"),
-    (
-        c"span_waste",
-        "tails of small spans too short for one more object",
-    ),
-    (c"free_dirty", "free pages still holding memory"),
-    (
-        c"released",
-        "free pages holding no memory (returned to the OS or never touched)",
-    ),
-    (
-        c"metadata",
-        "span records, pagemap leaves, per-CPU slabs, thread caches",
-    ),
-    (c"released_total", "bytes ever returned to the OS"),
-    (c"small.allocs", "small allocations ever made"),
-    (
-        c"small.frees",
-        "small allocations ever freed (allocations minus objects in use)",
-    ),
-    (
-        c"scavenger.released",
-        "bytes the background scavenger returned",
-    ),
-    (c"scavenger.cpu_ns", "CPU time of the scavenger thread (ns)"),
-    (c"large.allocs", "large allocations ever made"),
-    (c"large.frees", "large allocations ever freed"),
-    (
-        c"large.bytes_allocated",
-        "bytes large allocations ever took (whole pages)",
-    ),
-    (
-        c"memory_limit",
-        "the memory limit in bytes (9223372036854775807: none)",
-    ),
-    (c"front_end", "0: per-CPU caches, 1: per-thread caches"),
-    (c"madv_free", "1 when pages are released with MADV_FREE"),
-];
-
-/// The class figure names, `class.N.` followed by one of these.
-pub const CLASS_FIELDS: &[&str] = &[
-    "size",
-    "spans",
-    "span_bytes",
-    "in_use",
-    "cached_front",
-    "cached_transfer",
-    "free_slots",
-    "allocs",
-    "frees",
-];
-
-fn whole(s: &AllocStats, name: &str) -> Option<u64> {
-    Some(match name {
-        "mapped" => s.mapped,
-        "in_use" => s.in_use_small + s.in_use_large,
-        "in_use.small" => s.in_use_small,
-        "in_use.large" => s.in_use_large,
-        "cached" => s.cached_front + s.cached_transfer + s.cached_central,
-        "cached.front" => s.cached_front,
-        "cached.transfer" => s.cached_transfer,
-        "cached.central" => s.cached_central,
-        "span_waste" => s.span_waste,
-        "free_dirty" => s.free_dirty,
-        "released" => s.released,
-        "metadata" => s.metadata,
-        "released_total" => s.released_total,
-        "small.allocs" => s.small_allocs,
-        "small.frees" => s.small_frees,
-        "scavenger.released" => s.scavenger_released,
-        "scavenger.cpu_ns" => s.scavenger_cpu_ns,
-        "large.allocs" => s.large_allocs,
-        "large.frees" => s.large_frees,
-        "large.bytes_allocated" => s.large_bytes_allocated,
-        "memory_limit" => s.memory_limit.max(0) as u64,
-        "front_end" => s.front_end as u64,
-        "madv_free" => s.madv_free as u64,
-        _ => return None,
-    })
+/// A whole-heap statistic: its name (NUL-terminated, for C's `tc_stat_name`), what it reads
+/// (module docs), and how.
+pub struct Stat {
+    /// The stable name.
+    pub name: &'static CStr,
+    /// What it reads.
+    pub what: &'static str,
+    read: fn(&AllocStats) -> u64,
 }
 
-fn class_field(c: &ClassStats, field: &str) -> Option<u64> {
-    Some(match field {
-        "size" => c.size,
-        "spans" => c.spans,
-        "span_bytes" => c.span_bytes,
-        "in_use" => c.in_use,
-        "cached_front" => c.cached_front,
-        "cached_transfer" => c.cached_transfer,
-        "free_slots" => c.free_slots,
-        "allocs" => c.allocs,
-        "frees" => c.frees,
-        _ => return None,
-    })
-}
+/// The whole-heap statistics.
+pub const NAMES: &[Stat] = &[
+    Stat {
+        name: c"mapped",
+        what: "bytes mapped read-write: the sum of the parts below",
+        read: |s| s.mapped,
+    },
+    Stat {
+        name: c"in_use",
+        what: "bytes the program holds: in_use.small + in_use.large",
+        read: |s| s.in_use_small + s.in_use_large,
+    },
+    Stat {
+        name: c"in_use.small",
+        what: "small objects the program holds, at their class size",
+        read: |s| s.in_use_small,
+    },
+    Stat {
+        name: c"in_use.large",
+        what: "large objects the program holds (whole pages)",
+        read: |s| s.in_use_large,
+    },
+    Stat {
+        name: c"cached",
+        what: "free blocks held for reuse: cached.front + cached.transfer + cached.central",
+        read: |s| s.cached_front + s.cached_transfer + s.cached_central,
+    },
+    Stat {
+        name: c"cached.front",
+        what: "free blocks in the per-CPU or per-thread caches",
+        read: |s| s.cached_front,
+    },
+    Stat {
+        name: c"cached.transfer",
+        what: "free blocks in the transfer caches",
+        read: |s| s.cached_transfer,
+    },
+    Stat {
+        name: c"cached.central",
+        what: "free object slots in small spans",
+        read: |s| s.cached_central,
+    },
+    Stat {
+        name: c"span_waste",
+        what: "tails of small spans too short for one more object",
+        read: |s| s.span_waste,
+    },
+    Stat {
+        name: c"free_dirty",
+        what: "free pages still holding memory",
+        read: |s| s.free_dirty,
+    },
+    Stat {
+        name: c"released",
+        what: "free pages holding no memory (returned to the OS or never touched)",
+        read: |s| s.released,
+    },
+    Stat {
+        name: c"metadata",
+        what: "span records, pagemap leaves, per-CPU slabs, thread caches",
+        read: |s| s.metadata,
+    },
+    Stat {
+        name: c"released_total",
+        what: "bytes ever returned to the OS",
+        read: |s| s.released_total,
+    },
+    Stat {
+        name: c"small.allocs",
+        what: "small allocations ever made",
+        read: |s| s.small_allocs,
+    },
+    Stat {
+        name: c"small.frees",
+        what: "small allocations ever freed (allocations minus objects in use)",
+        read: |s| s.small_frees,
+    },
+    Stat {
+        name: c"scavenger.released",
+        what: "bytes the background scavenger returned",
+        read: |s| s.scavenger_released,
+    },
+    Stat {
+        name: c"scavenger.cpu_ns",
+        what: "CPU time of the scavenger thread (ns)",
+        read: |s| s.scavenger_cpu_ns,
+    },
+    Stat {
+        name: c"large.allocs",
+        what: "large allocations ever made",
+        read: |s| s.large_allocs,
+    },
+    Stat {
+        name: c"large.frees",
+        what: "large allocations ever freed",
+        read: |s| s.large_frees,
+    },
+    Stat {
+        name: c"large.bytes_allocated",
+        what: "bytes large allocations ever took (whole pages)",
+        read: |s| s.large_bytes_allocated,
+    },
+    Stat {
+        name: c"memory_limit",
+        what: "the memory limit in bytes (9223372036854775807: none)",
+        read: |s| s.memory_limit.max(0) as u64,
+    },
+    Stat {
+        name: c"front_end",
+        what: "0: per-CPU caches, 1: per-thread caches",
+        read: |s| s.front_end as u64,
+    },
+    Stat {
+        name: c"madv_free",
+        what: "1 when pages are released with MADV_FREE",
+        read: |s| s.madv_free as u64,
+    },
+];
+
+/// How a class figure is read.
+pub type ClassField = fn(&ClassStats) -> u64;
+
+/// The class figures, `class.N.` followed by one of these names, and how each is read.
+pub const CLASS_FIELDS: &[(&str, ClassField)] = &[
+    ("size", |c| c.size),
+    ("spans", |c| c.spans),
+    ("span_bytes", |c| c.span_bytes),
+    ("in_use", |c| c.in_use),
+    ("cached_front", |c| c.cached_front),
+    ("cached_transfer", |c| c.cached_transfer),
+    ("free_slots", |c| c.free_slots),
+    ("allocs", |c| c.allocs),
+    ("frees", |c| c.frees),
+];
 
 /// The statistic named `name` (module docs), or `None` for a name that is not one.
 pub fn stat(name: &str) -> Option<u64> {
@@ -152,28 +173,33 @@ pub fn stat(name: &str) -> Option<u64> {
             return None;
         }
         let class: usize = n.parse().ok().filter(|&c| c < NUM_CLASSES)?;
-        if !CLASS_FIELDS.contains(&field) {
-            return None;
-        }
-        return class_field(&class_stats(class)?, field);
+        let (_, read) = CLASS_FIELDS.iter().find(|(f, _)| *f == field)?;
+        return Some(read(&class_stats(class)?));
     }
-    if !NAMES.iter().any(|(n, _)| n.to_bytes() == name.as_bytes()) {
-        return None;
-    }
-    whole(&stats(), name)
+    let st = NAMES
+        .iter()
+        .find(|st| st.name.to_bytes() == name.as_bytes())?;
+    Some((st.read)(&stats()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn whole(s: &AllocStats, name: &str) -> Option<u64> {
+        NAMES
+            .iter()
+            .find(|st| st.name.to_bytes() == name.as_bytes())
+            .map(|st| (st.read)(s))
+    }
+
     #[test]
     fn every_listed_name_reads_and_others_do_not() {
-        for (name, _) in NAMES {
-            let name = name.to_str().unwrap();
+        for st in NAMES {
+            let name = st.name.to_str().unwrap();
             assert!(stat(name).is_some(), "{name}");
         }
-        for f in CLASS_FIELDS {
+        for (f, _) in CLASS_FIELDS {
             assert!(stat(&format!("class.0.{f}")).is_some(), "class.0.{f}");
             assert!(stat(&format!("class.{}.{f}", NUM_CLASSES - 1)).is_some());
         }

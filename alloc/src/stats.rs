@@ -156,13 +156,18 @@ fn class_figures(class: usize, front: usize, allocs: u64) -> ClassStats {
     }
 }
 
-/// Reads the statistics (module docs for their consistency and cost).
-pub fn stats() -> AllocStats {
+/// Every size class's figures, from one pass over the front caches and the counters (reading
+/// them class by class with [`class_stats`] repeats both for each).
+pub fn all_class_stats() -> [ClassStats; NUM_CLASSES] {
     let front = front_blocks();
     let allocs = alloc_counts();
+    core::array::from_fn(|class| class_figures(class, front[class], allocs[class]))
+}
+
+/// Reads the statistics (module docs for their consistency and cost).
+pub fn stats() -> AllocStats {
     let mut s = AllocStats::default();
-    for (class, &f) in front.iter().enumerate() {
-        let c = class_figures(class, f, allocs[class]);
+    for (class, c) in all_class_stats().into_iter().enumerate() {
         s.small_allocs += c.allocs;
         s.small_frees += c.frees;
         s.in_use_small += c.in_use * c.size;

@@ -179,7 +179,7 @@ pub extern "C" fn tc_stat_name(i: i32) -> *const c_char {
     usize::try_from(i)
         .ok()
         .and_then(|i| tricolor_alloc::stat::NAMES.get(i))
-        .map_or(core::ptr::null(), |(n, _)| n.as_ptr())
+        .map_or(core::ptr::null(), |st| st.name.as_ptr())
 }
 
 /// Returns every free page to the OS and empties every cache it can reach (Go's

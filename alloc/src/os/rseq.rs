@@ -110,6 +110,12 @@ pub(crate) struct List {
     pub(crate) items: usize,
 }
 
+/// Added to the header word `{current, allocs}` by [`pop`]: `current - 1`, `allocs + 1`.
+const COUNTED: u64 = 0xFFFF_FFFF;
+/// Added by [`pop_uncounted`]: `current - 1` (minus one; `current >= 1` there, so no borrow
+/// reaches `allocs`).
+const UNCOUNTED: u64 = u64::MAX;
+
 /// Pops the top item of `list` in the calling CPU's slab and counts an allocation (module
 /// docs); 0 when the list is empty (or the CPU has no slab).
 ///
@@ -118,6 +124,26 @@ pub(crate) struct List {
 /// `list` one of their lists.
 #[inline(always)]
 pub(crate) unsafe fn pop(slabs: Slabs, list: List) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { pop_adding(slabs, list, COUNTED) }
+}
+
+/// [`pop`] without counting an allocation: a slow path taking blocks back from the slab.
+///
+/// # Safety
+/// As for [`pop`].
+#[inline(always)]
+pub(crate) unsafe fn pop_uncounted(slabs: Slabs, list: List) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { pop_adding(slabs, list, UNCOUNTED) }
+}
+
+/// The popping sequence: commits the header word plus `k` ([`COUNTED`] or [`UNCOUNTED`]).
+///
+/// # Safety
+/// As for [`pop`].
+#[inline(always)]
+unsafe fn pop_adding(slabs: Slabs, list: List, k: u64) -> usize {
     let out: usize;
     // SAFETY: the sequence reads this thread's struct rseq and the current CPU's slab, and
     // commits with one 8-byte store of `current` and the counter; an abort restarts it from
@@ -142,41 +168,7 @@ pub(crate) unsafe fn pop(slabs: Slabs, list: List) -> usize {
                 "xor {out:e}, {out:e}",
                 "8:",
             ],
-            k = in(reg) 0xFFFF_FFFFu64,
-            out = out(reg) out,
-        );
-    }
-    out
-}
-
-/// [`pop`] without counting an allocation: a slow path taking blocks back from the slab.
-///
-/// # Safety
-/// As for [`pop`].
-#[inline(always)]
-pub(crate) unsafe fn pop_uncounted(slabs: Slabs, list: List) -> usize {
-    let out: usize;
-    // SAFETY: as for `pop`; the commit stores the counter back unchanged.
-    unsafe {
-        sequence!(
-            slabs,
-            list,
-            [
-                "mov {out:e}, dword ptr [{cpu} + {hdr} + 12]",
-                "mov {cur}, qword ptr [{cpu} + {hdr}]",
-                "cmp {cur:e}, {out:e}",
-                "jbe 7f",
-                "sub {cur}, 1",
-                "mov {out:e}, {cur:e}",
-                "add {out}, {items}",
-                "mov {out}, qword ptr [{cpu} + {out} * 8]",
-                "mov qword ptr [{cpu} + {hdr}], {cur}",
-                "4:",
-                "jmp 8f",
-                "7:",
-                "xor {out:e}, {out:e}",
-                "8:",
-            ],
+            k = in(reg) k,
             out = out(reg) out,
         );
     }

@@ -17,7 +17,6 @@
 
 use super::resize::{Header, RESIZE};
 use super::{per_cpu, slabs};
-use crate::heap::HEAP;
 use crate::size_class::NUM_CLASSES;
 use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use core::ptr;
@@ -38,17 +37,7 @@ static SEEN: AtomicPtr<Seen> = AtomicPtr::new(ptr::null_mut());
 /// Allocates the fold records for `n` CPUs (before per-CPU mode is published). False when
 /// metadata is exhausted.
 pub(super) fn init(n: usize) -> bool {
-    match HEAP
-        .pages
-        .meta
-        .alloc(n * size_of::<Seen>(), align_of::<Seen>())
-    {
-        Some(p) => {
-            SEEN.store(p.as_ptr().cast(), Ordering::Relaxed);
-            true
-        }
-        None => false,
-    }
+    super::zeroed_records(&SEEN, n)
 }
 
 /// Folds every list's count into the totals. Caller holds [`RESIZE`].

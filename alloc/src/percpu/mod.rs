@@ -194,6 +194,18 @@ fn build_slabs(rseq_offset: isize) -> bool {
     true
 }
 
+/// Points `at` at `n` zeroed records of `T` in metadata (never freed): per-CPU state that
+/// zero initialises. False when metadata is exhausted.
+fn zeroed_records<T>(at: &AtomicPtr<T>, n: usize) -> bool {
+    match HEAP.pages.meta.alloc(n * size_of::<T>(), align_of::<T>()) {
+        Some(p) => {
+            at.store(p.as_ptr().cast(), Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Where `class`'s list is in every slab.
 ///
 /// # Safety

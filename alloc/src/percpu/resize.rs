@@ -50,17 +50,7 @@ static COUNTS: AtomicPtr<CpuCounts> = AtomicPtr::new(ptr::null_mut());
 
 /// Allocates the counters for `n` CPUs. False when metadata is exhausted.
 pub(super) fn init(n: usize) -> bool {
-    match HEAP
-        .pages
-        .meta
-        .alloc(n * size_of::<CpuCounts>(), align_of::<CpuCounts>())
-    {
-        Some(p) => {
-            COUNTS.store(p.as_ptr().cast(), Ordering::Relaxed);
-            true
-        }
-        None => false,
-    }
+    super::zeroed_records(&COUNTS, n)
 }
 
 fn counts(cpu: usize) -> &'static CpuCounts {

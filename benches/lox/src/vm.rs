@@ -390,16 +390,9 @@ impl Vm {
                 Ok(())
             }
             Kind::Class => {
-                let Some(inst) = self.alloc(self.types.instance, Kind::Instance) else {
+                if !self.instantiate(o, argc) {
                     return Err("Out of memory.".into());
-                };
-                // SAFETY: a fresh instance; the class is live (the callee, on the stack); `class` is a
-                // pointer slot (`object`'s layout rule).
-                unsafe {
-                    self.m
-                        .write_unchecked(inst.0, &raw mut (*(inst.0 as *mut Instance)).class, o.0)
-                };
-                self.roots().stack.set_peek(argc, Value::Obj(inst));
+                }
                 // SAFETY: the class is live (reachable from the instance on the stack).
                 let init = unsafe { (*(o.0 as *const Class)).init };
                 if !init.is_null() {
@@ -433,6 +426,23 @@ impl Vm {
             }
             _ => Err("Can only call functions and classes.".into()),
         }
+    }
+
+    /// Puts a new instance of `class` (the callee, `argc` values below the top) in the
+    /// callee's slot; false if the heap cannot grow.
+    fn instantiate(&mut self, class: Obj, argc: usize) -> bool {
+        let Some(inst) = self.alloc(self.types.instance, Kind::Instance) else {
+            return false;
+        };
+        // SAFETY: a fresh instance; the class is live (the callee, on the stack); `class` is a
+        // pointer slot (`object`'s layout rule).
+        unsafe {
+            let ip = inst.0 as *mut Instance;
+            self.m
+                .write_unchecked(inst.0, &raw mut (*ip).class, class.0)
+        };
+        self.roots().stack.set_peek(argc, Value::Obj(inst));
+        true
     }
 
     /// Replaces the instance on top of the stack with its class's method `name`, bound to it.
@@ -786,30 +796,26 @@ impl Vm {
                         match object::kind(o) {
                             Kind::Closure => enter_closure!(o, argc),
                             Kind::Class => {
-                                // The common case inline too: an instance, then its `init`
-                                // entered here. A mismatch falls through to `call_value`,
-                                // which makes another instance (garbage) and reports it.
+                                // The common case inline too: the instance, then its `init`
+                                // entered here; `call_value` on `init` reports an arity
+                                // mismatch or a full frame stack.
                                 // SAFETY: a live class (the callee, on the stack).
                                 let init = unsafe { (*(o.0 as *const Class)).init };
-                                if !init.is_null() || argc == 0 {
-                                    let Some(inst) =
-                                        self.alloc(self.types.instance, Kind::Instance)
-                                    else {
-                                        fail!("Out of memory.");
-                                    };
-                                    // SAFETY: a fresh instance; `class` is a pointer slot
-                                    // (`object`'s layout rule); the class is on the stack.
-                                    unsafe {
-                                        let ip_ = inst.0 as *mut Instance;
-                                        self.m.write_unchecked(inst.0, &raw mut (*ip_).class, o.0)
-                                    };
-                                    // SAFETY: `stack` (above): no other reference is live.
-                                    unsafe { (*stack).set_peek(argc, Value::Obj(inst)) };
-                                    if init.is_null() {
-                                        continue;
-                                    }
-                                    enter_closure!(Obj(init), argc);
+                                if !self.instantiate(o, argc) {
+                                    fail!("Out of memory.");
                                 }
+                                if init.is_null() {
+                                    if argc != 0 {
+                                        fail!(&format!("Expected 0 arguments but got {argc}."));
+                                    }
+                                    continue;
+                                }
+                                enter_closure!(Obj(init), argc);
+                                if let Err(msg) = self.call_value(Value::Obj(Obj(init)), argc) {
+                                    return self.runtime_error(&msg);
+                                }
+                                (code, consts, base, ip) = self.load_frame();
+                                continue;
                             }
                             _ => {}
                         }

@@ -63,13 +63,8 @@ pub struct Mallinfo {
 
 /// Free blocks per class: (class size, front-cache blocks, other free blocks).
 fn free_blocks() -> [(u64, u64, u64); NUM_CLASSES] {
-    let mut out = [(0, 0, 0); NUM_CLASSES];
-    for (class, o) in out.iter_mut().enumerate() {
-        if let Some(c) = tricolor_alloc::class_stats(class) {
-            *o = (c.size, c.cached_front, c.cached_transfer + c.free_slots);
-        }
-    }
-    out
+    tricolor_alloc::all_class_stats()
+        .map(|c| (c.size, c.cached_front, c.cached_transfer + c.free_slots))
 }
 
 fn info() -> Mallinfo2 {
