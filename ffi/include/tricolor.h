@@ -13,7 +13,8 @@
  * native code, tc_collect, tc_set_gc_percent, tc_gc_stats; pools cleared each cycle
  * (tc_pool_new, tc_pool_get, tc_pool_put, tc_pool_free); weak handles (tc_weak_new,
  * tc_weak_get, tc_weak_free); finalizers and cleanups (tc_set_finalizer, tc_add_cleanup,
- * tc_cleanup_cancel, tc_wait_finalizers); ephemeron tables (tc_ephemeron_*).
+ * tc_cleanup_cancel, tc_wait_finalizers); ephemeron tables (tc_ephemeron_*). Metrics by
+ * Go's runtime/metrics names: tc_metrics_read, tc_metric_name, tc_metric_description.
  */
 
 #ifndef TRICOLOR_H
@@ -27,6 +28,18 @@
 
 // The memory limit meaning "none" (Go's `math.MaxInt64`).
 #define TC_NO_LIMIT INT64_MAX
+
+// `kind` of a sample whose name is unknown, or has no value (a `/gc/` name with no heap).
+#define TC_METRIC_BAD 0
+
+// `kind` of a sample whose value is in `uint64`.
+#define TC_METRIC_UINT64 1
+
+// `kind` of a sample whose value is in `float64`.
+#define TC_METRIC_FLOAT64 2
+
+// `kind` of a histogram: `counts[i]` observations in `[buckets[i], buckets[i + 1])`.
+#define TC_METRIC_HISTOGRAM 3
 
 // A weak-keyed table: an entry keeps its value alive only while its key is reachable by
 // other paths (see tc_ephemeron_new).
@@ -198,6 +211,27 @@ typedef struct tc_gc_stats_t_ {
 // The collector's figures (tc_gc_stats). pause_ns holds the last 256 pauses (each stop of
 // the world: two per cycle), the most recent at (pauses + 255) % 256.
 typedef struct tc_gc_stats_t_ tc_gc_stats_t;
+
+// One metric to read (Go's `metrics.Sample`). Set `name`, and for a histogram `counts`
+// and `buckets` with room for `histogram_len` counts and `histogram_len + 1` boundaries
+// (or NULL and 0 to learn the length first). `tc_metrics_read` sets `kind`, the value,
+// and `histogram_len` to the histogram's number of counts (copying at most the room given).
+typedef struct tc_metric_sample_t {
+  // In: the metric's name, e.g. "/gc/heap/goal:bytes".
+  const char *name;
+  // Out: one of `TC_METRIC_*`.
+  uint32_t kind;
+  // Out: the value when `kind` is `TC_METRIC_UINT64`.
+  uint64_t uint64;
+  // Out: the value when `kind` is `TC_METRIC_FLOAT64`.
+  double float64;
+  // In: room for `histogram_len` counts, or NULL.
+  uint64_t *counts;
+  // In: room for `histogram_len + 1` bucket boundaries (seconds for pauses), or NULL.
+  double *buckets;
+  // In: the room in `counts`; out: the histogram's number of counts.
+  size_t histogram_len;
+} tc_metric_sample_t;
 
 // A pool's constructor: returns a new object of the pool's type (tc_alloc), or NULL.
 typedef void *(*tc_pool_new_fn)(struct tc_mutator *m, void *ctx);
@@ -484,6 +518,23 @@ void tc_visit_root(struct tc_root_visitor *visitor, void **slot);
 // # Safety
 // `out` points to writable memory for a tc_gc_stats_t.
 void tc_gc_stats(struct tc_heap *heap, tc_gc_stats_t *out);
+
+// Reads `n` samples: the allocator's figures, and the `/gc/` figures of `heap` (NULL: the
+// default heap if something has made it; without one they read `TC_METRIC_BAD`). Returns
+// 0, or -1 with `errno = EINVAL` when `samples` is NULL and `n` is not 0. A NULL or non-UTF-8
+// name reads `TC_METRIC_BAD`.
+//
+// # Safety
+// `samples` points to `n` samples whose names are NULL or NUL-terminated, and whose
+// `counts`/`buckets` are NULL or have the room `histogram_len` says; `heap` is NULL or a
+// heap from `tc_heap_default`/`tc_heap_new`.
+int tc_metrics_read(struct tc_heap *heap, struct tc_metric_sample_t *samples, size_t n);
+
+// The `i`-th metric's name (0, 1, ... until NULL), so a tool can list them. Static strings.
+const char *tc_metric_name(int i);
+
+// The `i`-th metric's description, or NULL past the last. Static strings.
+const char *tc_metric_description(int i);
 
 // A pool of objects of `type` on `heap` (Go's sync.Pool): tc_pool_get returns a pooled
 // object, else `new_fn(m, ctx)` (which must return a new object of `type`, or NULL), else

@@ -323,6 +323,11 @@ impl Heap {
         DEFAULT.get_or_init(|| Heap::new(Config::from_env()))
     }
 
+    /// The process-wide heap if something has made it (never makes it).
+    pub(crate) fn default_heap_if_made() -> Option<&'static Heap> {
+        DEFAULT.get().copied()
+    }
+
     /// The heap's address: the identity span records carry.
     #[inline]
     pub(crate) fn addr(&self) -> usize {

@@ -129,6 +129,8 @@ pub(crate) mod knobs;
 #[cfg(not(loom))]
 pub(crate) mod mark;
 #[cfg(not(loom))]
+pub mod metrics;
+#[cfg(not(loom))]
 pub(crate) mod misuse;
 #[cfg(not(loom))]
 pub(crate) mod mutator;

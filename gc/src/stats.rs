@@ -91,6 +91,9 @@ pub(crate) struct StatsState {
     pub(crate) pause_total: u64,
     pub(crate) pause_max: u64,
     pub(crate) pauses: [u64; PAUSES],
+    /// Every pause since the heap was made, counted in `metrics::PAUSE_BUCKETS` buckets (the
+    /// ring above forgets; Go's `/gc/pauses:seconds` does not).
+    pub(crate) pause_histogram: [u64; crate::metrics::PAUSE_BUCKETS],
     pub(crate) last: Option<Cycle>,
 }
 
@@ -103,6 +106,7 @@ impl Default for StatsState {
             pause_total: 0,
             pause_max: 0,
             pauses: [0; PAUSES],
+            pause_histogram: [0; crate::metrics::PAUSE_BUCKETS],
             last: None,
         }
     }
@@ -115,6 +119,7 @@ impl StatsState {
             self.npauses += 1;
             self.pause_total += ns;
             self.pause_max = self.pause_max.max(ns);
+            self.pause_histogram[crate::metrics::pause_bucket(ns)] += 1;
         }
         self.cycles += 1;
         self.mark_total += c.mark_ns;

@@ -200,6 +200,44 @@ static void statistics(tc_mutator *m) {
     tc_safepoint(m);
 }
 
+/* Go's metric names: the same figures as tc_gc_stats, the pause histogram in the caller's
+ * buffers (asked for its length first), unknown names marked bad. */
+static void metrics(void) {
+    tc_gc_stats_t s;
+    tc_gc_stats(heap, &s);
+    tc_metric_sample_t q[5] = {
+        {.name = "/gc/cycles/total:gc-cycles"},
+        {.name = "/gc/heap/goal:bytes"},
+        {.name = "/gc/pauses:seconds"},
+        {.name = "/gc/no/such:bytes"},
+        {.name = "/cpu/classes/gc/total:cpu-seconds"},
+    };
+    CHECK(tc_metrics_read(heap, q, 5) == 0);
+    CHECK(q[0].kind == TC_METRIC_UINT64 && q[0].uint64 == s.cycles);
+    CHECK(q[1].kind == TC_METRIC_UINT64 && q[1].uint64 == s.heap_goal);
+    CHECK(q[2].kind == TC_METRIC_HISTOGRAM && q[2].histogram_len > 10);
+    CHECK(q[3].kind == TC_METRIC_BAD);
+    CHECK(q[4].kind == TC_METRIC_FLOAT64 && q[4].float64 > 0);
+    size_t len = q[2].histogram_len;
+    uint64_t *counts = malloc(len * sizeof *counts);
+    double *buckets = malloc((len + 1) * sizeof *buckets);
+    q[2].counts = counts;
+    q[2].buckets = buckets;
+    CHECK(tc_metrics_read(heap, &q[2], 1) == 0 && q[2].histogram_len == len);
+    uint64_t pauses = 0;
+    for (size_t i = 0; i < len; i++) {
+        pauses += counts[i];
+        CHECK(buckets[i] < buckets[i + 1]);
+    }
+    CHECK(pauses == s.pauses);
+    free(counts);
+    free(buckets);
+    int n = 0;
+    while (tc_metric_name(n)) CHECK(tc_metric_description(n++) != NULL);
+    CHECK(n > 20 && strcmp(tc_metric_name(0), "/memory/classes/heap/objects:bytes") == 0);
+    CHECK(tc_metrics_read(heap, NULL, 1) == -1);
+}
+
 /* The pool's constructor: counts its calls through ctx. */
 static void *new_node(tc_mutator *m, void *ctx) {
     ++*(int *)ctx;
@@ -453,6 +491,7 @@ int main(int argc, char **argv) {
     scanners(m);
     threads(m);
     statistics(m);
+    metrics();
     tc_mutator_detach(m);
     return check_summary("gc.c");
 }

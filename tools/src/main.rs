@@ -5,10 +5,12 @@
 //!   then how fast each returns a freed spike of memory (see `spike.rs`), then the collector
 //!   against Boehm GC and Go on binary-trees and GCBench (see `gcbench.rs`);
 //!   with `--programs`, real programs under `LD_PRELOAD` instead (see `programs.rs`).
+//! * `tricolor metrics` lists the metric names (see `metrics.rs`).
 
 mod bench;
 mod gcbench;
 mod lox;
+mod metrics;
 mod programs;
 mod spike;
 
@@ -40,6 +42,8 @@ commands:
       --programs       instead: real programs under LD_PRELOAD (python, sqlite, git, xz, sort)
                        against glibc and Debian's jemalloc, mimalloc, tcmalloc (3 runs each)
       --program P      only this program (repeatable; implies --programs)
+  metrics          list every metric name (Go's runtime/metrics names and Tricolor's own)
+                   with its kind and meaning, as a Markdown table
   help             this text
 ";
 
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench::main(&args[1..]),
+        Some("metrics") => metrics::main(&args[1..]),
         Some(bench::CHILD) => bench::child(&args[1..]),
         Some(spike::CHILD) => spike::child(&args[1..]),
         Some("help" | "--help" | "-h") => {
