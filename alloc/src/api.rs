@@ -24,14 +24,42 @@ use crate::size_class::{CLASSES, MAX_SMALL_SIZE, PAGE_SHIFT, PAGE_SIZE, class_fo
 use crate::span::{Span, SpanState};
 use crate::thread_cache;
 
-/// One block of `class` from the front end in use.
+/// One block of `class` (serving a request of `size` bytes aligned to `align`) from the
+/// front end in use. The two plain modes are compared exactly, so everything else (the first
+/// allocation, heap profiling's sampling) is one cold call away and costs the fast path
+/// nothing.
 ///
 /// # Safety
-/// `class < NUM_CLASSES` (it comes from `class_for`).
+/// `class < NUM_CLASSES` (it comes from `class_for(size, align)`).
 #[inline(always)]
-unsafe fn front_alloc(class: usize) -> *mut u8 {
+unsafe fn front_alloc(class: usize, size: usize, align: usize, zero: bool) -> *mut u8 {
+    match percpu::mode() {
+        // SAFETY: per-CPU mode is on (just read); the caller's `class`.
+        percpu::PER_CPU => unsafe { percpu::alloc(class) },
+        // SAFETY: the caller's `class`.
+        percpu::PER_THREAD => unsafe { thread_cache::alloc(class) },
+        // SAFETY: the caller's `class`.
+        m => unsafe { front_alloc_other(m, class, size, align, zero) },
+    }
+}
+
+/// [`front_alloc`] in the other modes: undecided (decide, then allocate) or sampling (count
+/// down to the next sample; a sampled request becomes its own page run, see `profile`). A
+/// sampled block is zeroed here when `zero` asks (the caller's clearing then covers it again
+/// only up to `size`).
+///
+/// # Safety
+/// As for [`front_alloc`].
+#[cold]
+#[inline(never)]
+unsafe fn front_alloc_other(m: u8, class: usize, size: usize, align: usize, zero: bool) -> *mut u8 {
+    if m & percpu::SAMPLING != 0 && crate::profile::take(CLASSES[class].size as usize) {
+        if let Some(p) = crate::profile::alloc_sampled(size, align, Some(class), zero) {
+            return p;
+        }
+    }
     if percpu::per_cpu() {
-        // SAFETY: per-CPU mode is on (just checked); the caller's `class`.
+        // SAFETY: per-CPU mode is on (just decided); the caller's `class`.
         unsafe { percpu::alloc(class) }
     } else {
         // SAFETY: the caller's `class`.
@@ -79,7 +107,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
         Some(class) => {
             // SAFETY: `class_for` returns classes below NUM_CLASSES.
-            let p = unsafe { front_alloc(class) };
+            let p = unsafe { front_alloc(class, size, align, false) };
             // SAFETY: `p` is null or the fresh block of at least `size` bytes just made.
             unsafe { debug_fill_fresh(p, size) };
             p
@@ -94,7 +122,7 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
         Some(class) => {
             // SAFETY: `class_for` returns classes below NUM_CLASSES.
-            let p = unsafe { front_alloc(class) };
+            let p = unsafe { front_alloc(class, size, align, true) };
             if !p.is_null() {
                 // SAFETY: `p` is a fresh block of at least `size` bytes.
                 unsafe { ptr::write_bytes(p, 0, size) };
@@ -123,6 +151,13 @@ unsafe fn debug_fill_fresh(_p: *mut u8, _size: usize) {
 fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
     if size > isize::MAX as usize - PAGE_SIZE || align > isize::MAX as usize / 2 {
         return ptr::null_mut();
+    }
+    if percpu::mode() & percpu::SAMPLING != 0
+        && crate::profile::take(size.div_ceil(PAGE_SIZE).max(1) * PAGE_SIZE)
+    {
+        if let Some(p) = crate::profile::alloc_sampled(size, align, None, zero) {
+            return p;
+        }
     }
     let pages = size.div_ceil(PAGE_SIZE).max(1);
     let align_pages = (align >> PAGE_SHIFT).max(1);
@@ -195,9 +230,16 @@ fn check(p: *mut u8, op: &str) -> Block {
 #[cold]
 #[inline(never)]
 unsafe fn free_large(span: *mut Span, p: *mut u8, op: &str) {
+    // Read before the span is freed (its record is reused after): whether it holds a sampled
+    // block, and which. Only trusted once the free below proves the span was this live one.
+    // SAFETY: records are type-stable.
+    let sample = unsafe { (*span).sample() };
     // SAFETY: the caller's contract; `free_large` re-checks under the page-heap lock.
     if !unsafe { HEAP.pages.free_large(span, p as usize) } {
         misuse::report(op, Misuse::DoubleFree, p);
+    }
+    if let Some((bucket, _)) = sample {
+        crate::profile::note_free(bucket);
     }
     crate::scavenger::tick();
 }
@@ -235,6 +277,11 @@ pub unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
         (Block::Large { span }, None) =>
         // SAFETY: `check` found this Large span at `p`.
         unsafe { free_large(span, p, "dealloc()") },
+        // A small request the profiler sampled lives in a page run of its own.
+        // SAFETY: records are type-stable; `check` found this Large span at `p`.
+        (Block::Large { span }, Some(_)) if unsafe { (*span).sample() }.is_some() => unsafe {
+            free_large(span, p, "dealloc()")
+        },
         _ => misuse::report("dealloc()", Misuse::SizeMismatch, p),
     }
 }
@@ -268,7 +315,12 @@ pub unsafe fn realloc(
     if let Some(old) = old_size {
         let agrees = match block {
             Block::Small { class } => class_for(old, align) == Some(class),
-            Block::Large { .. } => class_for(old, align).is_none(),
+            // A sampled small request lives in a page run (`profile`).
+            Block::Large { span } => {
+                // SAFETY: records are type-stable; `check` found this Large span at `p`.
+                let sampled = unsafe { (*span).sample() }.is_some();
+                class_for(old, align).is_none() || sampled
+            }
         };
         if !agrees {
             misuse::report("realloc()", Misuse::SizeMismatch, p);

@@ -3,7 +3,7 @@
 //! `fork()` copies only the calling thread. A lock held by another thread at that instant would
 //! stay locked in the child forever, so `prepare` takes every allocator lock, in the global
 //! lock order, before the fork:
-//! `init` → thread-cache registry → per-CPU resize → transfer caches → `Central[0..N]` →
+//! the profiler's bucket index and slot set-up → `init` → thread-cache registry → per-CPU resize → transfer caches → `Central[0..N]` →
 //! scavenging pass → page heap → metadata.
 //! `parent` releases them in reverse. `child` releases them too (the forking thread, the only
 //! one in the child, holds them all), then abandons the caches of the threads that did not
@@ -16,6 +16,7 @@ use crate::thread_cache::{self, CACHES};
 
 /// Before `fork`: take every lock.
 pub(crate) unsafe extern "C" fn prepare() {
+    crate::profile::lock_for_fork();
     heap::init_lock().lock_for_fork();
     CACHES.lock_for_fork();
     percpu::RESIZE.lock_for_fork();
@@ -43,6 +44,7 @@ unsafe fn release_all() {
         percpu::RESIZE.unlock_after_fork();
         CACHES.unlock_after_fork();
         heap::init_lock().unlock_after_fork();
+        crate::profile::unlock_after_fork();
     }
 }
 

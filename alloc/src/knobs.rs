@@ -6,6 +6,9 @@
 //! | `TRICOLOR_MADV` | `dontneed`, `free` | `dontneed` |
 //! | `TRICOLOR_SCAVENGER` | `1` (background thread), `0` (release from the allocating threads' slow paths instead) | `1` |
 //! | `TRICOLOR_PERCPU` | `1`, `0` (per-thread caches even where rseq works) | `1` |
+//! | `TRICOLOR_PROFILE` | a file path: sample allocations and write a heap profile there at exit (`profile`) | none |
+//! | `TRICOLOR_PROFILE_RATE` | a byte count (Go's `MemProfileRate`): one sample per that many bytes on average; `0` samples nothing | `524288` when `TRICOLOR_PROFILE` is set, else `0` |
+//! | `TRICOLOR_PROFILE_SIGNAL` | `1` (also write `PATH.N` on each `SIGUSR2`, if the program leaves the signal at its default), `0` | `0` |
 //!
 //! A malformed value is reported once on standard error, naming the variable, the value and
 //! the accepted forms, and the default is kept (Go dies on a malformed `GOMEMLIMIT`; an
@@ -31,6 +34,20 @@ pub(crate) struct Knobs {
     pub(crate) percpu: bool,
 }
 
+/// The profiling settings (`profile`), read with the rest.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProfileKnobs {
+    /// `TRICOLOR_PROFILE`: where to write the profile at exit.
+    pub(crate) path: Option<&'static [u8]>,
+    /// Bytes per sample; 0 when sampling is off.
+    pub(crate) rate: u64,
+    /// `TRICOLOR_PROFILE_SIGNAL=1`.
+    pub(crate) signal: bool,
+}
+
+/// Go's `MemProfileRate` default: one sample per 512 KiB allocated.
+pub(crate) const DEFAULT_PROFILE_RATE: u64 = 512 * 1024;
+
 const UNREAD: u8 = 0;
 const READ: u8 = 1;
 static STATE: AtomicU8 = AtomicU8::new(UNREAD);
@@ -39,6 +56,29 @@ static MADV_FREE: AtomicBool = AtomicBool::new(false);
 static SCAVENGER: AtomicBool = AtomicBool::new(true);
 static PERCPU: AtomicBool = AtomicBool::new(true);
 static LIMIT: AtomicI64 = AtomicI64::new(NO_LIMIT);
+static PROFILE_PATH: crate::sync::AtomicPtr<u8> =
+    crate::sync::AtomicPtr::new(core::ptr::null_mut());
+static PROFILE_PATH_LEN: crate::sync::AtomicUsize = crate::sync::AtomicUsize::new(0);
+static PROFILE_RATE: crate::sync::AtomicU64 = crate::sync::AtomicU64::new(0);
+static PROFILE_SIGNAL: AtomicBool = AtomicBool::new(false);
+
+/// The profiling settings, reading the environment on first call.
+pub(crate) fn profile() -> ProfileKnobs {
+    if STATE.load(Ordering::Acquire) != READ {
+        read_environment();
+    }
+    let p = PROFILE_PATH.load(Ordering::Relaxed);
+    ProfileKnobs {
+        // SAFETY: set once, before STATE became READ, to a slice of the environment block
+        // (getenv's string, which lives until the program changes that variable: it is
+        // copied by `profile` before any other code of ours reads it again).
+        path: (!p.is_null()).then(|| unsafe {
+            core::slice::from_raw_parts(p, PROFILE_PATH_LEN.load(Ordering::Relaxed))
+        }),
+        rate: PROFILE_RATE.load(Ordering::Relaxed),
+        signal: PROFILE_SIGNAL.load(Ordering::Relaxed),
+    }
+}
 
 /// The settings, reading the environment on first call.
 #[inline]
@@ -98,23 +138,60 @@ fn read_environment() {
             _ => complain(b"TRICOLOR_MADV", v, b"dontneed or free", b"dontneed"),
         }
     }
-    for (name, flag, label) in [
+    if let Some(v) = os::getenv(c"TRICOLOR_PROFILE").filter(|v| !v.is_empty()) {
+        PROFILE_PATH.store(v.as_ptr().cast_mut(), Ordering::Relaxed);
+        PROFILE_PATH_LEN.store(v.len(), Ordering::Relaxed);
+        PROFILE_RATE.store(DEFAULT_PROFILE_RATE, Ordering::Relaxed);
+    }
+    if let Some(v) = os::getenv(c"TRICOLOR_PROFILE_RATE") {
+        match parse_count(v) {
+            Some(n) => PROFILE_RATE.store(n, Ordering::Relaxed),
+            None => complain(
+                b"TRICOLOR_PROFILE_RATE",
+                v,
+                b"a byte count: digits only (0 samples nothing)",
+                b"524288 with TRICOLOR_PROFILE, else 0",
+            ),
+        }
+    }
+    for (name, flag, label, default) in [
         (
             c"TRICOLOR_SCAVENGER",
             &SCAVENGER,
             &b"TRICOLOR_SCAVENGER"[..],
+            &b"1"[..],
         ),
-        (c"TRICOLOR_PERCPU", &PERCPU, &b"TRICOLOR_PERCPU"[..]),
+        (
+            c"TRICOLOR_PERCPU",
+            &PERCPU,
+            &b"TRICOLOR_PERCPU"[..],
+            &b"1"[..],
+        ),
+        (
+            c"TRICOLOR_PROFILE_SIGNAL",
+            &PROFILE_SIGNAL,
+            &b"TRICOLOR_PROFILE_SIGNAL"[..],
+            &b"0"[..],
+        ),
     ] {
         if let Some(v) = os::getenv(name) {
             match v {
                 b"1" => flag.store(true, Ordering::Relaxed),
                 b"0" => flag.store(false, Ordering::Relaxed),
-                _ => complain(label, v, b"1 or 0", b"1"),
+                _ => complain(label, v, b"1 or 0", default),
             }
         }
     }
     STATE.store(READ, Ordering::Release);
+}
+
+/// Digits only, at most `i64::MAX` (a profile rate).
+pub(crate) fn parse_count(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = s.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+    (n <= i64::MAX as u64).then_some(n)
 }
 
 /// Go's `GOMEMLIMIT` syntax (`runtime.parseByteCount`, plus `off`): digits, optionally

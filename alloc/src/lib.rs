@@ -106,6 +106,8 @@ pub(crate) mod pagemap;
 #[cfg(not(loom))]
 pub(crate) mod percpu;
 #[cfg(not(loom))]
+pub mod profile;
+#[cfg(not(loom))]
 pub(crate) mod scavenger;
 pub mod size_class;
 #[cfg(not(loom))]

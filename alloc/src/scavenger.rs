@@ -220,7 +220,7 @@ fn tick_slow() {
             .compare_exchange(NOT_STARTED, STARTING, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     {
-        let ok = os::spawn_detached(run, c"tricolor-scav");
+        let ok = os::spawn_detached(run, c"tricolor-scav", 256 * 1024);
         THREAD.store(if ok { RUNNING } else { INLINE }, Ordering::Relaxed);
         if ok {
             return;

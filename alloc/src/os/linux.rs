@@ -324,12 +324,13 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 }
 
 /// Starts a detached thread running `body` with every signal blocked (so the program's signal
-/// handlers never run on it) and a small stack, named `name` (at most 15 bytes). False when
+/// handlers never run on it) and a stack of `stack` bytes, named `name` (at most 15 bytes). False when
 /// the thread could not be created. `pthread_create` may allocate: callers hold no allocator
 /// lock.
 pub(crate) fn spawn_detached(
     body: extern "C" fn(*mut c_void) -> *mut c_void,
     name: &core::ffi::CStr,
+    stack: usize,
 ) -> bool {
     let _errno = ErrnoGuard::new();
     // SAFETY: every pointer passed is a valid local out-pointer or the attr/sets initialised
@@ -340,7 +341,7 @@ pub(crate) fn spawn_detached(
             return false;
         }
         libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
-        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
+        libc::pthread_attr_setstacksize(&mut attr, stack);
         let mut all: libc::sigset_t = core::mem::zeroed();
         let mut old: libc::sigset_t = core::mem::zeroed();
         libc::sigfillset(&mut all);

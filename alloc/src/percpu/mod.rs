@@ -70,8 +70,15 @@ pub enum FrontEnd {
 }
 
 const UNDECIDED: u8 = 0;
-const PER_CPU: u8 = 1;
-const PER_THREAD: u8 = 2;
+/// `mode` when the per-CPU caches serve allocations and nothing is sampled.
+pub(crate) const PER_CPU: u8 = 1;
+/// `mode` when the per-thread caches serve allocations and nothing is sampled.
+pub(crate) const PER_THREAD: u8 = 2;
+/// Added to `mode` while heap profiling samples allocations (`profile`): the allocation fast
+/// path compares `mode` with `PER_CPU` (or `PER_THREAD`) exactly, so sampling costs it nothing
+/// while off, and every allocation takes the path that counts down to the next sample while
+/// on. Frees test the front-end bit alone.
+pub(crate) const SAMPLING: u8 = 4;
 static DECIDE: Mutex<()> = Mutex::new(());
 /// The slabs, in one static so the fast path finds them with one address computation. Written
 /// once before `mode` becomes PER_CPU (relaxed; published by its Release).
@@ -125,14 +132,52 @@ pub fn front_end() -> FrontEnd {
     }
 }
 
-/// True when the per-CPU caches serve allocations.
+/// True when the per-CPU caches serve allocations. Tests one bit each way, so a set
+/// `SAMPLING` bit costs nothing here.
 #[inline(always)]
 pub(crate) fn per_cpu() -> bool {
-    match LAYOUT.mode.load(Ordering::Acquire) {
-        PER_CPU => true,
-        PER_THREAD => false,
-        _ => decide(),
+    let m = LAYOUT.mode.load(Ordering::Acquire);
+    if m & PER_CPU != 0 {
+        true
+    } else if m & PER_THREAD != 0 {
+        false
+    } else {
+        decide()
     }
+}
+
+/// The raw mode: `PER_CPU` or `PER_THREAD`, plus `SAMPLING`; 0 before the first allocation.
+/// Acquire, as [`per_cpu`]: a decided mode publishes the slabs.
+#[inline(always)]
+pub(crate) fn mode() -> u8 {
+    LAYOUT.mode.load(Ordering::Acquire)
+}
+
+/// Turns the `SAMPLING` bit on or off (deciding the front end first).
+pub(crate) fn set_sampling(on: bool) {
+    per_cpu();
+    if on {
+        LAYOUT.mode.fetch_or(SAMPLING, Ordering::AcqRel);
+    } else {
+        LAYOUT.mode.fetch_and(!SAMPLING, Ordering::AcqRel);
+    }
+}
+
+/// The CPU the calling thread runs on (a hint: it may move at once), in per-CPU mode.
+#[inline]
+pub(crate) fn current_cpu() -> Option<usize> {
+    if mode() & PER_CPU == 0 {
+        return None;
+    }
+    let s = slabs();
+    // SAFETY: per-CPU mode is on, so `rseq_offset` is `rseq::detect`'s answer.
+    let cpu = unsafe { rseq::current_cpu(s.rseq_offset) };
+    (cpu < s.n).then_some(cpu)
+}
+
+/// The number of per-CPU slabs (CPU ids are below it), in per-CPU mode.
+pub(crate) fn cpu_slots() -> Option<usize> {
+    (mode() & PER_CPU != 0).then(|| slabs().n)
 }
 
 #[cold]
@@ -149,6 +194,9 @@ fn decide() -> bool {
     LAYOUT
         .mode
         .store(if ok { PER_CPU } else { PER_THREAD }, Ordering::Release);
+    drop(_g);
+    // Outside the lock: starting the profiler may allocate (its `atexit` registration).
+    crate::profile::start_from_environment();
     ok
 }
 

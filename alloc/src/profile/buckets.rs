@@ -1,0 +1,137 @@
+//! Profile buckets: one per (stack, size), counting the samples taken and freed (Go's
+//! `bucket` with its `memRecord`).
+//!
+//! Invariants:
+//! 1. A bucket's stack and size never change after it is published in `TABLE` (Release on
+//!    `COUNT`); its counters only grow. Buckets live in metadata and are never freed, so a
+//!    reader holding an index below `COUNT` (Acquire) may read the bucket without a lock.
+//! 2. `INDEX` (stack hash → bucket index + 1, open addressing) is read and written only under
+//!    its lock, which is taken by sampling threads holding no other allocator lock; inside it
+//!    only the metadata arena's lock is taken (for a new bucket). `fork` takes it first.
+//! 3. `frees <= allocs` for every bucket reader that reads `frees` first: a free is counted
+//!    after the allocation it frees.
+
+use crate::heap::HEAP;
+use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
+use core::ptr;
+
+/// Return addresses kept per sample (Go keeps 32; deeper stacks lose their outermost frames).
+pub(crate) const MAX_FRAMES: usize = 64;
+/// Distinct (stack, size) pairs the profile can hold.
+pub(crate) const MAX_BUCKETS: usize = 1 << 16;
+const INDEX_SLOTS: usize = 2 * MAX_BUCKETS;
+
+/// One (stack, size) pair's counts.
+pub(crate) struct Bucket {
+    hash: u64,
+    /// The bytes each sample in this bucket held.
+    pub(crate) bytes: u64,
+    depth: u32,
+    frames: [usize; MAX_FRAMES],
+    /// Samples taken (cumulative).
+    pub(crate) allocs: AtomicU64,
+    /// Of those, samples freed.
+    pub(crate) frees: AtomicU64,
+}
+
+impl Bucket {
+    /// The stack, innermost return address first.
+    pub(crate) fn frames(&self) -> &[usize] {
+        &self.frames[..self.depth as usize]
+    }
+}
+
+static TABLE: [AtomicPtr<Bucket>; MAX_BUCKETS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_BUCKETS];
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Index slots: 0 empty, else bucket index + 1.
+pub(crate) struct Index {
+    slots: [u32; INDEX_SLOTS],
+}
+
+pub(crate) static INDEX: Mutex<Index> = Mutex::new(Index {
+    slots: [0; INDEX_SLOTS],
+});
+
+/// FNV-1a over the frames and the size.
+fn hash(frames: &[usize], bytes: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for w in frames.iter().map(|&f| f as u64).chain([bytes]) {
+        for b in w.to_le_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Counts one sample of `bytes` with stack `frames` (at most `MAX_FRAMES`) and returns its
+/// bucket; `None` when a new bucket is needed and there is no room (or no metadata).
+pub(crate) fn record(frames: &[usize], bytes: u64) -> Option<u32> {
+    let h = hash(frames, bytes);
+    let mut index = INDEX.lock();
+    let mask = INDEX_SLOTS - 1;
+    let mut i = h as usize & mask;
+    loop {
+        match index.slots[i] {
+            0 => break,
+            v => {
+                let b = get(v - 1);
+                if b.hash == h && b.bytes == bytes && b.frames() == frames {
+                    b.allocs.fetch_add(1, Ordering::Relaxed);
+                    return Some(v - 1);
+                }
+            }
+        }
+        i = (i + 1) & mask;
+    }
+    let n = COUNT.load(Ordering::Relaxed);
+    if n == MAX_BUCKETS {
+        return None;
+    }
+    let mem = HEAP
+        .pages
+        .meta
+        .alloc(size_of::<Bucket>(), align_of::<Bucket>())?;
+    let b = mem.as_ptr().cast::<Bucket>();
+    let mut stack = [0usize; MAX_FRAMES];
+    stack[..frames.len()].copy_from_slice(frames);
+    // SAFETY: fresh metadata for one bucket, published below (invariant 1).
+    unsafe {
+        b.write(Bucket {
+            hash: h,
+            bytes,
+            depth: frames.len() as u32,
+            frames: stack,
+            allocs: AtomicU64::new(1),
+            frees: AtomicU64::new(0),
+        })
+    };
+    TABLE[n].store(b, Ordering::Relaxed);
+    COUNT.store(n + 1, Ordering::Release);
+    index.slots[i] = n as u32 + 1;
+    Some(n as u32)
+}
+
+/// Takes back a sample [`record`] counted whose allocation then failed.
+pub(crate) fn unrecord(bucket: u32) {
+    get(bucket).allocs.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Counts the free of a sample from `bucket`.
+pub(crate) fn free(bucket: u32) {
+    if (bucket as usize) < COUNT.load(Ordering::Acquire) {
+        get(bucket).frees.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Bucket `i` (below `COUNT`).
+fn get(i: u32) -> &'static Bucket {
+    // SAFETY: invariant 1: published before COUNT passed `i`, never freed.
+    unsafe { &*TABLE[i as usize].load(Ordering::Relaxed) }
+}
+
+/// Every bucket so far (invariant 1: readable without the lock).
+pub(crate) fn all() -> impl Iterator<Item = &'static Bucket> {
+    (0..COUNT.load(Ordering::Acquire) as u32).map(get)
+}

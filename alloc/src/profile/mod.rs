@@ -1,0 +1,234 @@
+//! Heap profiles: sampled allocations with their call stacks, written in pprof's format.
+//!
+//! # Sampling (TCMalloc's and Go's way)
+//! On average one allocation per `rate` bytes allocated is sampled (Go's `MemProfileRate`,
+//! default 512 KiB): each CPU (each thread, with per-thread caches) counts down the bytes to
+//! its next sample, drawn from an exponential distribution with mean `rate`, so a block of
+//! `s` bytes is sampled with probability `1 - e^(-s/rate)` whatever came before it, and the
+//! profile divides by that probability to estimate the totals without bias (Go's
+//! `scaleHeapSample`). The countdown is a relaxed load and store of the CPU's own slot: a
+//! thread preempted between the two can lose another's update, which only moves one sample.
+//!
+//! # Costs nothing while off
+//! The allocation fast path compares the front-end mode with `PER_CPU` exactly; sampling adds
+//! a bit to the mode (`percpu::SAMPLING`), so while it is off no instruction is added, and
+//! while it is on every small allocation takes the out-of-line path that counts down. Frees
+//! test the front-end bit alone: unchanged.
+//!
+//! # A sampled allocation is a page run of its own
+//! As TCMalloc does, the sampled request is served from the page heap as a Large span marked
+//! `span::SAMPLED`, whose record carries the sample's bucket. Freeing it takes the large-block
+//! path, which already reads the span: the profile learns of the free at no cost to other
+//! frees. A sampled small block costs a page (8 KiB) while it lives: at the default rate, at
+//! most 8 KiB per 512 KiB allocated (1.6%), and only while sampling. `malloc_usable_size`
+//! reports the page run's size for it, and the statistics count it as a large allocation.
+//!
+//! # Stacks
+//! Captured with libgcc's unwinder (`_Unwind_Backtrace`, which Rust's standard library links
+//! already) from the eh_frame tables every x86-64 object carries, so programs built without
+//! frame pointers (Debian's, Rust's release builds) give whole stacks. Up to
+//! `buckets::MAX_FRAMES` return addresses; measured cost in the README. Symbolizing waits for
+//! the profile to be written (`pprof`). While a thread samples or writes a profile, its own
+//! allocations are not sampled (the unwinder may allocate; the writer does).
+//!
+//! # Buckets
+//! Samples with the same stack and size share a bucket (Go's `bucket`) counting allocations
+//! and frees; buckets are never freed, and at most `buckets::MAX_BUCKETS` exist (a sample with
+//! a new stack beyond that is not taken).
+//!
+//! # Writing
+//! [`dump`] (C `tc_profile_dump`), `TRICOLOR_PROFILE=path` at exit, and with
+//! `TRICOLOR_PROFILE_SIGNAL=1` on each `SIGUSR2` to `path.N` (written by a thread of the
+//! profiler's own, woken through a pipe: a signal handler cannot allocate). The file is
+//! pprof's `profile.proto` with Go's heap-profile sample types.
+
+mod buckets;
+mod pprof;
+mod sampler;
+mod stack;
+
+pub(crate) use sampler::{alloc_sampled, note_free, take};
+
+use crate::knobs;
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use std::io;
+use std::path::Path;
+
+/// Bytes per sample; 0 while sampling is off.
+static RATE: AtomicU64 = AtomicU64::new(0);
+
+/// The sampling rate: on average one sample per this many bytes allocated; 0 when off.
+pub fn rate() -> u64 {
+    RATE.load(Ordering::Relaxed)
+}
+
+/// Sets the sampling rate (Go's `runtime.MemProfileRate = n`) and returns the previous one:
+/// `0` stops sampling (blocks already sampled stay in the profile until freed), `1` samples
+/// every allocation. A profile written later scales every sample by the rate then in force,
+/// as Go's does.
+pub fn set_rate(bytes: u64) -> u64 {
+    // Decide the front end first: the countdown slots depend on it.
+    crate::percpu::per_cpu();
+    sampler::init_slots();
+    let old = RATE.swap(bytes, Ordering::Relaxed);
+    crate::percpu::set_sampling(bytes > 0);
+    old
+}
+
+/// Writes the heap profile to `path` (pprof's protobuf format, uncompressed, which
+/// `go tool pprof` and other pprof readers take directly). It holds every sampled allocation
+/// since sampling began, and those still live, with Go's four sample types.
+pub fn dump(path: impl AsRef<Path>) -> io::Result<()> {
+    let bytes = encode();
+    std::fs::write(path, bytes)
+}
+
+/// The heap profile, encoded as [`dump`] writes it.
+pub fn encode() -> Vec<u8> {
+    let _quiet = sampler::Quiet::enter();
+    pprof::encode(rate())
+}
+
+/// `fork`'s prepare handler: the profiler's locks, before every other allocator lock.
+pub(crate) fn lock_for_fork() {
+    sampler::INIT.lock_for_fork();
+    buckets::INDEX.lock_for_fork();
+}
+
+/// Releases what [`lock_for_fork`] took.
+///
+/// # Safety
+/// The calling thread ran [`lock_for_fork`] (before the fork, parent or child side).
+pub(crate) unsafe fn unlock_after_fork() {
+    // SAFETY: the caller's contract: this thread holds both.
+    unsafe {
+        buckets::INDEX.unlock_after_fork();
+        sampler::INIT.unlock_after_fork();
+    }
+}
+
+/// Called once, when the front end is decided (the first allocation): starts sampling and
+/// registers the writes `TRICOLOR_PROFILE` asks for.
+pub(crate) fn start_from_environment() {
+    let k = knobs::profile();
+    if k.rate > 0 {
+        set_rate(k.rate);
+    }
+    if let Some(path) = k.path {
+        writer::arm(path, k.signal);
+    }
+}
+
+/// The automatic writes: at exit, and on `SIGUSR2`.
+mod writer {
+    use super::*;
+    use crate::os;
+    use crate::sync::{AtomicI32, AtomicPtr, AtomicUsize};
+    use core::ffi::c_void;
+
+    /// `TRICOLOR_PROFILE`'s path, copied (the environment may change).
+    static PATH: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+    static PATH_LEN: AtomicUsize = AtomicUsize::new(0);
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    /// The pipe's write end, for the signal handler.
+    static WAKE: AtomicI32 = AtomicI32::new(-1);
+    static WAKE_READ: AtomicI32 = AtomicI32::new(-1);
+
+    fn path() -> Option<String> {
+        let p = PATH.load(Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: set once to a leaked copy of `PATH_LEN` bytes before being published.
+        let bytes = unsafe { core::slice::from_raw_parts(p, PATH_LEN.load(Ordering::Relaxed)) };
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    pub(super) fn arm(path: &[u8], signal: bool) {
+        if ARMED.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let copy = Box::leak(path.to_vec().into_boxed_slice());
+        PATH_LEN.store(copy.len(), Ordering::Relaxed);
+        PATH.store(copy.as_mut_ptr(), Ordering::Release);
+        // SAFETY: `at_exit` is an `extern "C" fn()` with no preconditions.
+        unsafe { libc::atexit(at_exit) };
+        if signal {
+            arm_signal();
+        }
+    }
+
+    extern "C" fn at_exit() {
+        if let Some(p) = path() {
+            write(&p);
+        }
+    }
+
+    fn write(p: &str) {
+        if let Err(e) = dump(p) {
+            os::write_stderr(format!("tricolor: cannot write heap profile {p}: {e}\n").as_bytes());
+        }
+    }
+
+    /// Installs the `SIGUSR2` handler if the program left the signal at its default, with a
+    /// thread that writes `path.N` when woken.
+    fn arm_signal() {
+        let mut fds = [0i32; 2];
+        // SAFETY: `fds` has room for the two descriptors; every struct passed is initialised.
+        unsafe {
+            let mut old: libc::sigaction = core::mem::zeroed();
+            if libc::sigaction(libc::SIGUSR2, core::ptr::null(), &mut old) != 0
+                || old.sa_sigaction != libc::SIG_DFL
+            {
+                os::write_stderr(
+                    b"tricolor: TRICOLOR_PROFILE_SIGNAL=1 ignored: the program handles SIGUSR2\n",
+                );
+                return;
+            }
+            if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+                return;
+            }
+            WAKE_READ.store(fds[0], Ordering::Relaxed);
+            WAKE.store(fds[1], Ordering::Release);
+            if !os::spawn_detached(signalled, c"tricolor-prof", 8 << 20) {
+                return;
+            }
+            let mut act: libc::sigaction = core::mem::zeroed();
+            act.sa_sigaction = on_signal as extern "C" fn(i32) as usize;
+            act.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(libc::SIGUSR2, &act, core::ptr::null_mut());
+        }
+    }
+
+    extern "C" fn on_signal(_: i32) {
+        let fd = WAKE.load(Ordering::Acquire);
+        if fd >= 0 {
+            // SAFETY: write(2) is async-signal-safe; one byte from a valid buffer; errno is
+            // this thread's and is put back as the interrupted code left it.
+            unsafe {
+                let saved = *libc::__errno_location();
+                libc::write(fd, [1u8].as_ptr().cast(), 1);
+                *libc::__errno_location() = saved;
+            }
+        }
+    }
+
+    extern "C" fn signalled(_: *mut c_void) -> *mut c_void {
+        let fd = WAKE_READ.load(Ordering::Relaxed);
+        let mut n = 0u32;
+        loop {
+            let mut b = 0u8;
+            // SAFETY: a one-byte read into a local.
+            let r = unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) };
+            if r == 1 {
+                n += 1;
+                if let Some(p) = path() {
+                    write(&format!("{p}.{n}"));
+                }
+            } else if r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return core::ptr::null_mut();
+            }
+        }
+    }
+}

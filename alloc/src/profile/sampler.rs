@@ -1,0 +1,223 @@
+//! The countdown to the next sample, and the sampled allocation itself (module docs of
+//! `profile`).
+//!
+//! Invariant: a slot's `left` is written only by a thread that read the slot's CPU as its own
+//! a moment before (or, per thread, by that thread); a lost update moves one sample, never
+//! memory. `QUIET` is set on a thread for as long as it samples or writes a profile, and a
+//! quiet thread's allocations are never sampled: no recursion into the unwinder or the bucket
+//! lock.
+
+use super::{RATE, buckets, stack};
+use crate::heap::HEAP;
+use crate::size_class::{CLASSES, PAGE_SHIFT, PAGE_SIZE};
+use crate::span::{SAMPLED, SpanState};
+use crate::sync::{AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
+use core::cell::Cell;
+use core::ptr;
+
+/// One CPU's countdown, alone on its cache line.
+#[repr(C, align(64))]
+struct Slot {
+    /// Bytes still to allocate before the next sample.
+    left: AtomicI64,
+    /// xorshift64* state for the exponential draws.
+    rng: AtomicU64,
+}
+
+static SLOTS: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
+static NSLOTS: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static INIT: Mutex<()> = Mutex::new(());
+
+std::thread_local! {
+    /// The countdown of a thread that has no per-CPU slot (per-thread caches).
+    static THREAD: Cell<(i64, u64)> = const { Cell::new((0, 0)) };
+    /// Set while this thread samples or writes a profile (module invariant).
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes the per-CPU slots (once; per-CPU mode only), each starting at its own draw.
+pub(crate) fn init_slots() {
+    let Some(n) = crate::percpu::cpu_slots() else {
+        return;
+    };
+    let _g = INIT.lock();
+    if !SLOTS.load(Ordering::Acquire).is_null() {
+        return;
+    }
+    let Some(mem) = HEAP.pages.meta.alloc(n * size_of::<Slot>(), 64) else {
+        return;
+    };
+    let slots = mem.as_ptr().cast::<Slot>();
+    let rate = RATE
+        .load(Ordering::Relaxed)
+        .max(crate::knobs::DEFAULT_PROFILE_RATE);
+    for i in 0..n {
+        // SAFETY: fresh zeroed metadata of `n` slots; published below.
+        let s = unsafe { &*slots.add(i) };
+        s.rng.store(seed(i as u64), Ordering::Relaxed);
+        s.left.store(draw(&s.rng, rate), Ordering::Relaxed);
+    }
+    NSLOTS.store(n, Ordering::Relaxed);
+    SLOTS.store(slots, Ordering::Release);
+}
+
+/// A nonzero seed: the kernel's randomness, else the clock, mixed with `salt`.
+fn seed(salt: u64) -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom into a local buffer of 8 bytes.
+    let got = unsafe { libc::getrandom(b.as_mut_ptr().cast(), 8, libc::GRND_NONBLOCK) };
+    let r = if got == 8 {
+        u64::from_ne_bytes(b)
+    } else {
+        crate::os::now_ns()
+    };
+    (r ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1
+}
+
+/// The next gap in bytes: exponential with mean `rate` (Go's `fastexprand`), at least 1.
+fn draw(rng: &AtomicU64, rate: u64) -> i64 {
+    let mut x = rng.load(Ordering::Relaxed);
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng.store(x, Ordering::Relaxed);
+    gap(x.wrapping_mul(0x2545_f491_4f6c_dd1d), rate)
+}
+
+/// The gap for the random word `r`: `-ln(u) * rate` with `u` uniform in (0, 1].
+fn gap(r: u64, rate: u64) -> i64 {
+    if rate <= 1 {
+        return 1;
+    }
+    let u = ((r >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    ((-u.ln() * rate as f64) as i64).clamp(1, i64::MAX / 2)
+}
+
+/// Counts `bytes` (an allocation's size as the heap will hold it) down; true when this
+/// allocation is to be sampled. Called only while sampling is on.
+#[inline]
+pub(crate) fn take(bytes: usize) -> bool {
+    let rate = RATE.load(Ordering::Relaxed);
+    if rate == 0 {
+        return false;
+    }
+    let slots = SLOTS.load(Ordering::Acquire);
+    if !slots.is_null() {
+        if let Some(cpu) = crate::percpu::current_cpu() {
+            if cpu < NSLOTS.load(Ordering::Relaxed) {
+                // SAFETY: `cpu` is below the slot count; slots are never freed.
+                let s = unsafe { &*slots.add(cpu) };
+                let left = s.left.load(Ordering::Relaxed) - bytes as i64;
+                if left > 0 {
+                    s.left.store(left, Ordering::Relaxed);
+                    return false;
+                }
+                s.left.store(draw(&s.rng, rate), Ordering::Relaxed);
+                return !quiet();
+            }
+        }
+    }
+    THREAD.with(|t| {
+        let (left, mut rng) = t.get();
+        let left = left - bytes as i64;
+        if left > 0 {
+            t.set((left, rng));
+            return false;
+        }
+        if rng == 0 {
+            rng = seed(t as *const _ as u64);
+        }
+        let cell = AtomicU64::new(rng);
+        let next = draw(&cell, rate);
+        t.set((next, cell.load(Ordering::Relaxed)));
+        !quiet()
+    })
+}
+
+fn quiet() -> bool {
+    QUIET.with(Cell::get)
+}
+
+/// Marks the calling thread quiet until dropped (module invariant).
+pub(crate) struct Quiet(bool);
+
+impl Quiet {
+    pub(crate) fn enter() -> Quiet {
+        Quiet(QUIET.with(|q| q.replace(true)))
+    }
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        QUIET.with(|q| q.set(self.0));
+    }
+}
+
+/// Serves a sampled request of `size` bytes aligned to `align` (`class` when it is small) as
+/// a page run of its own, recording its stack. `None` when the sample cannot be taken (no
+/// room for a new bucket, or no memory): the caller then allocates as usual.
+pub(crate) fn alloc_sampled(
+    size: usize,
+    align: usize,
+    class: Option<usize>,
+    zero: bool,
+) -> Option<*mut u8> {
+    let _quiet = Quiet::enter();
+    let pages = size.div_ceil(PAGE_SIZE).max(1);
+    let align_pages = (align >> PAGE_SHIFT).max(1);
+    // The bytes the heap would hold for the request: its class's size, or whole pages.
+    let bytes = class.map_or(pages * PAGE_SIZE, |c| CLASSES[c].size as usize);
+    let mut frames = [0usize; buckets::MAX_FRAMES];
+    let depth = stack::capture(&mut frames);
+    let bucket = buckets::record(&frames[..depth], bytes as u64)?;
+    let Some(run) = HEAP
+        .pages
+        .alloc(pages, align_pages, SpanState::Large, SAMPLED)
+    else {
+        buckets::unrecord(bucket);
+        return None;
+    };
+    // SAFETY: a fresh Large span, ours until we return its start.
+    let span = unsafe { run.span.as_ref() };
+    span.set_sample(bucket, if class.is_some() { bytes as u32 } else { 0 });
+    let start = span.start() as *mut u8;
+    if zero && !run.zeroed {
+        // SAFETY: the run is committed and at least `size` bytes.
+        unsafe { ptr::write_bytes(start, 0, size) };
+    }
+    Some(start)
+}
+
+/// A sampled block from `bucket` was freed (its bytes are the bucket's).
+pub(crate) fn note_free(bucket: u32) {
+    buckets::free(bucket);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_are_exponential_with_the_rate_as_mean() {
+        let rng = AtomicU64::new(seed(7));
+        let rate = 512 * 1024;
+        let n = 200_000;
+        let gaps: Vec<i64> = (0..n).map(|_| draw(&rng, rate)).collect();
+        let mean = gaps.iter().map(|&g| g as f64).sum::<f64>() / n as f64;
+        // The standard error of the mean is rate / sqrt(n): 0.22% here; 2% is 9 of them.
+        assert!((mean / rate as f64 - 1.0).abs() < 0.02, "mean {mean}");
+        // Exponential: P(gap > rate) = 1/e.
+        let over = gaps.iter().filter(|&&g| g > rate as i64).count() as f64 / n as f64;
+        assert!(
+            (over - (-1f64).exp()).abs() < 0.01,
+            "P(gap > mean) = {over}"
+        );
+        assert!(gaps.iter().all(|&g| g >= 1));
+    }
+
+    #[test]
+    fn rate_one_samples_every_allocation() {
+        assert_eq!(gap(12345, 1), 1);
+        assert_eq!(gap(u64::MAX, 0), 1);
+    }
+}
