@@ -15,6 +15,7 @@
  * tc_weak_get, tc_weak_free); finalizers and cleanups (tc_set_finalizer, tc_add_cleanup,
  * tc_cleanup_cancel, tc_wait_finalizers); ephemeron tables (tc_ephemeron_*). Metrics by
  * Go's runtime/metrics names: tc_metrics_read, tc_metric_name, tc_metric_description.
+ * Heap profiles in pprof's format: tc_profile_set_rate, tc_profile_dump.
  */
 
 #ifndef TRICOLOR_H
@@ -561,6 +562,19 @@ void tc_pool_put(struct tc_mutator *m, struct tc_pool *p, void *obj);
 // # Safety
 // `p` came from tc_pool_new and is not used afterwards.
 void tc_pool_free(struct tc_pool *p);
+
+// Sets the heap profile's sampling rate, on average one sample per `bytes` allocated (Go's
+// `MemProfileRate`; 0 stops sampling, 1 samples every allocation), and returns the previous
+// rate. Sampling is off unless this or `TRICOLOR_PROFILE`/`TRICOLOR_PROFILE_RATE` turns it on.
+uint64_t tc_profile_set_rate(uint64_t bytes);
+
+// Writes the heap profile to `path` in pprof's format (`go tool pprof path` reads it):
+// every allocation sampled so far and those still live, symbolized. Returns 0, or -1 with
+// `errno` set (`EINVAL` for a NULL or non-UTF-8 path, else the failing write's).
+//
+// # Safety
+// `path` is NULL or a NUL-terminated string.
+int tc_profile_dump(const char *path);
 
 // Adds a stack scanner to `m`: `fn(report, ctx, data)` reports the runtime's own roots with
 // `report(ctx, obj)` once per collection while it marks, concurrently: on `m`'s thread at a

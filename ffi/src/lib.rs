@@ -15,6 +15,7 @@ mod finalize;
 mod gc;
 mod metrics;
 mod pool;
+mod profile;
 mod scanner;
 mod weak;
 
@@ -24,5 +25,6 @@ pub use finalize::*;
 pub use gc::*;
 pub use metrics::*;
 pub use pool::*;
+pub use profile::*;
 pub use scanner::*;
 pub use weak::*;

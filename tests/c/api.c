@@ -4,6 +4,9 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <stdlib.h>
 
 static void fill(unsigned char *p, size_t n, unsigned seed) {
     for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(i * 31 + seed);
@@ -170,6 +173,30 @@ int main(void) {
     CHECK(tc_set_memory_limit(1ll << 40) == TC_NO_LIMIT);
     CHECK(tc_set_memory_limit(-1) == (1ll << 40));
     CHECK(tc_set_memory_limit(TC_NO_LIMIT) == (1ll << 40));
+
+    /* Heap profiles: off until asked; sampled blocks are ordinary blocks to their users. */
+    CHECK(tc_profile_set_rate(4096) == 0);
+    void *sampled[256];
+    for (int i = 0; i < 256; i++) {
+        sampled[i] = tc_malloc(200);
+        fill(sampled[i], 200, (unsigned)i);
+    }
+    for (int i = 0; i < 256; i++) CHECK(intact(sampled[i], 200, (unsigned)i));
+    for (int i = 0; i < 256; i += 2) tc_free(sampled[i]);
+    char path[] = "/tmp/tricolor-api-profile-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK(tc_profile_dump(path) == 0);
+    struct stat sb;
+    CHECK(stat(path, &sb) == 0 && sb.st_size > 100);
+    unlink(path);
+    errno = 0;
+    CHECK(tc_profile_dump(NULL) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(tc_profile_dump("/nonexistent-dir/heap.pb") == -1 && errno == ENOENT);
+    CHECK(tc_profile_set_rate(0) == 4096);
+    for (int i = 1; i < 256; i += 2) tc_free(sampled[i]);
 
     return check_summary("api");
 }

@@ -79,3 +79,54 @@ fn the_preload_library_is_mapped_into_programs() {
         "loader complained"
     );
 }
+
+/// `go tool pprof -top` of the heap profile an unchanged program wrote at exit under the
+/// preload library (`TRICOLOR_PROFILE`): the profile must read, and name the program's own
+/// functions (those starting with `prefix`).
+fn profile_names_functions(name: &str, prefix: &str) {
+    let p = program(name);
+    assert!(p.installed(), "{} is not installed", p.needs.0);
+    libraries();
+    let path = scratch(&format!("{name}-profile")).join("heap.pb");
+    let mut cmd = p.command(&scratch(&format!("{name}-profiled")));
+    cmd.env("TRICOLOR_PROFILE", &path);
+    let o = run(cmd, true);
+    assert_ok(&format!("{name} (profiled)"), &o);
+    let top = Command::new("go")
+        .args(["tool", "pprof", "-top", "-sample_index=alloc_space"])
+        .arg(&path)
+        .output()
+        .expect("go tool pprof (apt-get install golang-go; .ci/run does)");
+    let text = String::from_utf8_lossy(&top.stdout);
+    assert!(
+        top.status.success(),
+        "{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
+    let named = text
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(5)
+                .is_some_and(|f| f.starts_with(prefix))
+        })
+        .count();
+    assert!(
+        named >= 3,
+        "{name}: fewer than 3 of its functions in\n{text}"
+    );
+    assert!(
+        !text.contains("tricolor_alloc::"),
+        "allocator frames left in\n{text}"
+    );
+}
+
+#[test]
+fn python_heap_profile_names_pythons_functions() {
+    profile_names_functions("python", "Py");
+}
+
+#[test]
+fn sqlite_heap_profile_names_sqlites_functions() {
+    profile_names_functions("sqlite", "sqlite3");
+}

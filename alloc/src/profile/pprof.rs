@@ -170,7 +170,8 @@ impl Strings {
     }
 }
 
-/// One symbolized frame: function name, file, line (innermost inlined frame first).
+/// One symbolized frame: function name, file, line (innermost inlined frame first). An
+/// address nothing names has none.
 type Frame = (String, String, i64);
 
 /// The frames at `addr` (a return address: the call is the byte before it).
@@ -189,11 +190,12 @@ fn symbolize(addr: usize) -> Vec<Frame> {
         out.push((name, file, i64::from(sym.lineno().unwrap_or(0))));
     });
     if out.is_empty() {
-        out.push((
-            dladdr_name(addr).unwrap_or_else(|| format!("{addr:#x}")),
-            String::new(),
-            0,
-        ));
+        // No name at all (a stripped object's internal function): no lines, so that pprof
+        // may symbolize the address itself from a binary with symbols (its mapping says it
+        // has no functions).
+        if let Some(name) = dladdr_name(addr) {
+            out.push((name, String::new(), 0));
+        }
     }
     out
 }
@@ -241,6 +243,16 @@ fn readable(name: &str) -> String {
         }
     }
     name.to_owned()
+}
+
+/// True for a source file of the allocator or its C layers: their crates' directories, as
+/// this crate was built (release builds' line tables name inlined functions without their
+/// paths, so names alone cannot tell `alloc_sampled` is ours).
+fn is_allocator_file(file: &str) -> bool {
+    let alloc = env!("CARGO_MANIFEST_DIR");
+    let root = std::path::Path::new(alloc).parent();
+    file.starts_with(alloc)
+        || root.is_some_and(|r| std::path::Path::new(file).starts_with(r.join("ffi")))
 }
 
 /// Frames of the allocator itself, dropped from the top of every stack.
@@ -375,12 +387,12 @@ pub(crate) fn encode(rate: u64) -> Vec<u8> {
             let skip = if top {
                 frames
                     .iter()
-                    .take_while(|f| is_allocator_frame(&f.0))
+                    .take_while(|f| is_allocator_frame(&f.0) || is_allocator_file(&f.1))
                     .count()
             } else {
                 0
             };
-            if skip == frames.len() {
+            if skip == frames.len() && !frames.is_empty() {
                 continue;
             }
             top = false;
@@ -432,6 +444,19 @@ pub(crate) fn encode(rate: u64) -> Vec<u8> {
                 num_unit: 0,
             }],
         });
+    }
+    // A mapping with an address no symbol named is left for pprof to symbolize (from the
+    // binary or its debug symbols, where the reader has them).
+    let mut mapping = mapping;
+    for l in locations
+        .iter()
+        .filter(|l| l.line.is_empty() && l.mapping_id > 0)
+    {
+        let m = &mut mapping[l.mapping_id as usize - 1];
+        m.has_functions = false;
+        m.has_filenames = false;
+        m.has_line_numbers = false;
+        m.has_inline_frames = false;
     }
     let comment = vec![strings.id(&format!(
         "tricolor heap profile: one sample per {rate} bytes allocated on average"
