@@ -38,9 +38,34 @@ unsafe fn front_alloc(class: usize, size: usize, align: usize, zero: bool) -> *m
         percpu::PER_CPU => unsafe { percpu::alloc(class) },
         // SAFETY: the caller's `class`.
         percpu::PER_THREAD => unsafe { thread_cache::alloc(class) },
+        // Sampling (`profile`): the countdown is part of the sequence; only a due sample
+        // leaves the inlined path.
+        // SAFETY: per-CPU mode is on; the caller's `class`.
+        percpu::PER_CPU_SAMPLING => match unsafe { percpu::alloc_counting(class) } {
+            Some(p) => p,
+            // SAFETY: the caller's `class`.
+            None => unsafe { sample_due(class, size, align, zero) },
+        },
         // SAFETY: the caller's `class`.
         m => unsafe { front_alloc_other(m, class, size, align, zero) },
     }
+}
+
+/// A per-CPU countdown ran out: this allocation is sampled (or, on a thread writing a
+/// profile, or when the sample cannot be taken, served as usual).
+///
+/// # Safety
+/// Per-CPU mode is on; `class < NUM_CLASSES`.
+#[cold]
+#[inline(never)]
+unsafe fn sample_due(class: usize, size: usize, align: usize, zero: bool) -> *mut u8 {
+    if crate::profile::rearm() {
+        if let Some(p) = crate::profile::alloc_sampled(size, align, Some(class), zero) {
+            return p;
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { percpu::alloc(class) }
 }
 
 /// [`front_alloc`] in the other modes: undecided (decide, then allocate) or sampling (count

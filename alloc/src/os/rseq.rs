@@ -15,9 +15,10 @@
 //! x86-64). We never write `cpu_id_start` and never rely on the kernel rewriting it.
 //!
 //! # The sequences
-//! Three sequences, inlined where they are used, operate on the calling CPU's slab (see
-//! `percpu` for the layout): `pop` (an allocation), `pop_uncounted` (a slow path taking blocks
-//! back) and `push`. Each reads `cpu_id` inside the sequence, checks it against the number of
+//! Four sequences, inlined where they are used, operate on the calling CPU's slab (see
+//! `percpu` for the layout): `pop` (an allocation), `pop_counting_down` (an allocation while
+//! the heap profiler samples: `pop` after a countdown of bytes), `pop_uncounted` (a slow path
+//! taking blocks back) and `push`. Each reads `cpu_id` inside the sequence, checks it against the number of
 //! slabs, and ends with a single committing store of the list's `current` index; everything
 //! before that store is either a read or a write above `current` (invisible to every other
 //! sequence), so an abort at any point leaves the slab exactly as it was, and the abort
@@ -173,6 +174,61 @@ unsafe fn pop_adding(slabs: Slabs, list: List, k: u64) -> usize {
                 "8:",
             ],
             k = in(reg) k,
+            out = out(reg) out,
+        );
+    }
+    out
+}
+
+/// What [`pop_counting_down`] returns when the countdown ran out (never a block address).
+pub(crate) const SAMPLE_DUE: usize = 1;
+
+/// [`pop`] for heap profiling: first subtracts `bytes` from the 8-byte countdown at `COUNTDOWN`
+/// bytes into the calling CPU's slab (an immediate: the sequences already use every register), and if that leaves it at or below zero pops nothing and
+/// returns [`SAMPLE_DUE`]. The subtraction is a plain read-modify-write before the committing
+/// store: a sequence restarted after it subtracts again, which moves the next sample a little
+/// earlier and never touches a list (the countdown is statistics, not state).
+///
+/// # Safety
+/// As for [`pop`], and `COUNTDOWN` is the offset of an 8-byte field in every slab that no
+/// list uses.
+#[inline(always)]
+pub(crate) unsafe fn pop_counting_down<const COUNTDOWN: usize>(
+    slabs: Slabs,
+    list: List,
+    bytes: usize,
+) -> usize {
+    let out: usize;
+    // SAFETY: as for `pop_adding`; the countdown is this CPU's own field of its slab.
+    unsafe {
+        sequence!(
+            slabs,
+            list,
+            [
+                "sub qword ptr [{cpu} + {cd}], {bytes}",
+                "jle 9f",
+                "mov {out:e}, dword ptr [{cpu} + {hdr} + 12]",
+                "mov {cur}, qword ptr [{cpu} + {hdr}]",
+                "cmp {cur:e}, {out:e}",
+                "jbe 7f",
+                "add {cur}, {k}",
+                "mov {out:e}, {cur:e}",
+                "add {out}, {items}",
+                "mov {out}, qword ptr [{cpu} + {out} * 8]",
+                "mov qword ptr [{cpu} + {hdr}], {cur}",
+                "4:",
+                "jmp 8f",
+                "9:",
+                "mov {out:e}, {due}",
+                "jmp 8f",
+                "7:",
+                "xor {out:e}, {out:e}",
+                "8:",
+            ],
+            k = in(reg) COUNTED,
+            cd = const COUNTDOWN,
+            bytes = in(reg) bytes,
+            due = const SAMPLE_DUE,
             out = out(reg) out,
         );
     }

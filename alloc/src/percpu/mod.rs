@@ -4,7 +4,8 @@
 //!
 //! # Slabs
 //! One slab per CPU, all with the same layout: `NUM_CLASSES` headers of 16 bytes
-//! `{ current: u32, allocs: u32, capacity: u32, begin: u32 }`, then each class's array of
+//! `{ current: u32, allocs: u32, capacity: u32, begin: u32 }`, the heap profiler's countdown
+//! on a cache line of its own ([`SAMPLER`]), then each class's array of
 //! [`max_capacity`] block pointers (at the same offset in every slab, `LAYOUT.items`).
 //! `items[begin..current]` are free blocks (with their canary set, see `block`); `begin` is 0
 //! except while the header is locked. `allocs` counts the allocations the list served,
@@ -53,12 +54,17 @@ use crate::heap::HEAP;
 use crate::os::{self, rseq};
 use crate::size_class::{CLASSES, NUM_CLASSES, class_info};
 use crate::sync::{
-    AtomicBool, AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, Mutex, Ordering,
+    AtomicBool, AtomicI64, AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+    Mutex, Ordering,
 };
 use crate::thread_cache;
 use core::ptr;
 
 const HEADER: usize = 16;
+/// Where each slab keeps the heap profiler's countdown (an `i64`: bytes to allocate on this
+/// CPU before the next sample) and its random state (a `u64`), on a cache line of their own
+/// after the headers (`profile`).
+pub(crate) const SAMPLER: usize = (NUM_CLASSES * HEADER).next_multiple_of(64);
 
 /// Which front end serves allocations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +85,8 @@ pub(crate) const PER_THREAD: u8 = 2;
 /// while off, and every allocation takes the path that counts down to the next sample while
 /// on. Frees test the front-end bit alone.
 pub(crate) const SAMPLING: u8 = 4;
+/// `mode` when the per-CPU caches serve allocations and the heap profiler samples.
+pub(crate) const PER_CPU_SAMPLING: u8 = PER_CPU | SAMPLING;
 static DECIDE: Mutex<()> = Mutex::new(());
 /// The slabs, in one static so the fast path finds them with one address computation. Written
 /// once before `mode` becomes PER_CPU (relaxed; published by its Release).
@@ -208,7 +216,7 @@ fn build_slabs(rseq_offset: isize) -> bool {
     LAYOUT
         .resizable
         .store(os::register_rseq_fence(), Ordering::Relaxed);
-    let mut offset = NUM_CLASSES * HEADER;
+    let mut offset = SAMPLER + 64;
     let mut items = [0usize; NUM_CLASSES];
     for (c, slot) in items.iter_mut().enumerate() {
         *slot = offset;
@@ -308,6 +316,45 @@ pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
     // SAFETY: a block of at least 16 bytes, now ours.
     unsafe { block::clear_canary(b) };
     b
+}
+
+/// [`alloc`] while the heap profiler samples: the same sequence after a countdown of the
+/// class's bytes (`rseq::pop_counting_down`); `None` when the countdown ran out and this
+/// allocation is to be sampled (the caller re-arms the countdown).
+///
+/// # Safety
+/// As for [`alloc`].
+#[inline(always)]
+pub(crate) unsafe fn alloc_counting(class: usize) -> Option<*mut u8> {
+    let bytes = class_info(class).size as usize;
+    // SAFETY: the caller's contract; SAMPLER is a field of every slab no list uses.
+    let b = unsafe { rseq::pop_counting_down::<SAMPLER>(slabs(), list(class), bytes) };
+    match b {
+        rseq::SAMPLE_DUE => None,
+        // SAFETY: the caller's contract.
+        0 => Some(unsafe { alloc_slow(class) }),
+        b => {
+            // SAFETY: a block of at least 16 bytes, now ours.
+            unsafe { block::clear_canary(b as *mut u8) };
+            Some(b as *mut u8)
+        }
+    }
+}
+
+/// The profiler's countdown and random state in `cpu`'s slab (per-CPU mode, `cpu` below the
+/// slab count). Racy by design (`rseq::pop_counting_down`): atomics here, plain
+/// read-modify-writes in the sequences, both on a field that is only statistics.
+pub(crate) fn sampler_record(cpu: usize) -> Option<(&'static AtomicI64, &'static AtomicU64)> {
+    let s = slabs();
+    if mode() & PER_CPU == 0 || cpu >= s.n {
+        return None;
+    }
+    // SAFETY: slabs live forever; SAMPLER and SAMPLER + 8 are 8-byte aligned fields of
+    // `cpu`'s slab that no list uses.
+    unsafe {
+        let at = s.base.add((cpu << s.shift) + SAMPLER);
+        Some((&*at.cast::<AtomicI64>(), &*at.add(8).cast::<AtomicU64>()))
+    }
 }
 
 /// # Safety

@@ -54,15 +54,16 @@ pub(crate) static INDEX: Mutex<Index> = Mutex::new(Index {
     slots: [0; INDEX_SLOTS],
 });
 
-/// FNV-1a over the frames and the size.
+/// A word-at-a-time multiplicative hash of the frames and the size (each word mixed in with
+/// one multiply and a rotate; the index only needs the low bits spread).
 fn hash(frames: &[usize], bytes: u64) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for w in frames.iter().map(|&f| f as u64).chain([bytes]) {
-        for b in w.to_le_bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
+    let mut h = bytes ^ 0x9e37_79b9_7f4a_7c15;
+    for &f in frames {
+        h = (h ^ f as u64)
+            .wrapping_mul(0xff51_afd7_ed55_8ccd)
+            .rotate_left(29);
     }
-    h
+    h ^ (h >> 32)
 }
 
 /// Counts one sample of `bytes` with stack `frames` (at most `MAX_FRAMES`) and returns its

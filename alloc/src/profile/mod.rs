@@ -6,14 +6,17 @@
 //! its next sample, drawn from an exponential distribution with mean `rate`, so a block of
 //! `s` bytes is sampled with probability `1 - e^(-s/rate)` whatever came before it, and the
 //! profile divides by that probability to estimate the totals without bias (Go's
-//! `scaleHeapSample`). The countdown is a relaxed load and store of the CPU's own slot: a
-//! thread preempted between the two can lose another's update, which only moves one sample.
+//! `scaleHeapSample`). Each CPU's countdown lives in its slab and is counted down inside the
+//! allocating restartable sequence, one subtraction from memory (`rseq::pop_counting_down`);
+//! a restarted sequence subtracts twice, and a thread preempted elsewhere can lose an update:
+//! either only moves one sample.
 //!
 //! # Costs nothing while off
 //! The allocation fast path compares the front-end mode with `PER_CPU` exactly; sampling adds
 //! a bit to the mode (`percpu::SAMPLING`), so while it is off no instruction is added, and
-//! while it is on every small allocation takes the out-of-line path that counts down. Frees
-//! test the front-end bit alone: unchanged.
+//! while it is on small allocations take a second inlined arm, the counting-down sequence.
+//! Frees test the front-end bit alone: unchanged. Large allocations and the per-thread
+//! fallback count down out of line (`sampler::take`).
 //!
 //! # A sampled allocation is a page run of its own
 //! As TCMalloc does, the sampled request is served from the page heap as a Large span marked
@@ -47,7 +50,7 @@ mod pprof;
 mod sampler;
 mod stack;
 
-pub(crate) use sampler::{alloc_sampled, note_free, take};
+pub(crate) use sampler::{alloc_sampled, note_free, rearm, take};
 
 use crate::knobs;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
@@ -69,8 +72,8 @@ pub fn rate() -> u64 {
 pub fn set_rate(bytes: u64) -> u64 {
     // Decide the front end first: the countdown slots depend on it.
     crate::percpu::per_cpu();
-    sampler::init_slots();
     let old = RATE.swap(bytes, Ordering::Relaxed);
+    sampler::init_slots();
     crate::percpu::set_sampling(bytes > 0);
     old
 }

@@ -1,9 +1,10 @@
 //! The countdown to the next sample, and the sampled allocation itself (module docs of
 //! `profile`).
 //!
-//! Invariant: a slot's `left` is written only by a thread that read the slot's CPU as its own
-//! a moment before (or, per thread, by that thread); a lost update moves one sample, never
-//! memory. `QUIET` is set on a thread for as long as it samples or writes a profile, and a
+//! The per-CPU countdowns live in the slabs (`percpu::SAMPLER`), counted down inside the
+//! allocating sequence (`rseq::pop_counting_down`). Invariant: a countdown is written only by a
+//! thread that read its CPU as its own a moment before (or, per thread, by that thread); a lost
+//! or repeated update moves one sample, never memory. `QUIET` is set on a thread for as long as it samples or writes a profile, and a
 //! quiet thread's allocations are never sampled: no recursion into the unwinder or the bucket
 //! lock.
 
@@ -11,54 +12,38 @@ use super::{RATE, buckets, stack};
 use crate::heap::HEAP;
 use crate::size_class::{CLASSES, PAGE_SHIFT, PAGE_SIZE};
 use crate::span::{SAMPLED, SpanState};
-use crate::sync::{AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicU64, Mutex, Ordering};
 use core::cell::Cell;
 use core::ptr;
 
-/// One CPU's countdown, alone on its cache line.
-#[repr(C, align(64))]
-struct Slot {
-    /// Bytes still to allocate before the next sample.
-    left: AtomicI64,
-    /// xorshift64* state for the exponential draws.
-    rng: AtomicU64,
-}
-
-static SLOTS: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
-static NSLOTS: AtomicUsize = AtomicUsize::new(0);
-pub(crate) static INIT: Mutex<()> = Mutex::new(());
+pub(crate) static INIT: Mutex<bool> = Mutex::new(false);
 
 std::thread_local! {
-    /// The countdown of a thread that has no per-CPU slot (per-thread caches).
+    /// The countdown of a thread that has no per-CPU slab (per-thread caches).
     static THREAD: Cell<(i64, u64)> = const { Cell::new((0, 0)) };
     /// Set while this thread samples or writes a profile (module invariant).
     static QUIET: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Makes the per-CPU slots (once; per-CPU mode only), each starting at its own draw.
+/// Seeds every CPU's countdown in the slabs (once; per-CPU mode only), each at its own draw.
 pub(crate) fn init_slots() {
     let Some(n) = crate::percpu::cpu_slots() else {
         return;
     };
-    let _g = INIT.lock();
-    if !SLOTS.load(Ordering::Acquire).is_null() {
+    let mut done = INIT.lock();
+    if *done {
         return;
     }
-    let Some(mem) = HEAP.pages.meta.alloc(n * size_of::<Slot>(), 64) else {
-        return;
-    };
-    let slots = mem.as_ptr().cast::<Slot>();
     let rate = RATE
         .load(Ordering::Relaxed)
         .max(crate::knobs::DEFAULT_PROFILE_RATE);
-    for i in 0..n {
-        // SAFETY: fresh zeroed metadata of `n` slots; published below.
-        let s = unsafe { &*slots.add(i) };
-        s.rng.store(seed(i as u64), Ordering::Relaxed);
-        s.left.store(draw(&s.rng, rate), Ordering::Relaxed);
+    for cpu in 0..n {
+        if let Some((left, rng)) = crate::percpu::sampler_record(cpu) {
+            rng.store(seed(cpu as u64), Ordering::Relaxed);
+            left.store(draw(rng, rate), Ordering::Relaxed);
+        }
     }
-    NSLOTS.store(n, Ordering::Relaxed);
-    SLOTS.store(slots, Ordering::Release);
+    *done = true;
 }
 
 /// A nonzero seed: the kernel's randomness, else the clock, mixed with `salt`.
@@ -94,28 +79,22 @@ fn gap(r: u64, rate: u64) -> i64 {
 }
 
 /// Counts `bytes` (an allocation's size as the heap will hold it) down; true when this
-/// allocation is to be sampled. Called only while sampling is on.
-#[inline]
+/// allocation is to be sampled. For the allocations that `percpu::alloc_counting` does not
+/// count (large ones, per-thread caches). Called only while sampling is on.
 pub(crate) fn take(bytes: usize) -> bool {
     let rate = RATE.load(Ordering::Relaxed);
     if rate == 0 {
         return false;
     }
-    let slots = SLOTS.load(Ordering::Acquire);
-    if !slots.is_null() {
-        if let Some(cpu) = crate::percpu::current_cpu() {
-            if cpu < NSLOTS.load(Ordering::Relaxed) {
-                // SAFETY: `cpu` is below the slot count; slots are never freed.
-                let s = unsafe { &*slots.add(cpu) };
-                let left = s.left.load(Ordering::Relaxed) - bytes as i64;
-                if left > 0 {
-                    s.left.store(left, Ordering::Relaxed);
-                    return false;
-                }
-                s.left.store(draw(&s.rng, rate), Ordering::Relaxed);
-                return !quiet();
-            }
+    if let Some((left, rng)) = crate::percpu::current_cpu().and_then(crate::percpu::sampler_record)
+    {
+        let l = left.load(Ordering::Relaxed) - bytes as i64;
+        if l > 0 {
+            left.store(l, Ordering::Relaxed);
+            return false;
         }
+        left.store(draw(rng, rate), Ordering::Relaxed);
+        return !quiet();
     }
     THREAD.with(|t| {
         let (left, mut rng) = t.get();
@@ -132,6 +111,17 @@ pub(crate) fn take(bytes: usize) -> bool {
         t.set((next, cell.load(Ordering::Relaxed)));
         !quiet()
     })
+}
+
+/// The per-CPU countdown ran out in `percpu::alloc_counting`: draws this CPU's next gap and
+/// says whether to sample (not on a quiet thread).
+pub(crate) fn rearm() -> bool {
+    let rate = RATE.load(Ordering::Relaxed);
+    if let Some((left, rng)) = crate::percpu::current_cpu().and_then(crate::percpu::sampler_record)
+    {
+        left.store(draw(rng, rate.max(1)), Ordering::Relaxed);
+    }
+    rate > 0 && !quiet()
 }
 
 fn quiet() -> bool {
