@@ -197,7 +197,7 @@ pub(crate) fn parse_count(s: &[u8]) -> Option<u64> {
 /// Go's `GOMEMLIMIT` syntax (`runtime.parseByteCount`, plus `off`): digits, optionally
 /// followed by `B` or by `KiB`, `MiB`, `GiB`, `TiB`; at most `i64::MAX` bytes; not negative
 /// (a leading `-` is read, as Go reads it, and then refused unless the number is zero).
-pub(crate) fn parse_memory_limit(s: &[u8]) -> Option<i64> {
+pub fn parse_memory_limit(s: &[u8]) -> Option<i64> {
     if s == b"off" {
         return Some(NO_LIMIT);
     }

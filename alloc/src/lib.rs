@@ -126,7 +126,7 @@ pub use api::{alloc, alloc_pages, alloc_zeroed, dealloc, free, realloc, usable_s
 #[cfg(not(loom))]
 pub use global::Tricolor;
 #[cfg(not(loom))]
-pub use knobs::{NO_LIMIT, report_malformed};
+pub use knobs::{NO_LIMIT, parse_memory_limit, report_malformed};
 #[cfg(not(loom))]
 pub use percpu::{FrontEnd, front_end};
 #[cfg(not(loom))]

@@ -38,6 +38,8 @@ struct Options {
     only_programs: Vec<String>,
     workloads: Vec<Workload>,
     rivals: Vec<Rival>,
+    /// `--svg DIR`: the tables also as charts there.
+    svg: Option<std::path::PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -54,6 +56,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         only_programs: Vec::new(),
         workloads: Vec::new(),
         rivals: Vec::new(),
+        svg: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -90,6 +93,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .map_err(|_| "--runs takes a positive integer")?;
                 o.runs_given = true;
             }
+            "--svg" => o.svg = Some(value("--svg")?.into()),
             "--programs" => o.programs = true,
             "--program" => {
                 o.programs = true;
@@ -155,8 +159,14 @@ pub fn main(args: &[String]) -> ExitCode {
     if o.programs {
         return crate::programs::main(if o.runs_given { o.runs } else { 3 }, &o.only_programs);
     }
+    if let Some(dir) = &o.svg {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("tricolor bench: --svg {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    }
     if o.gc == Spike::Only {
-        return crate::gcbench::main(o.runs, o.depth);
+        return crate::gcbench::main(o.runs, o.depth, o.svg.as_deref());
     }
     if o.lox {
         return crate::lox::main(if o.runs_given { o.runs } else { 3 });
@@ -182,6 +192,14 @@ pub fn main(args: &[String]) -> ExitCode {
             "workload", "allocator", "median ms", "time x", "peak MiB", "peak x"
         );
     }
+    // Per rival other than Tricolor: (time ratio, peak ratio) per workload, for `--svg`.
+    type Ratios = Vec<Option<(f64, f64)>>;
+    let mut chart_rows: Vec<(Rival, Ratios)> = o
+        .rivals
+        .iter()
+        .filter(|r| **r != Rival::Tricolor)
+        .map(|&r| (r, Vec::new()))
+        .collect();
     for w in workloads {
         let mut cells: Vec<(Rival, Cell)> = Vec::new();
         let mut crashed: Vec<(Rival, String)> = Vec::new();
@@ -250,6 +268,15 @@ pub fn main(args: &[String]) -> ExitCode {
         for (r, why) in &crashed {
             println!("{:<9} {:<9} failed ({why})", "", r.name());
         }
+        for (rival, row) in &mut chart_rows {
+            let cell = cells.iter().find(|(r, _)| r == rival).map(|(_, c)| c);
+            row.push(cell.zip(base).map(|(c, (t, m))| {
+                (
+                    c.median_ns as f64 / t.max(1) as f64,
+                    c.peak_kib as f64 / m.max(1) as f64,
+                )
+            }));
+        }
         if let Some((_, first)) = cells.first() {
             if cells.iter().any(|(_, c)| c.checksum != first.checksum) {
                 failed = true;
@@ -257,6 +284,36 @@ pub fn main(args: &[String]) -> ExitCode {
                     "tricolor bench: {}: checksums differ between allocators (a block's contents changed)",
                     w.name
                 );
+            }
+        }
+    }
+    if let (Some(dir), false) = (&o.svg, workloads.is_empty()) {
+        let names: Vec<&str> = workloads.iter().map(|w| w.name).collect();
+        for (file, title, pick) in [
+            (
+                "allocators-time.svg",
+                "allocator workloads: median time, rival / tricolor (above 1: Tricolor faster)",
+                0,
+            ),
+            (
+                "allocators-peak.svg",
+                "allocator workloads: peak RSS, rival / tricolor (above 1: Tricolor smaller)",
+                1,
+            ),
+        ] {
+            let series: Vec<(&str, Vec<Option<f64>>)> = chart_rows
+                .iter()
+                .map(|(r, row)| {
+                    let v = row
+                        .iter()
+                        .map(|c| c.map(|(t, m)| if pick == 0 { t } else { m }));
+                    (r.name(), v.collect())
+                })
+                .collect();
+            let path = dir.join(file);
+            if let Err(e) = crate::charts::ratios(&path.to_string_lossy(), title, &names, &series) {
+                eprintln!("tricolor bench: {}: {e}", path.display());
+                failed = true;
             }
         }
     }
@@ -269,7 +326,7 @@ pub fn main(args: &[String]) -> ExitCode {
     if o.spike != Spike::Without && !crate::spike::table(&o.rivals, o.spike_seconds) {
         failed = true;
     }
-    if o.gc == Spike::With && !crate::gcbench::table(o.runs, o.depth) {
+    if o.gc == Spike::With && !crate::gcbench::table(o.runs, o.depth, o.svg.as_deref()) {
         failed = true;
     }
     println!("total {:.1} s", started.elapsed().as_secs_f64());

@@ -182,7 +182,7 @@ fn ms(ns: u64) -> String {
 }
 
 /// Prints the collector table; false if a program failed or checksums differ.
-pub fn table(runs: usize, depth: u32) -> bool {
+pub fn table(runs: usize, depth: u32, svg: Option<&Path>) -> bool {
     let scratch = std::env::temp_dir().join(format!("tricolor-gcbench-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&scratch);
     let runtimes = build(&scratch);
@@ -216,6 +216,8 @@ pub fn table(runs: usize, depth: u32) -> bool {
         ("msgbuf".to_string(), vec!["msgbuf".to_string()]),
         ("msgbuf-ptr".to_string(), vec!["msgbuf-ptr".to_string()]),
     ];
+    // (benchmark, runtime, pause p50 ms, pause max ms) for `--svg`.
+    let mut pause_rows: Vec<(String, String, f64, f64)> = Vec::new();
     for (title, args) in &benches {
         let mut base: Option<Sample> = None;
         let mut checksum = None;
@@ -258,6 +260,12 @@ pub fn table(runs: usize, depth: u32) -> bool {
                 );
                 ok = false;
             }
+            pause_rows.push((
+                title.clone(),
+                rt.name.to_string(),
+                m.p50_ns as f64 / 1e6,
+                m.max_ns as f64 / 1e6,
+            ));
             let b = *base.get_or_insert(m);
             println!(
                 "{:<18} {:<9} {:>9.1} {:>6.2} {:>9.1} {:>6.2} {:>5} {:>7} ms {:>7} ms {:>9} {:>9} {:>10} {:>6}",
@@ -276,6 +284,13 @@ pub fn table(runs: usize, depth: u32) -> bool {
                 m.gc_cpu_pm
                     .map_or("-".into(), |pm| format!("{:.1}%", pm as f64 / 10.0)),
             );
+        }
+    }
+    if let Some(dir) = svg {
+        let path = dir.join("gc-pauses.svg");
+        if let Err(e) = crate::charts::pauses(&path.to_string_lossy(), &pause_rows) {
+            eprintln!("tricolor bench: {}: {e}", path.display());
+            ok = false;
         }
     }
     ok &= pool_table(&runtimes, runs);
@@ -390,8 +405,8 @@ fn weak_table(runtimes: &[Runtime], runs: usize) -> bool {
 }
 
 /// `tricolor bench --gc` alone.
-pub fn main(runs: usize, depth: u32) -> ExitCode {
-    if table(runs, depth) {
+pub fn main(runs: usize, depth: u32, svg: Option<&Path>) -> ExitCode {
+    if table(runs, depth, svg) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

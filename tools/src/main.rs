@@ -6,11 +6,14 @@
 //!   against Boehm GC and Go on binary-trees and GCBench (see `gcbench.rs`);
 //!   with `--programs`, real programs under `LD_PRELOAD` instead (see `programs.rs`).
 //! * `tricolor metrics` lists the metric names (see `metrics.rs`).
+//! * `tricolor plot` draws a gctrace (see `plot.rs`, `charts.rs`).
 
 mod bench;
+mod charts;
 mod gcbench;
 mod lox;
 mod metrics;
+mod plot;
 mod programs;
 mod spike;
 
@@ -42,6 +45,12 @@ commands:
       --programs       instead: real programs under LD_PRELOAD (python, sqlite, git, xz, sort)
                        against glibc and Debian's jemalloc, mimalloc, tcmalloc (3 runs each)
       --program P      only this program (repeatable; implies --programs)
+      --svg DIR        also draw the tables as charts in DIR: allocators-time.svg and
+                       allocators-peak.svg (ratios per workload and rival), gc-pauses.svg
+                       (median and longest pause per collector and benchmark)
+  plot TRACE -o OUT.svg [--limit 512MiB]
+                   draw a GODEBUG=gctrace=1 trace (Tricolor's or Go's): heap before and
+                   after each cycle, live heap, goal, memory limit; each pause (log scale)
   metrics          list every metric name (Go's runtime/metrics names and Tricolor's own)
                    with its kind and meaning, as a Markdown table
   help             this text
@@ -55,6 +64,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("bench") => bench::main(&args[1..]),
         Some("metrics") => metrics::main(&args[1..]),
+        Some("plot") => plot::main(&args[1..]),
         Some(bench::CHILD) => bench::child(&args[1..]),
         Some(spike::CHILD) => spike::child(&args[1..]),
         Some("help" | "--help" | "-h") => {
