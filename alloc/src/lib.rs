@@ -70,6 +70,12 @@
 //! (`percpu::counters`). `stat(name)` reads one figure by a stable name (jemalloc's `mallctl`
 //! in spirit).
 //!
+//! ## Heap profiles (`profile`)
+//! While sampling is on (`TRICOLOR_PROFILE`, `profile::set_rate`), one allocation per `rate`
+//! bytes on average is served as a page run of its own, its stack recorded in a bucket; its
+//! free is seen on the large-block path. The fast path pays nothing while sampling is off
+//! (a mode bit it compares exactly). `profile::dump` writes pprof's format.
+//!
 //! ## Threads and processes
 //! A thread's cache is flushed by a `pthread_key_create` destructor when the thread exits;
 //! no `thread_local!` with `Drop` is used (registering one allocates). `fork` is safe: the
