@@ -4,98 +4,29 @@
 //! of a sampled block is still caught. Children run the environment cases (settings are read
 //! once per process).
 
-use prost::Message;
 use std::process::Command;
+use tricolor_alloc::profile::proto::Profile;
 use tricolor_alloc::{Tricolor, profile};
 
 #[global_allocator]
 static GLOBAL: Tricolor = Tricolor;
 
-// The parts of profile.proto the test reads (tags as in pprof's proto/profile.proto).
-#[derive(Clone, PartialEq, Message)]
-struct Profile {
-    #[prost(message, repeated, tag = "1")]
-    sample_type: Vec<ValueType>,
-    #[prost(message, repeated, tag = "2")]
-    sample: Vec<Sample>,
-    #[prost(message, repeated, tag = "4")]
-    location: Vec<Location>,
-    #[prost(message, repeated, tag = "5")]
-    function: Vec<Function>,
-    #[prost(string, repeated, tag = "6")]
-    string_table: Vec<String>,
-    #[prost(int64, tag = "12")]
-    period: i64,
-}
-#[derive(Clone, PartialEq, Message)]
-struct ValueType {
-    #[prost(int64, tag = "1")]
-    r#type: i64,
-    #[prost(int64, tag = "2")]
-    unit: i64,
-}
-#[derive(Clone, PartialEq, Message)]
-struct Sample {
-    #[prost(uint64, repeated, tag = "1")]
-    location_id: Vec<u64>,
-    #[prost(int64, repeated, tag = "2")]
-    value: Vec<i64>,
-}
-#[derive(Clone, PartialEq, Message)]
-struct Location {
-    #[prost(uint64, tag = "1")]
-    id: u64,
-    #[prost(message, repeated, tag = "4")]
-    line: Vec<Line>,
-}
-#[derive(Clone, PartialEq, Message)]
-struct Line {
-    #[prost(uint64, tag = "1")]
-    function_id: u64,
-}
-#[derive(Clone, PartialEq, Message)]
-struct Function {
-    #[prost(uint64, tag = "1")]
-    id: u64,
-    #[prost(int64, tag = "2")]
-    name: i64,
-}
-
-impl Profile {
-    fn read(bytes: &[u8]) -> Profile {
-        Profile::decode(bytes).expect("a profile.proto message")
-    }
-
-    /// Function names of a sample's stack, innermost first (inlined frames included).
-    fn stack(&self, s: &Sample) -> Vec<&str> {
-        let mut names = Vec::new();
-        for id in &s.location_id {
-            let loc = self.location.iter().find(|l| l.id == *id).unwrap();
-            for line in &loc.line {
-                let f = self
-                    .function
-                    .iter()
-                    .find(|f| f.id == line.function_id)
-                    .unwrap();
-                names.push(self.string_table[f.name as usize].as_str());
+/// The four values (alloc objects, alloc bytes, inuse objects, inuse bytes) summed over the
+/// samples whose stack names a function containing `needle`.
+fn totals(p: &Profile, needle: &str) -> [i64; 4] {
+    let mut t = [0; 4];
+    for s in &p.sample {
+        if p.stack(s).iter().any(|n| n.contains(needle)) {
+            for (a, v) in t.iter_mut().zip(&s.value) {
+                *a += v;
             }
         }
-        names
     }
+    t
+}
 
-    /// The four values (alloc objects, alloc bytes, inuse objects, inuse bytes) summed over
-    /// the samples whose stack names a function containing `needle`.
-    fn totals(&self, needle: &str) -> [i64; 4] {
-        let mut t = [0; 4];
-        for s in &self.sample {
-            if self.stack(s).iter().any(|n| n.contains(needle)) {
-                for (a, v) in t.iter_mut().zip(&s.value) {
-                    *a += v;
-                }
-            }
-        }
-        t
-    }
+fn read(bytes: &[u8]) -> Profile {
+    Profile::read(bytes).expect("a profile.proto message")
 }
 
 const HELD: usize = 40_000;
@@ -146,7 +77,7 @@ fn estimates_are_unbiased_and_frees_are_seen() {
             .all(|(i, v)| v.len() == HELD_SIZE && v[7] == i as u8)
     );
 
-    let p = Profile::read(&profile::encode());
+    let p = read(&profile::encode());
     let names: Vec<_> = p
         .sample_type
         .iter()
@@ -163,11 +94,11 @@ fn estimates_are_unbiased_and_frees_are_seen() {
     );
     assert_eq!(p.period, 16 * 1024);
     let live = HELD as i64 * class_bytes(HELD_SIZE);
-    let h = p.totals("hold_the_big_ones");
+    let h = totals(&p, "hold_the_big_ones");
     near(h[1], live, "held, allocated bytes");
     near(h[3], live, "held, live bytes");
     near(h[2], HELD as i64, "held, live objects");
-    let c = p.totals("churn_small_ones");
+    let c = totals(&p, "churn_small_ones");
     near(
         c[1],
         CHURNED as i64 * class_bytes(CHURN_SIZE),
@@ -182,8 +113,8 @@ fn estimates_are_unbiased_and_frees_are_seen() {
 
     // Sampled blocks are ordinary blocks to their users, and freeing them is seen.
     drop(held);
-    let p = Profile::read(&profile::encode());
-    let h2 = p.totals("hold_the_big_ones");
+    let p = read(&profile::encode());
+    let h2 = totals(&p, "hold_the_big_ones");
     assert!(h2[3] < h[3] / 50, "freed: {h2:?}");
     assert!(h2[1] >= h[1], "allocations stay counted");
 
@@ -260,9 +191,9 @@ fn environment_profiles_are_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     for file in [path.clone(), dir.join("heap.pb.1")] {
-        let prof = Profile::read(&std::fs::read(&file).unwrap());
+        let prof = read(&std::fs::read(&file).unwrap());
         assert_eq!(prof.period, 512 * 1024, "the default rate");
-        let h = prof.totals("hold_the_big_ones");
+        let h = totals(&prof, "hold_the_big_ones");
         assert!(h[0] > 0, "{}: {h:?}", file.display());
     }
     std::fs::remove_dir_all(&dir).ok();

@@ -52,6 +52,9 @@ pub type CleanupFn = Box<dyn FnOnce() + Send>;
 enum Special {
     Finalizer(FinalizerFn),
     Cleanup(u64, CleanupFn),
+    /// A heap-profile sample (`tricolor_alloc::profile`): its bucket learns of the object's
+    /// death when the sweep finds it dead (after any finalizer has let it go).
+    Profile(u32),
 }
 
 enum Job {
@@ -119,7 +122,9 @@ impl Heap {
     /// Rule 3, in the sweep of span `r` (its mark bits still this cycle's): queues what its
     /// unmarked registered objects have, resurrecting those with a finalizer.
     pub(crate) fn sweep_specials(&self, r: &GcSpan) {
-        if self.finals_count.load(Ordering::Relaxed) == 0 {
+        if self.finals_count.load(Ordering::Relaxed) == 0
+            && self.profiled_count.load(Ordering::Relaxed) == 0
+        {
             return;
         }
         let mut f = self.finals_lock();
@@ -149,10 +154,17 @@ impl Heap {
                 }
             } else {
                 for s in cleanups {
-                    if let Special::Cleanup(id, fun) = s {
-                        f.cleanups.remove(&id);
-                        f.queue.push_back(Job::Cleanup(fun));
-                        self.finals_count.fetch_sub(1, Ordering::Relaxed);
+                    match s {
+                        Special::Cleanup(id, fun) => {
+                            f.cleanups.remove(&id);
+                            f.queue.push_back(Job::Cleanup(fun));
+                            self.finals_count.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        Special::Profile(bucket) => {
+                            tricolor_alloc::profile::object_freed(bucket);
+                            self.profiled_count.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        Special::Finalizer(_) => {}
                     }
                 }
             }
@@ -162,13 +174,25 @@ impl Heap {
 
     /// Rule 3 for a large object the sweep found dead: true if a finalizer resurrects it.
     pub(crate) fn sweep_large_specials(&self, r: &GcSpan) -> bool {
-        if self.finals_count.load(Ordering::Relaxed) == 0 {
+        if self.finals_count.load(Ordering::Relaxed) == 0
+            && self.profiled_count.load(Ordering::Relaxed) == 0
+        {
             return false;
         }
         // Its mark bit was cleared by the caller: `sweep_specials` sees it dead and sets the
         // bit again if it has a finalizer.
         self.sweep_specials(r);
         r.bits[0].mark.swap(0, Ordering::Relaxed) & 1 != 0
+    }
+
+    /// Marks `obj` (just allocated) as a heap-profile sample of `bucket`.
+    pub(crate) fn add_profile_special(&self, obj: *mut u8, bucket: u32) {
+        let mut f = self.finals_lock();
+        f.specials
+            .entry(obj as usize)
+            .or_default()
+            .push(Special::Profile(bucket));
+        self.profiled_count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Finishes the last cycle's sweep, so that what it found dead is queued (tests).

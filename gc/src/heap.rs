@@ -66,6 +66,8 @@ pub struct Heap {
     pub(crate) finals_cv: Condvar,
     /// Registered finalizers and cleanups: lets sweeps and marking skip the registry when
     /// there are none. Relaxed (a registration's object is alive until the next stop).
+    /// Objects carrying a heap-profile sample (`finalize`'s `Special::Profile`).
+    pub(crate) profiled_count: AtomicUsize,
     pub(crate) finals_count: AtomicUsize,
     /// Bytes of objects allocated or cached since the last mark, plus what it marked
     /// (Go's `heapLive`). Atomic, relaxed: a trigger check only.
@@ -282,6 +284,7 @@ impl Heap {
             finals: Mutex::new(crate::finalize::Finals::default()),
             finals_cv: Condvar::new(),
             finals_count: AtomicUsize::new(0),
+            profiled_count: AtomicUsize::new(0),
             roots: Mutex::new(GlobalRoots {
                 handles: Vec::new(),
                 callbacks: Vec::new(),

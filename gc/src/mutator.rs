@@ -215,6 +215,26 @@ pub(crate) struct Local {
     pub(crate) next_scanner: u64,
     /// This mutator's shard of each pool it has used, by pool index (`pool`).
     pub(crate) pools: Vec<Option<std::sync::Arc<crate::pool::Shard>>>,
+    /// Bytes this mutator may allocate before its next heap-profile sample
+    /// (`tricolor_alloc::profile`); about 2^62 while sampling is off, so the fast path's
+    /// subtraction never reaches zero then.
+    pub(crate) sample_left: i64,
+    /// The profiler's epoch `sample_left` was drawn in; a new one restarts the countdown.
+    pub(crate) sample_epoch: u64,
+}
+
+/// `Local::sample_left` while sampling is off.
+const NO_SAMPLE: i64 = i64::MAX / 2;
+
+/// The bytes a small object of `class` holds.
+#[inline(always)]
+fn class_size(class: usize) -> usize {
+    tricolor_alloc::size_class::CLASSES[class].size as usize
+}
+
+/// The bytes a large object of `bytes` holds: whole pages.
+fn large_held(bytes: usize) -> usize {
+    bytes.next_multiple_of(tricolor_alloc::size_class::PAGE_SIZE)
 }
 
 impl Local {
@@ -296,6 +316,8 @@ impl MutatorState {
                 wbuf: Vec::new(),
                 assist_debt: 0,
                 pools: Vec::new(),
+                sample_left: NO_SAMPLE,
+                sample_epoch: 0,
             }),
         }
     }
@@ -411,10 +433,74 @@ impl MutatorState {
             if let Some(c) = local.single.get_mut(ty as usize)
                 && let Some(p) = c.take()
             {
+                // The heap profile's countdown: one subtraction from a field beside the
+                // caches; reaches zero only while sampling (`Local::sample_left`).
+                local.sample_left -= c.size as i64;
+                if local.sample_left < 0 {
+                    return self.sample(p, ty, c.size);
+                }
                 return p;
             }
         }
         self.alloc_slow(ty)
+    }
+
+    /// The countdown ran out (or a new sampling epoch began): records `p`, an object of type
+    /// `ty` just allocated, in the heap profile when sampling is on, with its type name, and
+    /// draws the next countdown.
+    #[cold]
+    #[inline(never)]
+    fn sample(&self, p: *mut u8, ty: TypeId, held: usize) -> *mut u8 {
+        let info = self.type_of(ty, "alloc");
+        self.sample_object(p, info, held)
+    }
+
+    /// `held`: the bytes the heap holds for the object (its size class's size, or whole
+    /// pages), which the countdown counted and the profile scales by.
+    fn sample_object(&self, p: *mut u8, info: &'static TypeInfo, held: usize) -> *mut u8 {
+        // SAFETY: rule 2; no other reference to `Local` is live here.
+        let local = unsafe { self.local() };
+        let gap = tricolor_alloc::profile::next_sample_gap();
+        local.sample_left = gap.map_or(NO_SAMPLE, |g| g.min(NO_SAMPLE as u64) as i64);
+        if gap.is_none() || p.is_null() {
+            return p;
+        }
+        if let Some(bucket) = tricolor_alloc::profile::record_object(held, &info.name) {
+            self.heap.add_profile_special(p, bucket);
+        }
+        p
+    }
+
+    /// Counts an allocation the heap holds `held` bytes for down (`alloc`'s fast path counts
+    /// its own), sampling when due.
+    #[inline(always)]
+    fn counted(&self, p: *mut u8, info: &'static TypeInfo, held: usize) -> *mut u8 {
+        // SAFETY: rule 2; the reference ends before `sample_object`.
+        let local = unsafe { self.local() };
+        local.sample_left -= held as i64;
+        if local.sample_left < 0 {
+            return self.sample_cold(p, info, held);
+        }
+        p
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sample_cold(&self, p: *mut u8, info: &'static TypeInfo, held: usize) -> *mut u8 {
+        self.sample_object(p, info, held)
+    }
+
+    /// On a path that takes a new span or a large object: if the profiler's epoch changed
+    /// (sampling turned on, off, or to a new rate), restarts this mutator's countdown.
+    fn check_sample_epoch(&self) {
+        // SAFETY: rule 2; no other reference to `Local` is live here.
+        let local = unsafe { self.local() };
+        let epoch = tricolor_alloc::profile::epoch();
+        if local.sample_epoch != epoch {
+            local.sample_epoch = epoch;
+            local.sample_left = tricolor_alloc::profile::next_sample_gap()
+                .map_or(NO_SAMPLE, |g| g.min(NO_SAMPLE as u64) as i64);
+        }
     }
 
     #[cold]
@@ -422,20 +508,22 @@ impl MutatorState {
     fn alloc_slow(&self, ty: TypeId) -> *mut u8 {
         self.safepoint();
         let info = self.type_of(ty, "alloc");
-        match small_class(info.size) {
-            None => self.alloc_large(info, info.size),
+        let (p, held) = match small_class(info.size) {
+            None => (self.alloc_large(info, info.size), large_held(info.size)),
             Some(class) => {
                 let kind = kind(info, class);
-                self.alloc_small(info, class, kind, |local| {
+                let p = self.alloc_small(info, class, kind, |local| {
                     if local.single.len() <= ty as usize {
                         local
                             .single
                             .resize_with(ty as usize + 1, || AllocCache::EMPTY);
                     }
                     &mut local.single[ty as usize]
-                })
+                });
+                (p, class_size(class))
             }
-        }
+        };
+        self.counted(p, info, held)
     }
 
     /// Allocates a zeroed array of `len` elements of type `elem`; null if the heap cannot
@@ -460,15 +548,17 @@ impl MutatorState {
         if bytes > isize::MAX as usize / 2 {
             return ptr::null_mut();
         }
-        match small_class(bytes) {
-            None => self.alloc_large(info, bytes),
+        let (p, held) = match small_class(bytes) {
+            None => (self.alloc_large(info, bytes), large_held(bytes)),
             Some(class) => {
                 let kind = kind(info, class);
-                self.alloc_small(info, class, kind, |local| {
+                let p = self.alloc_small(info, class, kind, |local| {
                     local.others.entry(kind).or_insert(AllocCache::EMPTY)
-                })
+                });
+                (p, class_size(class))
             }
-        }
+        };
+        self.counted(p, info, held)
     }
 
     /// Small allocation through the cache `pick` selects: refills it (collecting first when
@@ -489,6 +579,7 @@ impl MutatorState {
                 }
                 c.release(self.heap, false);
             }
+            self.check_sample_epoch();
             let span_bytes = crate::span::span_pages(class) * tricolor_alloc::size_class::PAGE_SIZE;
             let Some(s) = self.grow_with(span_bytes, || self.heap.cache_span(info, class, kind))
             else {
@@ -501,6 +592,7 @@ impl MutatorState {
     }
 
     fn alloc_large(&self, info: &'static TypeInfo, bytes: usize) -> *mut u8 {
+        self.check_sample_epoch();
         self.grow_with(bytes, || {
             ptr::NonNull::new(self.heap.alloc_large(info, bytes))
         })

@@ -26,6 +26,9 @@ pub(crate) struct Bucket {
     hash: u64,
     /// The bytes each sample in this bucket held.
     pub(crate) bytes: u64,
+    /// What the samples are, when a layer above says (a collector's type name); "" for
+    /// `malloc`'s blocks.
+    pub(crate) label: &'static str,
     depth: u32,
     frames: [usize; MAX_FRAMES],
     /// Samples taken (cumulative).
@@ -54,10 +57,10 @@ pub(crate) static INDEX: Mutex<Index> = Mutex::new(Index {
     slots: [0; INDEX_SLOTS],
 });
 
-/// A word-at-a-time multiplicative hash of the frames and the size (each word mixed in with
-/// one multiply and a rotate; the index only needs the low bits spread).
-fn hash(frames: &[usize], bytes: u64) -> u64 {
-    let mut h = bytes ^ 0x9e37_79b9_7f4a_7c15;
+/// A word-at-a-time multiplicative hash of the frames, the size and the label (each word
+/// mixed in with one multiply and a rotate; the index only needs the low bits spread).
+fn hash(frames: &[usize], bytes: u64, label: &str) -> u64 {
+    let mut h = bytes ^ 0x9e37_79b9_7f4a_7c15 ^ (label.as_ptr() as u64).rotate_left(17);
     for &f in frames {
         h = (h ^ f as u64)
             .wrapping_mul(0xff51_afd7_ed55_8ccd)
@@ -66,10 +69,11 @@ fn hash(frames: &[usize], bytes: u64) -> u64 {
     h ^ (h >> 32)
 }
 
-/// Counts one sample of `bytes` with stack `frames` (at most `MAX_FRAMES`) and returns its
-/// bucket; `None` when a new bucket is needed and there is no room (or no metadata).
-pub(crate) fn record(frames: &[usize], bytes: u64) -> Option<u32> {
-    let h = hash(frames, bytes);
+/// Counts one sample of `bytes` labelled `label` with stack `frames` (at most `MAX_FRAMES`)
+/// and returns its bucket; `None` when a new bucket is needed and there is no room (or no
+/// metadata).
+pub(crate) fn record(frames: &[usize], bytes: u64, label: &'static str) -> Option<u32> {
+    let h = hash(frames, bytes, label);
     let mut index = INDEX.lock();
     let mask = INDEX_SLOTS - 1;
     let mut i = h as usize & mask;
@@ -78,7 +82,7 @@ pub(crate) fn record(frames: &[usize], bytes: u64) -> Option<u32> {
             0 => break,
             v => {
                 let b = get(v - 1);
-                if b.hash == h && b.bytes == bytes && b.frames() == frames {
+                if b.hash == h && b.bytes == bytes && b.label == label && b.frames() == frames {
                     b.allocs.fetch_add(1, Ordering::Relaxed);
                     return Some(v - 1);
                 }
@@ -102,6 +106,7 @@ pub(crate) fn record(frames: &[usize], bytes: u64) -> Option<u32> {
         b.write(Bucket {
             hash: h,
             bytes,
+            label,
             depth: frames.len() as u32,
             frames: stack,
             allocs: AtomicU64::new(1),

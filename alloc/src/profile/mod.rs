@@ -47,6 +47,7 @@
 
 mod buckets;
 mod pprof;
+pub mod proto;
 mod sampler;
 mod stack;
 
@@ -73,9 +74,40 @@ pub fn set_rate(bytes: u64) -> u64 {
     // Decide the front end first: the countdown slots depend on it.
     crate::percpu::per_cpu();
     let old = RATE.swap(bytes, Ordering::Relaxed);
+    EPOCH.fetch_add(1, Ordering::AcqRel);
     sampler::init_slots();
     crate::percpu::set_sampling(bytes > 0);
     old
+}
+
+/// Bumped by every [`set_rate`]: a countdown kept outside the allocator (a collector's) starts
+/// over when it sees a new epoch.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The sampling epoch: changes whenever the rate is set.
+pub fn epoch() -> u64 {
+    EPOCH.load(Ordering::Acquire)
+}
+
+/// The bytes to allocate before the next sample, drawn as the allocator draws its own
+/// (exponential, mean [`rate`]); `None` while sampling is off. For a layer above that
+/// allocates from memory of its own (Tricolor's collector, from its spans) and keeps its
+/// own countdown, per thread.
+pub fn next_sample_gap() -> Option<u64> {
+    sampler::next_gap()
+}
+
+/// Records a sampled object of `bytes` that a layer above allocated, with the calling
+/// thread's stack and `label` (the collector passes the object's type name, which the
+/// profile shows as the sample's `type` label). Returns the sample's bucket for
+/// [`object_freed`], or `None` when it was not recorded.
+pub fn record_object(bytes: usize, label: &'static str) -> Option<u32> {
+    sampler::record_object(bytes, label)
+}
+
+/// A sampled object [`record_object`] returned `bucket` for is dead.
+pub fn object_freed(bucket: u32) {
+    buckets::free(bucket);
 }
 
 /// Writes the heap profile to `path` (pprof's protobuf format, uncompressed, which

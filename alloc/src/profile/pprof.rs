@@ -5,7 +5,9 @@
 //!   `inuse_space`/bytes (pprof shows the last, `inuse_space`, unless told otherwise);
 //!   period type `space`/bytes, period the sampling rate;
 //! * each bucket's counts scaled by `1 / (1 - e^(-size/rate))` (Go's `scaleHeapSample`);
-//! * a numeric label `bytes`: the size of each allocation in the bucket, as Go's.
+//! * a numeric label `bytes`: the size of each allocation in the bucket, as Go's; and for a
+//!   collector's objects a string label `type`, the registered type name (`go tool pprof
+//!   -tagfocus type=node`, `-tags`).
 //!
 //! Locations are symbolized here (the `backtrace` crate: DWARF line tables where present,
 //! else the ELF symbol tables, then `dladdr`), with inlined frames as extra lines, so the
@@ -14,118 +16,9 @@
 //! dropped, as Go drops the runtime's.
 
 use super::buckets;
+use super::proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 use prost::Message;
 use std::collections::HashMap;
-
-#[derive(Clone, PartialEq, Message)]
-struct Profile {
-    #[prost(message, repeated, tag = "1")]
-    sample_type: Vec<ValueType>,
-    #[prost(message, repeated, tag = "2")]
-    sample: Vec<Sample>,
-    #[prost(message, repeated, tag = "3")]
-    mapping: Vec<Mapping>,
-    #[prost(message, repeated, tag = "4")]
-    location: Vec<Location>,
-    #[prost(message, repeated, tag = "5")]
-    function: Vec<Function>,
-    #[prost(string, repeated, tag = "6")]
-    string_table: Vec<String>,
-    #[prost(int64, tag = "9")]
-    time_nanos: i64,
-    #[prost(message, optional, tag = "11")]
-    period_type: Option<ValueType>,
-    #[prost(int64, tag = "12")]
-    period: i64,
-    #[prost(int64, repeated, tag = "13")]
-    comment: Vec<i64>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct ValueType {
-    #[prost(int64, tag = "1")]
-    r#type: i64,
-    #[prost(int64, tag = "2")]
-    unit: i64,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct Sample {
-    #[prost(uint64, repeated, tag = "1")]
-    location_id: Vec<u64>,
-    #[prost(int64, repeated, tag = "2")]
-    value: Vec<i64>,
-    #[prost(message, repeated, tag = "3")]
-    label: Vec<Label>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct Label {
-    #[prost(int64, tag = "1")]
-    key: i64,
-    #[prost(int64, tag = "2")]
-    str: i64,
-    #[prost(int64, tag = "3")]
-    num: i64,
-    #[prost(int64, tag = "4")]
-    num_unit: i64,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct Mapping {
-    #[prost(uint64, tag = "1")]
-    id: u64,
-    #[prost(uint64, tag = "2")]
-    memory_start: u64,
-    #[prost(uint64, tag = "3")]
-    memory_limit: u64,
-    #[prost(uint64, tag = "4")]
-    file_offset: u64,
-    #[prost(int64, tag = "5")]
-    filename: i64,
-    #[prost(int64, tag = "6")]
-    build_id: i64,
-    #[prost(bool, tag = "7")]
-    has_functions: bool,
-    #[prost(bool, tag = "8")]
-    has_filenames: bool,
-    #[prost(bool, tag = "9")]
-    has_line_numbers: bool,
-    #[prost(bool, tag = "10")]
-    has_inline_frames: bool,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct Location {
-    #[prost(uint64, tag = "1")]
-    id: u64,
-    #[prost(uint64, tag = "2")]
-    mapping_id: u64,
-    #[prost(uint64, tag = "3")]
-    address: u64,
-    #[prost(message, repeated, tag = "4")]
-    line: Vec<Line>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct Line {
-    #[prost(uint64, tag = "1")]
-    function_id: u64,
-    #[prost(int64, tag = "2")]
-    line: i64,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct Function {
-    #[prost(uint64, tag = "1")]
-    id: u64,
-    #[prost(int64, tag = "2")]
-    name: i64,
-    #[prost(int64, tag = "3")]
-    system_name: i64,
-    #[prost(int64, tag = "4")]
-    filename: i64,
-}
 
 /// Go's `scaleHeapSample`: the estimated (objects, bytes) behind `count` samples of `size`
 /// bytes each at `rate`.
@@ -245,20 +138,25 @@ fn readable(name: &str) -> String {
     name.to_owned()
 }
 
-/// True for a source file of the allocator or its C layers: their crates' directories, as
+/// True for a source file of the allocator, the collector or their C layers: their crates' directories, as
 /// this crate was built (release builds' line tables name inlined functions without their
 /// paths, so names alone cannot tell `alloc_sampled` is ours).
 fn is_allocator_file(file: &str) -> bool {
     let alloc = env!("CARGO_MANIFEST_DIR");
     let root = std::path::Path::new(alloc).parent();
     file.starts_with(alloc)
-        || root.is_some_and(|r| std::path::Path::new(file).starts_with(r.join("ffi")))
+        || root.is_some_and(|r| {
+            let f = std::path::Path::new(file);
+            f.starts_with(r.join("ffi")) || f.starts_with(r.join("gc").join("src"))
+        })
 }
 
 /// Frames of the allocator itself, dropped from the top of every stack.
 fn is_allocator_frame(name: &str) -> bool {
-    const PREFIXES: [&str; 11] = [
+    const PREFIXES: [&str; 13] = [
         "tricolor_alloc::",
+        "tricolor_gc::",
+        "<tricolor_gc::",
         "__rustc::",
         "<alloc::alloc::Global as core::alloc::Allocator>::",
         "<tricolor_alloc::",
@@ -346,6 +244,7 @@ pub(crate) fn encode(rate: u64) -> Vec<u8> {
     ];
     let period_type = Some(vt(&mut strings, "space", bytes_unit));
     let bytes_key = strings.id("bytes");
+    let type_key = strings.id("type");
 
     let maps = executable_maps();
     let mapping: Vec<Mapping> = maps
@@ -437,12 +336,23 @@ pub(crate) fn encode(rate: u64) -> Vec<u8> {
         samples.push(Sample {
             location_id: ids,
             value: vec![ao, ab, io, ib],
-            label: vec![Label {
-                key: bytes_key,
-                str: 0,
-                num: b.bytes as i64,
-                num_unit: 0,
-            }],
+            label: {
+                let mut l = vec![Label {
+                    key: bytes_key,
+                    str: 0,
+                    num: b.bytes as i64,
+                    num_unit: 0,
+                }];
+                if !b.label.is_empty() {
+                    l.push(Label {
+                        key: type_key,
+                        str: strings.id(b.label),
+                        num: 0,
+                        num_unit: 0,
+                    });
+                }
+                l
+            },
         });
     }
     // A mapping with an address no symbol named is left for pprof to symbolize (from the

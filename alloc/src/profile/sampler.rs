@@ -159,7 +159,7 @@ pub(crate) fn alloc_sampled(
     let bytes = class.map_or(pages * PAGE_SIZE, |c| CLASSES[c].size as usize);
     let mut frames = [0usize; buckets::MAX_FRAMES];
     let depth = stack::capture(&mut frames);
-    let bucket = buckets::record(&frames[..depth], bytes as u64)?;
+    let bucket = buckets::record(&frames[..depth], bytes as u64, "")?;
     let Some(run) = HEAP
         .pages
         .alloc(pages, align_pages, SpanState::Large, SAMPLED)
@@ -176,6 +176,37 @@ pub(crate) fn alloc_sampled(
         unsafe { ptr::write_bytes(start, 0, size) };
     }
     Some(start)
+}
+
+/// Draws the next gap for a countdown kept elsewhere (a collector's mutator), from the
+/// calling thread's random state; `None` while sampling is off.
+pub(crate) fn next_gap() -> Option<u64> {
+    let rate = RATE.load(Ordering::Relaxed);
+    if rate == 0 {
+        return None;
+    }
+    Some(THREAD.with(|t| {
+        let (left, mut rng) = t.get();
+        if rng == 0 {
+            rng = seed(t as *const _ as u64);
+        }
+        let cell = AtomicU64::new(rng);
+        let gap = draw(&cell, rate);
+        t.set((left, cell.load(Ordering::Relaxed)));
+        gap as u64
+    }))
+}
+
+/// Records a sample of an object a layer above allocated (`bytes`, labelled `label`) with
+/// the calling thread's stack; its bucket, or `None` (quiet thread, or no room).
+pub(crate) fn record_object(bytes: usize, label: &'static str) -> Option<u32> {
+    if quiet() {
+        return None;
+    }
+    let _quiet = Quiet::enter();
+    let mut frames = [0usize; buckets::MAX_FRAMES];
+    let depth = stack::capture(&mut frames);
+    buckets::record(&frames[..depth], bytes as u64, label)
 }
 
 /// A sampled block from `bucket` was freed (its bytes are the bucket's).
