@@ -6,7 +6,7 @@
 //! | `TRICOLOR_MADV` | `dontneed`, `free` | `dontneed` |
 //! | `TRICOLOR_SCAVENGER` | `1` (background thread), `0` (release from the allocating threads' slow paths instead) | `1` |
 //! | `TRICOLOR_PERCPU` | `1`, `0` (per-thread caches even where rseq works) | `1` |
-//! | `TRICOLOR_PROFILE` | a file path: sample allocations and write a heap profile there at exit (`profile`) | none |
+//! | `TRICOLOR_PROFILE` | a file path (`%p`: the process id): sample allocations and write a heap profile there at exit (`profile`) | none |
 //! | `TRICOLOR_PROFILE_RATE` | a byte count (Go's `MemProfileRate`): one sample per that many bytes on average; `0` samples nothing | `524288` when `TRICOLOR_PROFILE` is set, else `0` |
 //! | `TRICOLOR_PROFILE_SIGNAL` | `1` (also write `PATH.N` on each `SIGUSR2`, if the program leaves the signal at its default), `0` | `0` |
 //!

@@ -146,12 +146,20 @@ fn estimates_are_unbiased_and_frees_are_seen() {
 }
 
 fn child(test: &str, env: &[(&str, &str)]) -> std::process::Output {
+    child_with_pid(test, env).0
+}
+
+fn child_with_pid(test: &str, env: &[(&str, &str)]) -> (std::process::Output, u32) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([test, "--exact", "--nocapture", "--ignored"]);
+    cmd.args([test, "--exact", "--nocapture", "--ignored"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap()
+    let c = cmd.spawn().unwrap();
+    let pid = c.id();
+    (c.wait_with_output().unwrap(), pid)
 }
 
 #[test]
@@ -196,6 +204,24 @@ fn environment_profiles_are_written() {
         let h = totals(&prof, "hold_the_big_ones");
         assert!(h[0] > 0, "{}: {h:?}", file.display());
     }
+    // `%p` in the path is the process id, for programs that start others.
+    let pattern = dir.join("heap-%p.pb");
+    let (out, pid) = child_with_pid(
+        "child_allocates_and_signals",
+        &[("TRICOLOR_PROFILE", pattern.to_str().unwrap())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = dir.join(format!("heap-{pid}.pb"));
+    assert!(
+        totals(
+            &read(&std::fs::read(&written).unwrap()),
+            "hold_the_big_ones"
+        )[0] > 0
+    );
     std::fs::remove_dir_all(&dir).ok();
 
     // A malformed rate is reported, and nothing is sampled.

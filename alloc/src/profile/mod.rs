@@ -40,9 +40,12 @@
 //! a new stack beyond that is not taken).
 //!
 //! # Writing
-//! [`dump`] (C `tc_profile_dump`), `TRICOLOR_PROFILE=path` at exit, and with
-//! `TRICOLOR_PROFILE_SIGNAL=1` on each `SIGUSR2` to `path.N` (written by a thread of the
-//! profiler's own, woken through a pipe: a signal handler cannot allocate). The file is
+//! [`dump`] (C `tc_profile_dump`), `TRICOLOR_PROFILE=path` at exit (`%p` in it becomes the
+//! process id; a `.fini_array` entry, so nothing is registered from inside the first
+//! `malloc`), and with `TRICOLOR_PROFILE_SIGNAL=1` on each `SIGUSR2` to `path.N` (written by
+//! a thread of the profiler's own, woken through a pipe: a signal handler cannot allocate;
+//! handler and thread are installed at the first sample, outside every lock). Files are
+//! written under a temporary name and renamed. The file is
 //! pprof's `profile.proto` with Go's heap-profile sample types.
 
 mod buckets;
@@ -155,7 +158,7 @@ pub(crate) fn start_from_environment() {
 }
 
 /// The automatic writes: at exit, and on `SIGUSR2`.
-mod writer {
+pub(crate) mod writer {
     use super::*;
     use crate::os;
     use crate::sync::{AtomicI32, AtomicPtr, AtomicUsize};
@@ -165,10 +168,15 @@ mod writer {
     static PATH: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
     static PATH_LEN: AtomicUsize = AtomicUsize::new(0);
     static ARMED: AtomicBool = AtomicBool::new(false);
+    /// `TRICOLOR_PROFILE_SIGNAL=1` asked for the handler; the first sample starts its thread.
+    static SIGNAL_WANTED: AtomicBool = AtomicBool::new(false);
+    static SIGNAL_ARMED: AtomicBool = AtomicBool::new(false);
     /// The pipe's write end, for the signal handler.
     static WAKE: AtomicI32 = AtomicI32::new(-1);
     static WAKE_READ: AtomicI32 = AtomicI32::new(-1);
 
+    /// The path, with `%p` replaced by the process id (for programs that start others under
+    /// the same environment, which would otherwise overwrite each other's profile).
     fn path() -> Option<String> {
         let p = PATH.load(Ordering::Acquire);
         if p.is_null() {
@@ -176,37 +184,72 @@ mod writer {
         }
         // SAFETY: set once to a leaked copy of `PATH_LEN` bytes before being published.
         let bytes = unsafe { core::slice::from_raw_parts(p, PATH_LEN.load(Ordering::Relaxed)) };
-        Some(String::from_utf8_lossy(bytes).into_owned())
+        let path = String::from_utf8_lossy(bytes);
+        Some(path.replace("%p", &std::process::id().to_string()))
     }
 
+    /// Called when the front end is decided, inside the first allocation: only records what
+    /// to do. Nothing is registered with libc here (an `atexit` from inside `malloc` can
+    /// deadlock on libc's exit-handler lock when that `malloc` came from `atexit`); the
+    /// write at exit is a `.fini_array` entry, and the signal handler waits for the first
+    /// sample (`after_sample`).
     pub(super) fn arm(path: &[u8], signal: bool) {
-        if ARMED.swap(true, Ordering::AcqRel) {
+        if ARMED.load(Ordering::Acquire) {
             return;
         }
         let copy = Box::leak(path.to_vec().into_boxed_slice());
         PATH_LEN.store(copy.len(), Ordering::Relaxed);
         PATH.store(copy.as_mut_ptr(), Ordering::Release);
-        // SAFETY: `at_exit` is an `extern "C" fn()` with no preconditions.
-        unsafe { libc::atexit(at_exit) };
+        SIGNAL_WANTED.store(signal, Ordering::Relaxed);
+        ARMED.store(true, Ordering::Release);
         if signal {
             arm_signal();
         }
     }
 
+    /// After a sampled allocation, on a quiet thread holding no allocator lock: starts the
+    /// thread that writes on `SIGUSR2` the first time, if the handler is installed
+    /// (`pthread_create` may allocate and takes the loader's locks: not from inside the
+    /// first `malloc`).
+    pub(super) fn after_sample() {
+        if SIGNAL_WANTED.load(Ordering::Relaxed)
+            && WAKE.load(Ordering::Acquire) >= 0
+            && !SIGNAL_ARMED.swap(true, Ordering::AcqRel)
+            && !os::spawn_detached(signalled, c"tricolor-prof", 8 << 20)
+        {
+            os::write_stderr(b"tricolor: cannot start the heap profile's SIGUSR2 thread\n");
+        }
+    }
+
+    /// Run by the C runtime at exit (after `atexit` handlers), for this object: the
+    /// executable, or the shared library that links the allocator.
+    #[used]
+    #[unsafe(link_section = ".fini_array")]
+    static WRITE_AT_EXIT: extern "C" fn() = at_exit;
+
     extern "C" fn at_exit() {
+        if !ARMED.load(Ordering::Acquire) {
+            return;
+        }
         if let Some(p) = path() {
             write(&p);
         }
     }
 
+    /// Writes to a temporary name beside `p`, then renames: a reader never sees half a file.
     fn write(p: &str) {
-        if let Err(e) = dump(p) {
+        let tmp = format!("{p}.tmp{}", std::process::id());
+        let done = dump(&tmp).and_then(|()| std::fs::rename(&tmp, p));
+        if let Err(e) = done {
+            std::fs::remove_file(&tmp).ok();
             os::write_stderr(format!("tricolor: cannot write heap profile {p}: {e}\n").as_bytes());
         }
     }
 
-    /// Installs the `SIGUSR2` handler if the program left the signal at its default, with a
-    /// thread that writes `path.N` when woken.
+    /// Installs the `SIGUSR2` handler if the program left the signal at its default: system
+    /// calls only, safe inside the first allocation. The thread that writes `path.N` when the
+    /// handler wakes it starts at the first sample (`after_sample`); signals before it wait
+    /// in the pipe.
     fn arm_signal() {
         let mut fds = [0i32; 2];
         // SAFETY: `fds` has room for the two descriptors; every struct passed is initialised.
@@ -225,9 +268,6 @@ mod writer {
             }
             WAKE_READ.store(fds[0], Ordering::Relaxed);
             WAKE.store(fds[1], Ordering::Release);
-            if !os::spawn_detached(signalled, c"tricolor-prof", 8 << 20) {
-                return;
-            }
             let mut act: libc::sigaction = core::mem::zeroed();
             act.sa_sigaction = on_signal as extern "C" fn(i32) as usize;
             act.sa_flags = libc::SA_RESTART;

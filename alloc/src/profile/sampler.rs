@@ -175,6 +175,7 @@ pub(crate) fn alloc_sampled(
         // SAFETY: the run is committed and at least `size` bytes.
         unsafe { ptr::write_bytes(start, 0, size) };
     }
+    super::writer::after_sample();
     Some(start)
 }
 
@@ -206,7 +207,9 @@ pub(crate) fn record_object(bytes: usize, label: &'static str) -> Option<u32> {
     let _quiet = Quiet::enter();
     let mut frames = [0usize; buckets::MAX_FRAMES];
     let depth = stack::capture(&mut frames);
-    buckets::record(&frames[..depth], bytes as u64, label)
+    let bucket = buckets::record(&frames[..depth], bytes as u64, label);
+    super::writer::after_sample();
+    bucket
 }
 
 /// A sampled block from `bucket` was freed (its bytes are the bucket's).
