@@ -36,7 +36,9 @@ const CHURN_SIZE: usize = 100;
 
 #[inline(never)]
 fn hold_the_big_ones() -> Vec<Vec<u8>> {
-    (0..HELD).map(|i| vec![i as u8; HELD_SIZE]).collect()
+    let v = (0..HELD).map(|i| vec![i as u8; HELD_SIZE]).collect();
+    // Not a tail call: this function's frame must be on the sampled stacks.
+    std::hint::black_box(v)
 }
 
 #[inline(never)]

@@ -142,6 +142,14 @@ fn readable(name: &str) -> String {
 /// this crate was built (release builds' line tables name inlined functions without their
 /// paths, so names alone cannot tell `alloc_sampled` is ours).
 fn is_allocator_file(file: &str) -> bool {
+    // Rust's own allocation shims (`alloc::alloc::alloc`, `Global::allocate`), named without
+    // paths in release builds' line tables.
+    if file.ends_with("/library/alloc/src/alloc.rs")
+        || file.ends_with("/library/std/src/alloc.rs")
+        || file.contains("/library/core/src/alloc/")
+    {
+        return true;
+    }
     let alloc = env!("CARGO_MANIFEST_DIR");
     let root = std::path::Path::new(alloc).parent();
     file.starts_with(alloc)
