@@ -17,6 +17,23 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(127, 127, 127),
 ];
 
+/// Draws the chart's legend (its labelled series) at `pos`, boxed on a light background.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pos: SeriesLabelPosition,
+) -> Result
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(pos)
+        .draw()?;
+    Ok(())
+}
+
 /// The collector over time (`plot` module docs).
 pub(crate) fn gc_trace(path: &str, cycles: &[Cycle], limit_mb: Option<f64>) -> Result {
     let root = SVGBackend::new(path, (1000, 700)).into_drawing_area();
@@ -70,12 +87,7 @@ pub(crate) fn gc_trace(path: &str, cycles: &[Cycle], limit_mb: Option<f64>) -> R
             .label("memory limit")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], PALETTE[0]));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
 
     let pauses: Vec<(f64, f64)> = cycles
         .iter()
@@ -155,12 +167,7 @@ pub(crate) fn ratios(
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
     }
     chart.draw_series(LineSeries::new([(0.0, 1.0), (n as f64, 1.0)], BLACK))?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     Ok(())
 }
@@ -233,12 +240,7 @@ pub(crate) fn pauses(path: &str, rows: &[(String, String, f64, f64)]) -> Result 
                 .map(|&(x, p50, _)| Circle::new((x, p50), 4, color.filled())),
         )?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     Ok(())
 }

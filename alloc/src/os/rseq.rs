@@ -89,7 +89,7 @@ macro_rules! sequence_start {
 /// (the class's item array's offset), and the scratch registers `{cpu}` and `{cur}`. `extra`
 /// adds the sequence's own operands.
 macro_rules! sequence {
-    ($slabs:expr, $list:expr, [$($body:literal),* $(,)?], $($extra:tt)*) => {
+    ($slabs:expr, $list:expr, [$($body:expr),* $(,)?], $($extra:tt)*) => {
         core::arch::asm!(
             sequence_start!(),
             $($body,)*
@@ -103,6 +103,25 @@ macro_rules! sequence {
             cur = out(reg) _,
             in("cl") $slabs.shift as u8,
             options(nostack),
+        )
+    };
+}
+
+/// The popping body both popping sequences share: the `begin` gate, then `current` (and the
+/// counter with it, by adding `{k}`), the item, and the one committing 8-byte store; jumps to
+/// the failure exit 7 when the list is empty.
+macro_rules! pop_body {
+    () => {
+        concat!(
+            "mov {out:e}, dword ptr [{cpu} + {hdr} + 12]\n",
+            "mov {cur}, qword ptr [{cpu} + {hdr}]\n",
+            "cmp {cur:e}, {out:e}\n",
+            "jbe 7f\n",
+            "add {cur}, {k}\n",
+            "mov {out:e}, {cur:e}\n",
+            "add {out}, {items}\n",
+            "mov {out}, qword ptr [{cpu} + {out} * 8]\n",
+            "mov qword ptr [{cpu} + {hdr}], {cur}\n",
         )
     };
 }
@@ -158,15 +177,7 @@ unsafe fn pop_adding(slabs: Slabs, list: List, k: u64) -> usize {
             slabs,
             list,
             [
-                "mov {out:e}, dword ptr [{cpu} + {hdr} + 12]",
-                "mov {cur}, qword ptr [{cpu} + {hdr}]",
-                "cmp {cur:e}, {out:e}",
-                "jbe 7f",
-                "add {cur}, {k}",
-                "mov {out:e}, {cur:e}",
-                "add {out}, {items}",
-                "mov {out}, qword ptr [{cpu} + {out} * 8]",
-                "mov qword ptr [{cpu} + {hdr}], {cur}",
+                pop_body!(),
                 "4:",
                 "jmp 8f",
                 "7:",
@@ -207,15 +218,7 @@ pub(crate) unsafe fn pop_counting_down<const COUNTDOWN: usize>(
             [
                 "sub qword ptr [{cpu} + {cd}], {bytes}",
                 "jle 9f",
-                "mov {out:e}, dword ptr [{cpu} + {hdr} + 12]",
-                "mov {cur}, qword ptr [{cpu} + {hdr}]",
-                "cmp {cur:e}, {out:e}",
-                "jbe 7f",
-                "add {cur}, {k}",
-                "mov {out:e}, {cur:e}",
-                "add {out}, {items}",
-                "mov {out}, qword ptr [{cpu} + {out} * 8]",
-                "mov qword ptr [{cpu} + {hdr}], {cur}",
+                pop_body!(),
                 "4:",
                 "jmp 8f",
                 "9:",
