@@ -117,3 +117,12 @@ fn forked_children_allocate_while_threads_hold_locks() {
 fn fork_storm_with_small_block_churn() {
     fork_while_churning(4, 200, 600);
 }
+
+/// The heap profiler's locks (its bucket index, taken while sampling; its slot set-up) are
+/// held across `fork` too: with a sample every 4 KiB on average the churning threads are
+/// often inside them when the main thread forks, and the children sample as well.
+#[test]
+fn fork_while_sampling() {
+    tricolor_alloc::profile::set_rate(4096);
+    fork_while_churning(3, 100, 4000);
+}
