@@ -264,3 +264,56 @@ fn a_sampled_block_freed_twice_aborts() {
         "{err}"
     );
 }
+
+/// Sampling under concurrency: four threads allocate stamped blocks (a sample every 256
+/// bytes on average, so most are page runs of their own), hand them to the next thread,
+/// which checks every byte and frees them. Then every bucket's frees are at most its
+/// allocations, and the profile still reads.
+#[test]
+#[ignore = "run by sampling_under_concurrency in a child (it sets a rate of 256)"]
+fn child_samples_from_four_threads() {
+    profile::set_rate(256);
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..4)
+        .map(|_| std::sync::mpsc::channel::<Vec<u8>>())
+        .unzip();
+    let mut handles = Vec::new();
+    for (t, rx) in rxs.into_iter().enumerate() {
+        let tx = txs[(t + 1) % 4].clone();
+        handles.push(std::thread::spawn(move || {
+            for i in 0..20_000usize {
+                let n = 16 + (i * 7919 + t * 31) % 3000;
+                let stamp = (i ^ t) as u8;
+                tx.send(vec![stamp; n]).unwrap();
+                if i % 2 == 1 {
+                    for _ in 0..2 {
+                        let v = rx.recv().unwrap();
+                        assert!(v.iter().all(|&b| b == v[0]), "a block's bytes changed");
+                    }
+                }
+            }
+            rx
+        }));
+    }
+    drop(txs);
+    for h in handles {
+        let rx = h.join().unwrap();
+        while let Ok(v) = rx.try_recv() {
+            assert!(v.iter().all(|&b| b == v[0]), "a block's bytes changed");
+        }
+    }
+    let p = read(&profile::encode());
+    assert!(p.sample.len() > 10);
+    for s in &p.sample {
+        assert!(s.value[2] >= 0 && s.value[2] <= s.value[0], "{:?}", s.value);
+    }
+}
+
+#[test]
+fn sampling_under_concurrency() {
+    let out = child("child_samples_from_four_threads", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
