@@ -288,18 +288,19 @@ fn slabs() -> rseq::Slabs {
 /// Allocates one block of `class` (null when memory is exhausted). Per-CPU mode only.
 ///
 /// Budget, read with `objdump -d` on the release `tricolor` binary (x86-64, 2026-11-30):
-/// `Tricolor::alloc` for a small request that hits the slab runs 47 instructions from entry to
-/// `ret`: 6 pick the size class (a bound check and one table load), 4 check the mode, 10 read
-/// the slab layout (base, shift, count, this class's item offset), find this thread's
-/// `struct rseq` and load the counter's constant, 2 register the descriptor, 14 are the
-/// sequence (CPU id, bound, `begin` gate, `current` with the allocation count, item, one
-/// committing 8-byte store), 3 test the result, 1 clears the canary, 7 are the prologue,
-/// epilogue and a jump. Counting allocations (`counters`) added none: the add of `2^32 - 1`
-/// replaced the decrement, and the header's item-offset load moved out of the sequence into
-/// the layout table. No atomic instruction, no lock; the only stores are `rseq_cs`, the commit
-/// and the canary. (mimalloc's whole malloc is about 20.) Two of the loads go through the GOT
-/// (the size-class table and the layout live in this crate, but the code is
-/// position-independent).
+/// `Tricolor::alloc` for a small request that hits the slab runs 43 instructions from entry to
+/// `ret`: 2 save registers, 6 pick the size class (a bound check and one table load), 4 check
+/// the mode, 8 read the slab layout (base, shift, count, `__rseq_offset`, this class's item
+/// offset) and set up the header offset and the counter's constant, 2 register the
+/// descriptor, 15 are the sequence (CPU id read as `fs:[offset + 4]`, bound, `begin` gate,
+/// `current` with the allocation count, item, one committing 8-byte store, the jump out), 2
+/// test the result, 1 clears the canary, 3 restore and return. (It was 47 before the
+/// sequences addressed `struct rseq` through `fs` instead of loading the thread pointer.)
+/// Counting allocations (`counters`) added none: the add of `2^32 - 1` replaced the
+/// decrement. Heap profiling adds none while off (`profile`: its arm is out of line). No
+/// atomic instruction, no lock; the only stores are `rseq_cs`, the commit and the canary.
+/// (mimalloc's whole malloc is about 20.) Two of the loads go through the GOT (the
+/// size-class table and the layout live in this crate, but the code is position-independent).
 ///
 /// # Safety
 /// Per-CPU mode is on ([`per_cpu`] returned true), and `class < NUM_CLASSES` (its header
