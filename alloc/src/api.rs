@@ -1,4 +1,4 @@
-//! The API layer: what `GlobalAlloc` and (later) the C ABI call. It picks a size class or a
+//! The API layer: what `GlobalAlloc` and the C ABI call. It picks a size class or a
 //! page run, checks every pointer it is given back, and implements `realloc`.
 //!
 //! # The always-on pointer check
