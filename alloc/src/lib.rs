@@ -113,6 +113,7 @@ pub(crate) mod pagemap;
 pub(crate) mod percpu;
 #[cfg(not(loom))]
 pub mod profile;
+pub(crate) mod publish;
 #[cfg(not(loom))]
 pub(crate) mod scavenger;
 pub mod size_class;

@@ -2,9 +2,9 @@
 //! `bucket` with its `memRecord`).
 //!
 //! Invariants:
-//! 1. A bucket's stack and size never change after it is published in `TABLE` (Release on
-//!    `COUNT`); its counters only grow. Buckets live in metadata and are never freed, so a
-//!    reader holding an index below `COUNT` (Acquire) may read the bucket without a lock.
+//! 1. A bucket's stack, size and label never change after it is published in `TABLE`
+//!    (`publish`'s rules, checked by its loom model); its counters only grow. Buckets live in
+//!    metadata and are never freed, so a reader may read any published bucket without a lock.
 //! 2. `INDEX` (stack hash → bucket index + 1, open addressing) is read and written only under
 //!    its lock, which is taken by sampling threads holding no other allocator lock; inside it
 //!    only the metadata arena's lock is taken (for a new bucket). `fork` takes it first.
@@ -12,8 +12,8 @@
 //!    after the allocation it frees.
 
 use crate::heap::HEAP;
-use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
-use core::ptr;
+use crate::publish::Published;
+use crate::sync::{AtomicU64, Mutex, Ordering};
 
 /// Return addresses kept per sample (Go keeps 32; deeper stacks lose their outermost frames).
 pub(crate) const MAX_FRAMES: usize = 64;
@@ -44,9 +44,8 @@ impl Bucket {
     }
 }
 
-static TABLE: [AtomicPtr<Bucket>; MAX_BUCKETS] =
-    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_BUCKETS];
-static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// The buckets, in the order they were made (`publish`'s rules).
+static TABLE: Published<Bucket, MAX_BUCKETS> = Published::new();
 
 /// Index slots: 0 empty, else bucket index + 1.
 pub(crate) struct Index {
@@ -90,8 +89,7 @@ pub(crate) fn record(frames: &[usize], bytes: u64, label: &'static str) -> Optio
         }
         i = (i + 1) & mask;
     }
-    let n = COUNT.load(Ordering::Relaxed);
-    if n == MAX_BUCKETS {
+    if TABLE.len() == MAX_BUCKETS {
         return None;
     }
     let mem = HEAP
@@ -113,8 +111,9 @@ pub(crate) fn record(frames: &[usize], bytes: u64, label: &'static str) -> Optio
             frees: AtomicU64::new(0),
         })
     };
-    TABLE[n].store(b, Ordering::Relaxed);
-    COUNT.store(n + 1, Ordering::Release);
+    // SAFETY: the index lock serialises appends; the bucket is written and lives in
+    // metadata forever (`publish` rules 1 and 3).
+    let n = unsafe { TABLE.push(b) }?;
     index.slots[i] = n as u32 + 1;
     Some(n as u32)
 }
@@ -126,18 +125,17 @@ pub(crate) fn unrecord(bucket: u32) {
 
 /// Counts the free of a sample from `bucket`.
 pub(crate) fn free(bucket: u32) {
-    if (bucket as usize) < COUNT.load(Ordering::Acquire) {
+    if (bucket as usize) < TABLE.len() {
         get(bucket).frees.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// Bucket `i` (below `COUNT`).
+/// Bucket `i` (published: below a count read).
 fn get(i: u32) -> &'static Bucket {
-    // SAFETY: invariant 1: published before COUNT passed `i`, never freed.
-    unsafe { &*TABLE[i as usize].load(Ordering::Relaxed) }
+    TABLE.get(i as usize)
 }
 
 /// Every bucket so far (invariant 1: readable without the lock).
 pub(crate) fn all() -> impl Iterator<Item = &'static Bucket> {
-    (0..COUNT.load(Ordering::Acquire) as u32).map(get)
+    (0..TABLE.len() as u32).map(get)
 }
