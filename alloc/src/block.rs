@@ -60,16 +60,20 @@ fn canary(block: usize) -> usize {
 }
 
 /// Debug builds poison a freed block past its link and canary words, so a use after free
-/// reads 0xdf bytes instead of plausible data. Nothing in release builds.
+/// reads 0xdf bytes instead of plausible data. Nothing in release builds, not even the
+/// class's size lookup (it takes the class, not the size, for that reason).
 ///
 /// # Safety
-/// `_block` is a block of `_size` bytes that the allocator owns (being freed).
+/// `_block` is a block of size class `_class` that the allocator owns (being freed).
 #[inline]
-pub(crate) unsafe fn debug_fill_freed(_block: *mut u8, _size: usize) {
+pub(crate) unsafe fn debug_fill_freed(_block: *mut u8, _class: usize) {
     #[cfg(debug_assertions)]
-    if _size > 16 {
-        // SAFETY: the caller's contract: the block is ours and `_size` bytes long.
-        unsafe { core::ptr::write_bytes(_block.add(16), 0xdf, _size - 16) };
+    {
+        let size = crate::size_class::class_info(_class).size as usize;
+        if size > 16 {
+            // SAFETY: the caller's contract: the block is ours and `size` bytes long.
+            unsafe { core::ptr::write_bytes(_block.add(16), 0xdf, size - 16) };
+        }
     }
 }
 

@@ -40,7 +40,7 @@
 
 use crate::block::{self, Batch, FreeBlock};
 use crate::heap::{self, HEAP};
-use crate::size_class::{CLASSES, NUM_CLASSES, class_info};
+use crate::size_class::{CLASSES, NUM_CLASSES};
 use crate::sync::{AtomicU32, AtomicU64, Mutex, Ordering};
 use core::cell::Cell;
 use core::ffi::c_void;
@@ -304,9 +304,8 @@ fn alloc_uncached(class: usize) -> *mut u8 {
 /// `p` is a live block of `class` (checked by the API layer) that nobody uses any more.
 #[inline]
 pub(crate) unsafe fn free(p: *mut u8, class: usize) {
-    let info = class_info(class);
     // SAFETY: the caller's contract: `p` is a block of `class`, being freed.
-    unsafe { block::debug_fill_freed(p, info.size as usize) };
+    unsafe { block::debug_fill_freed(p, class) };
     // SAFETY: every malloc class has blocks of at least 16 bytes (`class_of`).
     unsafe { block::set_canary(p) };
     let tc = current();

@@ -203,7 +203,7 @@ fn decide() -> bool {
         .mode
         .store(if ok { PER_CPU } else { PER_THREAD }, Ordering::Release);
     drop(_g);
-    // Outside the lock: starting the profiler may allocate (its `atexit` registration).
+    // Outside the lock: starting the profiler allocates (a copy of its path).
     crate::profile::start_from_environment();
     ok
 }
@@ -403,7 +403,7 @@ unsafe fn alloc_slow(class: usize) -> *mut u8 {
 #[inline]
 pub(crate) unsafe fn free(p: *mut u8, class: usize) {
     // SAFETY: the caller's contract: `p` is a block of `class`, being freed.
-    unsafe { block::debug_fill_freed(p, class_info(class).size as usize) };
+    unsafe { block::debug_fill_freed(p, class) };
     // SAFETY: a block of at least 16 bytes, ours.
     unsafe { block::set_canary(p) };
     // SAFETY: per-CPU mode is on.
