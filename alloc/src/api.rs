@@ -188,14 +188,12 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
     if size > isize::MAX as usize - PAGE_SIZE || align > isize::MAX as usize / 2 {
         return ptr::null_mut();
     }
-    if percpu::mode() & percpu::SAMPLING != 0
-        && crate::profile::take(size.div_ceil(PAGE_SIZE).max(1) * PAGE_SIZE)
-    {
+    let pages = size.div_ceil(PAGE_SIZE).max(1);
+    if percpu::mode() & percpu::SAMPLING != 0 && crate::profile::take(pages * PAGE_SIZE) {
         if let Some(p) = crate::profile::alloc_sampled(size, align, None, zero) {
             return p;
         }
     }
-    let pages = size.div_ceil(PAGE_SIZE).max(1);
     let align_pages = (align >> PAGE_SHIFT).max(1);
     let Some(run) = HEAP.pages.alloc(pages, align_pages, SpanState::Large, 0) else {
         return ptr::null_mut();
@@ -274,8 +272,8 @@ unsafe fn free_large(span: *mut Span, p: *mut u8, op: &str) {
     if !unsafe { HEAP.pages.free_large(span, p as usize) } {
         misuse::report(op, Misuse::DoubleFree, p);
     }
-    if let Some((bucket, _)) = sample {
-        crate::profile::note_free(bucket);
+    if let Some(bucket) = sample {
+        crate::profile::object_freed(bucket);
     }
     crate::scavenger::tick();
 }

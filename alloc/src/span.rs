@@ -14,10 +14,10 @@
 //!   free path's chain of dependent loads ends at the record (no class-table load after it).
 //! * `bump`: written under `Central[class]`'s lock while Small; read relaxed by free checks.
 //! * A Large span whose `class` is [`SAMPLED`] holds one allocation the heap profiler sampled
-//!   (`profile`): its `div_mul` is the profile bucket and its `object_size` the bytes recorded
-//!   (0: the span's bytes). The allocating thread writes them after the page heap hands it the
-//!   span and before it returns the block; the thread that frees the block reads them,
-//!   having received the pointer through whatever synchronised the hand-over.
+//!   (`profile`): its `div_mul` is the profile bucket (the bucket knows the bytes). The
+//!   allocating thread writes it after the page heap hands it the span and before it returns
+//!   the block; the thread that frees the block reads it, having received the pointer
+//!   through whatever synchronised the hand-over.
 //! * `owned` (lists, counts): guarded by the lock of the span's owner: the page heap's lock
 //!   while Unused, Free or Large, `Central[class]`'s lock while Small. Ownership moves only
 //!   while both locks are held (central → page heap, the lock order).
@@ -150,25 +150,18 @@ impl Span {
         self.state.store(state as u8, Ordering::Relaxed);
     }
 
-    /// Records the profile bucket and bytes of the sampled allocation this Large span (made
-    /// with class [`SAMPLED`]) holds. Called by its owner before the block is handed out.
-    pub(crate) fn set_sample(&self, bucket: u32, bytes: u32) {
+    /// Records the profile bucket of the sampled allocation this Large span (made with class
+    /// [`SAMPLED`]) holds. Called by its owner before the block is handed out.
+    pub(crate) fn set_sample(&self, bucket: u32) {
         debug_assert!(self.state() == SpanState::Large && self.class() == SAMPLED);
         self.div_mul.store(bucket, Ordering::Relaxed);
-        self.object_size.store(bytes, Ordering::Relaxed);
     }
 
-    /// The profile bucket and bytes of the sampled allocation this span holds, if it is a
-    /// Large span holding one (module docs). Racy unless the caller owns the span.
-    pub(crate) fn sample(&self) -> Option<(u32, usize)> {
-        if self.state() != SpanState::Large || self.class() != SAMPLED {
-            return None;
-        }
-        let bytes = match self.object_size.load(Ordering::Relaxed) {
-            0 => self.bytes(),
-            n => n as usize,
-        };
-        Some((self.div_mul.load(Ordering::Relaxed), bytes))
+    /// The profile bucket of the sampled allocation this span holds, if it is a Large span
+    /// holding one (module docs). Racy unless the caller owns the span.
+    pub(crate) fn sample(&self) -> Option<u32> {
+        (self.state() == SpanState::Large && self.class() == SAMPLED)
+            .then(|| self.div_mul.load(Ordering::Relaxed))
     }
 
     /// The owner-guarded fields.

@@ -127,20 +127,22 @@ fn c_table() -> &'static [(CString, CString)] {
     })
 }
 
-/// The `i`-th metric's name (0, 1, ... until NULL), so a tool can list them. Static strings.
-#[unsafe(no_mangle)]
-pub extern "C" fn tc_metric_name(i: c_int) -> *const c_char {
+/// The `i`-th entry's string that `pick` chooses, or NULL past the last.
+fn table_string(i: c_int, pick: fn(&(CString, CString)) -> &CString) -> *const c_char {
     usize::try_from(i)
         .ok()
         .and_then(|i| c_table().get(i))
-        .map_or(core::ptr::null(), |(n, _)| n.as_ptr())
+        .map_or(core::ptr::null(), |e| pick(e).as_ptr())
+}
+
+/// The `i`-th metric's name (0, 1, ... until NULL), so a tool can list them. Static strings.
+#[unsafe(no_mangle)]
+pub extern "C" fn tc_metric_name(i: c_int) -> *const c_char {
+    table_string(i, |e| &e.0)
 }
 
 /// The `i`-th metric's description, or NULL past the last. Static strings.
 #[unsafe(no_mangle)]
 pub extern "C" fn tc_metric_description(i: c_int) -> *const c_char {
-    usize::try_from(i)
-        .ok()
-        .and_then(|i| c_table().get(i))
-        .map_or(core::ptr::null(), |(_, d)| d.as_ptr())
+    table_string(i, |e| &e.1)
 }

@@ -66,9 +66,10 @@ pub struct Heap {
     pub(crate) finals_cv: Condvar,
     /// Registered finalizers and cleanups: lets sweeps and marking skip the registry when
     /// there are none. Relaxed (a registration's object is alive until the next stop).
-    /// Objects carrying a heap-profile sample (`finalize`'s `Special::Profile`).
-    pub(crate) profiled_count: AtomicUsize,
     pub(crate) finals_count: AtomicUsize,
+    /// Objects carrying a heap-profile sample (`finalize`'s `Special::Profile`): with
+    /// `finals_count`, lets sweeps skip the registry. Relaxed, as that count.
+    pub(crate) profiled_count: AtomicUsize,
     /// Bytes of objects allocated or cached since the last mark, plus what it marked
     /// (Go's `heapLive`). Atomic, relaxed: a trigger check only.
     pub(crate) live: AtomicUsize,

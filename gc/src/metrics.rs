@@ -127,6 +127,14 @@ fn pause_boundaries() -> Vec<f64> {
     b
 }
 
+/// `/gc/pauses:seconds` (under either name).
+fn pause_histogram(g: &GcSnapshot) -> Value {
+    Value::Float64Histogram(Float64Histogram {
+        counts: g.pause_histogram.to_vec(),
+        buckets: pause_boundaries(),
+    })
+}
+
 /// What one read sees: taken once, so every sample of a read agrees.
 struct Snapshot {
     alloc: AllocStats,
@@ -271,24 +279,14 @@ static METRICS: &[Metric] = &[
         Histogram,
         true,
         "Every stop-the-world pause since the heap was made (two per cycle): a histogram.",
-        Gc(|g| {
-            Value::Float64Histogram(Float64Histogram {
-                counts: g.pause_histogram.to_vec(),
-                buckets: pause_boundaries(),
-            })
-        }),
+        Gc(pause_histogram),
     ),
     metric(
         "/sched/pauses/total/gc:seconds",
         Histogram,
         true,
         "The same histogram under Go 1.22's name.",
-        Gc(|g| {
-            Value::Float64Histogram(Float64Histogram {
-                counts: g.pause_histogram.to_vec(),
-                buckets: pause_boundaries(),
-            })
-        }),
+        Gc(pause_histogram),
     ),
     metric(
         "/cpu/classes/gc/total:cpu-seconds",

@@ -226,6 +226,12 @@ pub(crate) struct Local {
 /// `Local::sample_left` while sampling is off.
 const NO_SAMPLE: i64 = i64::MAX / 2;
 
+/// A fresh `Local::sample_left`: the profiler's next gap, or `NO_SAMPLE` while it is off.
+fn countdown() -> i64 {
+    tricolor_alloc::profile::next_sample_gap()
+        .map_or(NO_SAMPLE, |g| g.min(NO_SAMPLE as u64 - 1) as i64)
+}
+
 /// The bytes a small object of `class` holds.
 #[inline(always)]
 fn class_size(class: usize) -> usize {
@@ -437,7 +443,8 @@ impl MutatorState {
                 // caches; reaches zero only while sampling (`Local::sample_left`).
                 local.sample_left -= c.size as i64;
                 if local.sample_left < 0 {
-                    return self.sample(p, ty, c.size);
+                    let size = c.size;
+                    return self.sample_object(p, self.type_of(ty, "alloc"), size);
                 }
                 return p;
             }
@@ -445,24 +452,17 @@ impl MutatorState {
         self.alloc_slow(ty)
     }
 
-    /// The countdown ran out (or a new sampling epoch began): records `p`, an object of type
-    /// `ty` just allocated, in the heap profile when sampling is on, with its type name, and
-    /// draws the next countdown.
-    #[cold]
-    #[inline(never)]
-    fn sample(&self, p: *mut u8, ty: TypeId, held: usize) -> *mut u8 {
-        let info = self.type_of(ty, "alloc");
-        self.sample_object(p, info, held)
-    }
-
+    /// The countdown ran out: records `p`, an object of type `info` just allocated, in the
+    /// heap profile when sampling is on, with its type name, and draws the next countdown.
     /// `held`: the bytes the heap holds for the object (its size class's size, or whole
     /// pages), which the countdown counted and the profile scales by.
+    #[cold]
+    #[inline(never)]
     fn sample_object(&self, p: *mut u8, info: &'static TypeInfo, held: usize) -> *mut u8 {
         // SAFETY: rule 2; no other reference to `Local` is live here.
         let local = unsafe { self.local() };
-        let gap = tricolor_alloc::profile::next_sample_gap();
-        local.sample_left = gap.map_or(NO_SAMPLE, |g| g.min(NO_SAMPLE as u64) as i64);
-        if gap.is_none() || p.is_null() {
+        local.sample_left = countdown();
+        if local.sample_left == NO_SAMPLE || p.is_null() {
             return p;
         }
         if let Some(bucket) = tricolor_alloc::profile::record_object(held, &info.name) {
@@ -479,15 +479,9 @@ impl MutatorState {
         let local = unsafe { self.local() };
         local.sample_left -= held as i64;
         if local.sample_left < 0 {
-            return self.sample_cold(p, info, held);
+            return self.sample_object(p, info, held);
         }
         p
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn sample_cold(&self, p: *mut u8, info: &'static TypeInfo, held: usize) -> *mut u8 {
-        self.sample_object(p, info, held)
     }
 
     /// On a path that takes a new span or a large object: if the profiler's epoch changed
@@ -498,8 +492,7 @@ impl MutatorState {
         let epoch = tricolor_alloc::profile::epoch();
         if local.sample_epoch != epoch {
             local.sample_epoch = epoch;
-            local.sample_left = tricolor_alloc::profile::next_sample_gap()
-                .map_or(NO_SAMPLE, |g| g.min(NO_SAMPLE as u64) as i64);
+            local.sample_left = countdown();
         }
     }
 

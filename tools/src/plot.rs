@@ -38,23 +38,9 @@ pub(crate) fn parse_line(line: &str) -> Option<Cycle> {
         .parse()
         .ok()?;
     let mut parts = rest.split(", ");
-    let clock = parts.next()?.strip_suffix(" ms clock")?;
-    let c: Vec<f64> = clock
-        .split('+')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    if c.len() != 3 {
-        return None;
-    }
+    let c = three(parts.next()?.strip_suffix(" ms clock")?, "+")?;
     let _cpu = parts.next()?;
-    let heap = parts.next()?.strip_suffix(" MB")?;
-    let hs: Vec<f64> = heap
-        .split("->")
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    if hs.len() != 3 {
-        return None;
-    }
+    let hs = three(parts.next()?.strip_suffix(" MB")?, "->")?;
     let goal = parts.next()?.strip_suffix(" MB goal")?.parse().ok()?;
     Some(Cycle {
         n,
@@ -65,6 +51,15 @@ pub(crate) fn parse_line(line: &str) -> Option<Cycle> {
         live_mb: hs[2],
         goal_mb: goal,
     })
+}
+
+/// Exactly three numbers separated by `sep` (`a+b+c`, `x->y->z`).
+fn three(s: &str, sep: &str) -> Option<[f64; 3]> {
+    let v: Vec<f64> = s
+        .split(sep)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    v.try_into().ok()
 }
 
 /// `GOMEMLIMIT`'s byte count forms, for `--limit`.

@@ -54,7 +54,7 @@ pub mod proto;
 mod sampler;
 mod stack;
 
-pub(crate) use sampler::{alloc_sampled, note_free, rearm, take};
+pub(crate) use sampler::{alloc_sampled, rearm, take};
 
 use crate::knobs;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
@@ -108,7 +108,8 @@ pub fn record_object(bytes: usize, label: &'static str) -> Option<u32> {
     sampler::record_object(bytes, label)
 }
 
-/// A sampled object [`record_object`] returned `bucket` for is dead.
+/// A sampled object [`record_object`] returned `bucket` for is dead (the allocator's own
+/// sampled blocks report their frees here too).
 pub fn object_freed(bucket: u32) {
     buckets::free(bucket);
 }

@@ -176,7 +176,7 @@ fn is_allocator_frame(name: &str) -> bool {
         "alloc::alloc::",
         "std::alloc::",
     ];
-    const EXACT: [&str; 12] = [
+    const EXACT: [&str; 9] = [
         "malloc",
         "calloc",
         "realloc",
@@ -186,9 +186,6 @@ fn is_allocator_frame(name: &str) -> bool {
         "memalign",
         "valloc",
         "pvalloc",
-        "tc_malloc",
-        "tc_calloc",
-        "tc_realloc",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
         || EXACT.contains(&name)

@@ -40,7 +40,7 @@ pub(crate) fn init_slots() {
     for cpu in 0..n {
         if let Some((left, rng)) = crate::percpu::sampler_record(cpu) {
             rng.store(seed(cpu as u64), Ordering::Relaxed);
-            left.store(draw(rng, rate), Ordering::Relaxed);
+            left.store(draw_shared(rng, rate), Ordering::Relaxed);
         }
     }
     *done = true;
@@ -59,14 +59,34 @@ fn seed(salt: u64) -> u64 {
     (r ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1
 }
 
-/// The next gap in bytes: exponential with mean `rate` (Go's `fastexprand`), at least 1.
-fn draw(rng: &AtomicU64, rate: u64) -> i64 {
-    let mut x = rng.load(Ordering::Relaxed);
+/// The next gap in bytes: exponential with mean `rate` (Go's `fastexprand`), at least 1;
+/// advances the xorshift64* `state`.
+fn draw(state: &mut u64, rate: u64) -> i64 {
+    let mut x = *state;
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    rng.store(x, Ordering::Relaxed);
+    *state = x;
     gap(x.wrapping_mul(0x2545_f491_4f6c_dd1d), rate)
+}
+
+/// [`draw`] from a CPU's random state in its slab (racy by design, module docs).
+fn draw_shared(rng: &AtomicU64, rate: u64) -> i64 {
+    let mut state = rng.load(Ordering::Relaxed);
+    let g = draw(&mut state, rate);
+    rng.store(state, Ordering::Relaxed);
+    g
+}
+
+/// [`draw`] from the calling thread's random state (seeded on first use).
+fn draw_thread(t: &Cell<(i64, u64)>, rate: u64) -> i64 {
+    let (left, mut state) = t.get();
+    if state == 0 {
+        state = seed(t as *const _ as u64);
+    }
+    let g = draw(&mut state, rate);
+    t.set((left, state));
+    g
 }
 
 /// The gap for the random word `r`: `-ln(u) * rate` with `u` uniform in (0, 1].
@@ -93,22 +113,18 @@ pub(crate) fn take(bytes: usize) -> bool {
             left.store(l, Ordering::Relaxed);
             return false;
         }
-        left.store(draw(rng, rate), Ordering::Relaxed);
+        left.store(draw_shared(rng, rate), Ordering::Relaxed);
         return !quiet();
     }
     THREAD.with(|t| {
-        let (left, mut rng) = t.get();
+        let (left, state) = t.get();
         let left = left - bytes as i64;
         if left > 0 {
-            t.set((left, rng));
+            t.set((left, state));
             return false;
         }
-        if rng == 0 {
-            rng = seed(t as *const _ as u64);
-        }
-        let cell = AtomicU64::new(rng);
-        let next = draw(&cell, rate);
-        t.set((next, cell.load(Ordering::Relaxed)));
+        let next = draw_thread(t, rate);
+        t.set((next, t.get().1));
         !quiet()
     })
 }
@@ -119,7 +135,7 @@ pub(crate) fn rearm() -> bool {
     let rate = RATE.load(Ordering::Relaxed);
     if let Some((left, rng)) = crate::percpu::current_cpu().and_then(crate::percpu::sampler_record)
     {
-        left.store(draw(rng, rate.max(1)), Ordering::Relaxed);
+        left.store(draw_shared(rng, rate.max(1)), Ordering::Relaxed);
     }
     rate > 0 && !quiet()
 }
@@ -157,9 +173,7 @@ pub(crate) fn alloc_sampled(
     let align_pages = (align >> PAGE_SHIFT).max(1);
     // The bytes the heap would hold for the request: its class's size, or whole pages.
     let bytes = class.map_or(pages * PAGE_SIZE, |c| CLASSES[c].size as usize);
-    let mut frames = [0usize; buckets::MAX_FRAMES];
-    let depth = stack::capture(&mut frames);
-    let bucket = buckets::record(&frames[..depth], bytes as u64, "")?;
+    let bucket = record_here(bytes, "")?;
     let Some(run) = HEAP
         .pages
         .alloc(pages, align_pages, SpanState::Large, SAMPLED)
@@ -169,7 +183,7 @@ pub(crate) fn alloc_sampled(
     };
     // SAFETY: a fresh Large span, ours until we return its start.
     let span = unsafe { run.span.as_ref() };
-    span.set_sample(bucket, if class.is_some() { bytes as u32 } else { 0 });
+    span.set_sample(bucket);
     let start = span.start() as *mut u8;
     if zero && !run.zeroed {
         // SAFETY: the run is committed and at least `size` bytes.
@@ -186,16 +200,7 @@ pub(crate) fn next_gap() -> Option<u64> {
     if rate == 0 {
         return None;
     }
-    Some(THREAD.with(|t| {
-        let (left, mut rng) = t.get();
-        if rng == 0 {
-            rng = seed(t as *const _ as u64);
-        }
-        let cell = AtomicU64::new(rng);
-        let gap = draw(&cell, rate);
-        t.set((left, cell.load(Ordering::Relaxed)));
-        gap as u64
-    }))
+    Some(THREAD.with(|t| draw_thread(t, rate)) as u64)
 }
 
 /// Records a sample of an object a layer above allocated (`bytes`, labelled `label`) with
@@ -205,16 +210,17 @@ pub(crate) fn record_object(bytes: usize, label: &'static str) -> Option<u32> {
         return None;
     }
     let _quiet = Quiet::enter();
-    let mut frames = [0usize; buckets::MAX_FRAMES];
-    let depth = stack::capture(&mut frames);
-    let bucket = buckets::record(&frames[..depth], bytes as u64, label);
+    let bucket = record_here(bytes, label);
     super::writer::after_sample();
     bucket
 }
 
-/// A sampled block from `bucket` was freed (its bytes are the bucket's).
-pub(crate) fn note_free(bucket: u32) {
-    buckets::free(bucket);
+/// Counts a sample of `bytes` labelled `label` with the calling thread's stack; its bucket.
+/// The caller is quiet.
+fn record_here(bytes: usize, label: &'static str) -> Option<u32> {
+    let mut frames = [0usize; buckets::MAX_FRAMES];
+    let depth = stack::capture(&mut frames);
+    buckets::record(&frames[..depth], bytes as u64, label)
 }
 
 #[cfg(test)]
@@ -223,10 +229,10 @@ mod tests {
 
     #[test]
     fn gaps_are_exponential_with_the_rate_as_mean() {
-        let rng = AtomicU64::new(seed(7));
+        let mut state = seed(7);
         let rate = 512 * 1024;
         let n = 200_000;
-        let gaps: Vec<i64> = (0..n).map(|_| draw(&rng, rate)).collect();
+        let gaps: Vec<i64> = (0..n).map(|_| draw(&mut state, rate)).collect();
         let mean = gaps.iter().map(|&g| g as f64).sum::<f64>() / n as f64;
         // The standard error of the mean is rate / sqrt(n): 0.22% here; 2% is 9 of them.
         assert!((mean / rate as f64 - 1.0).abs() < 0.02, "mean {mean}");
