@@ -14,9 +14,19 @@
 //! A failure aborts with `tricolor: <op>: invalid pointer 0x…` (or `double free detected`).
 //! This costs two dependent loads and a few compares per free; the sized `dealloc` path uses
 //! the layout's class and verifies it against the span (a mismatched layout aborts too).
+//!
+//! The check is split in two. [`live_small`], inlined into every free, confirms the common
+//! case (a live block of a small span, of the expected class when the layout gives one) with
+//! the fewest instructions, and reports a double free itself. Everything else (a large run, a
+//! sampled block, any misuse) goes to one cold function that runs the full [`check`] and
+//! names the fault, so the hot path carries no error reporting. Rule 2's range test
+//! `off < span bytes` is implied there, not tested: `index * size == off` (a product of two
+//! 32-bit numbers, exact in 64 bits) and `index < bump <= objects` give
+//! `off < objects * size <= bytes`, whatever the multiply-shift made of an `off` out of range.
 //! Not detected: two threads freeing the same small block at the same instant (that needs an
 //! atomic per free). Every block has room for its canary: malloc's smallest class is 16 B.
 
+use crate::block::Canary;
 use crate::heap::HEAP;
 use crate::misuse::{self, Misuse};
 use crate::percpu;
@@ -103,18 +113,21 @@ unsafe fn front_alloc_other(m: u8, class: usize, size: usize, align: usize, zero
     }
 }
 
-/// Gives a checked block of `class` to the front end in use.
+/// Gives a checked block of `class` to the front end in use. One bit of the mode says which:
+/// a block exists, so the front end was decided before it was allocated, and the decision
+/// happens-before this free through whatever handed `p` to this thread.
 ///
 /// # Safety
-/// `p` is a live block of `class` (checked) that nobody uses any more.
+/// `p` is a live block of `class` (checked) that nobody uses any more; `canary` is
+/// `Canary::of(p)`.
 #[inline(always)]
-unsafe fn front_free(p: *mut u8, class: usize) {
+unsafe fn front_free(p: *mut u8, class: usize, canary: Canary) {
     // SAFETY: the caller's contract.
     unsafe {
-        if percpu::per_cpu() {
-            percpu::free(p, class)
+        if percpu::mode() & percpu::PER_CPU != 0 {
+            percpu::free(p, class, canary)
         } else {
-            thread_cache::free(p, class)
+            thread_cache::free(p, class, canary)
         }
     }
 }
@@ -221,9 +234,45 @@ pub fn alloc_pages(pages: usize) -> Option<(ptr::NonNull<u8>, bool)> {
     ptr::NonNull::new(start).map(|p| (p, run.zeroed))
 }
 
-/// Checks that `p` (non-null) is a live block of ours (module docs); aborts naming `op`
-/// otherwise. Always inlined: it is most of the free path.
+/// The free paths' fast check (module docs): `p`'s class and canary when `p` is a live block
+/// of a small span (of class `expected`, when given); `None` for anything else, which the
+/// caller hands to [`check`]. Aborts naming `op` on a double free.
 #[inline(always)]
+fn live_small(p: *mut u8, expected: Option<usize>, op: &str) -> Option<(usize, Canary)> {
+    let span = HEAP.pages.pagemap.get(p as usize);
+    if span.is_null() {
+        return None;
+    }
+    // SAFETY: records are type-stable (meta); every read below is of atomics, and the result
+    // is trusted only once `p` is proved a block below the span's bump mark.
+    let s = unsafe { &*span };
+    if !s.is_small() {
+        return None;
+    }
+    let class = match expected {
+        Some(c) if c != s.class() => return None,
+        Some(c) => c,
+        None => s.class(),
+    };
+    let (size, div_mul) = s.object_size();
+    let off = (p as usize).wrapping_sub(s.start());
+    let index = ((off as u64).wrapping_mul(div_mul) >> 32) as usize;
+    // Implies `off < span bytes` (module docs): `index < 2^32` and `size < 2^32`.
+    if index * size != off || index >= s.bump.load(crate::sync::Ordering::Relaxed) as usize {
+        return None;
+    }
+    let canary = Canary::of(p);
+    // SAFETY: `p` is a block of at least 16 bytes (malloc never uses the 8-byte class, see
+    // `size_class::class_of`) inside a span of ours.
+    if unsafe { canary.is_on(p) } {
+        misuse::report(op, Misuse::DoubleFree, p);
+    }
+    Some((class, canary))
+}
+
+/// Checks that `p` (non-null) is a live block of ours (module docs); aborts naming `op`
+/// otherwise. The slow paths' full check, naming every fault ([`live_small`] is the fast one).
+#[inline]
 fn check(p: *mut u8, op: &str) -> Block {
     let span = HEAP.pages.pagemap.get(p as usize);
     if span.is_null() {
@@ -288,12 +337,26 @@ pub unsafe fn free(p: *mut u8) {
     if p.is_null() {
         return;
     }
-    match check(p, "free()") {
+    match live_small(p, None, "free()") {
+        // SAFETY: `live_small` proved `p` a live block of `class`; the caller gives it up.
+        Some((class, canary)) => unsafe { front_free(p, class, canary) },
+        // SAFETY: the caller's contract.
+        None => unsafe { free_slow(p, "free()") },
+    }
+}
+
+/// [`free`] of anything but a live small block: a large run, a sampled block, or misuse.
+///
+/// # Safety
+/// As for [`free`], `p` non-null.
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(p: *mut u8, op: &str) {
+    match check(p, op) {
         // SAFETY: `check` proved `p` a live block of `class`; the caller gives it up.
-        Block::Small { class } => unsafe { front_free(p, class) },
-        Block::Large { span } =>
+        Block::Small { class } => unsafe { front_free(p, class, Canary::of(p)) },
         // SAFETY: `check` found this Large span at `p`.
-        unsafe { free_large(span, p, "free()") },
+        Block::Large { span } => unsafe { free_large(span, p, op) },
     }
 }
 
@@ -305,9 +368,30 @@ pub unsafe fn free(p: *mut u8) {
 #[inline]
 pub unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     let expected = class_for(size, align);
+    if expected.is_some() {
+        if let Some((class, canary)) = live_small(p, expected, "dealloc()") {
+            // SAFETY: as in `free`; the layout's class is the span's.
+            unsafe { front_free(p, class, canary) };
+            return;
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { dealloc_slow(p, expected) }
+}
+
+/// [`dealloc`] of anything but a live small block of the layout's class `expected`: a large
+/// run, a sampled block, or misuse (a mismatched layout among it).
+///
+/// # Safety
+/// As for [`dealloc`].
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_slow(p: *mut u8, expected: Option<usize>) {
     match (check(p, "dealloc()"), expected) {
         // SAFETY: as in `free`; the layout agrees with the span.
-        (Block::Small { class }, Some(c)) if c == class => unsafe { front_free(p, class) },
+        (Block::Small { class }, Some(c)) if c == class => unsafe {
+            front_free(p, class, Canary::of(p))
+        },
         (Block::Large { span }, None) =>
         // SAFETY: `check` found this Large span at `p`.
         unsafe { free_large(span, p, "dealloc()") },
@@ -383,7 +467,7 @@ pub unsafe fn realloc(
     unsafe { ptr::copy_nonoverlapping(p, q, keep) };
     match block {
         // SAFETY: `p` was checked live; its contents were copied.
-        Block::Small { class } => unsafe { front_free(p, class) },
+        Block::Small { class } => unsafe { front_free(p, class, Canary::of(p)) },
         Block::Large { span } =>
         // SAFETY: `check` found this Large span at `p`.
         unsafe { free_large(span, p, "realloc()") },

@@ -77,14 +77,46 @@ pub(crate) unsafe fn debug_fill_freed(_block: *mut u8, _class: usize) {
     }
 }
 
+/// A block's canary value, computed once per free: the API layer's check compares it with the
+/// block's second word, and the front end writes it there.
+#[derive(Clone, Copy)]
+pub(crate) struct Canary(usize);
+
+impl Canary {
+    #[inline]
+    pub(crate) fn of(block: *const u8) -> Self {
+        Canary(canary(block as usize))
+    }
+
+    /// True when `block` carries this canary (computed for it): it is already free.
+    ///
+    /// # Safety
+    /// `block` points at a readable block of at least 16 bytes inside a span of ours.
+    #[inline]
+    pub(crate) unsafe fn is_on(self, block: *const u8) -> bool {
+        // SAFETY: the block has a readable, aligned second word.
+        unsafe { block.cast::<usize>().add(1).read() == self.0 }
+    }
+
+    /// Marks `block` (the block it was computed for) as free.
+    ///
+    /// # Safety
+    /// As for [`set_canary`].
+    #[inline]
+    pub(crate) unsafe fn set(self, block: *mut u8) {
+        // SAFETY: the block has a second word (size >= 16), aligned to 8.
+        unsafe { block.cast::<usize>().add(1).write(self.0) }
+    }
+}
+
 /// Marks a block of `size >= 16` bytes as free.
 ///
 /// # Safety
 /// `block` points at a block of at least 16 bytes that the allocator owns (being freed).
 #[inline]
 pub(crate) unsafe fn set_canary(block: *mut u8) {
-    // SAFETY: the block has a second word (size >= 16), aligned to 8.
-    unsafe { block.cast::<usize>().add(1).write(canary(block as usize)) }
+    // SAFETY: the caller's contract.
+    unsafe { Canary::of(block).set(block) }
 }
 
 /// Clears the canary of a block about to be handed out (invariant 1).
@@ -103,6 +135,6 @@ pub(crate) unsafe fn clear_canary(block: *mut u8) {
 /// `block` points at a readable block of at least 16 bytes inside a span of ours.
 #[inline]
 pub(crate) unsafe fn has_canary(block: *const u8) -> bool {
-    // SAFETY: the block has a readable, aligned second word.
-    unsafe { block.cast::<usize>().add(1).read() == canary(block as usize) }
+    // SAFETY: the caller's contract.
+    unsafe { Canary::of(block).is_on(block) }
 }

@@ -118,6 +118,11 @@ impl Span {
             _ => SpanState::Unused,
         }
     }
+    /// `state() == SpanState::Small`, as one compare of the stored byte (the free path's).
+    #[inline]
+    pub(crate) fn is_small(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == SpanState::Small as u8
+    }
     #[inline]
     pub(crate) fn class(&self) -> usize {
         self.class.load(Ordering::Relaxed) as usize

@@ -301,13 +301,15 @@ fn alloc_uncached(class: usize) -> *mut u8 {
 /// Frees a block of `class` that the caller has checked is live and ours.
 ///
 /// # Safety
-/// `p` is a live block of `class` (checked by the API layer) that nobody uses any more.
+/// `p` is a live block of `class` (checked by the API layer) that nobody uses any more;
+/// `canary` is `Canary::of(p)`.
 #[inline]
-pub(crate) unsafe fn free(p: *mut u8, class: usize) {
+pub(crate) unsafe fn free(p: *mut u8, class: usize, canary: block::Canary) {
     // SAFETY: the caller's contract: `p` is a block of `class`, being freed.
     unsafe { block::debug_fill_freed(p, class) };
-    // SAFETY: every malloc class has blocks of at least 16 bytes (`class_of`).
-    unsafe { block::set_canary(p) };
+    // SAFETY: every malloc class has blocks of at least 16 bytes (`class_of`); the caller
+    // computed `canary` for `p`.
+    unsafe { canary.set(p) };
     let tc = current();
     if usable(tc) {
         // SAFETY: rule 1; `p` becomes a free block owned by this cache.

@@ -171,6 +171,23 @@ fn never_allocated_block_in_a_live_span_aborts() {
 }
 
 #[test]
+fn never_allocated_block_given_to_dealloc_aborts() {
+    if let Some((ptr, err)) = run_case("never_allocated_block_given_to_dealloc_aborts", || {
+        // SAFETY: as above, through the sized path (Rust's `dealloc`, whose layout names the
+        // span's class, so only the bump mark tells the block was never handed out).
+        unsafe {
+            let p = GLOBAL.alloc(l(48));
+            let q = p.add(48 * 100);
+            announce(q);
+            GLOBAL.dealloc(q, l(48));
+        }
+        0
+    }) {
+        assert!(err.contains(&format!("invalid pointer 0x{ptr}")), "{err}");
+    }
+}
+
+#[test]
 fn mismatched_layout_aborts() {
     if let Some((ptr, err)) = run_case("mismatched_layout_aborts", || {
         // SAFETY: deliberately freeing with a layout of another size class.

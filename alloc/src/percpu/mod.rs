@@ -399,13 +399,13 @@ unsafe fn alloc_slow(class: usize) -> *mut u8 {
 /// Frees a block of `class` that the API layer has checked. Per-CPU mode only.
 ///
 /// # Safety
-/// `p` is a live block of `class` that nobody uses any more.
+/// `p` is a live block of `class` that nobody uses any more; `canary` is `Canary::of(p)`.
 #[inline]
-pub(crate) unsafe fn free(p: *mut u8, class: usize) {
+pub(crate) unsafe fn free(p: *mut u8, class: usize, canary: block::Canary) {
     // SAFETY: the caller's contract: `p` is a block of `class`, being freed.
     unsafe { block::debug_fill_freed(p, class) };
-    // SAFETY: a block of at least 16 bytes, ours.
-    unsafe { block::set_canary(p) };
+    // SAFETY: a block of at least 16 bytes, ours; the caller computed `canary` for it.
+    unsafe { canary.set(p) };
     // SAFETY: per-CPU mode is on.
     if !unsafe { rseq::push(slabs(), list(class), p as usize) } {
         // SAFETY: the caller's contract: `p` is a free block of `class`, ours.
