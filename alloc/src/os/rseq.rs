@@ -42,6 +42,11 @@ use core::ffi::c_void;
 //   2: restart — point rseq_cs at this copy's descriptor;
 //   3: start of the sequence; 4: just after the committing store (post-commit);
 //   5: abort handler, which jumps back to 2; 7: failure exit; 8: common exit.
+// The failure exits live out of line (in `.text.tricolor_rseq_exit`), so a sequence that
+// succeeds falls straight through its commit into the code after it, with no jump. `push`
+// leaves through an `asm goto` label instead of a flag: its caller's full-list branch is the
+// sequence's own (a pop cannot, as its block is an output, and outputs with labels are not
+// stable Rust).
 // Header of a class in a slab: { current: u32, allocs: u32, capacity: u32, begin: u32 }; the
 // class's items are at `{items}` words from the slab's start (the same for every CPU).
 // `pop` fails when current <= begin, `push` when current >= capacity; each reads its gate
@@ -179,9 +184,11 @@ unsafe fn pop_adding(slabs: Slabs, list: List, k: u64) -> usize {
             [
                 pop_body!(),
                 "4:",
-                "jmp 8f",
+                ".pushsection .text.tricolor_rseq_exit,\"ax\",@progbits",
                 "7:",
                 "xor {out:e}, {out:e}",
+                "jmp 8f",
+                ".popsection",
                 "8:",
             ],
             k = in(reg) k,
@@ -220,12 +227,14 @@ pub(crate) unsafe fn pop_counting_down<const COUNTDOWN: usize>(
                 "jle 9f",
                 pop_body!(),
                 "4:",
-                "jmp 8f",
+                ".pushsection .text.tricolor_rseq_exit,\"ax\",@progbits",
                 "9:",
                 "mov {out:e}, {due}",
                 "jmp 8f",
                 "7:",
                 "xor {out:e}, {out:e}",
+                "jmp 8f",
+                ".popsection",
                 "8:",
             ],
             k = in(reg) COUNTED,
@@ -245,7 +254,6 @@ pub(crate) unsafe fn pop_counting_down<const COUNTDOWN: usize>(
 /// As for [`pop`].
 #[inline(always)]
 pub(crate) unsafe fn push(slabs: Slabs, list: List, item: usize) -> bool {
-    let ok: usize;
     // SAFETY: as for `pop`; the item is written above `current`, invisible until the commit,
     // which stores the counter back unchanged.
     unsafe {
@@ -253,27 +261,29 @@ pub(crate) unsafe fn push(slabs: Slabs, list: List, item: usize) -> bool {
             slabs,
             list,
             [
-                "mov {ok:e}, dword ptr [{cpu} + {hdr} + 8]",
+                "mov {at:e}, dword ptr [{cpu} + {hdr} + 8]",
                 "mov {cur}, qword ptr [{cpu} + {hdr}]",
-                "cmp {cur:e}, {ok:e}",
-                "jae 7f",
-                "mov {ok:e}, {cur:e}",
-                "add {ok}, {items}",
-                "mov qword ptr [{cpu} + {ok} * 8], {item}",
+                "cmp {cur:e}, {at:e}",
+                "jae {full}",
+                "mov {at:e}, {cur:e}",
+                "add {at}, {items}",
+                "mov qword ptr [{cpu} + {at} * 8], {item}",
                 "add {cur}, 1",
                 "mov qword ptr [{cpu} + {hdr}], {cur}",
                 "4:",
-                "mov {ok:e}, 1",
-                "jmp 8f",
+                ".pushsection .text.tricolor_rseq_exit,\"ax\",@progbits",
                 "7:",
-                "xor {ok:e}, {ok:e}",
-                "8:",
+                "jmp {full}",
+                ".popsection",
             ],
             item = in(reg) item,
-            ok = out(reg) ok,
+            at = out(reg) _,
+            full = label {
+                return false;
+            },
         );
     }
-    ok != 0
+    true
 }
 
 /// Where the per-CPU slabs are: `n` slabs of `1 << shift` bytes from `base`.
