@@ -152,8 +152,11 @@ const fn build_classes() -> [SizeClass; NUM_CLASSES] {
     out
 }
 
+/// The size-class table as a constant, for layouts computed at compile time (`percpu`).
+pub(crate) const CLASS_TABLE: [SizeClass; NUM_CLASSES] = build_classes();
+
 /// The size-class table, smallest first.
-pub static CLASSES: [SizeClass; NUM_CLASSES] = build_classes();
+pub static CLASSES: [SizeClass; NUM_CLASSES] = CLASS_TABLE;
 
 /// The record of class `class`. Panics if `class >= NUM_CLASSES`.
 ///

@@ -11,8 +11,9 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 
-/// Restartable sequences: x86-64 Linux only (aarch64 is not tested here: no machine).
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+/// Restartable sequences: x86-64 Linux only (aarch64 is not tested here: no machine). Not in
+/// loom builds: only `percpu` uses them, and its slab layout (`percpu::SLAB_SHIFT`) with them.
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
 pub(crate) mod rseq;
 
 #[cfg(not(target_os = "linux"))]

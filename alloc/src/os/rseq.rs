@@ -47,10 +47,11 @@ use core::ffi::c_void;
 // leaves through an `asm goto` label instead of a flag: its caller's full-list branch is the
 // sequence's own (a pop cannot, as its block is an output, and outputs with labels are not
 // stable Rust).
-// Header of a class in a slab: { current: u32, allocs: u32, capacity: u32, begin: u32 }; the
-// class's items are at `{items}` words from the slab's start (the same for every CPU).
-// `pop` fails when current <= begin, `push` when current >= capacity; each reads its gate
-// (begin, capacity) *before* `current`, so that a header being unlocked by another CPU
+// Header of a class in a slab: { current: u32, allocs: u32, end: u32, begin: u32 }, where
+// `current`, `end` and `begin` are word offsets from the slab's start (`percpu`), so the
+// class's items are `slab[begin..current]`.
+// `pop` fails when current <= begin, `push` when current >= end; each reads its gate
+// (begin, end) *before* `current`, so that a header being unlocked by another CPU
 // (`percpu::resize`) is seen whole: x86-64 does not reorder loads with loads, and the unlocking
 // thread stores the gates last.
 
@@ -78,7 +79,7 @@ macro_rules! sequence_start {
             "mov {cpu:e}, dword ptr fs:[{area} + 4]\n",
             "cmp {cpu}, {n}\n",
             "jae 7f\n",
-            "shl {cpu}, cl\n",
+            "shl {cpu}, {shift}\n",
             "add {cpu}, {base}\n",
         )
     };
@@ -90,9 +91,9 @@ macro_rules! sequence_start {
 /// because the `fs` segment's base is the thread pointer, so finding the area costs no load of
 /// `fs:[0]` on the path to `cpu_id`; measured, 3% off a malloc/free pair and 4-8% off a run
 /// of 100),
-/// `{base}`, `cl` (the slab shift), `{n}`, `{hdr}` (the class header's offset), `{items}`
-/// (the class's item array's offset), and the scratch registers `{cpu}` and `{cur}`. `extra`
-/// adds the sequence's own operands.
+/// `{base}`, `{shift}` (the slab size's log2, a constant), `{n}`, `{hdr}` (the class header's
+/// offset), and the scratch registers `{cpu}` and `{cur}`. `extra` adds the sequence's own
+/// operands.
 macro_rules! sequence {
     ($slabs:expr, $list:expr, [$($body:expr),* $(,)?], $($extra:tt)*) => {
         core::arch::asm!(
@@ -103,10 +104,9 @@ macro_rules! sequence {
             base = in(reg) $slabs.base,
             n = in(reg) $slabs.n,
             hdr = in(reg) $list.header,
-            items = in(reg) $list.items,
+            shift = const crate::percpu::SLAB_SHIFT,
             cpu = out(reg) _,
             cur = out(reg) _,
-            in("cl") $slabs.shift as u8,
             options(nostack),
         )
     };
@@ -124,19 +124,18 @@ macro_rules! pop_body {
             "jbe 7f\n",
             "add {cur}, {k}\n",
             "mov {out:e}, {cur:e}\n",
-            "add {out}, {items}\n",
             "mov {out}, qword ptr [{cpu} + {out} * 8]\n",
             "mov qword ptr [{cpu} + {hdr}], {cur}\n",
         )
     };
 }
 
-/// Where a class's list is in every slab: its header's offset in bytes, and its item array's
-/// in 8-byte words (so the sequences index it as `slab + (items + i) * 8`).
+/// Where a class's list is in every slab: its header's offset in bytes. The header's indices
+/// are absolute word offsets in the slab (`percpu`), so a sequence addresses an item as
+/// `slab + i * 8` and needs no item-array offset.
 #[derive(Clone, Copy)]
 pub(crate) struct List {
     pub(crate) header: usize,
-    pub(crate) items: usize,
 }
 
 /// Added to the header word `{current, allocs}` by [`pop`]: `current - 1`, `allocs + 1`.
@@ -266,7 +265,6 @@ pub(crate) unsafe fn push(slabs: Slabs, list: List, item: usize) -> bool {
                 "cmp {cur:e}, {at:e}",
                 "jae {full}",
                 "mov {at:e}, {cur:e}",
-                "add {at}, {items}",
                 "mov qword ptr [{cpu} + {at} * 8], {item}",
                 "add {cur}, 1",
                 "mov qword ptr [{cpu} + {hdr}], {cur}",
@@ -286,11 +284,10 @@ pub(crate) unsafe fn push(slabs: Slabs, list: List, item: usize) -> bool {
     true
 }
 
-/// Where the per-CPU slabs are: `n` slabs of `1 << shift` bytes from `base`.
+/// Where the per-CPU slabs are: `n` slabs of `1 << percpu::SLAB_SHIFT` bytes from `base`.
 #[derive(Clone, Copy)]
 pub(crate) struct Slabs {
     pub(crate) base: *mut u8,
-    pub(crate) shift: u32,
     pub(crate) n: usize,
     /// [`detect`]'s offset, carried here so the fast path reads everything from one place.
     pub(crate) rseq_offset: isize,

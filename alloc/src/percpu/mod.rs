@@ -3,19 +3,23 @@
 //! of CPUs, however many threads run, and threads have nothing to flush when they exit.
 //!
 //! # Slabs
-//! One slab per CPU, all with the same layout: `NUM_CLASSES` headers of 16 bytes
-//! `{ current: u32, allocs: u32, capacity: u32, begin: u32 }`, the heap profiler's countdown
-//! on a cache line of its own ([`SAMPLER`]), then each class's array of
-//! [`max_capacity`] block pointers (at the same offset in every slab, `LAYOUT.items`).
-//! `items[begin..current]` are free blocks (with their canary set, see `block`); `begin` is 0
-//! except while the header is locked. `allocs` counts the allocations the list served,
-//! modulo 2^32 (`counters`). Slabs are a power of two apart.
+//! One slab per CPU, all with the same layout, fixed at compile time: `NUM_CLASSES` headers of
+//! 16 bytes `{ current: u32, allocs: u32, end: u32, begin: u32 }`, the heap profiler's
+//! countdown on a cache line of its own ([`SAMPLER`]), then each class's array of
+//! [`max_capacity`] block pointers (at word [`ITEMS`]`[class]` of every slab). `current`,
+//! `end` and `begin` are word offsets from the slab's start (TCMalloc's layout), so a sequence
+//! addresses an item as `slab + i * 8` without loading where the class's array is:
+//! `slab[begin..current]` are free blocks (with their canary set, see `block`), and the list's
+//! capacity is `end - begin`. `begin` is `ITEMS[class]` except while the header is locked.
+//! `allocs` counts the allocations the list served, modulo 2^32 (`counters`). Slabs are
+//! [`SLAB_SHIFT`] bits apart, a constant the sequences shift by.
 //!
-//! Rule 1: `current`, `allocs` and `items` are written only by restartable sequences running
-//! on the slab's CPU, with `current` (and for an allocation `allocs` with it, one 8-byte
-//! store) as the single committing store, or (`current` and `items` only) by the holder of a
-//! *locked* header (`resize`). Rule 2: `capacity` and `begin` are written only by `resize`,
-//! under its lock. So no lock and no atomic instruction guards the fast path.
+//! Rule 1: `current`, `allocs` and the items are written only by restartable sequences
+//! running on the slab's CPU, with `current` (and for an allocation `allocs` with it, one
+//! 8-byte store) as the single committing store, or (`current` and the items only) by the
+//! holder of a *locked* header (`resize`). Rule 2: `end` and `begin` are written only by
+//! `resize`, under its lock (and once by `build_slabs`, before the slabs are published). So
+//! no lock and no atomic instruction guards the fast path.
 //!
 //! # Capacity adapts to use
 //! A list starts at one batch of capacity ([`initial_capacity`]). When a free finds it full,
@@ -52,15 +56,36 @@ pub(crate) use resize::{RESIZE, drain_all, reclaim_idle};
 use crate::block::{self, Batch, FreeBlock};
 use crate::heap::HEAP;
 use crate::os::{self, rseq};
-use crate::size_class::{CLASSES, NUM_CLASSES, class_info};
+use crate::size_class::{CLASS_TABLE, CLASSES, NUM_CLASSES, class_info};
 use crate::sync::{
-    AtomicBool, AtomicI64, AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
-    Mutex, Ordering,
+    AtomicBool, AtomicI64, AtomicIsize, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Mutex,
+    Ordering,
 };
 use crate::thread_cache;
 use core::ptr;
 
 const HEADER: usize = 16;
+/// Each class's item array: its offset in every slab, in 8-byte words (after the headers and
+/// the sampler's line), with room for [`max_capacity`] items.
+pub(crate) const ITEMS: [u32; NUM_CLASSES] = {
+    let mut out = [0u32; NUM_CLASSES];
+    let mut at = (SAMPLER + 64) / 8;
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        out[c] = at as u32;
+        at += max_capacity(c) as usize;
+        c += 1;
+    }
+    out
+};
+
+/// log2 of a slab's size: the smallest power of two holding every class's items.
+pub(crate) const SLAB_SHIFT: u32 = {
+    let last = NUM_CLASSES - 1;
+    let words = ITEMS[last] as usize + max_capacity(last) as usize;
+    (words * 8).next_power_of_two().trailing_zeros()
+};
+
 /// Where each slab keeps the heap profiler's countdown (an `i64`: bytes to allocate on this
 /// CPU before the next sample) and its random state (a `u64`), on a cache line of their own
 /// after the headers (`profile`).
@@ -95,30 +120,31 @@ struct Layout {
     /// mode and the slabs from one place.
     mode: AtomicU8,
     base: AtomicPtr<u8>,
-    shift: AtomicUsize,
     count: AtomicUsize,
     rseq_offset: AtomicIsize,
     /// True when `membarrier` can fence another CPU's sequences, so capacities may change.
     resizable: AtomicBool,
-    /// Each class's item array's offset in a slab, in 8-byte words.
-    items: [AtomicU32; NUM_CLASSES],
 }
 static LAYOUT: Layout = Layout {
     mode: AtomicU8::new(UNDECIDED),
     base: AtomicPtr::new(ptr::null_mut()),
-    shift: AtomicUsize::new(0),
     count: AtomicUsize::new(0),
     rseq_offset: AtomicIsize::new(0),
     resizable: AtomicBool::new(false),
-    items: [const { AtomicU32::new(0) }; NUM_CLASSES],
 };
 
 /// Most slots a class's list may have: two batches, and for small classes up to 64 KiB of
 /// blocks (at most 256), so alloc/free runs of a few hundred small blocks stay on the CPU.
 /// Each slab reserves this many.
-pub(crate) fn max_capacity(class: usize) -> u32 {
-    let sc = &CLASSES[class];
-    (2 * sc.batch).max(((64 * 1024) / sc.size).min(256))
+pub(crate) const fn max_capacity(class: usize) -> u32 {
+    let sc = &CLASS_TABLE[class];
+    let fill = (64 * 1024) / sc.size;
+    let small = if fill < 256 { fill } else { 256 };
+    if 2 * sc.batch > small {
+        2 * sc.batch
+    } else {
+        small
+    }
 }
 
 /// The capacity a list starts with, and shrinks back to when idle: one batch (the maximum when
@@ -216,35 +242,24 @@ fn build_slabs(rseq_offset: isize) -> bool {
     LAYOUT
         .resizable
         .store(os::register_rseq_fence(), Ordering::Relaxed);
-    let mut offset = SAMPLER + 64;
-    let mut items = [0usize; NUM_CLASSES];
-    for (c, slot) in items.iter_mut().enumerate() {
-        *slot = offset;
-        offset += max_capacity(c) as usize * size_of::<usize>();
-    }
-    // A power of two, so the sequences find a CPU's slab with a shift.
-    let stride = offset.next_power_of_two();
+    let stride = 1usize << SLAB_SHIFT;
     let Some(mem) = HEAP.pages.meta.alloc(stride * n, 4096) else {
         return false;
     };
     let base = mem.as_ptr();
     for cpu in 0..n {
-        for c in 0..NUM_CLASSES {
+        for (c, &items) in ITEMS.iter().enumerate() {
             // SAFETY: fresh metadata of `stride * n` bytes; no sequence can run on it before
-            // `mode` is published.
+            // `mode` is published. An empty list: current = begin = its array's offset.
             unsafe {
                 let h = base.add(cpu * stride + c * HEADER).cast::<u32>();
-                h.add(2).write(initial_capacity(c));
+                h.write(items);
+                h.add(2).write(items + initial_capacity(c));
+                h.add(3).write(items);
             }
         }
     }
-    for (c, &at) in items.iter().enumerate() {
-        LAYOUT.items[c].store((at / 8) as u32, Ordering::Relaxed);
-    }
     LAYOUT.base.store(base, Ordering::Relaxed);
-    LAYOUT
-        .shift
-        .store(stride.trailing_zeros() as usize, Ordering::Relaxed);
     LAYOUT.count.store(n, Ordering::Relaxed);
     LAYOUT.rseq_offset.store(rseq_offset, Ordering::Relaxed);
     true
@@ -262,16 +277,12 @@ fn zeroed_records<T>(at: &AtomicPtr<T>, n: usize) -> bool {
     }
 }
 
-/// Where `class`'s list is in every slab.
-///
-/// # Safety
-/// `class < NUM_CLASSES`.
+/// Where `class`'s list is in every slab (a header inside the slab when `class < NUM_CLASSES`,
+/// which the sequences' callers guarantee).
 #[inline(always)]
-unsafe fn list(class: usize) -> rseq::List {
+fn list(class: usize) -> rseq::List {
     rseq::List {
         header: class * HEADER,
-        // SAFETY: the caller's `class`.
-        items: unsafe { LAYOUT.items.get_unchecked(class) }.load(Ordering::Relaxed) as usize,
     }
 }
 
@@ -279,7 +290,6 @@ unsafe fn list(class: usize) -> rseq::List {
 fn slabs() -> rseq::Slabs {
     rseq::Slabs {
         base: LAYOUT.base.load(Ordering::Relaxed),
-        shift: LAYOUT.shift.load(Ordering::Relaxed) as u32,
         n: LAYOUT.count.load(Ordering::Relaxed),
         rseq_offset: LAYOUT.rseq_offset.load(Ordering::Relaxed),
     }
@@ -288,19 +298,21 @@ fn slabs() -> rseq::Slabs {
 /// Allocates one block of `class` (null when memory is exhausted). Per-CPU mode only.
 ///
 /// Budget, read with `objdump -d` on the release `tricolor` binary (x86-64, 2026-11-30):
-/// `Tricolor::alloc` for a small request that hits the slab runs 43 instructions from entry to
-/// `ret`: 2 save registers, 6 pick the size class (a bound check and one table load), 4 check
-/// the mode, 8 read the slab layout (base, shift, count, `__rseq_offset`, this class's item
-/// offset) and set up the header offset and the counter's constant, 2 register the
-/// descriptor, 15 are the sequence (CPU id read as `fs:[offset + 4]`, bound, `begin` gate,
-/// `current` with the allocation count, item, one committing 8-byte store, the jump out), 2
-/// test the result, 1 clears the canary, 3 restore and return. (It was 47 before the
-/// sequences addressed `struct rseq` through `fs` instead of loading the thread pointer.)
-/// Counting allocations (`counters`) added none: the add of `2^32 - 1` replaced the
-/// decrement. Heap profiling adds none while off (`profile`: its arm is out of line). No
-/// atomic instruction, no lock; the only stores are `rseq_cs`, the commit and the canary.
-/// (mimalloc's whole malloc is about 20.) Two of the loads go through the GOT (the
-/// size-class table and the layout live in this crate, but the code is position-independent).
+/// `Tricolor::alloc` for a small request that hits the slab runs 35 instructions from entry to
+/// `ret`: 6 pick the size class (a bound check and one table load), 4 check the mode, 6 read
+/// the slab layout (base, count, `__rseq_offset`) and set up the header offset and the
+/// counter's constant, 2 register the descriptor, 13 are the sequence (CPU id read as
+/// `fs:[offset + 4]`, bound, shift by the constant [`SLAB_SHIFT`], `begin` gate, `current`
+/// with the allocation count, item, one committing 8-byte store, falling through), 2 test the
+/// result, 1 clears the canary, 1 returns; no register is saved. It was 47 before the
+/// sequences addressed `struct rseq` through `fs`, and 43 before the slab's indices became
+/// absolute (no item-array offset to load and add), the shift a constant, and the failure
+/// exits moved out of line. Counting allocations (`counters`) added none: the add of
+/// `2^32 - 1` replaced the decrement. Heap profiling adds none while off (`profile`: its arm
+/// is out of line). No atomic instruction, no lock; the only stores are `rseq_cs`, the commit
+/// and the canary. (mimalloc's whole malloc is about 20.) Two of the loads go through the GOT
+/// (the size-class table and the layout live in this crate, but the code is
+/// position-independent).
 ///
 /// # Safety
 /// Per-CPU mode is on ([`per_cpu`] returned true), and `class < NUM_CLASSES` (its header
@@ -353,7 +365,7 @@ pub(crate) fn sampler_record(cpu: usize) -> Option<(&'static AtomicI64, &'static
     // SAFETY: slabs live forever; SAMPLER and SAMPLER + 8 are 8-byte aligned fields of
     // `cpu`'s slab that no list uses.
     unsafe {
-        let at = s.base.add((cpu << s.shift) + SAMPLER);
+        let at = s.base.add((cpu << SLAB_SHIFT) + SAMPLER);
         Some((&*at.cast::<AtomicI64>(), &*at.add(8).cast::<AtomicU64>()))
     }
 }

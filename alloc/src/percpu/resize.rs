@@ -4,7 +4,7 @@
 //!
 //! # The protocol (TCMalloc's, on the documented rseq and membarrier ABIs)
 //! Under [`RESIZE`] (one lock for all such operations; they are rare):
-//! 1. **Lock** the headers to change: store `capacity = 0` (every push fails: `current >= 0`)
+//! 1. **Lock** the headers to change: store `end = 0` (every push fails: `current >= 0`)
 //!    and `begin = u32::MAX` (every pop fails: `current <= begin`).
 //! 2. **Fence** the CPU: `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, FLAG_CPU, cpu)`
 //!    restarts any sequence of ours running there, and orders our stores before whatever runs
@@ -12,20 +12,22 @@
 //!    it; one that was running is restarted and reads the locked header; one that starts later
 //!    reads the locked header. So after the fence no sequence can commit to these lists: we own
 //!    `current` and `items` (percpu rule 1).
-//! 3. Do the work: read `items[..current]`, store a new `current`, pick the new capacity.
-//! 4. **Unlock**: store `capacity`, then `begin = 0`, *after* every other store. Sequences read
-//!    their gate (`capacity` for push, `begin` for pop) before `current` (`os::rseq`), and
+//! 3. Do the work: read the items below `current`, store a new `current`, pick the new
+//!    capacity.
+//! 4. **Unlock**: store `end` (the array's offset plus the capacity), then `begin` (the array's
+//!    offset), *after* every other store. Sequences read their gate (`end` for push, `begin`
+//!    for pop) before `current` (`os::rseq`), and
 //!    x86-64 keeps stores in order and loads in order, so a sequence that sees an open gate
 //!    also sees our `current` and items. (aarch64 would need acquire loads in the sequences;
 //!    there is no aarch64 build yet.)
 //!
-//! Only the holder of [`RESIZE`] writes `capacity` and `begin` (percpu rule 2), so a
+//! Only the holder of [`RESIZE`] writes `end` and `begin` (percpu rule 2), so a
 //! sequence can never reopen a gate behind our back: that is why growth goes through this
 //! protocol too instead of a sequence of its own. If the fence fails (a kernel without the
 //! command, or `membarrier` forbidden), the headers are restored untouched and nothing is done;
 //! capacities then start and stay at their maximum (`initial_capacity`).
 
-use super::{HEADER, LAYOUT, initial_capacity, max_capacity, per_cpu, slabs};
+use super::{HEADER, ITEMS, LAYOUT, SLAB_SHIFT, initial_capacity, max_capacity, per_cpu, slabs};
 use crate::block::Batch;
 use crate::heap::HEAP;
 use crate::os::{self, rseq};
@@ -64,38 +66,64 @@ fn counts(cpu: usize) -> &'static CpuCounts {
 /// torn by, except the allocating sequence's commit, one aligned 8-byte store of `current`
 /// and `allocs`, which x86-64 makes single-copy atomic: a 4-byte read of either half sees it
 /// whole. This side writes `current` only while the header is locked and fenced (no sequence
-/// runs on it then) and never writes `allocs`.
-pub(super) struct Header(*mut u32);
+/// runs on it then) and never writes `allocs`. Its accessors speak in list positions and
+/// capacities; the header's absolute word offsets (`percpu`) stay inside this type.
+pub(super) struct Header {
+    at: *mut u32,
+    /// The class's item array's offset (`ITEMS[class]`).
+    items: u32,
+}
 
 impl Header {
     pub(super) fn at(s: &rseq::Slabs, cpu: usize, class: usize) -> Self {
-        debug_assert!(cpu < s.n && class < NUM_CLASSES);
-        // SAFETY: inside the slabs (`cpu < n`, `class < NUM_CLASSES`).
-        Header(unsafe { s.base.add((cpu << s.shift) + class * HEADER) }.cast())
+        assert!(cpu < s.n && class < NUM_CLASSES);
+        Header {
+            // SAFETY: inside the slabs (`cpu < n`, `class < NUM_CLASSES`).
+            at: unsafe { s.base.add((cpu << SLAB_SHIFT) + class * HEADER) }.cast(),
+            items: ITEMS[class],
+        }
     }
     fn field(&self, i: usize) -> &AtomicU32 {
         // SAFETY: a live, aligned u32 of the slab metadata (never freed); concurrent accesses
         // are the sequences' same-size plain accesses (see the type's comment).
-        unsafe { AtomicU32::from_ptr(self.0.add(i)) }
+        unsafe { AtomicU32::from_ptr(self.at.add(i)) }
     }
-    fn current(&self) -> &AtomicU32 {
+    /// Blocks in the list (racy unless the header is locked and fenced).
+    fn len(&self) -> u32 {
         self.field(0)
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.items)
+    }
+    /// Sets the list's length. The header is locked and fenced.
+    fn set_len(&self, len: u32) {
+        self.field(0).store(self.items + len, Ordering::Relaxed);
     }
     /// The list's allocation count, modulo 2^32 (`counters`).
     pub(super) fn allocs(&self) -> &AtomicU32 {
         self.field(1)
     }
-    fn capacity(&self) -> &AtomicU32 {
+    /// The list's capacity (0 while the header is locked).
+    fn capacity(&self) -> u32 {
         self.field(2)
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.items)
     }
-    fn begin(&self) -> &AtomicU32 {
-        self.field(3)
+    /// Protocol step 1: every push and pop on this list fails from now on.
+    fn lock(&self) {
+        self.field(2).store(0, Ordering::Relaxed);
+        self.field(3).store(u32::MAX, Ordering::Relaxed);
+    }
+    /// Protocol step 4: reopens the list with `capacity`, the gates stored last.
+    fn unlock(&self, capacity: u32) {
+        self.field(2)
+            .store(self.items + capacity, Ordering::Release);
+        self.field(3).store(self.items, Ordering::Release);
     }
     /// Class `class`'s item array in `cpu`'s slab.
     fn items(s: &rseq::Slabs, cpu: usize, class: usize) -> *mut usize {
-        let at = LAYOUT.items[class].load(Ordering::Relaxed) as usize * 8;
-        // SAFETY: `build_slabs` set the offset inside the slab.
-        unsafe { s.base.add((cpu << s.shift) + at) }.cast()
+        let at = ITEMS[class] as usize * 8;
+        // SAFETY: `ITEMS` offsets are inside a slab; `cpu < n` (asserted by callers' `at`).
+        unsafe { s.base.add((cpu << SLAB_SHIFT) + at) }.cast()
     }
 }
 
@@ -113,18 +141,15 @@ fn with_locked(s: &rseq::Slabs, cpu: usize, mask: u128, work: impl FnOnce(&mut [
     let mut caps = [0u32; NUM_CLASSES];
     for c in classes() {
         let h = Header::at(s, cpu, c);
-        caps[c] = h.capacity().load(Ordering::Relaxed);
-        h.capacity().store(0, Ordering::Relaxed);
-        h.begin().store(u32::MAX, Ordering::Relaxed);
+        caps[c] = h.capacity();
+        h.lock();
     }
     let fenced = fence(cpu);
     if fenced {
         work(&mut caps);
     }
     for c in classes() {
-        let h = Header::at(s, cpu, c);
-        h.capacity().store(caps[c], Ordering::Release);
-        h.begin().store(0, Ordering::Release);
+        Header::at(s, cpu, c).unlock(caps[c]);
     }
     fenced
 }
@@ -157,9 +182,7 @@ pub(super) fn grow(class: usize) -> bool {
     if cpu >= s.n {
         return false;
     }
-    let cap = Header::at(&s, cpu, class)
-        .capacity()
-        .load(Ordering::Relaxed);
+    let cap = Header::at(&s, cpu, class).capacity();
     let max = max_capacity(class);
     if cap >= max {
         return false;
@@ -180,8 +203,8 @@ fn drain(s: &rseq::Slabs, cpu: usize, mask: u128) -> usize {
             }
             let h = Header::at(s, cpu, c);
             let items = Header::items(s, cpu, c);
-            for i in 0..h.current().load(Ordering::Relaxed) as usize {
-                // SAFETY: `items[..current]` are free blocks of class `c` (percpu slab
+            for i in 0..h.len() as usize {
+                // SAFETY: the list's `len` items are free blocks of class `c` (percpu slab
                 // layout), ours now that the list is locked and fenced.
                 unsafe {
                     let b = *items.add(i) as *mut crate::block::FreeBlock;
@@ -190,7 +213,7 @@ fn drain(s: &rseq::Slabs, cpu: usize, mask: u128) -> usize {
                 }
                 list.count += 1;
             }
-            h.current().store(0, Ordering::Relaxed);
+            h.set_len(0);
             caps[c] = initial_capacity(c);
         }
     });
@@ -225,8 +248,7 @@ pub(crate) fn reclaim_idle() -> usize {
                 let m = k.misses[c].load(Ordering::Relaxed);
                 let idle = m == k.seen[c].swap(m, Ordering::Relaxed);
                 let h = Header::at(&s, cpu, c);
-                let holds = h.current().load(Ordering::Relaxed) > 0
-                    || h.capacity().load(Ordering::Relaxed) > initial_capacity(c);
+                let holds = h.len() > 0 || h.capacity() > initial_capacity(c);
                 if idle && holds {
                     mask |= 1 << c;
                 }
@@ -257,8 +279,5 @@ pub(crate) fn drain_all() -> usize {
 /// Blocks in a list and its capacity, read racily (statistics and tests).
 pub(crate) fn racy_list(s: &rseq::Slabs, cpu: usize, class: usize) -> (u32, u32) {
     let h = Header::at(s, cpu, class);
-    (
-        h.current().load(Ordering::Relaxed),
-        h.capacity().load(Ordering::Relaxed),
-    )
+    (h.len(), h.capacity())
 }
