@@ -23,6 +23,9 @@
 //! `off < span bytes` is implied there, not tested: `index * size == off` (a product of two
 //! 32-bit numbers, exact in 64 bits) and `index < bump <= objects` give
 //! `off < objects * size <= bytes`, whatever the multiply-shift made of an `off` out of range.
+//! For the same reason rule 1's lookup needs no bound on the address: an address beyond the
+//! 47-bit address space, looked up modulo 2^47, finds a record it is more than 2^47 bytes away
+//! from (or below), so `off` cannot be a product below `objects * size`.
 //! Not detected: two threads freeing the same small block at the same instant (that needs an
 //! atomic per free). Every block has room for its canary: malloc's smallest class is 16 B.
 
@@ -30,7 +33,7 @@ use crate::block::Canary;
 use crate::heap::HEAP;
 use crate::misuse::{self, Misuse};
 use crate::percpu;
-use crate::size_class::{CLASSES, MAX_SMALL_SIZE, PAGE_SHIFT, PAGE_SIZE, class_for};
+use crate::size_class::{CLASSES, MAX_SMALL_SIZE, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, class_for};
 use crate::span::{Span, SpanState};
 use crate::thread_cache;
 
@@ -239,19 +242,19 @@ pub fn alloc_pages(pages: usize) -> Option<(ptr::NonNull<u8>, bool)> {
 /// caller hands to [`check`]. Aborts naming `op` on a double free.
 #[inline(always)]
 fn live_small(p: *mut u8, expected: Option<usize>, op: &str) -> Option<(usize, Canary)> {
-    let span = HEAP.pages.pagemap.get(p as usize);
+    // Wrapping: an address beyond 2^47 fails `index * size == off` below (module docs).
+    let span = HEAP.pages.pagemap.get_wrapping(p as usize);
     if span.is_null() {
         return None;
     }
     // SAFETY: records are type-stable (meta); every read below is of atomics, and the result
     // is trusted only once `p` is proved a block below the span's bump mark.
     let s = unsafe { &*span };
-    if !s.is_small() {
-        return None;
-    }
+    // The class byte alone says "Small, of this class" (`span` invariant).
     let class = match expected {
         Some(c) if c != s.class() => return None,
         Some(c) => c,
+        None if s.class() >= NUM_CLASSES => return None,
         None => s.class(),
     };
     let (size, div_mul) = s.object_size();

@@ -101,6 +101,20 @@ impl PageMap {
         unsafe { (*leaf).spans[(addr >> PAGE_SHIFT) & (LEAF_SLOTS - 1)].load(Ordering::Relaxed) }
     }
 
+    /// As [`PageMap::get`] for `addr` modulo 2^47: an address beyond the address space finds
+    /// whatever covers its low 47 bits, one compare and branch cheaper. Only for a caller that
+    /// then proves the record covers `addr` by arithmetic no such address passes (the free
+    /// path's `index * size == addr - start`, whose left side stays below 2^47).
+    #[inline]
+    pub(crate) fn get_wrapping(&self, addr: usize) -> *mut Span {
+        let leaf = ROOT[(addr >> LEAF_SHIFT) & (ROOT_SLOTS - 1)].load(Ordering::Acquire);
+        if leaf.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: leaves are never freed (invariant 3); the index is masked to LEAF_SLOTS.
+        unsafe { (*leaf).spans[(addr >> PAGE_SHIFT) & (LEAF_SLOTS - 1)].load(Ordering::Relaxed) }
+    }
+
     /// Makes sure leaves exist for `[start, start + len)` and that every arena it touches
     /// belongs to `owner` (a page heap's address), calling `new_arena` with the dirty-page
     /// record of each arena it claims for `owner` (its base already set). Called under the

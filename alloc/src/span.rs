@@ -12,6 +12,9 @@
 //!   page-heap lock; read lock-free (relaxed) by the free path's checks, which always confirm
 //!   the record covers the pointer. The class's size and division magic are copied here so the
 //!   free path's chain of dependent loads ends at the record (no class-table load after it).
+//! * Invariant: `class` is below `NUM_CLASSES` exactly when the span is Small, and is then its
+//!   size class ([`NOT_SMALL`] or [`SAMPLED`] otherwise), so that one byte compare tells the
+//!   free path a span is Small and of the expected class (`Span::set_state` keeps it).
 //! * `bump`: written under `Central[class]`'s lock while Small; read relaxed by free checks.
 //! * A Large span whose `class` is [`SAMPLED`] holds one allocation the heap profiler sampled
 //!   (`profile`): its `div_mul` is the profile bucket (the bucket knows the bytes). The
@@ -42,7 +45,9 @@ pub(crate) enum SpanState {
 
 /// `class` of a Large span holding a sampled allocation (module docs); no size class has it.
 pub(crate) const SAMPLED: usize = 0xff;
-const _: () = assert!(crate::size_class::NUM_CLASSES < SAMPLED);
+/// `class` of every span that is not Small (and not sampled): no size class has it either.
+pub(crate) const NOT_SMALL: usize = 0xfe;
+const _: () = assert!(crate::size_class::NUM_CLASSES <= NOT_SMALL);
 
 /// The record describing one run of pages.
 #[repr(C, align(64))]
@@ -78,7 +83,7 @@ impl Span {
             start: AtomicUsize::new(0),
             pages: AtomicUsize::new(0),
             state: AtomicU8::new(SpanState::Unused as u8),
-            class: AtomicU8::new(0),
+            class: AtomicU8::new(NOT_SMALL as u8),
             bump: AtomicU32::new(0),
             object_size: AtomicU32::new(0),
             div_mul: AtomicU32::new(0),
@@ -118,11 +123,7 @@ impl Span {
             _ => SpanState::Unused,
         }
     }
-    /// `state() == SpanState::Small`, as one compare of the stored byte (the free path's).
-    #[inline]
-    pub(crate) fn is_small(&self) -> bool {
-        self.state.load(Ordering::Relaxed) == SpanState::Small as u8
-    }
+    /// A Small span's size class; [`NOT_SMALL`] or [`SAMPLED`] for any other (module docs).
     #[inline]
     pub(crate) fn class(&self) -> usize {
         self.class.load(Ordering::Relaxed) as usize
@@ -143,11 +144,13 @@ impl Span {
         )
     }
 
-    /// Sets state and class; page-heap lock held.
+    /// Sets state and class (`class` is read for a Small span, and for a Large one holding a
+    /// sampled allocation, [`SAMPLED`]; any other span gets [`NOT_SMALL`]); page-heap lock held.
     pub(crate) fn set_state(&self, state: SpanState, class: usize) {
-        let (size, div_mul) = match state {
-            SpanState::Small => (CLASSES[class].size, CLASSES[class].div_mul),
-            _ => (0, 0),
+        let (size, div_mul, class) = match state {
+            SpanState::Small => (CLASSES[class].size, CLASSES[class].div_mul, class),
+            SpanState::Large if class == SAMPLED => (0, 0, SAMPLED),
+            _ => (0, 0, NOT_SMALL),
         };
         self.object_size.store(size, Ordering::Relaxed);
         self.div_mul.store(div_mul, Ordering::Relaxed);

@@ -188,6 +188,24 @@ fn never_allocated_block_given_to_dealloc_aborts() {
 }
 
 #[test]
+fn pointer_beyond_the_address_space_aborts() {
+    if let Some((ptr, err)) = run_case("pointer_beyond_the_address_space_aborts", || {
+        // SAFETY: deliberately freeing an address 2^47 above a live block: its low 47 bits
+        // are the block's, so a lookup modulo 2^47 finds the block's span, which must not be
+        // taken for its owner.
+        unsafe {
+            let p = GLOBAL.alloc(l(48));
+            let q = (p as usize + (1usize << 47)) as *mut u8;
+            announce(q);
+            GLOBAL.dealloc(q, l(48));
+        }
+        0
+    }) {
+        assert!(err.contains(&format!("invalid pointer 0x{ptr}")), "{err}");
+    }
+}
+
+#[test]
 fn mismatched_layout_aborts() {
     if let Some((ptr, err)) = run_case("mismatched_layout_aborts", || {
         // SAFETY: deliberately freeing with a layout of another size class.
