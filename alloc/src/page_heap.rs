@@ -88,6 +88,9 @@ struct Inner {
     large_allocs: u64,
     large_frees: u64,
     large_bytes_allocated: u64,
+    /// High-water marks of `large_pages` and of the live large allocations' count.
+    large_peak_pages: usize,
+    large_peak_count: u64,
     arenas: *mut ArenaPages,
 }
 
@@ -111,6 +114,9 @@ pub(crate) struct PageHeapStats {
     pub(crate) large_allocs: u64,
     pub(crate) large_frees: u64,
     pub(crate) large_bytes_allocated: u64,
+    /// The most bytes Large spans held at once, and the most Large spans live at once.
+    pub(crate) large_peak_bytes: usize,
+    pub(crate) large_peak_count: u64,
 }
 
 impl PageHeap {
@@ -135,6 +141,8 @@ impl PageHeap {
                 large_allocs: 0,
                 large_frees: 0,
                 large_bytes_allocated: 0,
+                large_peak_pages: 0,
+                large_peak_count: 0,
                 arenas: ptr::null_mut(),
             }),
         }
@@ -197,6 +205,7 @@ impl PageHeap {
             h.large_pages += pages;
             h.large_allocs += 1;
             h.large_bytes_allocated += (pages << PAGE_SHIFT) as u64;
+            h.note_large_peak();
         }
         // SAFETY: as above; the state change publishes the span to its new owner.
         unsafe { (*span).set_state(state, class) };
@@ -274,6 +283,7 @@ impl PageHeap {
         }
         h.note_taken(self, end, extra);
         h.large_pages += extra;
+        h.note_large_peak();
         // SAFETY: `next` is an indexed free run adjacent to `span`; lock held.
         unsafe {
             h.unindex(next);
@@ -329,6 +339,8 @@ impl PageHeap {
             large_allocs: h.large_allocs,
             large_frees: h.large_frees,
             large_bytes_allocated: h.large_bytes_allocated,
+            large_peak_bytes: h.large_peak_pages << PAGE_SHIFT,
+            large_peak_count: h.large_peak_count,
         }
     }
 
@@ -381,6 +393,13 @@ impl Inner {
     fn check(&self, _heap: &PageHeap) {
         #[cfg(feature = "expensive-checks")]
         self.validate(_heap);
+    }
+
+    /// Raises the Large high-water marks to the current figures (after they grew).
+    fn note_large_peak(&mut self) {
+        self.large_peak_pages = self.large_peak_pages.max(self.large_pages);
+        let live = self.large_allocs - self.large_frees;
+        self.large_peak_count = self.large_peak_count.max(live);
     }
 
     /// Calls `f(arena, first, n)` for each arena piece of the pages `[start, start + pages)`.

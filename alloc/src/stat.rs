@@ -132,6 +132,16 @@ pub const NAMES: &[Stat] = &[
         read: |s| s.large_bytes_allocated,
     },
     Stat {
+        name: c"large.peak_bytes",
+        what: "the most bytes live large allocations held at once (whole pages)",
+        read: |s| s.large_peak_bytes,
+    },
+    Stat {
+        name: c"large.peak_count",
+        what: "the most large allocations live at once",
+        read: |s| s.large_peak_count,
+    },
+    Stat {
         name: c"memory_limit",
         what: "the memory limit in bytes (9223372036854775807: none)",
         read: |s| s.memory_limit.max(0) as u64,

@@ -87,6 +87,11 @@ pub struct AllocStats {
     pub front_end: u32,
     /// 1 when pages are released with `MADV_FREE`, 0 with `MADV_DONTNEED`.
     pub madv_free: u32,
+    /// The most bytes live large allocations held at once (whole pages; glibc's `max mmap
+    /// bytes`).
+    pub large_peak_bytes: u64,
+    /// The most large allocations live at once (glibc's `max mmap regions`).
+    pub large_peak_count: u64,
 }
 
 /// One size class's figures (`tc_class_stats_t` in C).
@@ -190,6 +195,8 @@ pub fn stats() -> AllocStats {
     s.large_allocs = p.large_allocs;
     s.large_frees = p.large_frees;
     s.large_bytes_allocated = p.large_bytes_allocated;
+    s.large_peak_bytes = p.large_peak_bytes as u64;
+    s.large_peak_count = p.large_peak_count;
     s.memory_limit = knobs::memory_limit();
     s.front_end = match percpu::front_end() {
         FrontEnd::PerCpu => 0,

@@ -110,6 +110,11 @@ typedef struct tc_alloc_stats_t_ {
   uint32_t front_end;
   // 1 when pages are released with `MADV_FREE`, 0 with `MADV_DONTNEED`.
   uint32_t madv_free;
+  // The most bytes live large allocations held at once (whole pages; glibc's `max mmap
+  // bytes`).
+  uint64_t large_peak_bytes;
+  // The most large allocations live at once (glibc's `max mmap regions`).
+  uint64_t large_peak_count;
 } tc_alloc_stats_t_;
 
 // Tricolor's memory, partitioned: `mapped` is the sum of the nine parts from `in_use_small`

@@ -167,6 +167,10 @@ int main(void) {
     tc_alloc_stats_t st3;
     CHECK(tc_alloc_stats(&st3) == 0 && st3.free_dirty == 0 && st3.released >= (8u << 20));
     CHECK(st3.small_frees >= st2.small_frees + 1000 && st3.small_allocs >= st2.small_allocs);
+    /* High-water marks outlive what they measured. */
+    CHECK(st3.in_use_large + (8u << 20) <= st2.in_use_large);
+    CHECK(st3.large_peak_bytes >= st2.in_use_large && st3.large_peak_count >= 1);
+    CHECK(tc_stat_get("large.peak_bytes", &v) == 0 && v == st3.large_peak_bytes);
 
     /* The memory limit: off by default, settable, readable with a negative value. */
     CHECK(tc_set_memory_limit(-1) == TC_NO_LIMIT);

@@ -18,8 +18,9 @@
 //!
 //! As in glibc, `arena == uordblks + fordblks`. Released pages and metadata are in none of
 //! them (glibc's `arena` holds no released memory either). `mallinfo` saturates each field
-//! at `INT_MAX` where glibc wraps. `malloc_stats`' "max mmap" lines give current figures:
-//! Tricolor keeps no high-water marks. `malloc_info` writes glibc's XML shape, with one
+//! at `INT_MAX` where glibc wraps. `malloc_stats`' "max mmap" lines are the high-water marks
+//! of live large allocations (`large_peak_count`, `large_peak_bytes`), as glibc's are of its
+//! mmapped chunks. `malloc_info` writes glibc's XML shape, with one
 //! `<size>` line per size class holding free blocks; options other than 0 are `EINVAL`, as in
 //! glibc.
 //!
@@ -68,7 +69,11 @@ fn free_blocks() -> [(u64, u64, u64); NUM_CLASSES] {
 }
 
 fn info() -> Mallinfo2 {
-    let s = tricolor_alloc::stats();
+    info_of(&tricolor_alloc::stats())
+}
+
+/// [`info`] from figures already read.
+fn info_of(s: &tricolor_alloc::AllocStats) -> Mallinfo2 {
     let (mut front, mut rest) = (0, 0);
     for (_, f, r) in free_blocks() {
         front += f;
@@ -146,7 +151,8 @@ impl Write for Buf {
 /// `malloc_stats`: glibc's report, on standard error.
 #[unsafe(no_mangle)]
 pub extern "C" fn malloc_stats() {
-    let i = info();
+    let s = tricolor_alloc::stats();
+    let i = info_of(&s);
     let mut b = Buf::new();
     let _ = write!(
         b,
@@ -157,8 +163,8 @@ pub extern "C" fn malloc_stats() {
         i.uordblks,
         i.arena + i.hblkhd,
         i.uordblks + i.hblkhd,
-        i.hblks,
-        i.hblkhd
+        s.large_peak_count,
+        s.large_peak_bytes
     );
     // SAFETY: a valid buffer of `len` bytes; a short or failed write to stderr is ignored,
     // as glibc's fprintf would be.
