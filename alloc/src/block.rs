@@ -44,6 +44,87 @@ impl Batch {
 // handing it to another thread hands over the blocks with it.
 unsafe impl Send for Batch {}
 
+/// Most blocks in a batch: `SizeClass::batch` is at most this.
+pub(crate) const MAX_BATCH: usize = 32;
+
+/// A whole batch as an array of block addresses: how batches are parked in the transfer
+/// caches and handed to and from the per-CPU caches. Taking one in or out touches no block,
+/// where a linked [`Batch`] is walked a block at a time, each load waiting for the one before:
+/// for a batch another CPU freed, a chain of cache misses (measured with `perf`: 91% of the
+/// per-CPU refill's time in `mstress`, `larson` and `prodcons2`, on that one load).
+pub(crate) struct BatchArray {
+    pub(crate) blocks: [*mut FreeBlock; MAX_BATCH],
+    pub(crate) count: usize,
+}
+
+// SAFETY: as for `Batch`: the blocks go with the array.
+unsafe impl Send for BatchArray {}
+
+impl BatchArray {
+    pub(crate) const EMPTY: BatchArray = BatchArray {
+        blocks: [core::ptr::null_mut(); MAX_BATCH],
+        count: 0,
+    };
+
+    /// Adds a block; false (and nothing added) when the array is full.
+    #[inline]
+    pub(crate) fn push(&mut self, block: *mut FreeBlock) -> bool {
+        match self.blocks.get_mut(self.count) {
+            Some(slot) => {
+                *slot = block;
+                self.count += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The blocks held.
+    pub(crate) fn as_slice(&self) -> &[*mut FreeBlock] {
+        &self.blocks[..self.count]
+    }
+
+    /// The same blocks as a linked batch (writing each block's link).
+    ///
+    /// # Safety
+    /// Every block is a free block the caller owns.
+    pub(crate) unsafe fn into_list(self) -> Batch {
+        // SAFETY: the caller's contract.
+        unsafe { link(self.as_slice()) }
+    }
+
+    /// The first [`MAX_BATCH`] blocks of `batch` as an array; the rest, if any, stay linked
+    /// in the second result.
+    ///
+    /// # Safety
+    /// `batch` links `count` free blocks the caller owns.
+    pub(crate) unsafe fn from_list(batch: Batch) -> (BatchArray, Batch) {
+        let mut out = BatchArray::EMPTY;
+        let mut rest = batch;
+        while rest.count > 0 && out.push(rest.head) {
+            // SAFETY: the caller's contract: `rest.head` is a linked free block.
+            rest.head = unsafe { (*rest.head).next };
+            rest.count -= 1;
+        }
+        (out, rest)
+    }
+}
+
+/// Links `blocks` into a batch, in order (writing each block's link).
+///
+/// # Safety
+/// Every block is a free block the caller owns.
+pub(crate) unsafe fn link(blocks: &[*mut FreeBlock]) -> Batch {
+    let mut out = Batch::EMPTY;
+    for &b in blocks.iter().rev() {
+        // SAFETY: the caller's contract.
+        unsafe { (*b).next = out.head };
+        out.head = b;
+        out.count += 1;
+    }
+    out
+}
+
 /// The canary key, drawn from the kernel at heap initialisation. Atomic, relaxed: written once
 /// before any block exists.
 static KEY: AtomicUsize = AtomicUsize::new(0);

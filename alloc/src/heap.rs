@@ -8,7 +8,7 @@
 //! straight from the central lists and needs nothing initialised beyond the canary key, drawn
 //! first.
 
-use crate::block::{self, Batch};
+use crate::block::{self, Batch, BatchArray};
 use crate::central::Central;
 use crate::os;
 use crate::page_heap::PageHeap;
@@ -40,9 +40,27 @@ impl Heap {
         if want == CLASSES[class].batch as usize
             && let Some(b) = self.transfer[class].remove()
         {
-            return b;
+            // SAFETY: parked blocks are free blocks of `class` (transfer invariant 1), now ours.
+            return unsafe { b.into_list() };
         }
         self.central.remove_batch(&self.pages, class, want)
+    }
+
+    /// A whole batch of `class` as an array, for a per-CPU refill: a parked one, taken without
+    /// touching its blocks, or one from the central list (whose blocks it has just written, so
+    /// walking them costs no miss). Fewer blocks (possibly none) only when memory is exhausted.
+    pub(crate) fn remove_array(&self, class: usize) -> BatchArray {
+        if let Some(b) = self.transfer[class].remove() {
+            return b;
+        }
+        let list = self
+            .central
+            .remove_batch(&self.pages, class, CLASSES[class].batch as usize);
+        // SAFETY: the central list's blocks are ours now; a batch is at most MAX_BATCH long
+        // (`size_class`), so nothing stays behind in the list.
+        let (arr, rest) = unsafe { BatchArray::from_list(list) };
+        debug_assert_eq!(rest.count, 0);
+        arr
     }
 
     /// Takes back free blocks of `class` from a front cache: a whole batch is parked in the
@@ -52,18 +70,35 @@ impl Heap {
     /// As for `Central::insert_batch`: every block is a free block of `class`, carrying its
     /// canary, that the caller owns and nobody uses.
     pub(crate) unsafe fn insert_batch(&self, class: usize, batch: Batch) {
-        let sc = &CLASSES[class];
-        let batch = if batch.count == sc.batch as usize {
-            let limit = transfer::limit_for(sc.size as usize, sc.batch as usize);
-            match self.transfer[class].insert(batch, limit) {
-                Ok(()) => return,
-                Err(b) => b,
-            }
+        if batch.count == CLASSES[class].batch as usize {
+            // SAFETY: the caller's contract; a whole batch fits the array.
+            let (arr, _) = unsafe { BatchArray::from_list(batch) };
+            // SAFETY: the caller's contract.
+            unsafe { self.insert_array(class, arr) };
         } else {
-            batch
-        };
-        // SAFETY: the caller's contract.
-        unsafe { self.central.insert_batch(&self.pages, class, batch) };
+            // SAFETY: the caller's contract.
+            unsafe { self.central.insert_batch(&self.pages, class, batch) };
+        }
+    }
+
+    /// [`Heap::insert_batch`] for blocks held as an array (a per-CPU overflow): a whole batch
+    /// is parked without touching its blocks.
+    ///
+    /// # Safety
+    /// As for [`Heap::insert_batch`].
+    pub(crate) unsafe fn insert_array(&self, class: usize, mut batch: BatchArray) {
+        let sc = &CLASSES[class];
+        if batch.count == sc.batch as usize {
+            let limit = transfer::limit_for(sc.size as usize, sc.batch as usize);
+            if self.transfer[class].insert(&mut batch, limit) {
+                return;
+            }
+        }
+        // SAFETY: the caller's contract (the link writes are to its own free blocks).
+        unsafe {
+            let list = batch.into_list();
+            self.central.insert_batch(&self.pages, class, list);
+        }
     }
 
     /// Empties into the central lists every transfer cache that saw no traffic since the
@@ -75,7 +110,10 @@ impl Heap {
                 bytes += b.count * CLASSES[class].size as usize;
                 // SAFETY: parked batches are free blocks of `class` with canaries (transfer
                 // invariant 1), now ours.
-                unsafe { self.central.insert_batch(&self.pages, class, b) };
+                unsafe {
+                    let list = b.into_list();
+                    self.central.insert_batch(&self.pages, class, list);
+                }
             });
         }
         bytes

@@ -155,6 +155,14 @@ const fn build_classes() -> [SizeClass; NUM_CLASSES] {
 /// The size-class table as a constant, for layouts computed at compile time (`percpu`).
 pub(crate) const CLASS_TABLE: [SizeClass; NUM_CLASSES] = build_classes();
 
+const _: () = {
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        assert!(CLASS_TABLE[c].batch as usize <= crate::block::MAX_BATCH);
+        c += 1;
+    }
+};
+
 /// The size-class table, smallest first.
 pub static CLASSES: [SizeClass; NUM_CLASSES] = CLASS_TABLE;
 

@@ -4,8 +4,9 @@
 //! When one CPU (or thread) frees what another allocates, as a producer and a consumer do,
 //! the front caches overflow on one side and run dry on the other. Without this layer every
 //! batch would go back to its spans (one pagemap lookup and list splice per block) and be
-//! carved out again. Here a full batch is parked as it is, a linked list with its length, and
-//! handed over whole: both moves are O(1) under a per-class lock held for a few instructions.
+//! carved out again. Here a full batch is parked as it is, an array of block addresses
+//! (`block::BatchArray`), and handed over whole: both moves copy the array under a per-class
+//! lock, and neither touches a block.
 //!
 //! Invariants (under `slots`' lock):
 //! 1. `parked[..len]` are batches of exactly `SizeClass::batch` free blocks of this class,
@@ -20,7 +21,7 @@
 //! Memory comes back: a class whose cache saw no traffic between two passes of
 //! `Heap::reclaim_idle` is emptied into the central lists, whose spans return to the page heap.
 
-use crate::block::Batch;
+use crate::block::BatchArray;
 use crate::sync::{AtomicUsize, Mutex, Ordering};
 
 /// Most batches a class may park.
@@ -49,7 +50,7 @@ pub(crate) struct TransferCache {
 }
 
 struct Slots {
-    parked: [Batch; MAX_SLOTS],
+    parked: [BatchArray; MAX_SLOTS],
     len: usize,
     /// Inserts and removes since the last [`TransferCache::take_if_idle`].
     traffic: usize,
@@ -75,23 +76,24 @@ impl TransferCache {
     }
 
     /// Parks a full batch, unless `limit` (at most [`MAX_SLOTS`], from [`limit_for`]) batches
-    /// are parked already: then the batch comes back.
-    pub(crate) fn insert(&self, batch: Batch, limit: usize) -> Result<(), Batch> {
+    /// are parked already. True when parked: the blocks moved here and `batch` is left empty;
+    /// false leaves it as it was.
+    pub(crate) fn insert(&self, batch: &mut BatchArray, limit: usize) -> bool {
         debug_assert!((1..=MAX_SLOTS).contains(&limit));
         let mut s = self.slots.lock();
         if s.len >= limit {
-            return Err(batch);
+            return false;
         }
         let i = s.len;
-        s.parked[i] = batch;
+        s.parked[i] = core::mem::replace(batch, BatchArray::EMPTY);
         s.len += 1;
         s.traffic += 1;
         self.hint.store(s.len, Ordering::Relaxed);
-        Ok(())
+        true
     }
 
     /// Takes a parked batch, if any. Does not lock when the cache looks empty.
-    pub(crate) fn remove(&self) -> Option<Batch> {
+    pub(crate) fn remove(&self) -> Option<BatchArray> {
         if self.hint.load(Ordering::Relaxed) == 0 {
             return None;
         }
@@ -102,14 +104,14 @@ impl TransferCache {
         s.len -= 1;
         s.traffic += 1;
         let i = s.len;
-        let b = core::mem::replace(&mut s.parked[i], Batch::EMPTY);
+        let b = core::mem::replace(&mut s.parked[i], BatchArray::EMPTY);
         self.hint.store(s.len, Ordering::Relaxed);
         Some(b)
     }
 
     /// Empties the cache through `out` if it saw no traffic since the previous call (or
     /// unconditionally with `force`). Returns the number of batches taken.
-    pub(crate) fn take_if_idle(&self, force: bool, mut out: impl FnMut(Batch)) -> usize {
+    pub(crate) fn take_if_idle(&self, force: bool, mut out: impl FnMut(BatchArray)) -> usize {
         let mut s = self.slots.lock();
         let idle = s.traffic == 0;
         s.traffic = 0;
@@ -118,7 +120,7 @@ impl TransferCache {
         }
         let n = s.len;
         for i in 0..n {
-            out(core::mem::replace(&mut s.parked[i], Batch::EMPTY));
+            out(core::mem::replace(&mut s.parked[i], BatchArray::EMPTY));
         }
         s.len = 0;
         self.hint.store(0, Ordering::Relaxed);
@@ -150,7 +152,7 @@ impl TransferCache {
 impl Slots {
     const fn new() -> Self {
         Self {
-            parked: [Batch::EMPTY; MAX_SLOTS],
+            parked: [BatchArray::EMPTY; MAX_SLOTS],
             len: 0,
             traffic: 0,
         }
@@ -160,22 +162,15 @@ impl Slots {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::block::FreeBlock;
 
-    fn batch_of(blocks: &mut [FreeBlock]) -> Batch {
-        let mut b = Batch::EMPTY;
-        for f in blocks.iter_mut() {
-            f.next = b.head;
-            b.head = f;
-            b.count += 1;
+    /// A batch of `n` made-up addresses from `base` (the cache never touches a block).
+    fn batch_of(base: usize, n: usize) -> BatchArray {
+        let mut b = BatchArray::EMPTY;
+        for i in 0..n {
+            assert!(b.push((base + 16 * i) as *mut _));
         }
         b
     }
-
-    /// A free block linked to nothing, to fill test arrays.
-    const UNLINKED: FreeBlock = FreeBlock {
-        next: core::ptr::null_mut(),
-    };
 
     #[test]
     fn limits_bound_bytes_and_keep_one_batch() {
@@ -187,28 +182,23 @@ mod tests {
     #[test]
     fn parks_whole_batches_up_to_the_limit_and_returns_them_lifo() {
         let t = TransferCache::new();
-        let mut a = [UNLINKED; 3];
-        let mut b = [UNLINKED; 3];
-        let mut c = [UNLINKED; 3];
-        let (ha, hb) = (batch_of(&mut a), batch_of(&mut b));
-        let (pa, pb) = (ha.head, hb.head);
-        assert!(t.insert(ha, 2).is_ok());
-        assert!(t.insert(hb, 2).is_ok());
-        let back = t
-            .insert(batch_of(&mut c), 2)
-            .expect_err("a full cache refuses");
+        let (mut ha, mut hb) = (batch_of(0x1000, 3), batch_of(0x2000, 3));
+        assert!(t.insert(&mut ha, 2) && ha.count == 0);
+        assert!(t.insert(&mut hb, 2));
+        let mut back = batch_of(0x3000, 3);
+        assert!(!t.insert(&mut back, 2), "a full cache refuses");
         assert_eq!(back.count, 3);
         assert_eq!(t.parked_batches(), 2);
-        assert_eq!(t.remove().map(|x| x.head), Some(pb));
-        assert_eq!(t.remove().map(|x| (x.head, x.count)), Some((pa, 3)));
+        assert_eq!(t.remove().map(|x| x.blocks[0] as usize), Some(0x2000));
+        let a = t.remove().expect("the first batch");
+        assert_eq!((a.blocks[2] as usize, a.count), (0x1020, 3));
         assert!(t.remove().is_none());
     }
 
     #[test]
     fn only_idle_caches_are_emptied() {
         let t = TransferCache::new();
-        let mut a = [UNLINKED; 2];
-        assert!(t.insert(batch_of(&mut a), 4).is_ok());
+        assert!(t.insert(&mut batch_of(0x1000, 2), 4));
         // Traffic since the last pass: kept.
         assert_eq!(t.take_if_idle(false, |_| panic!("busy cache emptied")), 0);
         // No traffic since: emptied.
@@ -224,42 +214,33 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_model {
     use super::*;
-    use crate::block::FreeBlock;
     use crate::sync::Mutex;
     use loom::sync::Arc;
 
     /// The central list, reduced to what the hand-off needs: a locked pile of batches.
-    struct Central(Mutex<Vec<Batch>>);
+    struct Central(Mutex<Vec<BatchArray>>);
 
     /// What a front cache does on overflow: park the batch, or give it to the central list.
-    fn give(t: &TransferCache, c: &Central, b: Batch) {
-        if let Err(b) = t.insert(b, 1) {
+    fn give(t: &TransferCache, c: &Central, mut b: BatchArray) {
+        if !t.insert(&mut b, 1) {
             c.0.lock().push(b);
         }
     }
 
     /// What a front cache does on underflow: a parked batch, or one from the central list.
-    fn take(t: &TransferCache, c: &Central) -> Option<Batch> {
+    fn take(t: &TransferCache, c: &Central) -> Option<BatchArray> {
         t.remove().or_else(|| c.0.lock().pop())
     }
 
-    fn blocks_of(b: &Batch) -> Vec<usize> {
-        let mut v = Vec::new();
-        let mut p = b.head;
-        for _ in 0..b.count {
-            v.push(p as usize);
-            // SAFETY: the batch's blocks are live `FreeBlock`s leaked by the model.
-            p = unsafe { (*p).next };
-        }
-        v
+    fn blocks_of(b: &BatchArray) -> Vec<usize> {
+        b.as_slice().iter().map(|&p| p as usize).collect()
     }
 
-    fn leaked_batch(n: usize) -> Batch {
-        let mut b = Batch::EMPTY;
-        for _ in 0..n {
-            let f = Box::leak(Box::new(FreeBlock { next: b.head }));
-            b.head = f;
-            b.count += 1;
+    /// A batch of `n` made-up, distinct addresses from `base` (nothing dereferences them).
+    fn batch_at(base: usize, n: usize) -> BatchArray {
+        let mut b = BatchArray::EMPTY;
+        for i in 0..n {
+            assert!(b.push((base + 16 * i) as *mut _));
         }
         b
     }
@@ -276,7 +257,7 @@ mod loom_model {
         model.check(|| {
             let t = Arc::new(TransferCache::new());
             let c = Arc::new(Central(Mutex::new(Vec::new())));
-            let (a, b) = (leaked_batch(2), leaked_batch(2));
+            let (a, b) = (batch_at(0x1000, 2), batch_at(0x2000, 2));
             let mut all: Vec<usize> = blocks_of(&a).into_iter().chain(blocks_of(&b)).collect();
             let consumer = {
                 let (t, c) = (Arc::clone(&t), Arc::clone(&c));

@@ -53,7 +53,7 @@ mod resize;
 pub(crate) use counters::allocs_by_class;
 pub(crate) use resize::{RESIZE, drain_all, reclaim_idle};
 
-use crate::block::{self, Batch, FreeBlock};
+use crate::block::{self, BatchArray, FreeBlock};
 use crate::heap::HEAP;
 use crate::os::{self, rseq};
 use crate::size_class::{CLASS_TABLE, CLASSES, NUM_CLASSES, class_info};
@@ -376,29 +376,20 @@ pub(crate) fn sampler_record(cpu: usize) -> Option<(&'static AtomicI64, &'static
 #[inline(never)]
 unsafe fn alloc_slow(class: usize) -> *mut u8 {
     resize::note_miss(class);
-    let batch = HEAP.remove_batch(class, class_info(class).batch as usize);
-    if batch.count == 0 {
+    let batch = HEAP.remove_array(class);
+    let Some((&first, rest)) = batch.as_slice().split_first() else {
         return ptr::null_mut();
-    }
-    let first = batch.head;
+    };
     // SAFETY: the batch's blocks are ours, each with its canary set (central invariant 5,
-    // transfer invariant 1); the rest go into the slab as they are.
+    // transfer invariant 1); the rest go into the slab as they are, and what does not fit
+    // back to the heap.
     unsafe {
-        let mut rest = Batch {
-            head: (*first).next,
-            count: batch.count - 1,
-        };
-        while rest.count > 0 {
-            let b = rest.head;
-            let next = (*b).next;
-            if !rseq::push(slabs(), list(class), b as usize) {
-                break;
-            }
-            rest.count -= 1;
-            rest.head = next;
-        }
-        if rest.count > 0 {
-            HEAP.insert_batch(class, rest);
+        let pushed = rest
+            .iter()
+            .take_while(|&&b| rseq::push(slabs(), list(class), b as usize))
+            .count();
+        if pushed < rest.len() {
+            HEAP.insert_batch(class, block::link(&rest[pushed..]));
         }
         block::clear_canary(first.cast());
     }
@@ -436,21 +427,19 @@ unsafe fn overflow(p: *mut u8, class: usize) {
     if resize::grow(class) && unsafe { rseq::push(slabs(), list(class), p as usize) } {
         return;
     }
-    let b = p.cast::<FreeBlock>();
-    // SAFETY: `p` and every popped block are free blocks of `class` with canaries, ours.
+    let mut batch = BatchArray::EMPTY;
+    batch.push(p.cast());
+    // SAFETY: `p` and every popped block are free blocks of `class` with canaries, ours; the
+    // array is filled without touching them.
     unsafe {
-        (*b).next = ptr::null_mut();
-        let mut batch = Batch { head: b, count: 1 };
         while batch.count < class_info(class).batch as usize {
             let q = rseq::pop_uncounted(slabs(), list(class)) as *mut FreeBlock;
             if q.is_null() {
                 break;
             }
-            (*q).next = batch.head;
-            batch.head = q;
-            batch.count += 1;
+            batch.push(q);
         }
-        HEAP.insert_batch(class, batch);
+        HEAP.insert_array(class, batch);
     }
     crate::scavenger::tick();
 }
