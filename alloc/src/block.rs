@@ -26,8 +26,9 @@ pub(crate) struct FreeBlock {
     pub(crate) next: *mut FreeBlock,
 }
 
-/// A list of free blocks linked through [`FreeBlock::next`], with its length: the unit in which
-/// blocks move between front caches, transfer caches and central lists.
+/// A list of free blocks linked through [`FreeBlock::next`], with its length: how blocks move
+/// to and from the central lists and the per-thread caches (whole batches to and from the
+/// transfer caches travel as a [`BatchArray`]).
 pub(crate) struct Batch {
     pub(crate) head: *mut FreeBlock,
     pub(crate) count: usize,
