@@ -3,8 +3,8 @@
 //! Front caches move objects in batches (`SizeClass::batch`): `remove_batch` hands out a
 //! linked list of objects, taken first from spans' free lists and then by bumping through
 //! never-used objects; `insert_batch` gives objects back to their spans, and a span whose last
-//! object comes back returns its pages to the page heap at once (the scavenger, `scavenger`, decides
-//! when those pages go back to the OS).
+//! object comes back returns its pages to the page heap at once (`scavenger` decides when
+//! those pages go back to the OS).
 //!
 //! Invariants (under `Central::lists[class]`'s lock):
 //! 1. A Small span of this class is on `partial` iff it has a free object (free list non-empty
