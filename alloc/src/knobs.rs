@@ -9,6 +9,7 @@
 //! | `TRICOLOR_PROFILE` | a file path (`%p`: the process id): sample allocations and write a heap profile there at exit (`profile`) | none |
 //! | `TRICOLOR_PROFILE_RATE` | a byte count (Go's `MemProfileRate`): one sample per that many bytes on average; `0` samples nothing | `524288` when `TRICOLOR_PROFILE` is set, else `0` |
 //! | `TRICOLOR_PROFILE_SIGNAL` | `1` (also write `PATH.N` on each `SIGUSR2`, if the program leaves the signal at its default), `0` | `0` |
+//! | `TRICOLOR_PROFILE_FP` | `1` (take sampled stacks by following frame pointers: for programs built with them, e.g. `RUSTFLAGS=-Cforce-frame-pointers=yes`; `profile::stack`), `0` (unwind with the eh_frame tables) | `0` |
 //!
 //! A malformed value is reported once on standard error, naming the variable, the value and
 //! the accepted forms, and the default is kept (Go dies on a malformed `GOMEMLIMIT`; an
@@ -43,6 +44,8 @@ pub(crate) struct ProfileKnobs {
     pub(crate) rate: u64,
     /// `TRICOLOR_PROFILE_SIGNAL=1`.
     pub(crate) signal: bool,
+    /// `TRICOLOR_PROFILE_FP=1`.
+    pub(crate) frame_pointers: bool,
 }
 
 /// Go's `MemProfileRate` default: one sample per 512 KiB allocated.
@@ -61,6 +64,7 @@ static PROFILE_PATH: crate::sync::AtomicPtr<u8> =
 static PROFILE_PATH_LEN: crate::sync::AtomicUsize = crate::sync::AtomicUsize::new(0);
 static PROFILE_RATE: crate::sync::AtomicU64 = crate::sync::AtomicU64::new(0);
 static PROFILE_SIGNAL: AtomicBool = AtomicBool::new(false);
+static PROFILE_FP: AtomicBool = AtomicBool::new(false);
 
 /// The profiling settings, reading the environment on first call.
 pub(crate) fn profile() -> ProfileKnobs {
@@ -77,6 +81,7 @@ pub(crate) fn profile() -> ProfileKnobs {
         }),
         rate: PROFILE_RATE.load(Ordering::Relaxed),
         signal: PROFILE_SIGNAL.load(Ordering::Relaxed),
+        frame_pointers: PROFILE_FP.load(Ordering::Relaxed),
     }
 }
 
@@ -171,6 +176,12 @@ fn read_environment() {
             c"TRICOLOR_PROFILE_SIGNAL",
             &PROFILE_SIGNAL,
             &b"TRICOLOR_PROFILE_SIGNAL"[..],
+            &b"0"[..],
+        ),
+        (
+            c"TRICOLOR_PROFILE_FP",
+            &PROFILE_FP,
+            &b"TRICOLOR_PROFILE_FP"[..],
             &b"0"[..],
         ),
     ] {

@@ -165,6 +165,43 @@ fn child_with_pid(test: &str, env: &[(&str, &str)]) -> (std::process::Output, u3
 }
 
 #[test]
+#[ignore = "run by frame_pointer_stacks_are_taken in a child"]
+fn child_samples_by_frame_pointers() {
+    profile::set_rate(16 * 1024);
+    let held = hold_the_big_ones();
+    let p = read(&profile::encode());
+    let live = HELD as i64 * class_bytes(HELD_SIZE);
+    // Whatever the build, the samples are taken and counted (the walk never faults).
+    let all: i64 = p.sample.iter().map(|s| s.value[3]).sum();
+    assert!(
+        all as f64 > 0.8 * live as f64,
+        "live bytes {all}, held {live}"
+    );
+    // In a frame-pointer build (`.ci/run` makes one), the stacks name the allocating function.
+    if std::env::var_os("TRICOLOR_TEST_FRAME_POINTERS").is_some() {
+        near(
+            totals(&p, "hold_the_big_ones")[3],
+            live,
+            "held, live bytes, frame-pointer stacks",
+        );
+    }
+    assert_eq!(held.len(), HELD);
+}
+
+#[test]
+fn frame_pointer_stacks_are_taken() {
+    let out = child(
+        "child_samples_by_frame_pointers",
+        &[("TRICOLOR_PROFILE_FP", "1")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 #[ignore = "run by environment_profiles_are_written in a child"]
 fn child_allocates_and_signals() {
     let held = hold_the_big_ones();
