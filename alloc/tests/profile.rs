@@ -165,6 +165,51 @@ fn child_with_pid(test: &str, env: &[(&str, &str)]) -> (std::process::Output, u3
 }
 
 #[test]
+#[ignore = "run by sampled_blocks_from_alloc_zeroed_read_zero in a child"]
+fn child_zeroes_sampled_blocks() {
+    use std::alloc::{GlobalAlloc, Layout};
+    let l = Layout::from_size_align(1000, 8).unwrap();
+    for round in 0..50 {
+        // Every allocation is sampled (rate 1): each block is a page run of its own, and the
+        // runs freed here come back dirty for the zeroed ones.
+        // SAFETY: each block is allocated with `l`, written within its 1000 bytes, and freed
+        // once with `l`.
+        unsafe {
+            let dirty: Vec<*mut u8> = (0..64).map(|_| GLOBAL.alloc(l)).collect();
+            for &p in &dirty {
+                p.write_bytes(0xff, 1000);
+            }
+            for p in dirty {
+                GLOBAL.dealloc(p, l);
+            }
+            let zeroed: Vec<*mut u8> = (0..64).map(|_| GLOBAL.alloc_zeroed(l)).collect();
+            for &p in &zeroed {
+                assert!(
+                    std::slice::from_raw_parts(p, 1000).iter().all(|&b| b == 0),
+                    "round {round}: a sampled zeroed block holds old bytes"
+                );
+            }
+            for p in zeroed {
+                GLOBAL.dealloc(p, l);
+            }
+        }
+    }
+}
+
+#[test]
+fn sampled_blocks_from_alloc_zeroed_read_zero() {
+    let out = child(
+        "child_zeroes_sampled_blocks",
+        &[("TRICOLOR_PROFILE_RATE", "1")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 #[ignore = "run by frame_pointer_stacks_are_taken in a child"]
 fn child_samples_by_frame_pointers() {
     profile::set_rate(16 * 1024);

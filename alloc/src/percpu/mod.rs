@@ -339,7 +339,8 @@ pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
 /// As for [`alloc`].
 #[inline(always)]
 pub(crate) unsafe fn alloc_counting(class: usize) -> Option<*mut u8> {
-    let bytes = class_info(class).size as usize;
+    // SAFETY: the caller's contract: `class < NUM_CLASSES`.
+    let bytes = unsafe { CLASSES.get_unchecked(class) }.size as usize;
     // SAFETY: the caller's contract; SAMPLER is a field of every slab no list uses.
     let b = unsafe { rseq::pop_counting_down::<SAMPLER>(slabs(), list(class), bytes) };
     match b {
