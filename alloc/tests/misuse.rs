@@ -36,6 +36,13 @@ fn run_case(name: &str, case: fn() -> usize) -> Option<(String, String)> {
     Some((ptr.to_string(), stderr))
 }
 
+/// Runs `case` as [`run_case`] does and checks that the allocator named its pointer invalid.
+fn expect_invalid_pointer(name: &str, case: fn() -> usize) {
+    if let Some((ptr, err)) = run_case(name, case) {
+        assert!(err.contains(&format!("invalid pointer 0x{ptr}")), "{err}");
+    }
+}
+
 fn libc_sigabrt() -> i32 {
     6
 }
@@ -151,45 +158,39 @@ fn foreign_pointer_aborts() {
     }
 }
 
+/// An object-aligned address past everything handed out, announced. A fresh process has carved
+/// one batch (32 blocks) of the 48-byte class, out of a span of 170 objects: the block 100
+/// places further is on a boundary but was never handed out, so it is neither live nor free.
+fn never_handed_out() -> *mut u8 {
+    // SAFETY: a non-zero layout; the address computed stays inside the block's span (a few
+    // KiB further), where the caller misuses it.
+    let q = unsafe { GLOBAL.alloc(l(48)).add(48 * 100) };
+    announce(q);
+    q
+}
+
 #[test]
 fn never_allocated_block_in_a_live_span_aborts() {
-    if let Some((ptr, err)) = run_case("never_allocated_block_in_a_live_span_aborts", || {
-        // SAFETY: deliberately freeing an object-aligned address past everything handed out.
-        // A fresh process has carved one batch (32 blocks) of the 48-byte class, out of a span
-        // of 170 objects: the block 100 places further is on a boundary but was never handed
-        // out, so it is neither live nor free.
-        unsafe {
-            let p = GLOBAL.alloc(l(48));
-            let q = p.add(48 * 100);
-            announce(q);
-            tricolor_alloc::free(q);
-        }
+    expect_invalid_pointer("never_allocated_block_in_a_live_span_aborts", || {
+        // SAFETY: deliberately freeing a block that was never handed out.
+        unsafe { tricolor_alloc::free(never_handed_out()) };
         0
-    }) {
-        assert!(err.contains(&format!("invalid pointer 0x{ptr}")), "{err}");
-    }
+    });
 }
 
 #[test]
 fn never_allocated_block_given_to_dealloc_aborts() {
-    if let Some((ptr, err)) = run_case("never_allocated_block_given_to_dealloc_aborts", || {
+    expect_invalid_pointer("never_allocated_block_given_to_dealloc_aborts", || {
         // SAFETY: as above, through the sized path (Rust's `dealloc`, whose layout names the
         // span's class, so only the bump mark tells the block was never handed out).
-        unsafe {
-            let p = GLOBAL.alloc(l(48));
-            let q = p.add(48 * 100);
-            announce(q);
-            GLOBAL.dealloc(q, l(48));
-        }
+        unsafe { GLOBAL.dealloc(never_handed_out(), l(48)) };
         0
-    }) {
-        assert!(err.contains(&format!("invalid pointer 0x{ptr}")), "{err}");
-    }
+    });
 }
 
 #[test]
 fn pointer_beyond_the_address_space_aborts() {
-    if let Some((ptr, err)) = run_case("pointer_beyond_the_address_space_aborts", || {
+    expect_invalid_pointer("pointer_beyond_the_address_space_aborts", || {
         // SAFETY: deliberately freeing an address 2^47 above a live block: its low 47 bits
         // are the block's, so a lookup modulo 2^47 finds the block's span, which must not be
         // taken for its owner.
@@ -200,9 +201,7 @@ fn pointer_beyond_the_address_space_aborts() {
             GLOBAL.dealloc(q, l(48));
         }
         0
-    }) {
-        assert!(err.contains(&format!("invalid pointer 0x{ptr}")), "{err}");
-    }
+    });
 }
 
 #[test]

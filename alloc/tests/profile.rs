@@ -147,6 +147,16 @@ fn estimates_are_unbiased_and_frees_are_seen() {
     std::fs::remove_file(&path).ok();
 }
 
+/// Runs `test` in a child with `env` and checks that it passed.
+fn child_succeeds(test: &str, env: &[(&str, &str)]) {
+    let out = child(test, env);
+    assert!(
+        out.status.success(),
+        "{test}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn child(test: &str, env: &[(&str, &str)]) -> std::process::Output {
     child_with_pid(test, env).0
 }
@@ -198,14 +208,9 @@ fn child_zeroes_sampled_blocks() {
 
 #[test]
 fn sampled_blocks_from_alloc_zeroed_read_zero() {
-    let out = child(
+    child_succeeds(
         "child_zeroes_sampled_blocks",
         &[("TRICOLOR_PROFILE_RATE", "1")],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -235,14 +240,9 @@ fn child_samples_by_frame_pointers() {
 
 #[test]
 fn frame_pointer_stacks_are_taken() {
-    let out = child(
+    child_succeeds(
         "child_samples_by_frame_pointers",
         &[("TRICOLOR_PROFILE_FP", "1")],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -269,18 +269,13 @@ fn environment_profiles_are_written() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("heap.pb");
     let p = path.to_str().unwrap();
-    let out = child(
+    child_succeeds(
         "child_allocates_and_signals",
         &[
             ("TRICOLOR_PROFILE", p),
             ("TRICOLOR_PROFILE_SIGNAL", "1"),
             ("RAISE", "1"),
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     for file in [path.clone(), dir.join("heap.pb.1")] {
         let prof = read(&std::fs::read(&file).unwrap());
