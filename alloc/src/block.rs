@@ -127,18 +127,28 @@ pub(crate) unsafe fn link(blocks: &[*mut FreeBlock]) -> Batch {
 }
 
 /// The canary key, drawn from the kernel at heap initialisation. Atomic, relaxed: written once
-/// before any block exists.
-static KEY: AtomicUsize = AtomicUsize::new(0);
+/// before any block exists. A field of `fast::FAST` (with the other statics the free path
+/// reads), or a static of its own in the loom build, which has no `fast`.
+#[cfg(not(loom))]
+#[inline(always)]
+fn key() -> &'static AtomicUsize {
+    &crate::fast::FAST.key
+}
+#[cfg(loom)]
+fn key() -> &'static AtomicUsize {
+    static KEY: AtomicUsize = AtomicUsize::new(0);
+    &KEY
+}
 
 /// Draws the key. Called once, before the first block is handed out.
 pub(crate) fn init_key() {
     // The low bit is set so a zero-filled block never matches its canary.
-    KEY.store(os::random_u64() as usize | 1, Ordering::Relaxed);
+    key().store(os::random_u64() as usize | 1, Ordering::Relaxed);
 }
 
 #[inline]
 fn canary(block: usize) -> usize {
-    block ^ KEY.load(Ordering::Relaxed)
+    block ^ key().load(Ordering::Relaxed)
 }
 
 /// Debug builds poison a freed block past its link and canary words, so a use after free

@@ -93,6 +93,8 @@ pub(crate) mod central;
 #[cfg(not(loom))]
 pub(crate) mod dirty;
 #[cfg(not(loom))]
+pub(crate) mod fast;
+#[cfg(not(loom))]
 pub(crate) mod fork;
 #[cfg(not(loom))]
 mod global;

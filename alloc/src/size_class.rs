@@ -179,7 +179,7 @@ pub fn class_info(class: usize) -> &'static SizeClass {
 
 /// Lookup for every small request, indexed by `(n + 7) / 8` (4 KiB): one load, no branch.
 /// Exact because every class boundary is a multiple of 8.
-const LUT_LEN: usize = MAX_SMALL_SIZE / 8 + 1;
+pub(crate) const LUT_LEN: usize = MAX_SMALL_SIZE / 8 + 1;
 
 const fn smallest_class_for(n: u32) -> u8 {
     let (sizes, _, count) = GENERATED;
@@ -190,7 +190,7 @@ const fn smallest_class_for(n: u32) -> u8 {
     c as u8
 }
 
-const fn build_lut() -> [u8; LUT_LEN] {
+pub(crate) const fn build_lut() -> [u8; LUT_LEN] {
     let mut lut = [0u8; LUT_LEN];
     let mut i = 0;
     while i < LUT_LEN {
@@ -202,7 +202,18 @@ const fn build_lut() -> [u8; LUT_LEN] {
     lut
 }
 
-static LUT: [u8; LUT_LEN] = build_lut();
+/// The table: a field of `fast::FAST` (where the fast paths find it with the other statics
+/// they read), or a static of its own in the loom build, which has no `fast`.
+#[cfg(not(loom))]
+#[inline(always)]
+fn lut() -> &'static [u8; LUT_LEN] {
+    &crate::fast::FAST.classes
+}
+#[cfg(loom)]
+fn lut() -> &'static [u8; LUT_LEN] {
+    static LUT: [u8; LUT_LEN] = build_lut();
+    &LUT
+}
 
 /// The class serving a request of `n <= MAX_SMALL_SIZE` bytes with alignment at most 8.
 ///
@@ -214,7 +225,7 @@ static LUT: [u8; LUT_LEN] = build_lut();
 /// If `n > MAX_SMALL_SIZE` (callers have checked, so the bounds check folds away).
 #[inline]
 pub fn class_of(n: usize) -> usize {
-    LUT[n.wrapping_add(7) >> 3] as usize
+    lut()[n.wrapping_add(7) >> 3] as usize
 }
 
 /// The class of a GC object of `n <= MAX_SMALL_SIZE` bytes: as [`class_of`], but objects of up

@@ -113,9 +113,10 @@ pub(crate) const SAMPLING: u8 = 4;
 /// `mode` when the per-CPU caches serve allocations and the heap profiler samples.
 pub(crate) const PER_CPU_SAMPLING: u8 = PER_CPU | SAMPLING;
 static DECIDE: Mutex<()> = Mutex::new(());
-/// The slabs, in one static so the fast path finds them with one address computation. Written
-/// once before `mode` becomes PER_CPU (relaxed; published by its Release).
-struct Layout {
+/// The slabs, in one record so the fast path finds them with one address computation (it
+/// lives in `fast::FAST`, beside the other statics the fast paths read). Written once before
+/// `mode` becomes PER_CPU (relaxed; published by its Release).
+pub(crate) struct Layout {
     /// The mode; Release/Acquire publishes the fields below. Here, so the fast path reads the
     /// mode and the slabs from one place.
     mode: AtomicU8,
@@ -125,13 +126,23 @@ struct Layout {
     /// True when `membarrier` can fence another CPU's sequences, so capacities may change.
     resizable: AtomicBool,
 }
-static LAYOUT: Layout = Layout {
-    mode: AtomicU8::new(UNDECIDED),
-    base: AtomicPtr::new(ptr::null_mut()),
-    count: AtomicUsize::new(0),
-    rseq_offset: AtomicIsize::new(0),
-    resizable: AtomicBool::new(false),
-};
+impl Layout {
+    pub(crate) const fn new() -> Self {
+        Layout {
+            mode: AtomicU8::new(UNDECIDED),
+            base: AtomicPtr::new(ptr::null_mut()),
+            count: AtomicUsize::new(0),
+            rseq_offset: AtomicIsize::new(0),
+            resizable: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The layout, in `fast::FAST`.
+#[inline(always)]
+fn layout() -> &'static Layout {
+    &crate::fast::FAST.layout
+}
 
 /// Most slots a class's list may have: two batches, and for small classes up to 64 KiB of
 /// blocks (at most 256), so alloc/free runs of a few hundred small blocks stay on the CPU.
@@ -150,7 +161,7 @@ pub(crate) const fn max_capacity(class: usize) -> u32 {
 /// The capacity a list starts with, and shrinks back to when idle: one batch (the maximum when
 /// capacities cannot change).
 pub(crate) fn initial_capacity(class: usize) -> u32 {
-    if LAYOUT.resizable.load(Ordering::Relaxed) {
+    if layout().resizable.load(Ordering::Relaxed) {
         CLASSES[class].batch
     } else {
         max_capacity(class)
@@ -170,7 +181,7 @@ pub fn front_end() -> FrontEnd {
 /// `SAMPLING` bit costs nothing here.
 #[inline(always)]
 pub(crate) fn per_cpu() -> bool {
-    let m = LAYOUT.mode.load(Ordering::Acquire);
+    let m = layout().mode.load(Ordering::Acquire);
     if m & PER_CPU != 0 {
         true
     } else if m & PER_THREAD != 0 {
@@ -184,16 +195,16 @@ pub(crate) fn per_cpu() -> bool {
 /// Acquire, as [`per_cpu`]: a decided mode publishes the slabs.
 #[inline(always)]
 pub(crate) fn mode() -> u8 {
-    LAYOUT.mode.load(Ordering::Acquire)
+    layout().mode.load(Ordering::Acquire)
 }
 
 /// Turns the `SAMPLING` bit on or off (deciding the front end first).
 pub(crate) fn set_sampling(on: bool) {
     per_cpu();
     if on {
-        LAYOUT.mode.fetch_or(SAMPLING, Ordering::AcqRel);
+        layout().mode.fetch_or(SAMPLING, Ordering::AcqRel);
     } else {
-        LAYOUT.mode.fetch_and(!SAMPLING, Ordering::AcqRel);
+        layout().mode.fetch_and(!SAMPLING, Ordering::AcqRel);
     }
 }
 
@@ -218,14 +229,14 @@ pub(crate) fn cpu_slots() -> Option<usize> {
 #[inline(never)]
 fn decide() -> bool {
     let _g = DECIDE.lock();
-    match LAYOUT.mode.load(Ordering::Acquire) {
+    match layout().mode.load(Ordering::Acquire) {
         PER_CPU => return true,
         PER_THREAD => return false,
         _ => {}
     }
     thread_cache::init_heap();
     let ok = crate::knobs::get().percpu && rseq::detect().is_some_and(build_slabs);
-    LAYOUT
+    layout()
         .mode
         .store(if ok { PER_CPU } else { PER_THREAD }, Ordering::Release);
     drop(_g);
@@ -239,7 +250,7 @@ fn build_slabs(rseq_offset: isize) -> bool {
     if !resize::init(n) || !counters::init(n) {
         return false;
     }
-    LAYOUT
+    layout()
         .resizable
         .store(os::register_rseq_fence(), Ordering::Relaxed);
     let stride = 1usize << SLAB_SHIFT;
@@ -259,9 +270,9 @@ fn build_slabs(rseq_offset: isize) -> bool {
             }
         }
     }
-    LAYOUT.base.store(base, Ordering::Relaxed);
-    LAYOUT.count.store(n, Ordering::Relaxed);
-    LAYOUT.rseq_offset.store(rseq_offset, Ordering::Relaxed);
+    layout().base.store(base, Ordering::Relaxed);
+    layout().count.store(n, Ordering::Relaxed);
+    layout().rseq_offset.store(rseq_offset, Ordering::Relaxed);
     true
 }
 
@@ -289,9 +300,9 @@ fn list(class: usize) -> rseq::List {
 #[inline(always)]
 fn slabs() -> rseq::Slabs {
     rseq::Slabs {
-        base: LAYOUT.base.load(Ordering::Relaxed),
-        n: LAYOUT.count.load(Ordering::Relaxed),
-        rseq_offset: LAYOUT.rseq_offset.load(Ordering::Relaxed),
+        base: layout().base.load(Ordering::Relaxed),
+        n: layout().count.load(Ordering::Relaxed),
+        rseq_offset: layout().rseq_offset.load(Ordering::Relaxed),
     }
 }
 
@@ -299,7 +310,8 @@ fn slabs() -> rseq::Slabs {
 ///
 /// Budget, read with `objdump -d` on the release `tricolor` binary (x86-64, 2026-11-30):
 /// `Tricolor::alloc` for a small request that hits the slab runs 35 instructions from entry to
-/// `ret`: 6 pick the size class (a bound check and one table load), 4 check the mode, 6 read
+/// `ret`: 1 copies the size, 6 pick the size class (a bound check and one table load), 3 check
+/// the mode (the table and the mode come through one GOT entry, `fast`), 6 read
 /// the slab layout (base, count, `__rseq_offset`) and set up the header offset and the
 /// counter's constant, 2 register the descriptor, 13 are the sequence (CPU id read as
 /// `fs:[offset + 4]`, bound, shift by the constant [`SLAB_SHIFT`], `begin` gate, `current`
@@ -310,9 +322,7 @@ fn slabs() -> rseq::Slabs {
 /// exits moved out of line. Counting allocations (`counters`) added none: the add of
 /// `2^32 - 1` replaced the decrement. Heap profiling adds none while off (`profile`: its arm
 /// is out of line). No atomic instruction, no lock; the only stores are `rseq_cs`, the commit
-/// and the canary. (mimalloc's whole malloc is about 20.) Two of the loads go through the GOT
-/// (the size-class table and the layout live in this crate, but the code is
-/// position-independent).
+/// and the canary. (mimalloc's whole malloc is about 20.)
 ///
 /// # Safety
 /// Per-CPU mode is on ([`per_cpu`] returned true), and `class < NUM_CLASSES` (its header
@@ -403,17 +413,19 @@ unsafe fn alloc_slow(class: usize) -> *mut u8 {
 /// Frees a block of `class` that the API layer has checked. Per-CPU mode only.
 ///
 /// Budget, read with `objdump -d` as for [`alloc`] (2026-11-30): `Tricolor::dealloc` of a
-/// live small block whose list has room runs 70 instructions from entry to `ret`: 2 keep the
+/// live small block whose list has room runs 68 instructions from entry to `ret`: 2 keep the
 /// stack aligned for the tail calls (one push, one pop), 1 copies the pointer, 6 pick the
 /// layout's size class, 14 look the pagemap up (two levels, the root indexed modulo 2^47), 3
 /// compare the span's class byte with the layout's, 10 prove the pointer an object boundary
-/// (multiply-shift, multiply back, compare), 3 test the bump mark, 5 compute and test the
-/// canary, 5 read the mode and write the canary, 20 are this sequence with its layout reads
+/// (multiply-shift, multiply back, compare), 3 test the bump mark, 4 compute and test the
+/// canary, 4 read the mode and write the canary, 20 are this sequence with its layout reads
 /// (as in `alloc`, with the capacity gate), 1 returns. It was about 88, with 5 registers saved
 /// and restored, before the API layer's check was split into an inlined fast check and a cold
 /// full one (`api`), the span's class byte alone came to say "Small, of this class" (`span`),
-/// and the slab's indices became absolute. The check is 41 of the 70: the price of catching
-/// every invalid and double free (jemalloc's sized free checks nothing on this path).
+/// the slab's indices became absolute, and the class table, the canary key and the layout
+/// came to share one GOT entry (`fast`). The check, with the layout's class, is 40 of the 68:
+/// the price of catching every invalid and double free (jemalloc's sized free checks nothing
+/// on this path).
 ///
 /// # Safety
 /// `p` is a live block of `class` that nobody uses any more; `canary` is `Canary::of(p)`.

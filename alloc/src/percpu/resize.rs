@@ -27,7 +27,7 @@
 //! command, or `membarrier` forbidden), the headers are restored untouched and nothing is done;
 //! capacities then start and stay at their maximum (`initial_capacity`).
 
-use super::{HEADER, ITEMS, LAYOUT, SLAB_SHIFT, initial_capacity, max_capacity, per_cpu, slabs};
+use super::{HEADER, ITEMS, SLAB_SHIFT, initial_capacity, layout, max_capacity, per_cpu, slabs};
 use crate::block::Batch;
 use crate::heap::HEAP;
 use crate::os::{self, rseq};
@@ -170,7 +170,7 @@ pub(super) fn note_miss(class: usize) {
 /// when it is already there, capacities are fixed, or another resize is running (we do not
 /// wait: the caller falls back to the central list).
 pub(super) fn grow(class: usize) -> bool {
-    if !LAYOUT.resizable.load(Ordering::Relaxed) {
+    if !layout().resizable.load(Ordering::Relaxed) {
         return false;
     }
     let Some(_g) = RESIZE.try_lock() else {
@@ -239,7 +239,7 @@ pub(crate) fn reclaim_idle() -> usize {
     // unseen (`counters`).
     super::counters::fold();
     let mut bytes = 0;
-    if per_cpu() && LAYOUT.resizable.load(Ordering::Relaxed) {
+    if per_cpu() && layout().resizable.load(Ordering::Relaxed) {
         let s = slabs();
         for cpu in 0..s.n {
             let k = counts(cpu);
@@ -266,7 +266,7 @@ pub(crate) fn reclaim_idle() -> usize {
 pub(crate) fn drain_all() -> usize {
     let _g = RESIZE.lock();
     let mut bytes = 0;
-    if per_cpu() && LAYOUT.resizable.load(Ordering::Relaxed) {
+    if per_cpu() && layout().resizable.load(Ordering::Relaxed) {
         let s = slabs();
         let all = (1u128 << NUM_CLASSES) - 1;
         for cpu in 0..s.n {
