@@ -20,9 +20,10 @@
 //! the fewest instructions, and reports a double free itself. Everything else (a large run, a
 //! sampled block, any misuse) goes to one cold function that runs the full [`check`] and
 //! names the fault, so the hot path carries no error reporting. Rule 2's range test
-//! `off < span bytes` is implied there, not tested: `index * size == off` (a product of two
-//! 32-bit numbers, exact in 64 bits) and `index < bump <= objects` give
-//! `off < objects * size <= bytes`, whatever the multiply-shift made of an `off` out of range.
+//! `off < span bytes` is implied, not tested (`Span::holds_handed_out`, which both checks use):
+//! `index * size == off` (a product of two 32-bit numbers, exact in 64 bits) and
+//! `index < bump <= objects` give `off < objects * size <= bytes`, whatever the multiply-shift
+//! made of an `off` out of range.
 //! For the same reason rule 1's lookup needs no bound on the address: an address beyond the
 //! 47-bit address space, looked up modulo 2^47, finds a record it is more than 2^47 bytes away
 //! from (or below), so `off` cannot be a product below `objects * size`.
@@ -262,11 +263,7 @@ fn live_small(p: *mut u8, expected: Option<usize>, op: &str) -> Option<(usize, C
         None if s.class() >= NUM_CLASSES => return None,
         None => s.class(),
     };
-    let (size, div_mul) = s.object_size();
-    let off = (p as usize).wrapping_sub(s.start());
-    let index = ((off as u64).wrapping_mul(div_mul) >> 32) as usize;
-    // Implies `off < span bytes` (module docs): `index < 2^32` and `size < 2^32`.
-    if index * size != off || index >= s.bump.load(crate::sync::Ordering::Relaxed) as usize {
+    if !s.holds_handed_out(p as usize) {
         return None;
     }
     let canary = Canary::of(p);
@@ -290,18 +287,10 @@ fn check(p: *mut u8, op: &str) -> Block {
     // is confirmed to cover `p` before the result is trusted.
     let s = unsafe { &*span };
     let addr = p as usize;
-    let start = s.start();
     match s.state() {
         SpanState::Small => {
             let class = s.class();
-            let (size, div_mul) = s.object_size();
-            let off = addr.wrapping_sub(start);
-            if off >= s.bytes() {
-                misuse::report(op, Misuse::InvalidPointer, p);
-            }
-            let index = ((off as u64 * div_mul) >> 32) as usize;
-            if index * size != off || index >= s.bump.load(crate::sync::Ordering::Relaxed) as usize
-            {
+            if !s.holds_handed_out(addr) {
                 misuse::report(op, Misuse::InvalidPointer, p);
             }
             // SAFETY: `p` is a block of at least 16 bytes (malloc never uses the 8-byte
@@ -311,7 +300,7 @@ fn check(p: *mut u8, op: &str) -> Block {
             }
             Block::Small { class }
         }
-        SpanState::Large if addr == start => Block::Large { span },
+        SpanState::Large if addr == s.start() => Block::Large { span },
         _ => misuse::report(op, Misuse::InvalidPointer, p),
     }
 }

@@ -94,20 +94,20 @@ impl BatchArray {
         unsafe { link(self.as_slice()) }
     }
 
-    /// The first [`MAX_BATCH`] blocks of `batch` as an array; the rest, if any, stay linked
-    /// in the second result.
+    /// The blocks of `batch`, a whole batch (at most [`MAX_BATCH`] blocks), as an array.
     ///
     /// # Safety
     /// `batch` links `count` free blocks the caller owns.
-    pub(crate) unsafe fn from_list(batch: Batch) -> (BatchArray, Batch) {
+    pub(crate) unsafe fn from_list(batch: Batch) -> BatchArray {
+        assert!(batch.count <= MAX_BATCH, "a batch longer than MAX_BATCH");
         let mut out = BatchArray::EMPTY;
-        let mut rest = batch;
-        while rest.count > 0 && out.push(rest.head) {
-            // SAFETY: the caller's contract: `rest.head` is a linked free block.
-            rest.head = unsafe { (*rest.head).next };
-            rest.count -= 1;
+        let mut b = batch.head;
+        for _ in 0..batch.count {
+            out.push(b);
+            // SAFETY: the caller's contract: `b` is a linked free block.
+            b = unsafe { (*b).next };
         }
-        (out, rest)
+        out
     }
 }
 

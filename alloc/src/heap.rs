@@ -56,11 +56,9 @@ impl Heap {
         let list = self
             .central
             .remove_batch(&self.pages, class, CLASSES[class].batch as usize);
-        // SAFETY: the central list's blocks are ours now; a batch is at most MAX_BATCH long
-        // (`size_class`), so nothing stays behind in the list.
-        let (arr, rest) = unsafe { BatchArray::from_list(list) };
-        debug_assert_eq!(rest.count, 0);
-        arr
+        // SAFETY: the central list's blocks are ours now; a class's batch is at most
+        // MAX_BATCH long (`size_class`).
+        unsafe { BatchArray::from_list(list) }
     }
 
     /// Takes back free blocks of `class` from a front cache: a whole batch is parked in the
@@ -72,7 +70,7 @@ impl Heap {
     pub(crate) unsafe fn insert_batch(&self, class: usize, batch: Batch) {
         if batch.count == CLASSES[class].batch as usize {
             // SAFETY: the caller's contract; a whole batch fits the array.
-            let (arr, _) = unsafe { BatchArray::from_list(batch) };
+            let arr = unsafe { BatchArray::from_list(batch) };
             // SAFETY: the caller's contract.
             unsafe { self.insert_array(class, arr) };
         } else {

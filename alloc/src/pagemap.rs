@@ -90,15 +90,10 @@ impl PageMap {
     /// The span covering `addr`, or null when `addr` is not in memory we map.
     #[inline]
     pub(crate) fn get(&self, addr: usize) -> *mut Span {
-        let Some(slot) = ROOT.get(addr >> LEAF_SHIFT) else {
-            return ptr::null_mut();
-        };
-        let leaf = slot.load(Ordering::Acquire);
-        if leaf.is_null() {
+        if addr >> ADDRESS_BITS != 0 {
             return ptr::null_mut();
         }
-        // SAFETY: leaves are never freed (invariant 3); the index is masked to LEAF_SLOTS.
-        unsafe { (*leaf).spans[(addr >> PAGE_SHIFT) & (LEAF_SLOTS - 1)].load(Ordering::Relaxed) }
+        self.get_wrapping(addr)
     }
 
     /// As [`PageMap::get`] for `addr` modulo 2^47: an address beyond the address space finds

@@ -144,6 +144,18 @@ impl Span {
         )
     }
 
+    /// True when `addr` is an object boundary of this Small span below its bump mark: a block
+    /// handed out at least once. No range test: `index * size == off` (a product of two 32-bit
+    /// numbers, exact in 64 bits) and `index < bump <= objects` give `off < objects * size`,
+    /// whatever the multiply-shift made of an `off` out of range (`api`'s module docs).
+    #[inline(always)]
+    pub(crate) fn holds_handed_out(&self, addr: usize) -> bool {
+        let (size, div_mul) = self.object_size();
+        let off = addr.wrapping_sub(self.start());
+        let index = ((off as u64).wrapping_mul(div_mul) >> 32) as usize;
+        index * size == off && index < self.bump.load(Ordering::Relaxed) as usize
+    }
+
     /// Sets state and class (`class` is read for a Small span, and for a Large one holding a
     /// sampled allocation, [`SAMPLED`]; any other span gets [`NOT_SMALL`]); page-heap lock held.
     pub(crate) fn set_state(&self, state: SpanState, class: usize) {

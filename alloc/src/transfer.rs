@@ -159,18 +159,20 @@ impl Slots {
     }
 }
 
+/// A batch of `n` made-up, distinct addresses from `base`, for the tests and the loom model
+/// (the cache never touches a block, so nothing dereferences them).
+#[cfg(test)]
+fn batch_of(base: usize, n: usize) -> BatchArray {
+    let mut b = BatchArray::EMPTY;
+    for i in 0..n {
+        assert!(b.push((base + 16 * i) as *mut _));
+    }
+    b
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-
-    /// A batch of `n` made-up addresses from `base` (the cache never touches a block).
-    fn batch_of(base: usize, n: usize) -> BatchArray {
-        let mut b = BatchArray::EMPTY;
-        for i in 0..n {
-            assert!(b.push((base + 16 * i) as *mut _));
-        }
-        b
-    }
 
     #[test]
     fn limits_bound_bytes_and_keep_one_batch() {
@@ -236,15 +238,6 @@ mod loom_model {
         b.as_slice().iter().map(|&p| p as usize).collect()
     }
 
-    /// A batch of `n` made-up, distinct addresses from `base` (nothing dereferences them).
-    fn batch_at(base: usize, n: usize) -> BatchArray {
-        let mut b = BatchArray::EMPTY;
-        for i in 0..n {
-            assert!(b.push((base + 16 * i) as *mut _));
-        }
-        b
-    }
-
     /// Two front caches trade batches through a one-slot transfer cache (so both the parking
     /// and the overflow to the central list happen) while one of them also reclaims it: every
     /// block ends up in exactly one place, and batches stay whole. Preemptions are bounded at
@@ -257,7 +250,7 @@ mod loom_model {
         model.check(|| {
             let t = Arc::new(TransferCache::new());
             let c = Arc::new(Central(Mutex::new(Vec::new())));
-            let (a, b) = (batch_at(0x1000, 2), batch_at(0x2000, 2));
+            let (a, b) = (batch_of(0x1000, 2), batch_of(0x2000, 2));
             let mut all: Vec<usize> = blocks_of(&a).into_iter().chain(blocks_of(&b)).collect();
             let consumer = {
                 let (t, c) = (Arc::clone(&t), Arc::clone(&c));
