@@ -40,8 +40,9 @@ use crate::thread_cache;
 
 /// One block of `class` (serving a request of `size` bytes aligned to `align`) from the
 /// front end in use. The two plain modes are compared exactly, so everything else (the first
-/// allocation, heap profiling's sampling) is one cold call away and costs the fast path
-/// nothing.
+/// allocation, sampling through the out-of-line countdown) is one cold call away and costs the
+/// fast path nothing. (The per-CPU lists sample without leaving the first arm: their counters
+/// trip the samples, `percpu::counters`.)
 ///
 /// # Safety
 /// `class < NUM_CLASSES` (it comes from `class_for(size, align)`).
@@ -52,54 +53,14 @@ unsafe fn front_alloc(class: usize, size: usize, align: usize, zero: bool) -> *m
         percpu::PER_CPU => unsafe { percpu::alloc(class) },
         // SAFETY: the caller's `class`.
         percpu::PER_THREAD => unsafe { thread_cache::alloc(class) },
-        // Sampling (`profile`): out of line, so that its registers do not weigh on the two
-        // arms above (inlined, it made a malloc/free pair 12% slower with sampling off).
-        // SAFETY: per-CPU mode is on; the caller's `class`.
-        percpu::PER_CPU_SAMPLING => unsafe { alloc_sampling(class) },
         // SAFETY: the caller's `class`.
         m => unsafe { front_alloc_other(m, class, size, align, zero) },
     }
 }
 
-/// [`front_alloc`] while the heap profiler samples in per-CPU mode: the counting-down
-/// sequence, and a due sample's page run. It takes the class alone: with nothing else to keep
-/// across the sequence, it saves no register (with the request's size, alignment and zeroing
-/// passed along it saved four, and sampling cost a churn of small blocks 12%).
-///
-/// # Safety
-/// Per-CPU mode is on; `class < NUM_CLASSES`.
-#[inline(never)]
-unsafe fn alloc_sampling(class: usize) -> *mut u8 {
-    // SAFETY: the caller's contract.
-    match unsafe { percpu::alloc_counting(class) } {
-        Some(p) => p,
-        // SAFETY: the caller's contract.
-        None => unsafe { sample_due(class) },
-    }
-}
-
-/// A per-CPU countdown ran out: this allocation is sampled (or, on a thread writing a
-/// profile, or when the sample cannot be taken, served as usual). The class is all it needs:
-/// the sampled page run is sized for the class's blocks, is page-aligned (every alignment a
-/// size class serves), and `alloc_zeroed` clears the requested bytes itself.
-///
-/// # Safety
-/// Per-CPU mode is on; `class < NUM_CLASSES`.
-#[cold]
-#[inline(never)]
-unsafe fn sample_due(class: usize) -> *mut u8 {
-    if crate::profile::rearm() {
-        let bytes = CLASSES[class].size as usize;
-        if let Some(p) = crate::profile::alloc_sampled(bytes, 1, Some(class), false) {
-            return p;
-        }
-    }
-    // SAFETY: the caller's contract.
-    unsafe { percpu::alloc(class) }
-}
-
-/// [`front_alloc`] in the other modes: undecided (decide, then allocate) or sampling (count
-/// down to the next sample; a sampled request becomes its own page run, see `profile`). A
+/// [`front_alloc`] in the other modes: undecided (decide, then allocate) or sampling through
+/// the out-of-line countdown (count down to the next sample; a sampled request becomes its
+/// own page run, see `profile`). A
 /// sampled block is zeroed here when `zero` asks (the caller's clearing then covers it again
 /// only up to `size`).
 ///
@@ -211,7 +172,7 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
         return ptr::null_mut();
     }
     let pages = size.div_ceil(PAGE_SIZE).max(1);
-    if percpu::mode() & percpu::SAMPLING != 0 && crate::profile::take(pages * PAGE_SIZE) {
+    if crate::profile::rate() != 0 && crate::profile::take(pages * PAGE_SIZE) {
         if let Some(p) = crate::profile::alloc_sampled(size, align, None, zero) {
             return p;
         }

@@ -3,7 +3,7 @@
 //! `fork()` copies only the calling thread. A lock held by another thread at that instant would
 //! stay locked in the child forever, so `prepare` takes every allocator lock, in the global
 //! lock order, before the fork:
-//! the profiler's bucket index and slot set-up → `init` → thread-cache registry → per-CPU resize → transfer caches → `Central[0..N]` →
+//! the profiler's bucket index and slot set-up → `init` → thread-cache registry → per-CPU resize → the per-CPU counters' arming → transfer caches → `Central[0..N]` →
 //! scavenging pass → page heap → metadata.
 //! `parent` releases them in reverse. `child` releases them too (the forking thread, the only
 //! one in the child, holds them all), then abandons the caches of the threads that did not
@@ -20,6 +20,7 @@ pub(crate) unsafe extern "C" fn prepare() {
     heap::init_lock().lock_for_fork();
     CACHES.lock_for_fork();
     percpu::RESIZE.lock_for_fork();
+    percpu::ARM.lock_for_fork();
     for t in &HEAP.transfer {
         t.lock_for_fork();
     }
@@ -41,6 +42,7 @@ unsafe fn release_all() {
         for t in HEAP.transfer.iter().rev() {
             t.unlock_after_fork();
         }
+        percpu::ARM.unlock_after_fork();
         percpu::RESIZE.unlock_after_fork();
         CACHES.unlock_after_fork();
         heap::init_lock().unlock_after_fork();

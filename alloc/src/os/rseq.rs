@@ -16,10 +16,10 @@
 //!
 //! # The sequences
 //! Four sequences, inlined where they are used, operate on the calling CPU's slab (see
-//! `percpu` for the layout): `pop` (an allocation), `pop_counting_down` (an allocation while
-//! the heap profiler samples: `pop` after a countdown of bytes), `pop_uncounted` (a slow path
-//! taking blocks back) and `push`. Each reads `cpu_id` inside the sequence, checks it against the number of
-//! slabs, and ends with a single committing store of the list's `current` index; everything
+//! `percpu` for the layout): `pop` (an allocation), `pop_uncounted` (a slow path taking
+//! blocks back), `push`, and `rearm` (the heap profiler setting a tripped counter back,
+//! `percpu::counters`). Each reads `cpu_id` inside the sequence, checks it against the number
+//! of slabs, and ends with a single committing store of the list's `current` index; everything
 //! before that store is either a read or a write above `current` (invisible to every other
 //! sequence), so an abort at any point leaves the slab exactly as it was, and the abort
 //! handler simply starts over. No atomic instruction and no lock.
@@ -27,8 +27,14 @@
 //! `pop` commits `current` and the list's allocation counter (the header's next 32 bits)
 //! with one 8-byte store: it adds `2^32 - 1` to the pair, which decrements `current` (at
 //! least 1 there, so no borrow crosses into the counter) and increments the counter. Counting
-//! allocations thus costs the fast path no instruction beyond the add it already made. The
-//! other two sequences load and store the same 8 bytes (leaving the counter as it was):
+//! allocations thus costs the fast path no instruction beyond the add it already made. When
+//! the counter is at `2^32 - 1`, the add carries out of the word: `pop` then fails before its
+//! commit and returns [`TRIPPED`]. That carry is the heap profiler's trigger: to sample after
+//! `k` more allocations from a list, it sets the counter to `2^32 - 1 - k` (`percpu::counters`),
+//! so sampling costs the fast path one `jc` that is never taken while it is off (a counter left
+//! alone trips once per 2^32 allocations of its list). The
+//! other sequences load and store the same 8 bytes (`pop_uncounted` and `push` leaving the
+//! counter as it was):
 //! measured, a 4-byte commit followed by the next `pop`'s 8-byte load of the same word
 //! defeated store forwarding and made an allocation-free pair 2.3 times slower (16.5 ns
 //! against 7.2).
@@ -113,16 +119,18 @@ macro_rules! sequence {
 }
 
 /// The popping body both popping sequences share: the `begin` gate, then `current` (and the
-/// counter with it, by adding `{k}`), the item, and the one committing 8-byte store; jumps to
-/// the failure exit 7 when the list is empty.
+/// counter with it, by adding `{k}`, followed by `$after_add`, which may test the add's
+/// carry), the item, and the one committing 8-byte store; jumps to the failure exit 7 when
+/// the list is empty.
 macro_rules! pop_body {
-    () => {
+    ($after_add:expr) => {
         concat!(
             "mov {out:e}, dword ptr [{cpu} + {hdr} + 12]\n",
             "mov {cur}, qword ptr [{cpu} + {hdr}]\n",
             "cmp {cur:e}, {out:e}\n",
             "jbe 7f\n",
             "add {cur}, {k}\n",
+            $after_add,
             "mov {out:e}, {cur:e}\n",
             "mov {out}, qword ptr [{cpu} + {out} * 8]\n",
             "mov qword ptr [{cpu} + {hdr}], {cur}\n",
@@ -145,90 +153,28 @@ const COUNTED: u64 = 0xFFFF_FFFF;
 const UNCOUNTED: u64 = u64::MAX;
 
 /// Pops the top item of `list` in the calling CPU's slab and counts an allocation (module
-/// docs); 0 when the list is empty (or the CPU has no slab).
+/// docs); 0 when the list is empty (or the CPU has no slab), [`TRIPPED`] when the list's
+/// counter is at `2^32 - 1` (nothing popped, nothing counted).
 ///
 /// # Safety
 /// `slabs.rseq_offset` came from [`detect`]; `slabs` describes live, initialised slabs, and
 /// `list` one of their lists.
 #[inline(always)]
 pub(crate) unsafe fn pop(slabs: Slabs, list: List) -> usize {
-    // SAFETY: the caller's contract.
-    unsafe { pop_adding(slabs, list, COUNTED) }
-}
-
-/// [`pop`] without counting an allocation: a slow path taking blocks back from the slab.
-///
-/// # Safety
-/// As for [`pop`].
-#[inline(always)]
-pub(crate) unsafe fn pop_uncounted(slabs: Slabs, list: List) -> usize {
-    // SAFETY: the caller's contract.
-    unsafe { pop_adding(slabs, list, UNCOUNTED) }
-}
-
-/// The popping sequence: commits the header word plus `k` ([`COUNTED`] or [`UNCOUNTED`]).
-///
-/// # Safety
-/// As for [`pop`].
-#[inline(always)]
-unsafe fn pop_adding(slabs: Slabs, list: List, k: u64) -> usize {
     let out: usize;
     // SAFETY: the sequence reads this thread's struct rseq and the current CPU's slab, and
     // commits with one 8-byte store of `current` and the counter; an abort restarts it from
-    // scratch (module docs).
+    // scratch (module docs). A carry out of the counter leaves before the commit.
     unsafe {
         sequence!(
             slabs,
             list,
             [
-                pop_body!(),
+                pop_body!("jc 6f\n"),
                 "4:",
                 ".pushsection .text.tricolor_rseq_exit,\"ax\",@progbits",
-                "7:",
-                "xor {out:e}, {out:e}",
-                "jmp 8f",
-                ".popsection",
-                "8:",
-            ],
-            k = in(reg) k,
-            out = out(reg) out,
-        );
-    }
-    out
-}
-
-/// What [`pop_counting_down`] returns when the countdown ran out (never a block address).
-pub(crate) const SAMPLE_DUE: usize = 1;
-
-/// [`pop`] for heap profiling: first subtracts `bytes` from the 8-byte countdown at `COUNTDOWN`
-/// bytes into the calling CPU's slab (an immediate: the sequences already use every register), and if that leaves it at or below zero pops nothing and
-/// returns [`SAMPLE_DUE`]. The subtraction is a plain read-modify-write before the committing
-/// store: a sequence restarted after it subtracts again, which moves the next sample a little
-/// earlier and never touches a list (the countdown is statistics, not state).
-///
-/// # Safety
-/// As for [`pop`], and `COUNTDOWN` is the offset of an 8-byte field in every slab that no
-/// list uses.
-#[inline(always)]
-pub(crate) unsafe fn pop_counting_down<const COUNTDOWN: usize>(
-    slabs: Slabs,
-    list: List,
-    bytes: usize,
-) -> usize {
-    let out: usize;
-    // SAFETY: as for `pop_adding`; the countdown is this CPU's own field of its slab.
-    unsafe {
-        sequence!(
-            slabs,
-            list,
-            [
-                "sub qword ptr [{cpu} + {cd}], {bytes}",
-                "jle 9f",
-                pop_body!(),
-                "4:",
-                ".pushsection .text.tricolor_rseq_exit,\"ax\",@progbits",
-                "9:",
-                "mov {out:e}, {due}",
+                "6:",
+                "mov {out:e}, {tripped}",
                 "jmp 8f",
                 "7:",
                 "xor {out:e}, {out:e}",
@@ -237,13 +183,89 @@ pub(crate) unsafe fn pop_counting_down<const COUNTDOWN: usize>(
                 "8:",
             ],
             k = in(reg) COUNTED,
-            cd = const COUNTDOWN,
-            bytes = in(reg) bytes,
-            due = const SAMPLE_DUE,
+            tripped = const TRIPPED,
             out = out(reg) out,
         );
     }
     out
+}
+
+/// What [`pop`] returns when the list's counter tripped (never a block address).
+pub(crate) const TRIPPED: usize = 1;
+
+/// [`pop`] without counting an allocation: a slow path taking blocks back from the slab.
+///
+/// # Safety
+/// As for [`pop`].
+#[inline(always)]
+pub(crate) unsafe fn pop_uncounted(slabs: Slabs, list: List) -> usize {
+    let out: usize;
+    // SAFETY: as for `pop`. Adding 2^64 - 1 carries whenever the word is nonzero, so the
+    // carry is not tested here.
+    unsafe {
+        sequence!(
+            slabs,
+            list,
+            [
+                pop_body!(""),
+                "4:",
+                ".pushsection .text.tricolor_rseq_exit,\"ax\",@progbits",
+                "7:",
+                "xor {out:e}, {out:e}",
+                "jmp 8f",
+                ".popsection",
+                "8:",
+            ],
+            k = in(reg) UNCOUNTED,
+            out = out(reg) out,
+        );
+    }
+    out
+}
+
+/// Sets `list`'s counter in the calling CPU's slab from `2^32 - 1` (tripped) to `counter`,
+/// leaving `current` as it is. Returns the address of the slab it changed, or null when the
+/// counter was not tripped there (the thread moved since its `pop` tripped, or another thread
+/// of this CPU set it already), the header is locked (`percpu::resize`), or the CPU has no
+/// slab.
+///
+/// # Safety
+/// As for [`pop`].
+pub(crate) unsafe fn rearm(slabs: Slabs, list: List, counter: u32) -> *mut u8 {
+    let out: usize;
+    // SAFETY: as for `pop`: reads, then one committing 8-byte store of the header word with
+    // `current` unchanged. The `begin` gate is read first, as `pop` reads it, so a header
+    // being locked is seen whole (module docs).
+    unsafe {
+        sequence!(
+            slabs,
+            list,
+            [
+                "mov {out:e}, dword ptr [{cpu} + {hdr} + 12]",
+                "cmp {out:e}, -1",
+                "je 7f",
+                "mov {cur}, qword ptr [{cpu} + {hdr}]",
+                "mov {out}, {cur}",
+                "shr {out}, 32",
+                "cmp {out:e}, -1",
+                "jne 7f",
+                "mov {cur:e}, {cur:e}",
+                "or {cur}, {new}",
+                "mov {out}, {cpu}",
+                "mov qword ptr [{cpu} + {hdr}], {cur}",
+                "4:",
+                ".pushsection .text.tricolor_rseq_exit,\"ax\",@progbits",
+                "7:",
+                "xor {out:e}, {out:e}",
+                "jmp 8f",
+                ".popsection",
+                "8:",
+            ],
+            new = in(reg) u64::from(counter) << 32,
+            out = out(reg) out,
+        );
+    }
+    out as *mut u8
 }
 
 /// Pushes `item` on `list` in the calling CPU's slab; false when it is full (or the CPU has

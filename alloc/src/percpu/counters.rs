@@ -11,14 +11,40 @@
 //! handlers hold, so a child never inherits a fold half done), and read the counts racily:
 //! a 4-byte read of the count sees the sequence's 8-byte commit whole (x86-64).
 //!
-//! Allocations the slow path serves itself (the first block of a refill) never pass a
-//! counting sequence; [`SLOW`] counts them. Frees are not counted: `stats` derives them as
-//! allocations minus objects in use.
+//! Allocations served without a counting sequence (a refill that found the list full, a
+//! tripped counter's allocation that was not sampled) are counted in [`SLOW`]. Frees are not
+//! counted: `stats` derives them as allocations minus objects in use.
+//!
+//! # The counters trip the heap profiler's samples
+//! A counting `pop` that would carry the counter out of `2^32 - 1` fails instead, before its
+//! commit, with `rseq::TRIPPED` (`os::rseq`). To sample a list's allocation `k + 1` from now,
+//! the profiler sets its counter to `2^32 - 1 - k` (`percpu::counter_for` draws `k`), so
+//! while it samples, the fast path runs exactly as while it does not. Those jumps must not
+//! show in the counts. The rules:
+//! 1. A counter is written only by counting pops (one up each), by [`rearm`] (a restartable
+//!    sequence on the counter's own CPU, which moves a tripped counter and nothing else),
+//!    and by [`arm_all`] (on locked, fenced headers: `resize`'s protocol).
+//! 2. `rearm` and `arm_all` run under [`ARM`] and, in the same critical section, add the jump
+//!    they made (`old - new`, modulo 2^32) to the list's record in [`JUMPS`].
+//! 3. [`fold`] runs under [`ARM`] and takes each list's jumps (swapping in zero) with its
+//!    count, so `now - seen + jumps` is exactly the counting pops between two folds, modulo
+//!    2^32: no jump is ever half recorded when a fold looks.
+//! 4. Nothing allocates under [`ARM`], and it is taken after `RESIZE` when both are held
+//!    (`arm_all`, and the fold, which runs under `RESIZE`), so a tripped allocation may wait
+//!    for it whatever locks its thread holds.
+//!
+//! `rearm` waits for the lock rather than trying it: an allocation served without moving its
+//! tripped counter would not be eligible for sampling, and with the counts read often (each
+//! read folds) the profile then lost four samples in five. The stress test
+//! `sampling_keeps_counts_exact` (alloc/tests) reads the counts continuously while three
+//! threads sample; it fails when rule 2's record is dropped, and its sample count shows that
+//! loss when `rearm` only tries the lock.
 
 use super::resize::{Header, RESIZE};
 use super::{per_cpu, slabs};
+use crate::os::rseq;
 use crate::size_class::NUM_CLASSES;
-use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering};
 use core::ptr;
 
 /// Allocations served by the per-CPU slow path itself, per class.
@@ -34,10 +60,69 @@ struct Seen([AtomicU32; NUM_CLASSES]);
 /// starts at zero).
 static SEEN: AtomicPtr<Seen> = AtomicPtr::new(ptr::null_mut());
 
+/// Per CPU, each list's counter jumps since the previous fold, modulo 2^32 (rule 2; written
+/// under `RESIZE`).
+struct Jumps([AtomicU32; NUM_CLASSES]);
+
+/// `n` records of [`Jumps`], in zeroed metadata.
+static JUMPS: AtomicPtr<Jumps> = AtomicPtr::new(ptr::null_mut());
+
+/// Guards the counters' moves and their records against the fold (rules 2 to 4); the fork
+/// handlers hold it, after `RESIZE`.
+pub(crate) static ARM: Mutex<()> = Mutex::new(());
+
 /// Allocates the fold records for `n` CPUs (before per-CPU mode is published). False when
 /// metadata is exhausted.
 pub(super) fn init(n: usize) -> bool {
-    super::zeroed_records(&SEEN, n)
+    super::zeroed_records(&SEEN, n) && super::zeroed_records(&JUMPS, n)
+}
+
+fn jumps(cpu: usize) -> &'static Jumps {
+    // SAFETY: `init` allocated `n` zeroed records before per-CPU mode was published; callers
+    // pass `cpu < n`; metadata is never freed.
+    unsafe { &*JUMPS.load(Ordering::Relaxed).add(cpu) }
+}
+
+/// Sets `class`'s tripped counter on the calling thread's CPU to `counter` and records the
+/// jump (rules 1 and 2). False, with nothing changed, when the counter there is not tripped
+/// (the thread moved, or another thread of the CPU set it first).
+pub(super) fn rearm(class: usize, counter: u32) -> bool {
+    let _g = ARM.lock();
+    let s = slabs();
+    // SAFETY: per-CPU mode is on (a counter tripped), so the slabs are built; `class` is a
+    // class of the tripped list.
+    let slab = unsafe { rseq::rearm(s, super::list(class), counter) };
+    if slab.is_null() {
+        return false;
+    }
+    let cpu = (slab as usize - s.base as usize) >> super::SLAB_SHIFT;
+    // The counter went from 2^32 - 1 to `counter`.
+    jumps(cpu).0[class].fetch_add(u32::MAX.wrapping_sub(counter), Ordering::Relaxed);
+    true
+}
+
+/// Sets every list's counter on every CPU to `counter(class)` (a fresh draw each) through
+/// `resize`'s protocol, recording the jumps (rules 1 and 2). False when the headers cannot be
+/// fenced (then some lists may be armed and others not).
+pub(super) fn arm_all(counter: impl Fn(usize) -> u32) -> bool {
+    if !super::layout().resizable.load(Ordering::Relaxed) {
+        return false;
+    }
+    let _resize = RESIZE.lock();
+    let _arm = ARM.lock();
+    let s = slabs();
+    let all = (1u128 << NUM_CLASSES) - 1;
+    let mut ok = true;
+    for cpu in 0..s.n {
+        ok &= super::resize::with_locked(&s, cpu, all, |_| {
+            for (c, jump) in jumps(cpu).0.iter().enumerate() {
+                let new = counter(c);
+                let old = Header::at(&s, cpu, c).allocs().swap(new, Ordering::Relaxed);
+                jump.fetch_add(old.wrapping_sub(new), Ordering::Relaxed);
+            }
+        });
+    }
+    ok
 }
 
 /// Folds every list's count into the totals. Caller holds [`RESIZE`].
@@ -45,6 +130,7 @@ pub(super) fn fold() {
     if !per_cpu() {
         return;
     }
+    let _arm = ARM.lock();
     let s = slabs();
     for cpu in 0..s.n {
         // SAFETY: `init` allocated `n` zeroed records before per-CPU mode was published;
@@ -53,7 +139,9 @@ pub(super) fn fold() {
         for (c, total) in TOTAL.iter().enumerate() {
             let now = Header::at(&s, cpu, c).allocs().load(Ordering::Relaxed);
             let was = seen.0[c].swap(now, Ordering::Relaxed);
-            total.fetch_add(u64::from(now.wrapping_sub(was)), Ordering::Relaxed);
+            let jumped = jumps(cpu).0[c].swap(0, Ordering::Relaxed);
+            let counted = now.wrapping_sub(was).wrapping_add(jumped);
+            total.fetch_add(u64::from(counted), Ordering::Relaxed);
         }
     }
 }

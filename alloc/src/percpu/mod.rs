@@ -5,19 +5,21 @@
 //! # Slabs
 //! One slab per CPU, all with the same layout, fixed at compile time: `NUM_CLASSES` headers of
 //! 16 bytes `{ current: u32, allocs: u32, end: u32, begin: u32 }`, the heap profiler's
-//! countdown on a cache line of its own ([`SAMPLER`]), then each class's array of
+//! countdown for large allocations on a cache line of its own ([`SAMPLER`]), then each
+//! class's array of
 //! [`max_capacity`] block pointers (at word [`ITEMS`]`[class]` of every slab). `current`,
 //! `end` and `begin` are word offsets from the slab's start (TCMalloc's layout), so a sequence
 //! addresses an item as `slab + i * 8` without loading where the class's array is:
 //! `slab[begin..current]` are free blocks (with their canary set, see `block`), and the list's
 //! capacity is `end - begin`. `begin` is `ITEMS[class]` except while the header is locked.
-//! `allocs` counts the allocations the list served, modulo 2^32 (`counters`). Slabs are
+//! `allocs` counts the allocations the list served, modulo 2^32, and trips the heap
+//! profiler's samples (`counters`). Slabs are
 //! [`SLAB_SHIFT`] bits apart, a constant the sequences shift by.
 //!
 //! Rule 1: `current`, `allocs` and the items are written only by restartable sequences
 //! running on the slab's CPU, with `current` (and for an allocation `allocs` with it, one
-//! 8-byte store) as the single committing store, or (`current` and the items only) by the
-//! holder of a *locked* header (`resize`). Rule 2: `end` and `begin` are written only by
+//! 8-byte store) as the single committing store, or by the holder of a *locked* header
+//! (`resize`; `allocs` only under `counters`' rules). Rule 2: `end` and `begin` are written only by
 //! `resize`, under its lock (and once by `build_slabs`, before the slabs are published). So
 //! no lock and no atomic instruction guards the fast path.
 //!
@@ -50,7 +52,7 @@
 mod counters;
 mod resize;
 
-pub(crate) use counters::allocs_by_class;
+pub(crate) use counters::{ARM, allocs_by_class};
 pub(crate) use resize::{RESIZE, drain_all, reclaim_idle};
 
 use crate::block::{self, BatchArray, FreeBlock};
@@ -105,13 +107,13 @@ const UNDECIDED: u8 = 0;
 pub(crate) const PER_CPU: u8 = 1;
 /// `mode` when the per-thread caches serve allocations and nothing is sampled.
 pub(crate) const PER_THREAD: u8 = 2;
-/// Added to `mode` while heap profiling samples allocations (`profile`): the allocation fast
-/// path compares `mode` with `PER_CPU` (or `PER_THREAD`) exactly, so sampling costs it nothing
-/// while off, and every allocation takes the path that counts down to the next sample while
-/// on. Frees test the front-end bit alone.
+/// Added to `mode` while heap profiling samples allocations through the out-of-line
+/// countdown (`profile::take`): with the per-thread caches, and with the per-CPU ones only
+/// where their counters cannot be armed (no `membarrier` to fence other CPUs'
+/// headers; elsewhere they trip the samples themselves, `counters`). The allocation fast
+/// path compares `mode` with `PER_CPU` (or `PER_THREAD`) exactly, so the bit sends every
+/// allocation down that path. Frees test the front-end bit alone.
 pub(crate) const SAMPLING: u8 = 4;
-/// `mode` when the per-CPU caches serve allocations and the heap profiler samples.
-pub(crate) const PER_CPU_SAMPLING: u8 = PER_CPU | SAMPLING;
 static DECIDE: Mutex<()> = Mutex::new(());
 /// The slabs, in one record so the fast path finds them with one address computation (it
 /// lives in `fast::FAST`, beside the other statics the fast paths read). Written once before
@@ -198,14 +200,31 @@ pub(crate) fn mode() -> u8 {
     layout().mode.load(Ordering::Acquire)
 }
 
-/// Turns the `SAMPLING` bit on or off (deciding the front end first).
+/// Starts or stops sampling small allocations (deciding the front end first), at the rate
+/// `profile` now holds. Per-CPU lists sample by their counters: starting arms every list's
+/// counter at a gap drawn at that rate (also when the rate merely changes), and stopping
+/// leaves them to trip and be set far off (`counters`). Where the counters cannot be armed,
+/// and with per-thread caches, the `SAMPLING` bit is set instead.
 pub(crate) fn set_sampling(on: bool) {
-    per_cpu();
-    if on {
+    let by_counters = per_cpu() && on && counters::arm_all(counter_for);
+    if on && !by_counters {
         layout().mode.fetch_or(SAMPLING, Ordering::AcqRel);
     } else {
         layout().mode.fetch_and(!SAMPLING, Ordering::AcqRel);
     }
+}
+
+/// A counter value for `class`'s list that lets the list serve a gap of allocations before
+/// it trips: `2^32 - 1 - k` for `k` allocations (`counters`). While sampling is on, `k` is
+/// the profiler's next gap in bytes divided by the class's size, so
+/// `P(k >= j) = e^(-j * size / rate)`: each allocation of the class is sampled with
+/// probability `1 - e^(-size / rate)`, whatever came before it, as the profile's scaling
+/// assumes. While off, `k` is 2^31.
+fn counter_for(class: usize) -> u32 {
+    const FAR: u64 = 1 << 31;
+    let k = crate::profile::next_sample_gap()
+        .map_or(FAR, |gap| (gap / u64::from(CLASSES[class].size)).min(FAR));
+    u32::MAX - k as u32
 }
 
 /// The CPU the calling thread runs on (a hint: it may move at once), in per-CPU mode.
@@ -309,20 +328,21 @@ fn slabs() -> rseq::Slabs {
 /// Allocates one block of `class` (null when memory is exhausted). Per-CPU mode only.
 ///
 /// Budget, read with `objdump -d` on the release `tricolor` binary (x86-64, 2026-11-30):
-/// `Tricolor::alloc` for a small request that hits the slab runs 35 instructions from entry to
+/// `Tricolor::alloc` for a small request that hits the slab runs 36 instructions from entry to
 /// `ret`: 1 copies the size, 6 pick the size class (a bound check and one table load), 3 check
 /// the mode (the table and the mode come through one GOT entry, `fast`), 6 read
 /// the slab layout (base, count, `__rseq_offset`) and set up the header offset and the
-/// counter's constant, 2 register the descriptor, 13 are the sequence (CPU id read as
+/// counter's constant, 2 register the descriptor, 14 are the sequence (CPU id read as
 /// `fs:[offset + 4]`, bound, shift by the constant [`SLAB_SHIFT`], `begin` gate, `current`
-/// with the allocation count, item, one committing 8-byte store, falling through), 2 test the
-/// result, 1 clears the canary, 1 returns; no register is saved. It was 47 before the
+/// with the allocation count and its carry test, item, one committing 8-byte store, falling
+/// through), 2 test the result (empty or tripped in one compare), 1 clears the canary, 1
+/// returns; no register is saved. It was 47 before the
 /// sequences addressed `struct rseq` through `fs`, and 43 before the slab's indices became
 /// absolute (no item-array offset to load and add), the shift a constant, and the failure
 /// exits moved out of line. Counting allocations (`counters`) added none: the add of
-/// `2^32 - 1` replaced the decrement. Heap profiling adds none while off (`profile`: its arm
-/// is out of line). No atomic instruction, no lock; the only stores are `rseq_cs`, the commit
-/// and the canary. (mimalloc's whole malloc is about 20.)
+/// `2^32 - 1` replaced the decrement. Heap profiling adds the carry test, on or off (the
+/// counter trips the samples, `counters`). No atomic instruction, no lock; the only stores
+/// are `rseq_cs`, the commit and the canary. (mimalloc's whole malloc is about 20.)
 ///
 /// # Safety
 /// Per-CPU mode is on ([`per_cpu`] returned true), and `class < NUM_CLASSES` (its header
@@ -331,43 +351,26 @@ fn slabs() -> rseq::Slabs {
 pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
     // SAFETY: the caller's contract: per-CPU mode is on, so rseq is available and the slabs
     // are built, and `class`'s header is inside them.
-    let b = unsafe { rseq::pop(slabs(), list(class)) } as *mut u8;
-    if b.is_null() {
+    let b = unsafe { rseq::pop(slabs(), list(class)) };
+    if b <= rseq::TRIPPED {
         // SAFETY: the caller's contract.
-        return unsafe { alloc_slow(class) };
+        return unsafe {
+            if b == 0 {
+                alloc_slow(class)
+            } else {
+                alloc_tripped(class)
+            }
+        };
     }
+    let b = b as *mut u8;
     // SAFETY: a block of at least 16 bytes, now ours.
     unsafe { block::clear_canary(b) };
     b
 }
 
-/// [`alloc`] while the heap profiler samples: the same sequence after a countdown of the
-/// class's bytes (`rseq::pop_counting_down`); `None` when the countdown ran out and this
-/// allocation is to be sampled (the caller re-arms the countdown).
-///
-/// # Safety
-/// As for [`alloc`].
-#[inline(always)]
-pub(crate) unsafe fn alloc_counting(class: usize) -> Option<*mut u8> {
-    // SAFETY: the caller's contract: `class < NUM_CLASSES`.
-    let bytes = unsafe { CLASSES.get_unchecked(class) }.size as usize;
-    // SAFETY: the caller's contract; SAMPLER is a field of every slab no list uses.
-    let b = unsafe { rseq::pop_counting_down::<SAMPLER>(slabs(), list(class), bytes) };
-    match b {
-        rseq::SAMPLE_DUE => None,
-        // SAFETY: the caller's contract.
-        0 => Some(unsafe { alloc_slow(class) }),
-        b => {
-            // SAFETY: a block of at least 16 bytes, now ours.
-            unsafe { block::clear_canary(b as *mut u8) };
-            Some(b as *mut u8)
-        }
-    }
-}
-
 /// The profiler's countdown and random state in `cpu`'s slab (per-CPU mode, `cpu` below the
-/// slab count). Racy by design (`rseq::pop_counting_down`): atomics here, plain
-/// read-modify-writes in the sequences, both on a field that is only statistics.
+/// slab count), for the allocations the lists' counters do not see (`profile::take`). Racy by
+/// design: a lost or repeated update moves one sample.
 pub(crate) fn sampler_record(cpu: usize) -> Option<(&'static AtomicI64, &'static AtomicU64)> {
     let s = slabs();
     if mode() & PER_CPU == 0 || cpu >= s.n {
@@ -381,33 +384,90 @@ pub(crate) fn sampler_record(cpu: usize) -> Option<(&'static AtomicI64, &'static
     }
 }
 
+/// Refills `class`'s empty list with a batch. Every block goes into the list and the
+/// allocation then pops one, counted (and possibly tripping a sample) like any other, so the
+/// profiler's sampling sees every allocation. A block that finds the list full (the thread
+/// moved to a CPU whose list is not empty) serves the allocation itself, counted in
+/// `counters::SLOW`, and the rest go back to the heap.
+///
 /// # Safety
 /// As for [`alloc`].
 #[cold]
 #[inline(never)]
 unsafe fn alloc_slow(class: usize) -> *mut u8 {
     resize::note_miss(class);
+    crate::scavenger::tick();
+    // SAFETY: the caller's contract.
+    match unsafe { refill(class) } {
+        // SAFETY: the caller's contract; the list was just filled.
+        None => unsafe { alloc(class) },
+        Some(p) => p,
+    }
+}
+
+/// Takes a batch of `class` and pushes it onto the calling CPU's list. `None` when every
+/// block went in; else the block to return (null when memory is exhausted), uncounted by the
+/// list and counted in `counters::SLOW`.
+///
+/// # Safety
+/// As for [`alloc`].
+unsafe fn refill(class: usize) -> Option<*mut u8> {
     let batch = HEAP.remove_array(class);
-    let Some((&first, rest)) = batch.as_slice().split_first() else {
-        return ptr::null_mut();
-    };
+    let blocks = batch.as_slice();
+    if blocks.is_empty() {
+        return Some(ptr::null_mut());
+    }
     // SAFETY: the batch's blocks are ours, each with its canary set (central invariant 5,
-    // transfer invariant 1); the rest go into the slab as they are, and what does not fit
-    // back to the heap.
+    // transfer invariant 1); they go into the slab as they are, and what does not fit back to
+    // the heap, but for the first of those, which is cleared and returned.
     unsafe {
-        let pushed = rest
+        let pushed = blocks
             .iter()
             .take_while(|&&b| rseq::push(slabs(), list(class), b as usize))
             .count();
-        if pushed < rest.len() {
-            HEAP.insert_batch(class, block::link(&rest[pushed..]));
+        let (&first, rest) = blocks[pushed..].split_first()?;
+        if !rest.is_empty() {
+            HEAP.insert_batch(class, block::link(rest));
         }
         block::clear_canary(first.cast());
+        // An allocation no counting sequence saw (`counters`).
+        counters::SLOW[class].fetch_add(1, Ordering::Relaxed);
+        Some(first.cast())
     }
-    // An allocation no counting sequence saw (`counters`).
-    counters::SLOW[class].fetch_add(1, Ordering::Relaxed);
-    crate::scavenger::tick();
-    first.cast()
+}
+
+/// The list's counter tripped: sets it at the next gap (`counter_for`) and, when that worked
+/// and the profiler samples through the counters, serves this allocation as a sample. Any
+/// other way it is served from the list uncounted (counted in `counters::SLOW`), so a counter
+/// still tripped (the thread moved, or the lock was busy) cannot send it round again; that
+/// list's next allocation trips and tries again.
+///
+/// # Safety
+/// As for [`alloc`].
+#[cold]
+#[inline(never)]
+unsafe fn alloc_tripped(class: usize) -> *mut u8 {
+    if counters::rearm(class, counter_for(class)) && mode() == PER_CPU {
+        if let Some(p) = crate::profile::sample_small(class) {
+            return p;
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe {
+        loop {
+            let b = rseq::pop_uncounted(slabs(), list(class)) as *mut u8;
+            if !b.is_null() {
+                counters::SLOW[class].fetch_add(1, Ordering::Relaxed);
+                block::clear_canary(b);
+                return b;
+            }
+            // Empty: refill, and pop again (from the list just filled, unless the thread
+            // moved on to another empty one).
+            if let Some(p) = refill(class) {
+                return p;
+            }
+        }
+    }
 }
 
 /// Frees a block of `class` that the API layer has checked. Per-CPU mode only.

@@ -66,7 +66,7 @@ fn counts(cpu: usize) -> &'static CpuCounts {
 /// torn by, except the allocating sequence's commit, one aligned 8-byte store of `current`
 /// and `allocs`, which x86-64 makes single-copy atomic: a 4-byte read of either half sees it
 /// whole. This side writes `current` only while the header is locked and fenced (no sequence
-/// runs on it then) and never writes `allocs`. Its accessors speak in list positions and
+/// runs on it then), and `allocs` only so, to arm the profiler's samples (`counters`). Its accessors speak in list positions and
 /// capacities; the header's absolute word offsets (`percpu`) stay inside this type.
 pub(super) struct Header {
     at: *mut u32,
@@ -136,7 +136,12 @@ fn fence(cpu: usize) -> bool {
 /// Runs `work` with the lists of the classes in `mask` on `cpu` locked and fenced (protocol
 /// steps 1 to 4). `work` gets the capacities to store when unlocking, initialised to the
 /// current ones. False, with nothing changed, when the fence fails. Caller holds [`RESIZE`].
-fn with_locked(s: &rseq::Slabs, cpu: usize, mask: u128, work: impl FnOnce(&mut [u32])) -> bool {
+pub(super) fn with_locked(
+    s: &rseq::Slabs,
+    cpu: usize,
+    mask: u128,
+    work: impl FnOnce(&mut [u32]),
+) -> bool {
     let classes = || (0..NUM_CLASSES).filter(move |c| mask >> c & 1 == 1);
     let mut caps = [0u32; NUM_CLASSES];
     for c in classes() {

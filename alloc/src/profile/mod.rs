@@ -2,21 +2,25 @@
 //!
 //! # Sampling (TCMalloc's and Go's way)
 //! On average one allocation per `rate` bytes allocated is sampled (Go's `MemProfileRate`,
-//! default 512 KiB): each CPU (each thread, with per-thread caches) counts down the bytes to
-//! its next sample, drawn from an exponential distribution with mean `rate`, so a block of
-//! `s` bytes is sampled with probability `1 - e^(-s/rate)` whatever came before it, and the
-//! profile divides by that probability to estimate the totals without bias (Go's
-//! `scaleHeapSample`). Each CPU's countdown lives in its slab and is counted down inside the
-//! allocating restartable sequence, one subtraction from memory (`rseq::pop_counting_down`);
-//! a restarted sequence subtracts twice, and a thread preempted elsewhere can lose an update:
-//! either only moves one sample.
+//! default 512 KiB), each block of `s` bytes with probability `1 - e^(-s/rate)` whatever came
+//! before it, and the profile divides by that probability to estimate the totals without bias
+//! (Go's `scaleHeapSample`). Two ways, with the same law:
+//! * Small allocations from the per-CPU lists: each list (a class on a CPU) lets `k`
+//!   allocations through before the next sample, `k` being an exponential gap of mean `rate`
+//!   bytes divided by the class's size (`percpu::counter_for`), so `k` is geometric and each
+//!   allocation is sampled independently with the probability above. The gap is kept in the
+//!   list's allocation counter, which the allocating sequence already increments: the counter
+//!   is set `k` below the value at which the increment carries, and the carry makes the
+//!   sequence fail into the sampling path (`percpu::counters`).
+//! * Everything else (large allocations, and all allocations with per-thread caches) counts
+//!   its bytes down out of line, per CPU (in its slab) or per thread (`sampler::take`), to a
+//!   gap drawn the same way.
 //!
-//! # Costs nothing while off
-//! The allocation fast path compares the front-end mode with `PER_CPU` exactly; sampling adds
-//! a bit to the mode (`percpu::SAMPLING`), so while it is off no instruction is added, and
-//! while it is on small allocations take a second inlined arm, the counting-down sequence.
-//! Frees test the front-end bit alone: unchanged. Large allocations and the per-thread
-//! fallback count down out of line (`sampler::take`).
+//! # What it costs
+//! While off: one branch on the carry in the allocating sequence, never taken (a counter left
+//! alone carries once per 2^32 allocations of its list and is set far off again). While on,
+//! the per-CPU fast path is the same instructions; only the sampled allocations cost more
+//! (their stack, a page run, the bucket). Frees are unchanged. The figures are in the README.
 //!
 //! # A sampled allocation is a page run of its own
 //! As TCMalloc does, the sampled request is served from the page heap as a Large span marked
@@ -54,7 +58,7 @@ pub mod proto;
 mod sampler;
 mod stack;
 
-pub(crate) use sampler::{alloc_sampled, rearm, take};
+pub(crate) use sampler::{alloc_sampled, sample_small, take};
 
 use crate::knobs;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};

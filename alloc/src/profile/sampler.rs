@@ -1,8 +1,10 @@
 //! The countdown to the next sample, and the sampled allocation itself (module docs of
 //! `profile`).
 //!
-//! The per-CPU countdowns live in the slabs (`percpu::SAMPLER`), counted down inside the
-//! allocating sequence (`rseq::pop_counting_down`). Invariant: a countdown is written only by a
+//! Small allocations from the per-CPU lists are sampled by the lists' counters
+//! (`percpu::counters`). The countdowns here serve the rest: large allocations, and every
+//! allocation with per-thread caches. The per-CPU ones live in the slabs (`percpu::SAMPLER`).
+//! Invariant: a countdown is written only by a
 //! thread that read its CPU as its own a moment before (or, per thread, by that thread); a lost
 //! or repeated update moves one sample, never memory. `QUIET` is set on a thread for as long as it samples or writes a profile, and a
 //! quiet thread's allocations are never sampled: no recursion into the unwinder or the bucket
@@ -99,8 +101,8 @@ fn gap(r: u64, rate: u64) -> i64 {
 }
 
 /// Counts `bytes` (an allocation's size as the heap will hold it) down; true when this
-/// allocation is to be sampled. For the allocations that `percpu::alloc_counting` does not
-/// count (large ones, per-thread caches). Called only while sampling is on.
+/// allocation is to be sampled. For the allocations the per-CPU lists' counters do not see
+/// (large ones, per-thread caches, and small ones while the counters cannot be armed). Called only while sampling is on.
 pub(crate) fn take(bytes: usize) -> bool {
     let rate = RATE.load(Ordering::Relaxed);
     if rate == 0 {
@@ -129,15 +131,16 @@ pub(crate) fn take(bytes: usize) -> bool {
     })
 }
 
-/// The per-CPU countdown ran out in `percpu::alloc_counting`: draws this CPU's next gap and
-/// says whether to sample (not on a quiet thread).
-pub(crate) fn rearm() -> bool {
-    let rate = RATE.load(Ordering::Relaxed);
-    if let Some((left, rng)) = crate::percpu::current_cpu().and_then(crate::percpu::sampler_record)
-    {
-        left.store(draw_shared(rng, rate.max(1)), Ordering::Relaxed);
+/// A per-CPU list's counter tripped and was set at its next gap (`percpu::counters`): this
+/// allocation of `class` is the sample, served as a page run of its own, unless sampling is
+/// off or the thread is quiet. `None` when not sampled (the caller allocates as usual).
+pub(crate) fn sample_small(class: usize) -> Option<*mut u8> {
+    if RATE.load(Ordering::Relaxed) == 0 || quiet() {
+        return None;
     }
-    rate > 0 && !quiet()
+    // The class alone sizes it: the page run is page-aligned (every alignment a size class
+    // serves), and `alloc_zeroed` clears the requested bytes itself.
+    alloc_sampled(CLASSES[class].size as usize, 1, Some(class), false)
 }
 
 fn quiet() -> bool {
