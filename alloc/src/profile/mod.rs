@@ -31,10 +31,12 @@
 //! reports the page run's size for it, and the statistics count it as a large allocation.
 //!
 //! # Stacks
-//! Captured with libgcc's unwinder (`_Unwind_Backtrace`, which Rust's standard library links
-//! already) from the eh_frame tables every x86-64 object carries, so programs built without
-//! frame pointers (Debian's, Rust's release builds) give whole stacks. Up to
-//! `buckets::MAX_FRAMES` return addresses; measured cost in the README. Symbolizing waits for
+//! Unwound by the eh_frame tables every x86-64 object carries, so programs built without
+//! frame pointers (Debian's, Rust's release builds) give whole stacks: by a caching unwinder
+//! that keeps each call site's rule once libgcc has found its FDE (`cfi`), or by libgcc's
+//! `_Unwind_Backtrace` for a stack with a frame it does not follow; by frame pointers with
+//! `TRICOLOR_PROFILE_FP=1` (`stack`). Up to `buckets::MAX_FRAMES` return addresses; measured
+//! cost in the README. Symbolizing waits for
 //! the profile to be written (`pprof`). While a thread samples or writes a profile, its own
 //! allocations are not sampled (the unwinder may allocate; the writer does).
 //!
@@ -53,6 +55,7 @@
 //! pprof's `profile.proto` with Go's heap-profile sample types.
 
 mod buckets;
+mod cfi;
 mod pprof;
 pub mod proto;
 mod sampler;
