@@ -400,8 +400,9 @@ fn sampling_under_concurrency() {
 /// free blocks of two classes nothing else here uses, at a rate of 4 KiB (a sample per 20-odd
 /// blocks), while a fourth reads the counts, which folds them (racing the counters' moves).
 /// Then each class counts exactly the allocations that were not sampled, the samples being
-/// large allocations. A move left out of the record (`counters` rule 2) makes a count jump by
-/// about 2^32.
+/// large allocations, and the samples came at the rate. A move left out of the record
+/// (`counters` rule 2) makes a count jump by about 2^32. Then, with sampling off, nothing is
+/// sampled and every allocation is counted.
 #[test]
 #[ignore = "run by sampling_keeps_counts_exact in a child (it sets a rate of 4 KiB)"]
 fn child_counts_while_sampling() {
@@ -494,6 +495,26 @@ fn child_counts_while_sampling() {
         (0.9..1.1).contains(&r),
         "{sampled} samples where {expected:.0} were expected"
     );
+
+    // Sampling off: the counters were left armed, and trip into nothing. Every allocation
+    // is a small one, counted, and none is sampled.
+    profile::set_rate(0);
+    let before = allocs();
+    let large_before = tricolor_alloc::stats().large_allocs;
+    let layout = std::alloc::Layout::from_size_align(SIZES[0], 8).unwrap();
+    for _ in 0..ROUNDS {
+        // SAFETY: a non-zero layout; freed at once with it.
+        unsafe {
+            let p = std::hint::black_box(std::alloc::alloc(layout));
+            std::alloc::dealloc(p, layout)
+        };
+    }
+    assert_eq!(
+        tricolor_alloc::stats().large_allocs,
+        large_before,
+        "sampled while off"
+    );
+    assert_eq!(allocs()[0] - before[0], ROUNDS as u64);
 }
 
 #[test]
