@@ -61,5 +61,6 @@ pub(crate) unsafe extern "C" fn child() {
     // SAFETY: the child's only thread is the one that ran `prepare` in the parent.
     unsafe { release_all() };
     scavenger::after_fork_child();
+    crate::profile::writer::after_fork_child();
     thread_cache::abandon_orphans();
 }

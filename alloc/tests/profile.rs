@@ -263,6 +263,72 @@ fn child_allocates_and_signals() {
     assert_eq!(held.len(), HELD);
 }
 
+/// A process that forks: its child, signalled, writes its own profile (`%p` gives it its own
+/// name), and the parent writes none.
+#[test]
+#[ignore = "run by a_forked_child_writes_its_own_profile in a child"]
+fn child_forks_and_its_child_signals() {
+    let held = hold_the_big_ones();
+    let pattern = std::env::var("TRICOLOR_PROFILE").unwrap();
+    // SAFETY: the forked child only allocates, signals itself, polls a file and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let again = hold_the_big_ones();
+        let want = format!(
+            "{}.1",
+            pattern.replace("%p", &std::process::id().to_string())
+        );
+        // SAFETY: raising a signal at ourselves; the profiler's handler only writes a byte.
+        unsafe { libc::raise(libc::SIGUSR2) };
+        let start = std::time::Instant::now();
+        let found = loop {
+            if std::path::Path::new(&want).exists() {
+                break true;
+            }
+            if start.elapsed().as_secs() >= 30 {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        drop(again);
+        // SAFETY: leaving the forked child at once, without the test harness's exit path.
+        unsafe { libc::_exit(if found { 0 } else { 3 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child just forked.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked child wrote no profile on SIGUSR2 ({status:#x})"
+    );
+    // Give a wrongly woken parent thread time to write.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mine = format!(
+        "{}.1",
+        pattern.replace("%p", &std::process::id().to_string())
+    );
+    assert!(
+        !std::path::Path::new(&mine).exists(),
+        "the parent wrote {mine}"
+    );
+    assert_eq!(held.len(), HELD);
+}
+
+#[test]
+fn a_forked_child_writes_its_own_profile() {
+    let dir = std::env::temp_dir().join(format!("tricolor-profile-fork-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pattern = dir.join("heap-%p.pb");
+    child_succeeds(
+        "child_forks_and_its_child_signals",
+        &[
+            ("TRICOLOR_PROFILE", pattern.to_str().unwrap()),
+            ("TRICOLOR_PROFILE_SIGNAL", "1"),
+        ],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn environment_profiles_are_written() {
     let dir = std::env::temp_dir().join(format!("tricolor-profile-env-{}", std::process::id()));

@@ -50,7 +50,8 @@
 //! process id; a `.fini_array` entry, so nothing is registered from inside the first
 //! `malloc`), and with `TRICOLOR_PROFILE_SIGNAL=1` on each `SIGUSR2` to `path.N` (written by
 //! a thread of the profiler's own, woken through a pipe: a signal handler cannot allocate;
-//! handler and thread are installed at the first sample, outside every lock). Files are
+//! handler and thread are installed at the first sample, outside every lock; a child after
+//! `fork` gets a pipe of its own, and its own thread at its next sample). Files are
 //! written under a temporary name and renamed. The file is
 //! pprof's `profile.proto` with Go's heap-profile sample types.
 
@@ -282,6 +283,32 @@ pub(crate) mod writer {
             libc::sigemptyset(&mut act.sa_mask);
             libc::sigaction(libc::SIGUSR2, &act, core::ptr::null_mut());
         }
+    }
+
+    /// In a child after `fork`: the inherited pipe is the parent's, read by the parent's
+    /// thread (the child has none), so a `SIGUSR2` sent to the child would make the parent
+    /// write its profile. The child gets a pipe of its own, and its own thread at its next
+    /// sample; signals before that wait in the new pipe. System calls only (the child's
+    /// `fork` handler).
+    pub(crate) fn after_fork_child() {
+        let old = WAKE.swap(-1, Ordering::AcqRel);
+        if old < 0 {
+            return;
+        }
+        let old_read = WAKE_READ.swap(-1, Ordering::Relaxed);
+        let mut fds = [0i32; 2];
+        // SAFETY: closing the child's copies of the parent's pipe (the parent keeps its own);
+        // `fds` has room for the two new descriptors.
+        unsafe {
+            libc::close(old);
+            libc::close(old_read);
+            if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+                return;
+            }
+        }
+        WAKE_READ.store(fds[0], Ordering::Relaxed);
+        SIGNAL_ARMED.store(false, Ordering::Release);
+        WAKE.store(fds[1], Ordering::Release);
     }
 
     extern "C" fn on_signal(_: i32) {
