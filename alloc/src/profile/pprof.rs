@@ -138,9 +138,10 @@ fn readable(name: &str) -> String {
     name.to_owned()
 }
 
-/// True for a source file of the allocator, the collector or their C layers: their crates' directories, as
-/// this crate was built (release builds' line tables name inlined functions without their
-/// paths, so names alone cannot tell `alloc_sampled` is ours).
+/// True for a source file of the allocator, the collector or their C layers: their crates'
+/// source directories, as this crate was built (release builds' line tables name inlined
+/// functions without their paths, so names alone cannot tell `alloc_sampled` is ours). Not
+/// their tests: a test's functions are a program's own.
 fn is_allocator_file(file: &str) -> bool {
     // Rust's own allocation shims (`alloc::alloc::alloc`, `Global::allocate`), named without
     // paths in release builds' line tables.
@@ -152,10 +153,12 @@ fn is_allocator_file(file: &str) -> bool {
     }
     let alloc = env!("CARGO_MANIFEST_DIR");
     let root = std::path::Path::new(alloc).parent();
-    file.starts_with(alloc)
+    let f = std::path::Path::new(file);
+    f.starts_with(std::path::Path::new(alloc).join("src"))
         || root.is_some_and(|r| {
-            let f = std::path::Path::new(file);
-            f.starts_with(r.join("ffi")) || f.starts_with(r.join("gc").join("src"))
+            ["ffi/src", "ffi/preload/src", "gc/src"]
+                .iter()
+                .any(|d| f.starts_with(r.join(d)))
         })
 }
 
@@ -288,13 +291,17 @@ pub(crate) fn encode(rate: u64) -> Vec<u8> {
         let mut top = true;
         for &addr in b.frames() {
             let frames = symbols.entry(addr).or_insert_with(|| symbolize(addr));
-            let skip = if top {
-                frames
-                    .iter()
-                    .take_while(|f| is_allocator_frame(&f.0) || is_allocator_file(&f.1))
-                    .count()
-            } else {
+            let ours = |f: &Frame| is_allocator_frame(&f.0) || is_allocator_file(&f.1);
+            // At the top, a location whose function (its outermost frame) is the allocator's
+            // goes whole, with what was inlined into it (`Option::and_then` in the stack
+            // capture, say); in the first location of the program's own, the allocator's
+            // frames inlined at its top go.
+            let skip = if !top {
                 0
+            } else if frames.last().is_some_and(ours) {
+                frames.len()
+            } else {
+                frames.iter().take_while(|f| ours(f)).count()
             };
             if skip == frames.len() && !frames.is_empty() {
                 continue;

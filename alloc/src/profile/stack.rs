@@ -69,9 +69,15 @@ pub(crate) fn capture(frames: &mut [usize]) -> usize {
     if crate::knobs::profile().frame_pointers {
         return capture_fp(frames);
     }
-    stack_top()
-        .and_then(|top| super::cfi::capture(frames, top))
-        .unwrap_or_else(|| capture_unwind(frames))
+    // A `match`, not `Option::and_then`: the first frame taken is the return address into
+    // this function, and the profile writer trims it as the allocator's only if no library
+    // function stands between (a debug build calls `and_then` out of line).
+    if let Some(top) = stack_top()
+        && let Some(n) = super::cfi::capture(frames, top)
+    {
+        return n;
+    }
+    capture_unwind(frames)
 }
 
 std::thread_local! {
