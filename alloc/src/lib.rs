@@ -129,6 +129,7 @@ pub(crate) mod sync;
 #[cfg(not(loom))]
 pub(crate) mod thread_cache;
 pub(crate) mod transfer;
+pub(crate) mod write_once;
 
 #[cfg(not(loom))]
 pub use api::{alloc, alloc_pages, alloc_zeroed, dealloc, free, realloc, usable_size};

@@ -1,7 +1,7 @@
 //! Synchronisation: every atomic and lock the allocator uses comes through this module, so the
 //! `loom` model checker is switched in at one place (`--cfg loom`: then only this module, the
-//! OS layer, `block`, `transfer` and `publish` are built, with loom's atomics; see their
-//! models).
+//! OS layer, `block`, `transfer`, `publish` and `write_once` are built, with loom's atomics;
+//! see their models).
 //!
 //! [`Mutex`] is a three-state futex lock (Drepper, "Futexes are tricky"): 0 unlocked, 1 locked,
 //! 2 locked with possible sleepers. It never allocates, is `const`-constructible (so it can live
@@ -14,7 +14,7 @@ pub(crate) use core::sync::atomic::{
     AtomicUsize, Ordering,
 };
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(not(loom))]
 use crate::os;

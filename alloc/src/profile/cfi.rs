@@ -26,15 +26,13 @@
 //!    gives up (unsupported) on anything malformed.
 //!
 //! # The table
-//! [`SLOTS`] write-once slots of `{ address, rule }`, probed from a hash of the address. A
-//! thread claims an empty slot by a compare-and-swap of its address, then publishes the rule
-//! with a ready bit (Release); readers use a slot only when its address matches and the ready
-//! bit is set (Acquire). A slot never changes after that, so a reader sees a whole entry or
-//! none. When the probe finds no room, the rule is computed and not kept. Rules are never
-//! dropped: were a library unloaded (`dlclose`) and other code loaded at its addresses, stacks
-//! through that code could come out wrong (never a fault: rule 1).
+//! A `write_once::WriteOnce` of 8192 slots keyed by address: lock-free, each rule written
+//! once and never changed, so a reader finds a whole rule or none (its rules and loom model
+//! are there). When the probe finds no room, the rule is computed and not kept. Rules are
+//! never dropped: were a library unloaded (`dlclose`) and other code loaded at its
+//! addresses, stacks through that code could come out wrong (never a fault: rule 1).
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::write_once::WriteOnce;
 use core::ffi::c_void;
 
 /// DWARF register numbers on x86-64.
@@ -79,32 +77,17 @@ struct Bases {
     func: *mut c_void,
 }
 
-/// Slots in the table (a power of two); 16 bytes each.
+/// Rules kept, keyed by address (`write_once`'s rules; 16 bytes each).
 const SLOTS: usize = 8192;
-/// Slots probed from an address's hash before giving up on keeping its rule.
-const PROBES: usize = 8;
 
-struct Slot {
-    /// The address, 0 while the slot is free.
-    pc: AtomicU64,
-    /// The encoded rule ([`encode`]), with [`READY`] set once written.
-    rule: AtomicU64,
-}
+static TABLE: WriteOnce<SLOTS> = WriteOnce::new();
 
-static TABLE: [Slot; SLOTS] = [const {
-    Slot {
-        pc: AtomicU64::new(0),
-        rule: AtomicU64::new(0),
-    }
-}; SLOTS];
-
-const READY: u64 = 1 << 63;
 const KIND_RULE: u64 = 1 << 49;
 const KIND_END: u64 = 2 << 49;
 const KIND_UNSUPPORTED: u64 = 3 << 49;
 const KIND_MASK: u64 = 3 << 49;
 
-/// Packs a finding into 63 bits: the CFA offset (32), the CFA register (1), the return
+/// Packs a finding into 51 bits: the CFA offset (32), the CFA register (1), the return
 /// address's and the saved `rbp`'s offsets in words (8 each, 0 for an `rbp` not saved), the
 /// kind (2). A rule whose offsets do not fit is unsupported.
 fn encode(f: Found) -> u64 {
@@ -151,39 +134,14 @@ fn decode(bits: u64) -> Found {
 /// The finding for `pc` (a code address; for a caller's frame, its return address minus one),
 /// from the table or computed and kept.
 fn lookup(pc: usize) -> Found {
-    let key = pc as u64;
-    let start = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 51) as usize;
-    let mut free = None;
-    for i in 0..PROBES {
-        let slot = &TABLE[(start + i) % SLOTS];
-        match slot.pc.load(Ordering::Acquire) {
-            0 => {
-                free = Some(slot);
-                break;
-            }
-            k if k == key => {
-                let bits = slot.rule.load(Ordering::Acquire);
-                if bits & READY != 0 {
-                    return decode(bits);
-                }
-                // Being written by another thread: compute it here too.
-                break;
-            }
-            _ => {}
-        }
+    if let Some(bits) = TABLE.get(pc as u64) {
+        return decode(bits);
     }
     // SAFETY: `pc` is any address: `_Unwind_Find_FDE` answers null for one no object covers,
     // and `fde_rule` reads only the FDE it returned (rule 3).
-    let found = unsafe { find(pc) };
-    if let Some(slot) = free
-        && slot
-            .pc
-            .compare_exchange(0, key, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    {
-        slot.rule.store(encode(found) | READY, Ordering::Release);
-    }
-    decode(encode(found))
+    let bits = encode(unsafe { find(pc) });
+    TABLE.put(pc as u64, bits);
+    decode(bits)
 }
 
 /// Computes the finding for `pc` from its FDE.
