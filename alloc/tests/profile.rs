@@ -592,3 +592,52 @@ fn child_counts_while_sampling() {
 fn sampling_keeps_counts_exact() {
     child_succeeds("child_counts_while_sampling", &[]);
 }
+
+/// Samples taken on a stack that is not the thread's (a coroutine's, made with
+/// `makecontext`) are unwound by libgcc: the walkers read only inside the thread's own stack.
+/// Every allocation is sampled, with the cached unwinder and with frame pointers.
+#[test]
+#[ignore = "run by samples_on_a_coroutine_stack in a child (it samples every allocation)"]
+fn child_samples_on_a_coroutine_stack() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SUM: AtomicU64 = AtomicU64::new(0);
+    extern "C" fn on_coroutine() {
+        for i in 0..1000u64 {
+            let v = std::hint::black_box(vec![i as u8; 64 + i as usize % 200]);
+            SUM.fetch_add(u64::from(v[0]), Ordering::Relaxed);
+        }
+    }
+    profile::set_rate(1);
+    let stack = vec![0u8; 256 * 1024];
+    // SAFETY: zeroed ucontext_t values are valid inputs to getcontext, which fills them; the
+    // coroutine runs on `stack`, which outlives it, and returns to `main` through uc_link.
+    unsafe {
+        let mut main: libc::ucontext_t = std::mem::zeroed();
+        let mut co: libc::ucontext_t = std::mem::zeroed();
+        assert_eq!(libc::getcontext(&mut co), 0);
+        co.uc_stack.ss_sp = stack.as_ptr() as *mut libc::c_void;
+        co.uc_stack.ss_size = stack.len();
+        co.uc_link = &mut main;
+        libc::makecontext(&mut co, on_coroutine, 0);
+        assert_eq!(libc::swapcontext(&mut main, &co), 0);
+    }
+    assert_eq!(
+        SUM.load(Ordering::Relaxed),
+        (0..1000u64).map(|i| i as u8 as u64).sum::<u64>()
+    );
+    profile::set_rate(0);
+    let p = read(&profile::encode());
+    assert!(
+        totals(&p, "on_coroutine")[0] > 0,
+        "the coroutine's samples are in"
+    );
+}
+
+#[test]
+fn samples_on_a_coroutine_stack() {
+    child_succeeds("child_samples_on_a_coroutine_stack", &[]);
+    child_succeeds(
+        "child_samples_on_a_coroutine_stack",
+        &[("TRICOLOR_PROFILE_FP", "1")],
+    );
+}

@@ -19,7 +19,8 @@
 //! as it ends libgcc's.
 //!
 //! # Rules of the walk (as for the frame-pointer walk, `stack`)
-//! 1. Every word read lies inside `[sp, top)`, the walker's live stack; a wrong rule yields
+//! 1. Every word read lies inside `[sp, top)`, the walker's live stack, and the walk starts
+//!    only when `sp` is inside the thread's stack (`stack`'s rule 1); a wrong rule yields
 //!    wrong frames, never a fault.
 //! 2. Each frame's CFA is strictly above the previous frame's stack pointer, so the walk ends.
 //! 3. The CFI interpreter reads only inside the lengths the FDE and its CIE declare, and
@@ -599,17 +600,19 @@ fn finish(s: State) -> Found {
     })))
 }
 
-/// Fills `frames` with the return addresses of the calling thread's stack, innermost first,
-/// starting from the caller of this function; `None` when a frame's rule is unsupported (the
-/// caller then unwinds with libgcc).
+/// Fills `frames` with the return addresses of the calling thread's stack (`[bottom, top)` as
+/// `stack` found it), innermost first, starting from the caller of this function; `None` when
+/// a frame's rule is unsupported or the thread runs on another stack (the caller then unwinds
+/// with libgcc).
 #[inline(never)]
-pub(super) fn capture(frames: &mut [usize], top: usize) -> Option<usize> {
+pub(super) fn capture(frames: &mut [usize], bounds: (usize, usize)) -> Option<usize> {
     let (pc, sp, fp): (usize, usize, usize);
     // SAFETY: reads the instruction pointer and two registers.
     unsafe {
         core::arch::asm!("lea {}, [rip]", "mov {}, rsp", "mov {}, rbp",
             out(reg) pc, out(reg) sp, out(reg) fp, options(nomem, nostack, preserves_flags))
     };
+    let (sp, top) = super::stack::live_stack(sp, bounds)?;
     // SAFETY: `[sp, top)` is the live part of this thread's stack (rule 1).
     unsafe { walk(pc, sp, fp, top, frames, lookup) }
 }
@@ -824,8 +827,8 @@ mod tests {
         fn both() -> (Vec<usize>, Vec<usize>) {
             let mut a = [0usize; 64];
             let mut b = [0usize; 64];
-            let top = super::super::stack::stack_top().unwrap();
-            let n = capture(&mut a, top).expect("a supported stack");
+            let bounds = super::super::stack::stack_bounds().unwrap();
+            let n = capture(&mut a, bounds).expect("a supported stack");
             let m = super::super::stack::capture_unwind(&mut b);
             // libgcc's first frame is in `capture_unwind`; ours starts at its caller (here).
             (a[..n].to_vec(), b[1..m].to_vec())

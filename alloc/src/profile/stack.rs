@@ -18,8 +18,10 @@
 //! anything, so the walk trusts nothing it reads. Rules:
 //! 1. Every record read lies inside `[sp, top)`: from the walker's own stack pointer to the
 //!    top of the thread's stack (`pthread_getattr_np`, once per thread, by a quiet caller, as
-//!    glibc allocates there). That range is this thread's live stack, mapped and readable, so
-//!    a wrong `rbp` yields wrong frames, never a fault.
+//!    glibc allocates there), and only when the stack pointer lies in that stack. That range
+//!    is then this thread's live stack, mapped and readable, so a wrong `rbp` yields wrong
+//!    frames, never a fault. On another stack (a signal handler's alternate stack, a
+//!    coroutine's), libgcc unwinds instead.
 //! 2. Each record is 8-aligned and strictly above the previous one, so the walk ends.
 //! 3. A return address of 0 ends it (the outermost frame's).
 //!
@@ -72,8 +74,8 @@ pub(crate) fn capture(frames: &mut [usize]) -> usize {
     // A `match`, not `Option::and_then`: the first frame taken is the return address into
     // this function, and the profile writer trims it as the allocator's only if no library
     // function stands between (a debug build calls `and_then` out of line).
-    if let Some(top) = stack_top()
-        && let Some(n) = super::cfi::capture(frames, top)
+    if let Some(bounds) = stack_bounds()
+        && let Some(n) = super::cfi::capture(frames, bounds)
     {
         return n;
     }
@@ -81,53 +83,61 @@ pub(crate) fn capture(frames: &mut [usize]) -> usize {
 }
 
 std::thread_local! {
-    /// The top of this thread's stack (one past its highest byte); 0 until looked up,
-    /// `usize::MAX` when the lookup failed.
-    static TOP: Cell<usize> = const { Cell::new(0) };
+    /// This thread's stack as `[bottom, top)`; `(0, 0)` until looked up, `(0, usize::MAX)`
+    /// when the lookup failed.
+    static STACK: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
-/// The top of the calling thread's stack, looked up once per thread (rule 1). The caller is
-/// quiet: glibc's lookup allocates.
-pub(super) fn stack_top() -> Option<usize> {
-    let cached = TOP.with(Cell::get);
-    let top = if cached != 0 {
+/// The calling thread's stack, `[bottom, top)`, looked up once per thread (rule 1). The caller
+/// is quiet: glibc's lookup allocates.
+pub(super) fn stack_bounds() -> Option<(usize, usize)> {
+    let cached = STACK.with(Cell::get);
+    let bounds = if cached != (0, 0) {
         cached
     } else {
         // SAFETY: a zeroed pthread_attr_t is the documented input of pthread_getattr_np, which
         // initialises it; it is destroyed after the query.
-        let top = unsafe {
+        let bounds = unsafe {
             let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-            let mut top = usize::MAX;
+            let mut bounds = (0, usize::MAX);
             if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
                 let (mut addr, mut size) = (core::ptr::null_mut(), 0usize);
                 if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
-                    top = addr as usize + size;
+                    bounds = (addr as usize, addr as usize + size);
                 }
                 libc::pthread_attr_destroy(&mut attr);
             }
-            top
+            bounds
         };
-        TOP.with(|t| t.set(top));
-        top
+        STACK.with(|t| t.set(bounds));
+        bounds
     };
-    (top != usize::MAX).then_some(top)
+    (bounds.1 != usize::MAX).then_some(bounds)
+}
+
+/// The part of the thread's stack a walk from `sp` may read: `[sp, top)` when `sp` is inside
+/// the thread's stack; `None` on another stack (a signal handler's alternate stack, a
+/// coroutine's), where the range up to the thread's top could hold unmapped pages (rule 1).
+pub(super) fn live_stack(sp: usize, (bottom, top): (usize, usize)) -> Option<(usize, usize)> {
+    (bottom <= sp && sp < top).then_some((sp, top))
 }
 
 /// [`capture`] by the frame-pointer chain (module docs), starting at this function's own
-/// record when it has one; unwinds instead if the stack's top is unknown.
+/// record when it has one; unwinds instead if the stack's bounds are unknown or the thread
+/// runs on another stack.
 #[inline(never)]
 fn capture_fp(frames: &mut [usize]) -> usize {
-    let Some(top) = stack_top() else {
-        return capture_unwind(frames);
-    };
     let (fp, sp): (usize, usize);
     // SAFETY: reads two registers.
     unsafe {
         core::arch::asm!("mov {}, rbp", "mov {}, rsp", out(reg) fp, out(reg) sp,
             options(nomem, nostack, preserves_flags))
     };
-    // SAFETY: `[sp, top)` is the live part of this thread's stack (rule 1).
-    unsafe { walk(fp, sp, top, frames) }
+    let Some((lo, hi)) = stack_bounds().and_then(|b| live_stack(sp, b)) else {
+        return capture_unwind(frames);
+    };
+    // SAFETY: `[lo, hi)` is the live part of this thread's stack (rule 1).
+    unsafe { walk(fp, lo, hi, frames) }
 }
 
 /// Follows the chain of `{ saved rbp, return address }` records from `fp`, reading only
@@ -211,13 +221,18 @@ mod tests {
     }
 
     #[test]
-    fn the_frame_pointer_capture_finds_the_stack_top_and_returns_addresses() {
+    fn the_frame_pointer_capture_finds_the_stack_and_returns_addresses() {
         let mut f = [0usize; 64];
         // This crate may be built without frame pointers: the walk may find few frames, but it
         // must return only nonzero addresses and never fault.
         let n = super::capture_fp(&mut f);
         assert!(f[..n].iter().all(|&a| a != 0));
-        assert!(super::stack_top().is_some_and(|t| t > f.as_ptr() as usize));
+        let sp = f.as_ptr() as usize;
+        let bounds = super::stack_bounds().unwrap();
+        assert_eq!(super::live_stack(sp, bounds), Some((sp, bounds.1)));
+        // A stack pointer outside the thread's stack is not walked.
+        assert_eq!(super::live_stack(bounds.1, bounds), None);
+        assert_eq!(super::live_stack(bounds.0 - 8, bounds), None);
     }
 
     #[inline(never)]
