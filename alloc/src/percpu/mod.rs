@@ -88,9 +88,10 @@ pub(crate) const SLAB_SHIFT: u32 = {
     (words * 8).next_power_of_two().trailing_zeros()
 };
 
-/// Where each slab keeps the heap profiler's countdown (an `i64`: bytes to allocate on this
-/// CPU before the next sample) and its random state (a `u64`), on a cache line of their own
-/// after the headers (`profile`).
+/// Where each slab keeps the heap profiler's countdown for the allocations the lists'
+/// counters do not see (an `i64`: bytes of large blocks to allocate on this CPU before the
+/// next sample) and its random state (a `u64`), on a cache line of their own after the
+/// headers (`profile`).
 pub(crate) const SAMPLER: usize = (NUM_CLASSES * HEADER).next_multiple_of(64);
 
 /// Which front end serves allocations.
