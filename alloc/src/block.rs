@@ -97,8 +97,8 @@ impl BatchArray {
     /// The blocks of `batch`, a whole batch (at most [`MAX_BATCH`] blocks), as an array.
     ///
     /// # Safety
-    /// `batch` links `count` free blocks the caller owns.
-    pub(crate) unsafe fn from_list(batch: Batch) -> BatchArray {
+    /// `batch` links `count` free blocks the caller owns. Their links are left as they were.
+    pub(crate) unsafe fn from_list(batch: &Batch) -> BatchArray {
         assert!(batch.count <= MAX_BATCH, "a batch longer than MAX_BATCH");
         let mut out = BatchArray::EMPTY;
         let mut b = batch.head;

@@ -58,7 +58,7 @@ impl Heap {
             .remove_batch(&self.pages, class, CLASSES[class].batch as usize);
         // SAFETY: the central list's blocks are ours now; a class's batch is at most
         // MAX_BATCH long (`size_class`).
-        unsafe { BatchArray::from_list(list) }
+        unsafe { BatchArray::from_list(&list) }
     }
 
     /// Takes back free blocks of `class` from a front cache: a whole batch is parked in the
@@ -70,13 +70,24 @@ impl Heap {
     pub(crate) unsafe fn insert_batch(&self, class: usize, batch: Batch) {
         if batch.count == CLASSES[class].batch as usize {
             // SAFETY: the caller's contract; a whole batch fits the array.
-            let arr = unsafe { BatchArray::from_list(batch) };
-            // SAFETY: the caller's contract.
-            unsafe { self.insert_array(class, arr) };
-        } else {
-            // SAFETY: the caller's contract.
-            unsafe { self.central.insert_batch(&self.pages, class, batch) };
+            let mut arr = unsafe { BatchArray::from_list(&batch) };
+            if self.park(class, &mut arr) {
+                return;
+            }
         }
+        // SAFETY: the caller's contract; a batch the transfer cache refused is still linked.
+        unsafe { self.central.insert_batch(&self.pages, class, batch) };
+    }
+
+    /// Parks `batch` in `class`'s transfer cache when it is a whole batch and there is room;
+    /// true when parked (`batch` is then left empty).
+    fn park(&self, class: usize, batch: &mut BatchArray) -> bool {
+        let sc = &CLASSES[class];
+        batch.count == sc.batch as usize
+            && self.transfer[class].insert(
+                batch,
+                transfer::limit_for(sc.size as usize, sc.batch as usize),
+            )
     }
 
     /// [`Heap::insert_batch`] for blocks held as an array (a per-CPU overflow): a whole batch
@@ -85,12 +96,8 @@ impl Heap {
     /// # Safety
     /// As for [`Heap::insert_batch`].
     pub(crate) unsafe fn insert_array(&self, class: usize, mut batch: BatchArray) {
-        let sc = &CLASSES[class];
-        if batch.count == sc.batch as usize {
-            let limit = transfer::limit_for(sc.size as usize, sc.batch as usize);
-            if self.transfer[class].insert(&mut batch, limit) {
-                return;
-            }
+        if self.park(class, &mut batch) {
+            return;
         }
         // SAFETY: the caller's contract (the link writes are to its own free blocks).
         unsafe {

@@ -257,15 +257,24 @@ fn child_allocates_and_signals() {
     let held = hold_the_big_ones();
     if std::env::var_os("RAISE").is_some() {
         let want = format!("{}.1", std::env::var("TRICOLOR_PROFILE").unwrap());
-        // SAFETY: raising a signal at ourselves; the profiler's handler only writes a byte.
-        unsafe { libc::raise(libc::SIGUSR2) };
-        let start = std::time::Instant::now();
-        while !std::path::Path::new(&want).exists() {
-            assert!(start.elapsed().as_secs() < 30, "no {want}");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        assert!(signal_and_wait_for(&want), "no {want}");
     }
     assert_eq!(held.len(), HELD);
+}
+
+/// Sends `SIGUSR2` to this process and waits up to 30 s for the profile `path` it should
+/// make the profiler write; false if it never came.
+fn signal_and_wait_for(path: &str) -> bool {
+    // SAFETY: raising a signal at ourselves; the profiler's handler only writes a byte.
+    unsafe { libc::raise(libc::SIGUSR2) };
+    let start = std::time::Instant::now();
+    while !std::path::Path::new(path).exists() {
+        if start.elapsed().as_secs() >= 30 {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    true
 }
 
 /// A process that forks: its child, signalled, writes its own profile (`%p` gives it its own
@@ -283,18 +292,7 @@ fn child_forks_and_its_child_signals() {
             "{}.1",
             pattern.replace("%p", &std::process::id().to_string())
         );
-        // SAFETY: raising a signal at ourselves; the profiler's handler only writes a byte.
-        unsafe { libc::raise(libc::SIGUSR2) };
-        let start = std::time::Instant::now();
-        let found = loop {
-            if std::path::Path::new(&want).exists() {
-                break true;
-            }
-            if start.elapsed().as_secs() >= 30 {
-                break false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        };
+        let found = signal_and_wait_for(&want);
         drop(again);
         // SAFETY: leaving the forked child at once, without the test harness's exit path.
         unsafe { libc::_exit(if found { 0 } else { 3 }) };

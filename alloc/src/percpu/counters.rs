@@ -61,7 +61,7 @@ struct Seen([AtomicU32; NUM_CLASSES]);
 static SEEN: AtomicPtr<Seen> = AtomicPtr::new(ptr::null_mut());
 
 /// Per CPU, each list's counter jumps since the previous fold, modulo 2^32 (rule 2; written
-/// under `RESIZE`).
+/// under [`ARM`]).
 struct Jumps([AtomicU32; NUM_CLASSES]);
 
 /// `n` records of [`Jumps`], in zeroed metadata.

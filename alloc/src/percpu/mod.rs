@@ -19,8 +19,8 @@
 //! Rule 1: `current`, `allocs` and the items are written only by restartable sequences
 //! running on the slab's CPU, with `current` (and for an allocation `allocs` with it, one
 //! 8-byte store) as the single committing store, or by the holder of a *locked* header
-//! (`resize`; `allocs` only under `counters`' rules). Rule 2: `end` and `begin` are written only by
-//! `resize`, under its lock (and once by `build_slabs`, before the slabs are published). So
+//! (`resize`; `allocs` only under `counters`' rules). Rule 2: `end` and `begin` are written
+//! only by `resize`, under its lock (and once by `build_slabs`, before the slabs are published). So
 //! no lock and no atomic instruction guards the fast path.
 //!
 //! # Capacity adapts to use
@@ -440,8 +440,8 @@ unsafe fn refill(class: usize) -> Option<*mut u8> {
 /// The list's counter tripped: sets it at the next gap (`counter_for`) and, when that worked
 /// and the profiler samples through the counters, serves this allocation as a sample. Any
 /// other way it is served from the list uncounted (counted in `counters::SLOW`), so a counter
-/// still tripped (the thread moved, or the lock was busy) cannot send it round again; that
-/// list's next allocation trips and tries again.
+/// still tripped (the thread moved to another CPU) cannot send it round again; that list's
+/// next allocation trips and tries again.
 ///
 /// # Safety
 /// As for [`alloc`].

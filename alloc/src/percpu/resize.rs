@@ -66,8 +66,9 @@ fn counts(cpu: usize) -> &'static CpuCounts {
 /// torn by, except the allocating sequence's commit, one aligned 8-byte store of `current`
 /// and `allocs`, which x86-64 makes single-copy atomic: a 4-byte read of either half sees it
 /// whole. This side writes `current` only while the header is locked and fenced (no sequence
-/// runs on it then), and `allocs` only so, to arm the profiler's samples (`counters`). Its accessors speak in list positions and
-/// capacities; the header's absolute word offsets (`percpu`) stay inside this type.
+/// runs on it then), and `allocs` only so, to arm the profiler's samples (`counters`). Its
+/// accessors speak in list positions and capacities; the header's absolute word offsets
+/// (`percpu`) stay inside this type.
 pub(super) struct Header {
     at: *mut u32,
     /// The class's item array's offset (`ITEMS[class]`).

@@ -162,6 +162,19 @@ fn is_allocator_file(file: &str) -> bool {
         })
 }
 
+/// A frame of Rust's standard library (by its path, or by its source file: release builds'
+/// line tables name inlined functions without their paths).
+fn is_library_frame((name, file, _): &Frame) -> bool {
+    [
+        "core::", "<core::", "alloc::", "<alloc::", "std::", "<std::",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+        || ["/library/core/", "/library/alloc/", "/library/std/"]
+            .iter()
+            .any(|d| file.contains(d))
+}
+
 /// Frames of the allocator itself, dropped from the top of every stack.
 fn is_allocator_frame(name: &str) -> bool {
     const PREFIXES: [&str; 13] = [
@@ -288,25 +301,28 @@ pub(crate) fn encode(rate: u64) -> Vec<u8> {
             continue;
         }
         let mut ids = Vec::new();
-        let mut top = true;
-        for &addr in b.frames() {
+        let ours = |f: &Frame| is_allocator_frame(&f.0) || is_allocator_file(&f.1);
+        // The allocator's own locations go whole from the top: each one whose function (its
+        // outermost frame) is the allocator's, with what was inlined into it, and any
+        // standard-library function called out of line among them (`Option::and_then` in a
+        // debug build, say). The first location after them loses the allocator's frames
+        // inlined at its top.
+        let mut dropped = 0;
+        for (i, &addr) in b.frames().iter().enumerate() {
             let frames = symbols.entry(addr).or_insert_with(|| symbolize(addr));
-            let ours = |f: &Frame| is_allocator_frame(&f.0) || is_allocator_file(&f.1);
-            // At the top, a location whose function (its outermost frame) is the allocator's
-            // goes whole, with what was inlined into it (`Option::and_then` in the stack
-            // capture, say); in the first location of the program's own, the allocator's
-            // frames inlined at its top go.
-            let skip = if !top {
-                0
-            } else if frames.last().is_some_and(ours) {
-                frames.len()
-            } else {
-                frames.iter().take_while(|f| ours(f)).count()
-            };
-            if skip == frames.len() && !frames.is_empty() {
-                continue;
+            if frames.last().is_some_and(ours) {
+                dropped = i + 1;
+            } else if frames.is_empty() || !frames.iter().all(is_library_frame) {
+                break;
             }
-            top = false;
+        }
+        for (i, &addr) in b.frames().iter().enumerate().skip(dropped) {
+            let frames = symbols.entry(addr).or_insert_with(|| symbolize(addr));
+            let skip = if i == dropped {
+                frames.iter().take_while(|f| ours(f)).count()
+            } else {
+                0
+            };
             let id = *location_of.entry((addr, skip)).or_insert_with(|| {
                 let line = frames[skip..]
                     .iter()

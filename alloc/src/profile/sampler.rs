@@ -4,9 +4,9 @@
 //! Small allocations from the per-CPU lists are sampled by the lists' counters
 //! (`percpu::counters`). The countdowns here serve the rest: large allocations, and every
 //! allocation with per-thread caches. The per-CPU ones live in the slabs (`percpu::SAMPLER`).
-//! Invariant: a countdown is written only by a
-//! thread that read its CPU as its own a moment before (or, per thread, by that thread); a lost
-//! or repeated update moves one sample, never memory. `QUIET` is set on a thread for as long as it samples or writes a profile, and a
+//! Invariant: a countdown is written only by a thread that read its CPU as its own a moment
+//! before (or, per thread, by that thread); a lost or repeated update moves one sample, never
+//! memory. `QUIET` is set on a thread for as long as it samples or writes a profile, and a
 //! quiet thread's allocations are never sampled: no recursion into the unwinder or the bucket
 //! lock.
 
@@ -102,7 +102,8 @@ fn gap(r: u64, rate: u64) -> i64 {
 
 /// Counts `bytes` (an allocation's size as the heap will hold it) down; true when this
 /// allocation is to be sampled. For the allocations the per-CPU lists' counters do not see
-/// (large ones, per-thread caches, and small ones while the counters cannot be armed). Called only while sampling is on.
+/// (large ones, per-thread caches, and small ones while the counters cannot be armed). Called
+/// only while sampling is on.
 pub(crate) fn take(bytes: usize) -> bool {
     let rate = RATE.load(Ordering::Relaxed);
     if rate == 0 {

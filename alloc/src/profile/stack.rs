@@ -71,12 +71,7 @@ pub(crate) fn capture(frames: &mut [usize]) -> usize {
     if crate::knobs::profile().frame_pointers {
         return capture_fp(frames);
     }
-    // A `match`, not `Option::and_then`: the first frame taken is the return address into
-    // this function, and the profile writer trims it as the allocator's only if no library
-    // function stands between (a debug build calls `and_then` out of line).
-    if let Some(bounds) = stack_bounds()
-        && let Some(n) = super::cfi::capture(frames, bounds)
-    {
+    if let Some(n) = stack_bounds().and_then(|b| super::cfi::capture(frames, b)) {
         return n;
     }
     capture_unwind(frames)
