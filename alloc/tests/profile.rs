@@ -11,6 +11,75 @@ use tricolor_alloc::{Tricolor, profile};
 #[global_allocator]
 static GLOBAL: Tricolor = Tricolor;
 
+/// Set in a child's environment: the child runs where `membarrier` is refused, as on kernels
+/// before 5.10 or under a seccomp profile that forbids it.
+const DENY_MEMBARRIER: &str = "TRICOLOR_TEST_DENY_MEMBARRIER";
+
+/// Runs before `main`, so before the allocator decides its front end: with
+/// [`DENY_MEMBARRIER`] set, installs a seccomp filter under which `membarrier` fails with
+/// `ENOSYS` and every other system call is allowed.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static DENY_MEMBARRIER_AT_START: extern "C" fn() = deny_membarrier_if_asked;
+
+extern "C" fn deny_membarrier_if_asked() {
+    // SAFETY: getenv with a NUL-terminated name, before any other thread exists.
+    if unsafe { libc::getenv(c"TRICOLOR_TEST_DENY_MEMBARRIER".as_ptr()) }.is_null() {
+        return;
+    }
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let filter = [
+        // The architecture (offset 4 of seccomp_data): anything but x86-64 is allowed as is.
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 3,
+            k: 0xc000_003e, // AUDIT_ARCH_X86_64
+        },
+        // The system call's number (offset 0).
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_membarrier as u32,
+        },
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl with integer arguments, then with a pointer to a filter program that
+    // lives across the call (the kernel copies it).
+    let installed = unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            ) == 0
+    };
+    if !installed {
+        // SAFETY: writes a static message to stderr and ends the process, allocating nothing.
+        unsafe {
+            let msg = b"cannot install the seccomp filter\n";
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::_exit(3);
+        }
+    }
+}
+
 /// The four values (alloc objects, alloc bytes, inuse objects, inuse bytes) summed over the
 /// samples whose stack names a function containing `needle`.
 fn totals(p: &Profile, needle: &str) -> [i64; 4] {
@@ -480,10 +549,40 @@ fn child_counts_while_sampling() {
     const ROUNDS: usize = 3_000;
     const BLOCKS: usize = 40;
     const THREADS: usize = 3;
+    if std::env::var_os(DENY_MEMBARRIER).is_some() {
+        // SAFETY: MEMBARRIER_CMD_QUERY takes no pointers.
+        let r = unsafe { libc::syscall(libc::SYS_membarrier, 0, 0, 0) };
+        assert_eq!(
+            (r, std::io::Error::last_os_error().raw_os_error()),
+            (-1, Some(libc::ENOSYS)),
+            "membarrier is refused in this child"
+        );
+    }
     let classes = SIZES.map(|s| tricolor_alloc::size_class::class_for(s, 8).unwrap());
     let allocs = || classes.map(|c| tricolor_alloc::class_stats(c).unwrap().allocs);
-    profile::set_rate(4096);
+    let denied = std::env::var_os(DENY_MEMBARRIER).is_some();
+    let from_start = std::env::var_os("TRICOLOR_PROFILE_RATE").is_some();
+    if from_start {
+        // The environment's rate: the slabs were built with their counters armed.
+        assert_eq!(profile::rate(), 4096);
+    } else {
+        profile::set_rate(4096);
+    }
+    // Which way the small allocations are sampled: by the per-CPU lists' counters, unless
+    // they could not be armed (no membarrier, and the rate set after the slabs were built).
+    let per_cpu = tricolor_alloc::front_end() == tricolor_alloc::FrontEnd::PerCpu;
+    assert_eq!(
+        profile::sampled_by_counters(),
+        per_cpu && (!denied || from_start),
+        "per-CPU {per_cpu}, denied {denied}, from the start {from_start}"
+    );
     let before = allocs();
+    // Nothing else allocates from these classes: a count far from zero is a counter's start
+    // or jump left out of its record.
+    assert!(
+        before.iter().all(|&n| n < 1 << 20),
+        "counts before the test: {before:?}"
+    );
     let large_before = tricolor_alloc::stats().large_allocs;
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -589,6 +688,27 @@ fn child_counts_while_sampling() {
 #[test]
 fn sampling_keeps_counts_exact() {
     child_succeeds("child_counts_while_sampling", &[]);
+}
+
+/// Where `membarrier` is refused, a rate set after the first allocation cannot arm the
+/// counters on other CPUs, and the per-CPU lists sample by the out-of-line countdown instead:
+/// counts stay exact and the samples come at the rate all the same.
+#[test]
+fn sampling_keeps_counts_exact_without_membarrier() {
+    child_succeeds("child_counts_while_sampling", &[(DENY_MEMBARRIER, "1")]);
+}
+
+/// Sampling from the start (`TRICOLOR_PROFILE_RATE`) arms the counters as the slabs are
+/// built, so it samples by the counters even where `membarrier` is refused; and where it is
+/// not.
+#[test]
+fn sampling_from_the_start_keeps_counts_exact() {
+    let rate = ("TRICOLOR_PROFILE_RATE", "4096");
+    child_succeeds("child_counts_while_sampling", &[rate]);
+    child_succeeds(
+        "child_counts_while_sampling",
+        &[rate, (DENY_MEMBARRIER, "1")],
+    );
 }
 
 /// Samples taken on a stack that is not the thread's (a coroutine's, made with

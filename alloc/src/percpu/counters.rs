@@ -22,8 +22,9 @@
 //! while it samples, the fast path runs exactly as while it does not. Those jumps must not
 //! show in the counts. The rules:
 //! 1. A counter is written only by counting pops (one up each), by [`rearm`] (a restartable
-//!    sequence on the counter's own CPU, which moves a tripped counter and nothing else),
-//!    and by [`arm_all`] (on locked, fenced headers: `resize`'s protocol).
+//!    sequence on the counter's own CPU, which moves a tripped counter and nothing else), by
+//!    [`arm_all`] (on locked, fenced headers: `resize`'s protocol), and by `build_slabs`
+//!    before the slabs are published (sampling from the start, [`record_start`]).
 //! 2. `rearm` and `arm_all` run under [`ARM`] and, in the same critical section, add the jump
 //!    they made (`old - new`, modulo 2^32) to the list's record in [`JUMPS`].
 //! 3. [`fold`] runs under [`ARM`] and takes each list's jumps (swapping in zero) with its
@@ -81,6 +82,12 @@ fn jumps(cpu: usize) -> &'static Jumps {
     // SAFETY: `init` allocated `n` zeroed records before per-CPU mode was published; callers
     // pass `cpu < n`; metadata is never freed.
     unsafe { &*JUMPS.load(Ordering::Relaxed).add(cpu) }
+}
+
+/// Records that `build_slabs` started `class`'s counter on `cpu` at `counter` instead of 0,
+/// before the slabs were published (rule 2's record, for a jump no fold can see half done).
+pub(super) fn record_start(cpu: usize, class: usize, counter: u32) {
+    jumps(cpu).0[class].store(0u32.wrapping_sub(counter), Ordering::Relaxed);
 }
 
 /// Sets `class`'s tripped counter on the calling thread's CPU to `counter` and records the

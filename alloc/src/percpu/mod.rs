@@ -207,12 +207,26 @@ pub(crate) fn mode() -> u8 {
 /// leaves them to trip and be set far off (`counters`). Where the counters cannot be armed,
 /// and with per-thread caches, the `SAMPLING` bit is set instead.
 pub(crate) fn set_sampling(on: bool) {
-    let by_counters = per_cpu() && on && counters::arm_all(counter_for);
+    // The first call after the slabs were built armed (the environment's rate, which this
+    // call sets) finds them armed already; any call consumes that.
+    let armed = ARMED_AT_START.swap(false, Ordering::AcqRel);
+    let by_counters = per_cpu() && on && (armed || counters::arm_all(counter_for));
     if on && !by_counters {
         layout().mode.fetch_or(SAMPLING, Ordering::AcqRel);
     } else {
         layout().mode.fetch_and(!SAMPLING, Ordering::AcqRel);
     }
+}
+
+/// Set when `build_slabs` armed every counter at the environment's rate; taken by the first
+/// [`set_sampling`].
+static ARMED_AT_START: AtomicBool = AtomicBool::new(false);
+
+/// True while small allocations from the per-CPU lists are sampled by their counters (the
+/// fast way); false while sampling is off, or done by the out-of-line countdown.
+pub(crate) fn sampling_by_counters() -> bool {
+    let m = mode();
+    m & PER_CPU != 0 && m & SAMPLING == 0 && crate::profile::rate() != 0
 }
 
 /// A counter value for `class`'s list that lets the list serve a gap of allocations before
@@ -255,6 +269,9 @@ fn decide() -> bool {
         _ => {}
     }
     thread_cache::init_heap();
+    // The environment's sampling rate is in force before the slabs are built, so that they
+    // are built with their counters armed (`build_slabs`).
+    crate::profile::preset_rate(crate::knobs::profile().rate);
     let ok = crate::knobs::get().percpu && rseq::detect().is_some_and(build_slabs);
     layout()
         .mode
@@ -289,6 +306,25 @@ fn build_slabs(rseq_offset: isize) -> bool {
                 h.add(3).write(items);
             }
         }
+    }
+    if crate::profile::rate() != 0 {
+        // Sampling from the start (`TRICOLOR_PROFILE_RATE`): every counter is armed here,
+        // before any sequence can run on the slabs, so no fence is needed. Where `membarrier`
+        // is refused, this is the only way the counters can be armed (`set_sampling`).
+        for cpu in 0..n {
+            for c in 0..NUM_CLASSES {
+                let k = counter_for(c);
+                // SAFETY: as for the headers above; word 1 is the list's counter.
+                unsafe {
+                    base.add(cpu * stride + c * HEADER)
+                        .cast::<u32>()
+                        .add(1)
+                        .write(k)
+                };
+                counters::record_start(cpu, c, k);
+            }
+        }
+        ARMED_AT_START.store(true, Ordering::Relaxed);
     }
     layout().base.store(base, Ordering::Relaxed);
     layout().count.store(n, Ordering::Relaxed);

@@ -91,6 +91,23 @@ pub fn set_rate(bytes: u64) -> u64 {
     old
 }
 
+/// Puts the environment's rate in force while the front end is being built, before
+/// [`set_rate`] starts sampling with it (`percpu::decide`: the per-CPU lists' counters are
+/// armed as they are built).
+pub(crate) fn preset_rate(bytes: u64) {
+    RATE.store(bytes, Ordering::Relaxed);
+}
+
+/// True while small allocations are sampled by the per-CPU lists' counters, at no cost to
+/// the fast path; false while sampling is off, with per-thread caches, or where the counters
+/// cannot be armed (a kernel without `membarrier`'s rseq command, Linux before 5.10, when the
+/// rate is set after the first allocation: small allocations then count down out of line).
+/// For diagnostics and tests.
+#[doc(hidden)]
+pub fn sampled_by_counters() -> bool {
+    crate::percpu::sampling_by_counters()
+}
+
 /// Bumped by every [`set_rate`]: a countdown kept outside the allocator (a collector's) starts
 /// over when it sees a new epoch.
 static EPOCH: AtomicU64 = AtomicU64::new(0);
