@@ -21,6 +21,10 @@
 //! alone carries once per 2^32 allocations of its list and is set far off again). While on,
 //! the per-CPU fast path is the same instructions; only the sampled allocations cost more
 //! (their stack, a page run, the bucket). Frees are unchanged. The figures are in the README.
+//! Arming the counters of other CPUs needs `membarrier`'s rseq command (Linux 5.10); where it
+//! is refused, a rate in force when the first allocation builds the slabs (the environment's)
+//! arms them as they are built, and a rate set later makes small allocations take the
+//! out-of-line countdown (`percpu::SAMPLING`), much slower ([`sampled_by_counters`] says which).
 //!
 //! # A sampled allocation is a page run of its own
 //! As TCMalloc does, the sampled request is served from the page heap as a Large span marked
