@@ -65,6 +65,7 @@ impl<const N: usize> WriteOnce<N> {
     }
 
     /// The value put for `key` (nonzero), if any (rule 3).
+    #[inline]
     pub(crate) fn get(&self, key: u64) -> Option<u64> {
         for slot in self.probe(key) {
             match slot.key.load(Ordering::Acquire) {

@@ -142,7 +142,10 @@ pub(crate) fn record(frames: &[usize], bytes: u64, label: &'static str) -> Optio
     while let Some(&b) = slots.get(i).filter(|b| !b.is_null()) {
         // SAFETY: a non-null slot holds a published bucket, never freed (invariant 1).
         let b = unsafe { &*b };
-        if b.hash == h && b.bytes == bytes && b.label == label && b.frames() == frames {
+        // The label by address, as the hash takes it (a layer above passes each type's name
+        // from its one registration).
+        if b.hash == h && b.bytes == bytes && core::ptr::eq(b.label, label) && b.frames() == frames
+        {
             b.allocs.fetch_add(1, Ordering::Relaxed);
             return Some(b.id);
         }

@@ -134,10 +134,18 @@ fn decode(bits: u64) -> Found {
 
 /// The finding for `pc` (a code address; for a caller's frame, its return address minus one),
 /// from the table or computed and kept.
+#[inline]
 fn lookup(pc: usize) -> Found {
-    if let Some(bits) = TABLE.get(pc as u64) {
-        return decode(bits);
+    match TABLE.get(pc as u64) {
+        Some(bits) => decode(bits),
+        None => compute(pc),
     }
+}
+
+/// [`lookup`] for an address the table does not hold: computed, and kept when there is room.
+#[cold]
+#[inline(never)]
+fn compute(pc: usize) -> Found {
     // SAFETY: `pc` is any address: `_Unwind_Find_FDE` answers null for one no object covers,
     // and `fde_rule` reads only the FDE it returned (rule 3).
     let bits = encode(unsafe { find(pc) });
