@@ -8,7 +8,8 @@
 //! libraries list it among their link dependencies. It allocates nothing on glibc (its table
 //! lookups go through `dl_iterate_phdr` or `_dl_find_object`); the caller is quiet anyway
 //! (`sampler`). It interprets every frame's unwind program on every walk, about 2.4 µs a
-//! sample on `churn`; `cfi` keeps each call site's rule instead and takes about 0.4 µs, and
+//! sample on `churn`; `cfi` keeps each call site's rule instead (its walk takes about 0.1 µs
+//! of the 0.23 µs a sample costs when `churn` samples every allocation), and
 //! hands a stack to libgcc only when a frame's rule is one it does not follow.
 //!
 //! # Frame pointers
