@@ -179,17 +179,24 @@ pub(super) fn grow(class: usize) -> bool {
     if !layout().resizable.load(Ordering::Relaxed) {
         return false;
     }
-    let Some(_g) = RESIZE.try_lock() else {
-        return false;
-    };
     let s = slabs();
     // SAFETY: the layout carries `detect`'s offset.
     let cpu = unsafe { rseq::current_cpu(s.rseq_offset) };
     if cpu >= s.n {
         return false;
     }
-    let cap = Header::at(&s, cpu, class).capacity();
     let max = max_capacity(class);
+    // A list at its maximum (the usual case once a workload has run a while) is seen without
+    // the lock: `RESIZE` is one word for every CPU, and a compare-and-swap on it at every
+    // overflow moved its cache line between the CPUs of producer/consumer workloads
+    // (`prodcons` took 7-10% longer). The capacity is read again under the lock.
+    if Header::at(&s, cpu, class).capacity() >= max {
+        return false;
+    }
+    let Some(_g) = RESIZE.try_lock() else {
+        return false;
+    };
+    let cap = Header::at(&s, cpu, class).capacity();
     if cap >= max {
         return false;
     }
