@@ -16,7 +16,7 @@
 //! A sample comes after many allocations have pushed the profile's data out of the cache, so
 //! the lookup is priced in cache lines, not instructions. The index is sized to the buckets
 //! (doubling from [`FIRST_SLOTS`], so a program with a few hundred sampled stacks keeps it in
-//! a few KiB instead of a MiB); its slots point at the buckets themselves (not at their
+//! a few KiB, where a fixed index for every possible bucket took half a MiB); its slots point at the buckets themselves (not at their
 //! numbers in `TABLE`, one more line to read); and a bucket keeps its hash, size and counters
 //! before its frames. A hit reads one index line and the bucket's first lines, and counts in
 //! the line it compared first.
@@ -48,7 +48,8 @@ pub(crate) struct Bucket {
     /// Of those, samples freed.
     pub(crate) frees: AtomicU64,
     /// What the samples are, when a layer above says (a collector's type name); "" for
-    /// `malloc`'s blocks.
+    /// `malloc`'s blocks. Told apart by address: a layer above passes each name from its one
+    /// registration.
     pub(crate) label: &'static str,
     frames: [usize; MAX_FRAMES],
 }
