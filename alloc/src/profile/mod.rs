@@ -132,7 +132,10 @@ pub fn next_sample_gap() -> Option<u64> {
 /// Records a sampled object of `bytes` that a layer above allocated, with the calling
 /// thread's stack and `label` (the collector passes the object's type name, which the
 /// profile shows as the sample's `type` label). Returns the sample's bucket for
-/// [`object_freed`], or `None` when it was not recorded.
+/// [`object_freed`], or `None` when it was not recorded. Labels are told apart by address,
+/// so pass each name from one place: equal names at different addresses make separate
+/// buckets (pprof readers add them together, so the profile reads the same; it only holds
+/// more buckets).
 pub fn record_object(bytes: usize, label: &'static str) -> Option<u32> {
     sampler::record_object(bytes, label)
 }
