@@ -32,8 +32,18 @@
 //! are there). When the probe finds no room, the rule is computed and not kept. Rules are
 //! never dropped: were a library unloaded (`dlclose`) and other code loaded at its
 //! addresses, stacks through that code could come out wrong (never a fault: rule 1).
+//!
+//! # The memo
+//! Each thread keeps the previous walk's findings by depth (`MEMO`, 32 frames, 512 bytes of
+//! thread-local storage): a frame whose address is the one at its depth last time takes that
+//! finding without the table. An address's finding never changes (above), so the memo is a
+//! cache of the table and can only be as wrong as the table. It matters when the program
+//! evicts the table between samples: the table's slots are scattered and each is read only
+//! once the frame below is unwound, a cache miss per frame in turn, where the memo's entries
+//! are a few consecutive lines (`realloc` at a 16 KiB rate: 0.28 µs a sample, 0.45 without).
 
 use crate::write_once::WriteOnce;
+use core::cell::Cell;
 use core::ffi::c_void;
 
 /// DWARF register numbers on x86-64.
@@ -136,8 +146,14 @@ fn decode(bits: u64) -> Found {
 /// from the table or computed and kept.
 #[inline]
 fn lookup(pc: usize) -> Found {
+    decode(lookup_bits(pc))
+}
+
+/// [`lookup`]'s finding, encoded.
+#[inline]
+fn lookup_bits(pc: usize) -> u64 {
     match TABLE.get(pc as u64) {
-        Some(bits) => decode(bits),
+        Some(bits) => bits,
         None => compute(pc),
     }
 }
@@ -145,11 +161,39 @@ fn lookup(pc: usize) -> Found {
 /// [`lookup`] for an address the table does not hold: computed, and kept when there is room.
 #[cold]
 #[inline(never)]
-fn compute(pc: usize) -> Found {
+fn compute(pc: usize) -> u64 {
     // SAFETY: `pc` is any address: `_Unwind_Find_FDE` answers null for one no object covers,
     // and `fde_rule` reads only the FDE it returned (rule 3).
     let bits = encode(unsafe { find(pc) });
     TABLE.put(pc as u64, bits);
+    bits
+}
+
+/// Frames of the previous walk whose findings a thread keeps.
+const MEMO_FRAMES: usize = 32;
+
+std::thread_local! {
+    /// The previous walk's `(address, finding)` at each depth: a stack sampled again from the
+    /// same call path finds its findings here, in a few consecutive cache lines, instead of
+    /// one table slot per frame, each read only once the frame below is unwound (a sample
+    /// after the program has evicted the table paid a cache miss per frame in turn). Only
+    /// this thread's walks use it, one at a time (a sampling thread is quiet).
+    static MEMO: [Cell<(usize, u64)>; MEMO_FRAMES] =
+        const { [const { Cell::new((0, 0)) }; MEMO_FRAMES] };
+}
+
+/// [`lookup`] for the frame at `depth`, through the thread's memo of the previous walk.
+#[inline]
+fn lookup_memo(memo: &[Cell<(usize, u64)>; MEMO_FRAMES], depth: usize, pc: usize) -> Found {
+    let Some(m) = memo.get(depth) else {
+        return lookup(pc);
+    };
+    let (at, bits) = m.get();
+    if at == pc && pc != 0 {
+        return decode(bits);
+    }
+    let bits = lookup_bits(pc);
+    m.set((pc, bits));
     decode(bits)
 }
 
@@ -621,8 +665,16 @@ pub(super) fn capture(frames: &mut [usize], bounds: (usize, usize)) -> Option<us
             out(reg) pc, out(reg) sp, out(reg) fp, options(nomem, nostack, preserves_flags))
     };
     let (sp, top) = super::stack::live_stack(sp, bounds)?;
-    // SAFETY: `[sp, top)` is the live part of this thread's stack (rule 1).
-    unsafe { walk(pc, sp, fp, top, frames, lookup) }
+    MEMO.with(|memo| {
+        let depth = Cell::new(0);
+        let rule = |at| {
+            let n = depth.get();
+            depth.set(n + 1);
+            lookup_memo(memo, n, at)
+        };
+        // SAFETY: `[sp, top)` is the live part of this thread's stack (rule 1).
+        unsafe { walk(pc, sp, fp, top, frames, rule) }
+    })
 }
 
 /// Walks from a frame at `pc` with `sp` and `fp` (rules 1 and 2), finding rules with `rule`.
