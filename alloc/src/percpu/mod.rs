@@ -295,37 +295,30 @@ fn build_slabs(rseq_offset: isize) -> bool {
         return false;
     };
     let base = mem.as_ptr();
+    // Sampling from the start (`TRICOLOR_PROFILE_RATE`): every counter is armed as its header
+    // is written, before any sequence can run on the slabs, so no fence is needed. Where
+    // `membarrier` is refused, this is the only way the counters can be armed
+    // (`set_sampling`). Otherwise a counter starts at 0 (zeroed metadata).
+    let armed = crate::profile::rate() != 0;
     for cpu in 0..n {
         for (c, &items) in ITEMS.iter().enumerate() {
             // SAFETY: fresh metadata of `stride * n` bytes; no sequence can run on it before
-            // `mode` is published. An empty list: current = begin = its array's offset.
+            // `mode` is published. An empty list: current = begin = its array's offset; word
+            // 1 is the list's counter.
             unsafe {
                 let h = base.add(cpu * stride + c * HEADER).cast::<u32>();
                 h.write(items);
                 h.add(2).write(items + initial_capacity(c));
                 h.add(3).write(items);
+                if armed {
+                    let k = counter_for(c);
+                    h.add(1).write(k);
+                    counters::record_start(cpu, c, k);
+                }
             }
         }
     }
-    if crate::profile::rate() != 0 {
-        // Sampling from the start (`TRICOLOR_PROFILE_RATE`): every counter is armed here,
-        // before any sequence can run on the slabs, so no fence is needed. Where `membarrier`
-        // is refused, this is the only way the counters can be armed (`set_sampling`).
-        for cpu in 0..n {
-            for c in 0..NUM_CLASSES {
-                let k = counter_for(c);
-                // SAFETY: as for the headers above; word 1 is the list's counter.
-                unsafe {
-                    base.add(cpu * stride + c * HEADER)
-                        .cast::<u32>()
-                        .add(1)
-                        .write(k)
-                };
-                counters::record_start(cpu, c, k);
-            }
-        }
-        ARMED_AT_START.store(true, Ordering::Relaxed);
-    }
+    ARMED_AT_START.store(armed, Ordering::Relaxed);
     layout().base.store(base, Ordering::Relaxed);
     layout().count.store(n, Ordering::Relaxed);
     layout().rseq_offset.store(rseq_offset, Ordering::Relaxed);

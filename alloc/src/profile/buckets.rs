@@ -105,17 +105,21 @@ impl Index {
         // The old slots stay in metadata, unused: at most as many bytes as the last index.
         self.slots = Some(mem.cast());
         self.len = len;
-        let mask = len - 1;
-        let slots = self.slots();
         for n in 0..buckets {
-            let b = get(n as u32);
-            let mut i = b.hash as usize & mask;
-            while !slots[i].is_null() {
-                i = (i + 1) & mask;
-            }
-            slots[i] = b;
+            self.place(get(n as u32));
         }
         true
+    }
+
+    /// Puts `b` in the first free slot from its hash's (the index has room: `reserve`).
+    fn place(&mut self, b: &'static Bucket) {
+        let mask = self.len - 1;
+        let slots = self.slots();
+        let mut i = b.hash as usize & mask;
+        while !slots[i].is_null() {
+            i = (i + 1) & mask;
+        }
+        slots[i] = b;
     }
 }
 
@@ -178,14 +182,8 @@ pub(crate) fn record(frames: &[usize], bytes: u64, label: &'static str) -> Optio
     // metadata forever (`publish` rules 1 and 3).
     let pushed = unsafe { TABLE.push(b) }?;
     debug_assert_eq!(pushed, n, "appends are serialised by the index lock");
-    // The index may have grown: probe again for the free slot.
-    let mask = index.len - 1;
-    let slots = index.slots();
-    let mut i = h as usize & mask;
-    while !slots[i].is_null() {
-        i = (i + 1) & mask;
-    }
-    slots[i] = b;
+    // The index may have grown since the probe above: place it afresh.
+    index.place(get(n as u32));
     Some(n as u32)
 }
 
