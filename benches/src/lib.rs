@@ -7,10 +7,12 @@
 //!   that must agree across allocators.
 //! * [`stress`] holds the standard allocator stress workloads (larson, xmalloc-test,
 //!   cache-scratch, mstress, rptest), which join `workloads`' table.
+//! * [`pairs`] times one allocation and its free at each size, for the pair table.
 //! * [`spike`] measures how fast each allocator returns a freed spike of memory to the OS.
 //! * [`programs`] holds the real programs run under `LD_PRELOAD` by the tests and by
 //!   `tricolor bench --programs`.
 
+pub mod pairs;
 pub mod programs;
 pub mod spike;
 pub mod stress;

@@ -2,12 +2,20 @@
 //!
 //! Why children: peak memory is a per-process figure (`VmHWM`), and an allocator's cached
 //! memory would otherwise leak into the next cell's measurement. Each child runs one workload
-//! on one allocator `runs` times and reports the median wall time, the peak RSS above its own
-//! baseline, and the workload's checksum; the parent checks that the checksums agree (every
-//! allocator must have returned the same contents) and prints the table with ratios to
-//! Tricolor. The cells of one table come from one invocation, interleaved by workload, so
-//! machine noise hits all allocators alike.
+//! on one allocator once untimed and once timed, and reports the time, the peak RSS above its
+//! own baseline, and the workload's checksum; the parent checks that the checksums agree
+//! (every allocator must have returned the same contents) and prints the table with ratios
+//! to Tricolor.
+//!
+//! Why rounds, and the fastest: this shared machine's noise comes in bursts of tens to
+//! hundreds of milliseconds that slow whatever runs by up to 2x (the same pair loop, started
+//! again and again, took 4.8 ns or 8-9 ns for every allocator alike). A child timing its
+//! runs back to back let one burst own a cell, and the median of its runs reported the
+//! burst (`churn` at 55 ms where it takes 27). So each cell takes `rounds` rounds, every
+//! allocator's child in turn in each round, and reports the fastest round's time, since
+//! noise only adds time, and the highest round's peak.
 
+use crate::goals::{self, Standing};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 use tricolor_benches::workloads::{self, Workload};
@@ -16,8 +24,9 @@ use tricolor_benches::{AllocFn, Rival};
 /// The hidden sub-command a child runs.
 pub const CHILD: &str = "__bench-cell";
 
+/// Whether a table runs with the others, alone, or not at all.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Spike {
+enum Part {
     With,
     Only,
     Without,
@@ -30,10 +39,12 @@ struct Options {
     /// `--lox`: only the Lox table.
     lox: bool,
     runs_given: bool,
-    spike: Spike,
+    spike: Part,
     spike_seconds: f64,
+    /// The pair table (`pairs`).
+    pairs: Part,
     /// The collector table: with the rest, alone (`--gc`), or not (`--no-gc`).
-    gc: Spike,
+    gc: Part,
     depth: u32,
     only_programs: Vec<String>,
     workloads: Vec<Workload>,
@@ -49,9 +60,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
         programs: false,
         lox: false,
         runs_given: false,
-        spike: Spike::With,
+        spike: Part::With,
         spike_seconds: 10.0,
-        gc: Spike::With,
+        pairs: Part::With,
+        gc: Part::With,
         depth: 18,
         only_programs: Vec::new(),
         workloads: Vec::new(),
@@ -69,12 +81,15 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--long" => {
                 o.scale = 10;
                 o.runs = 7;
+                o.runs_given = true;
             }
-            "--spike" => o.spike = Spike::Only,
-            "--no-spike" => o.spike = Spike::Without,
-            "--gc" => o.gc = Spike::Only,
+            "--spike" => o.spike = Part::Only,
+            "--no-spike" => o.spike = Part::Without,
+            "--pairs" => o.pairs = Part::Only,
+            "--no-pairs" => o.pairs = Part::Without,
+            "--gc" => o.gc = Part::Only,
             "--lox" => o.lox = true,
-            "--no-gc" => o.gc = Spike::Without,
+            "--no-gc" => o.gc = Part::Without,
             "--depth" => {
                 o.depth = value("--depth")?
                     .parse()
@@ -118,15 +133,23 @@ fn parse(args: &[String]) -> Result<Options, String> {
     if o.workloads.is_empty() {
         o.workloads = workloads::ALL.to_vec();
     } else {
-        if o.spike == Spike::With {
-            o.spike = Spike::Without;
+        if o.spike == Part::With {
+            o.spike = Part::Without;
         }
-        if o.gc == Spike::With {
-            o.gc = Spike::Without;
+        if o.gc == Part::With {
+            o.gc = Part::Without;
+        }
+        if o.pairs == Part::With {
+            o.pairs = Part::Without;
         }
     }
-    if o.spike == Spike::Only && o.gc == Spike::With {
-        o.gc = Spike::Without;
+    // A table asked for alone (`--spike`, `--pairs`) runs without the others.
+    if o.spike == Part::Only || o.pairs == Part::Only {
+        for t in [&mut o.spike, &mut o.pairs, &mut o.gc] {
+            if *t == Part::With {
+                *t = Part::Without;
+            }
+        }
     }
     if o.rivals.is_empty() {
         o.rivals = Rival::ALL.to_vec();
@@ -142,7 +165,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
 }
 
 struct Cell {
-    median_ns: u128,
+    time_ns: u128,
     peak_kib: u64,
     checksum: u64,
 }
@@ -165,7 +188,7 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if o.gc == Spike::Only {
+    if o.gc == Part::Only {
         return crate::gcbench::main(o.runs, o.depth, o.svg.as_deref());
     }
     if o.lox {
@@ -174,22 +197,26 @@ pub fn main(args: &[String]) -> ExitCode {
     let exe = std::env::current_exe().expect("own path");
     let started = Instant::now();
     let mut failed = false;
-    let workloads: &[Workload] = if o.spike == Spike::Only {
+    let workloads: &[Workload] = if o.spike == Part::Only || o.pairs == Part::Only {
         &[]
     } else {
         &o.workloads
     };
+    // The allocator tables' rounds: `--runs`, else 3 (each round is a warm-up run and a timed
+    // one, so 3 rounds cost what 5 runs in one process did).
+    let rounds = if o.runs_given { o.runs } else { 3 };
     if !workloads.is_empty() {
         println!(
-            "tricolor bench: scale {}, {} runs per cell, median wall time; peak = RSS high-water mark above the process's baseline",
-            o.scale, o.runs
+            "tricolor bench: scale {}, wall time the fastest of {rounds} rounds (allocators taking turns), peak RSS\n\
+             the highest; peak = RSS high-water mark above the process's baseline",
+            o.scale
         );
         println!(
             "ratios are allocator / tricolor: above 1.00 means Tricolor is faster or smaller\n"
         );
         println!(
             "{:<9} {:<9} {:>10} {:>8} {:>10} {:>8}",
-            "workload", "allocator", "median ms", "time x", "peak MiB", "peak x"
+            "workload", "allocator", "ms", "time x", "peak MiB", "peak x"
         );
     }
     // Per rival other than Tricolor: (time ratio, peak ratio) per workload, for `--svg`.
@@ -200,57 +227,79 @@ pub fn main(args: &[String]) -> ExitCode {
         .filter(|r| **r != Rival::Tricolor)
         .map(|&r| (r, Vec::new()))
         .collect();
+    // Issue 16's verdict per workload (`goals`).
+    let mut standings: Vec<(&str, Standing)> = Vec::new();
     for w in workloads {
         let mut cells: Vec<(Rival, Cell)> = Vec::new();
         let mut crashed: Vec<(Rival, String)> = Vec::new();
-        for &r in &o.rivals {
-            let out = Command::new(&exe)
-                .args([
-                    CHILD,
-                    w.name,
-                    r.name(),
-                    &o.scale.to_string(),
-                    &o.runs.to_string(),
-                ])
-                .output()
-                .expect("spawn benchmark child");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let cell = stdout
-                .lines()
-                .find_map(|l| l.strip_prefix("CELL "))
-                .and_then(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    Some(Cell {
-                        median_ns: f.first()?.parse().ok()?,
-                        peak_kib: f.get(1)?.parse().ok()?,
-                        checksum: f.get(2)?.parse().ok()?,
-                    })
-                });
-            match cell {
-                Some(c) if out.status.success() => cells.push((r, c)),
-                // Tricolor failing fails the bench; a rival crashing is reported in the table
-                // (TCMalloc crashed in prodcons8 until it was kept off `sbrk`: `tcmalloc`).
-                _ if r != Rival::Tricolor => crashed.push((r, out.status.to_string())),
-                _ => {
-                    failed = true;
-                    eprintln!(
-                        "tricolor bench: {} on {} failed ({}):\n{}",
-                        w.name,
-                        r.name(),
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr)
-                    );
+        // Rounds, allocators taking turns (module docs); an allocator that fails a round
+        // leaves the table.
+        let mut live = o.rivals.clone();
+        for _ in 0..rounds {
+            live.retain(|&r| {
+                let out = Command::new(&exe)
+                    .args([CHILD, w.name, r.name(), &o.scale.to_string(), "1"])
+                    .output()
+                    .expect("spawn benchmark child");
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let cell = stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("CELL "))
+                    .and_then(|l| {
+                        let f: Vec<&str> = l.split_whitespace().collect();
+                        Some(Cell {
+                            time_ns: f.first()?.parse().ok()?,
+                            peak_kib: f.get(1)?.parse().ok()?,
+                            checksum: f.get(2)?.parse().ok()?,
+                        })
+                    });
+                match cell {
+                    Some(c) if out.status.success() => {
+                        match cells.iter_mut().find(|(q, _)| *q == r) {
+                            Some((_, kept)) => {
+                                if kept.checksum != c.checksum {
+                                    failed = true;
+                                    eprintln!(
+                                        "tricolor bench: {} on {}: checksums differ between rounds",
+                                        w.name,
+                                        r.name()
+                                    );
+                                }
+                                kept.time_ns = kept.time_ns.min(c.time_ns);
+                                kept.peak_kib = kept.peak_kib.max(c.peak_kib);
+                            }
+                            None => cells.push((r, c)),
+                        }
+                        return true;
+                    }
+                    // Tricolor failing fails the bench; a rival crashing is reported in the
+                    // table (TCMalloc crashed in prodcons8 until it was kept off `sbrk`:
+                    // `tcmalloc`).
+                    _ if r != Rival::Tricolor => crashed.push((r, out.status.to_string())),
+                    _ => {
+                        failed = true;
+                        eprintln!(
+                            "tricolor bench: {} on {} failed ({}):\n{}",
+                            w.name,
+                            r.name(),
+                            out.status,
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                    }
                 }
-            }
+                false
+            });
         }
+        // A rival that failed a round is reported as failed, not with its earlier rounds.
+        cells.retain(|(r, _)| live.contains(r));
         let base = cells
             .iter()
             .find(|(r, _)| *r == Rival::Tricolor)
-            .map(|(_, c)| (c.median_ns, c.peak_kib));
+            .map(|(_, c)| (c.time_ns, c.peak_kib));
         for (i, (r, c)) in cells.iter().enumerate() {
             let (t_ratio, m_ratio) = match base {
                 Some((t, m)) => (
-                    format!("{:.2}", c.median_ns as f64 / t.max(1) as f64),
+                    format!("{:.2}", c.time_ns as f64 / t.max(1) as f64),
                     format!("{:.2}", c.peak_kib as f64 / m.max(1) as f64),
                 ),
                 None => ("-".into(), "-".into()),
@@ -259,7 +308,7 @@ pub fn main(args: &[String]) -> ExitCode {
                 "{:<9} {:<9} {:>10.1} {:>8} {:>10.1} {:>8}",
                 if i == 0 { w.name } else { "" },
                 r.name(),
-                c.median_ns as f64 / 1e6,
+                c.time_ns as f64 / 1e6,
                 t_ratio,
                 c.peak_kib as f64 / 1024.0,
                 m_ratio
@@ -268,11 +317,15 @@ pub fn main(args: &[String]) -> ExitCode {
         for (r, why) in &crashed {
             println!("{:<9} {:<9} failed ({why})", "", r.name());
         }
+        let times: Vec<(Rival, f64)> = cells.iter().map(|(r, c)| (*r, c.time_ns as f64)).collect();
+        if let Some(s) = base.and_then(|(t, _)| Standing::of(t as f64, &times)) {
+            standings.push((w.name, s));
+        }
         for (rival, row) in &mut chart_rows {
             let cell = cells.iter().find(|(r, _)| r == rival).map(|(_, c)| c);
             row.push(cell.zip(base).map(|(c, (t, m))| {
                 (
-                    c.median_ns as f64 / t.max(1) as f64,
+                    c.time_ns as f64 / t.max(1) as f64,
                     c.peak_kib as f64 / m.max(1) as f64,
                 )
             }));
@@ -317,16 +370,38 @@ pub fn main(args: &[String]) -> ExitCode {
             }
         }
     }
+    if !standings.is_empty() {
+        println!(
+            "\n{:<9} {:<9} {:>10} {:>11} {:>7}  verdict",
+            "workload", "best", "its ms", "tricolor ms", "x best"
+        );
+        for (name, s) in &standings {
+            println!(
+                "{:<9} {:<9} {:>10.1} {:>11.1} {:>7.2}  {}",
+                name,
+                s.best.name(),
+                s.best_time / 1e6,
+                s.ratio * s.best_time / 1e6,
+                s.ratio,
+                s.verdict()
+            );
+        }
+        let all: Vec<Standing> = standings.iter().map(|(_, s)| *s).collect();
+        println!("{}", goals::summary("workloads", &all, &o.rivals));
+    }
     if !workloads.is_empty() {
         println!("\nworkloads:");
         for w in workloads {
             println!("  {:<9} {}", w.name, w.what);
         }
     }
-    if o.spike != Spike::Without && !crate::spike::table(&o.rivals, o.spike_seconds) {
+    if o.pairs != Part::Without && !crate::pairs::table(&o.rivals, o.scale, rounds) {
         failed = true;
     }
-    if o.gc == Spike::With && !crate::gcbench::table(o.runs, o.depth, o.svg.as_deref()) {
+    if o.spike != Part::Without && !crate::spike::table(&o.rivals, o.spike_seconds) {
+        failed = true;
+    }
+    if o.gc == Part::With && !crate::gcbench::table(o.runs, o.depth, o.svg.as_deref()) {
         failed = true;
     }
     println!("total {:.1} s", started.elapsed().as_secs_f64());
@@ -343,26 +418,24 @@ struct Timed {
     runs: usize,
 }
 
-impl AllocFn<(Vec<u128>, u64)> for Timed {
-    fn call<A: std::alloc::GlobalAlloc + Sync + 'static>(self, a: &'static A) -> (Vec<u128>, u64) {
-        let mut times = Vec::with_capacity(self.runs);
-        let mut checksum = None;
-        for _ in 0..self.runs {
+impl AllocFn<(u128, u64)> for Timed {
+    /// One untimed run (the heap's first pages faulted in, as in a program that has been
+    /// running), then `runs` timed ones: the fastest, and the checksum.
+    fn call<A: std::alloc::GlobalAlloc + Sync + 'static>(self, a: &'static A) -> (u128, u64) {
+        let checksum = workloads::run(self.w, a, self.scale);
+        let mut fastest = u128::MAX;
+        for _ in 0..self.runs.max(1) {
             let t = Instant::now();
             let sum = workloads::run(self.w, a, self.scale);
-            times.push(t.elapsed().as_nanos());
-            assert!(
-                checksum.is_none_or(|c| c == sum),
-                "checksum changed between runs"
-            );
-            checksum = Some(sum);
+            fastest = fastest.min(t.elapsed().as_nanos());
+            assert_eq!(sum, checksum, "checksum changed between runs");
         }
-        (times, checksum.unwrap_or(0))
+        (fastest, checksum)
     }
 }
 
 /// The child: `__bench-cell <workload> <allocator> <scale> <runs>`; prints
-/// `CELL <median ns> <peak KiB> <checksum>`.
+/// `CELL <fastest ns> <peak KiB> <checksum>`.
 pub fn child(args: &[String]) -> ExitCode {
     let (Some(w), Some(r), Some(scale), Some(runs)) = (
         args.first().and_then(|s| workloads::find(s)),
@@ -374,10 +447,9 @@ pub fn child(args: &[String]) -> ExitCode {
         return ExitCode::from(2);
     };
     let baseline = status_kib("VmRSS:");
-    let (mut times, checksum) = r.with(Timed { w, scale, runs });
+    let (time, checksum) = r.with(Timed { w, scale, runs });
     let peak = status_kib("VmHWM:").saturating_sub(baseline);
-    times.sort_unstable();
-    println!("CELL {} {} {}", times[times.len() / 2], peak, checksum);
+    println!("CELL {time} {peak} {checksum}");
     ExitCode::SUCCESS
 }
 

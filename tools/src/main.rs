@@ -9,10 +9,13 @@
 //! * `tricolor plot` draws a gctrace (see `plot.rs`, `charts.rs`).
 
 mod bench;
+mod cell;
 mod charts;
 mod gcbench;
+mod goals;
 mod lox;
 mod metrics;
+mod pairs;
 mod plot;
 mod programs;
 mod spike;
@@ -24,14 +27,19 @@ usage: tricolor <command> [options]
 
 commands:
   bench            compare Tricolor with glibc, jemalloc, mimalloc and TCMalloc, and its collector with
-                   Boehm GC and Go (default: ~2 minutes)
-      --long           10x the work and 7 runs per cell (several minutes)
+                   Boehm GC and Go (default: ~2 minutes); each allocator table ends with issue 16's
+                   goals, met or missed by how much
+      --long           10x the work and 7 runs or rounds per cell (several minutes)
       --scale N        work multiplier (default 1)
-      --runs N         runs per cell; the median is reported (default 5)
+      --runs N         allocator tables: rounds per cell, allocators taking turns, the fastest
+                       reported (default 3); collector table: runs per cell, the median
+                       reported (default 5)
       --workload W     only this workload (repeatable): churn, realloc, prodcons, prodcons2,
-                       prodcons8, threads
+                       prodcons8, threads, larson, xmalloc, scratch, mstress, rptest
       --allocator A    only this allocator (repeatable): tricolor, glibc, jemalloc, mimalloc,
                        tcmalloc (Debian's libtcmalloc-minimal4, loaded with dlopen)
+      --pairs          only the pair table: ns per allocation-and-free pair, 16 B-32 KiB
+      --no-pairs       skip the pair table
       --spike          only the spike table: RSS after a freed 800 MiB spike while the
                        program sleeps, 0-10 s, and the idle CPU it costs
       --no-spike       skip the spike table
@@ -67,6 +75,7 @@ fn main() -> ExitCode {
         Some("plot") => plot::main(&args[1..]),
         Some(bench::CHILD) => bench::child(&args[1..]),
         Some(spike::CHILD) => spike::child(&args[1..]),
+        Some(pairs::CHILD) => pairs::child(&args[1..]),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             ExitCode::SUCCESS

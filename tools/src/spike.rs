@@ -45,6 +45,8 @@ pub fn table(rivals: &[Rival], seconds: f64) -> bool {
     println!(" {:>9} {:>6}", "idle CPU", "share");
     let mut ok = true;
     let mut checksum = None;
+    // Tricolor's RSS at 10 s (MiB) and idle CPU share (%), for the verdict.
+    let mut ours: Option<(f64, f64)> = None;
     let children: Vec<_> = rivals
         .iter()
         .map(|r| {
@@ -89,13 +91,42 @@ pub fn table(rivals: &[Rival], seconds: f64) -> bool {
             print!(" {:>7.1}", mib(*a));
         }
         let window = samples.last().copied().unwrap_or(0.0).max(1e-3);
-        println!(
-            " {:>6.1} ms {:>5.2}%",
-            s.idle_cpu * 1e3,
-            s.idle_cpu / window * 100.0
-        );
+        let share = s.idle_cpu / window * 100.0;
+        println!(" {:>6.1} ms {:>5.2}%", s.idle_cpu * 1e3, share);
+        let at_10s = samples.iter().position(|&t| t >= 10.0);
+        if let (Rival::Tricolor, Some(i)) = (r, at_10s) {
+            ours = s.after.get(i).map(|&b| (mib(b), share));
+        }
+    }
+    if let Some((rss, cpu)) = ours {
+        println!("goal: {}", verdict(rss, cpu));
     }
     ok
+}
+
+/// Issue 16's verdict on Tricolor's RSS at 10 s and idle CPU share: "met", or by how much
+/// each part is missed.
+fn verdict(rss_mib: f64, cpu_percent: f64) -> String {
+    let mut missed = Vec::new();
+    if rss_mib >= GOAL_MIB {
+        missed.push(format!(
+            "RSS at 10 s {rss_mib:.1} MiB, {:.1} x the goal's {GOAL_MIB} MiB",
+            rss_mib / GOAL_MIB
+        ));
+    }
+    if cpu_percent > GOAL_CPU_PERCENT {
+        missed.push(format!(
+            "idle CPU {cpu_percent:.2}%, {:.1} x the goal's {GOAL_CPU_PERCENT}%",
+            cpu_percent / GOAL_CPU_PERCENT
+        ));
+    }
+    if missed.is_empty() {
+        format!(
+            "met: Tricolor {rss_mib:.1} MiB at 10 s (below {GOAL_MIB}), {cpu_percent:.2}% of one CPU (at most {GOAL_CPU_PERCENT}%)"
+        )
+    } else {
+        format!("missed: {}", missed.join("; "))
+    }
 }
 
 fn parse_line(l: &str) -> Option<Spike> {
@@ -119,13 +150,9 @@ fn parse_line(l: &str) -> Option<Spike> {
 /// The child: `__spike-cell <allocator> <MiB> <seconds>`; prints
 /// `SPIKE <base> <peak> <after...> <idle cpu s> <checksum>`.
 pub fn child(args: &[String]) -> ExitCode {
-    let (Some(r), Some(mib), Some(seconds)) = (
-        args.first().and_then(|s| Rival::parse(s)),
-        args.get(1).and_then(|s| s.parse().ok()),
-        args.get(2).and_then(|s| s.parse().ok()),
-    ) else {
-        eprintln!("tricolor: bad {CHILD} arguments {args:?}");
-        return ExitCode::from(2);
+    let (r, mib, seconds) = match crate::cell::args(CHILD, args) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     let s = r.with(Run { mib, seconds });
     let after: Vec<String> = s.after.iter().map(ToString::to_string).collect();
@@ -138,4 +165,23 @@ pub fn child(args: &[String]) -> ExitCode {
         s.checksum
     );
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verdict;
+
+    #[test]
+    fn the_verdict_names_each_part_missed() {
+        assert!(verdict(3.2, 0.7).starts_with("met: "));
+        assert_eq!(
+            verdict(128.0, 0.5),
+            "missed: RSS at 10 s 128.0 MiB, 2.0 x the goal's 64 MiB"
+        );
+        assert_eq!(
+            verdict(10.0, 3.0),
+            "missed: idle CPU 3.00%, 1.5 x the goal's 2%"
+        );
+        assert!(verdict(64.0, 2.5).contains("MiB") && verdict(64.0, 2.5).contains("CPU"));
+    }
 }

@@ -1,0 +1,106 @@
+//! Issue 16's speed goal, judged on the figures of one `tricolor bench` run: on every
+//! workload and at every pair size, Tricolor's median time at most 0.9 x the best of
+//! jemalloc, mimalloc and TCMalloc in the same run. glibc is in the tables but not in the
+//! goal: the issue names the three. Each verdict says "met", or by how much it is missed: how
+//! far Tricolor's time is above the goal's time (0.9 x the best rival's), so "missed by 10%"
+//! means a tenth faster would meet it.
+
+use tricolor_benches::Rival;
+
+/// The goal's bound on Tricolor's time over the best rival's.
+pub const SPEED: f64 = 0.90;
+
+/// The rivals the goal is measured against.
+fn in_goal(r: Rival) -> bool {
+    matches!(r, Rival::Jemalloc | Rival::Mimalloc | Rival::Tcmalloc)
+}
+
+/// Tricolor's standing on one row: the best rival of the goal and Tricolor over it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Standing {
+    pub best: Rival,
+    pub best_time: f64,
+    pub ratio: f64,
+}
+
+impl Standing {
+    /// Tricolor's `time` against the goal's rivals among `times` (any unit, the same for
+    /// all); `None` when no rival of the goal ran.
+    pub fn of(time: f64, times: &[(Rival, f64)]) -> Option<Standing> {
+        let (best, best_time) = times
+            .iter()
+            .copied()
+            .filter(|&(r, t)| in_goal(r) && t > 0.0)
+            .min_by(|a, b| a.1.total_cmp(&b.1))?;
+        Some(Standing {
+            best,
+            best_time,
+            ratio: time / best_time,
+        })
+    }
+
+    pub fn met(&self) -> bool {
+        self.ratio <= SPEED
+    }
+
+    /// "met", or "missed by N%" (module docs).
+    pub fn verdict(&self) -> String {
+        if self.met() {
+            "met".into()
+        } else {
+            format!("missed by {:.0}%", (self.ratio / SPEED - 1.0) * 100.0)
+        }
+    }
+}
+
+/// The closing line of a table of standings: how many rows met the goal, against which of
+/// the goal's rivals `rivals` held (a run may leave some out with `--allocator`).
+pub fn summary(what: &str, standings: &[Standing], rivals: &[Rival]) -> String {
+    let met = standings.iter().filter(|s| s.met()).count();
+    let names: Vec<&str> = rivals
+        .iter()
+        .filter(|&&r| in_goal(r))
+        .map(|r| r.name())
+        .collect();
+    format!(
+        "goal: Tricolor at most {SPEED:.2} x the best of {}: met on {met} of {} {what}",
+        names.join(", "),
+        standings.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_rival_is_the_fastest_of_the_three_named() {
+        let times = [
+            (Rival::Tricolor, 10.0),
+            (Rival::Glibc, 5.0),
+            (Rival::Jemalloc, 20.0),
+            (Rival::Mimalloc, 12.0),
+            (Rival::Tcmalloc, 0.0),
+        ];
+        let s = Standing::of(10.0, &times).unwrap();
+        // glibc is faster but not in the goal; TCMalloc's 0 is a failed cell.
+        assert_eq!((s.best, s.best_time), (Rival::Mimalloc, 12.0));
+        assert!((s.ratio - 10.0 / 12.0).abs() < 1e-12);
+        assert!(s.met());
+        assert_eq!(s.verdict(), "met");
+        assert_eq!(Standing::of(1.0, &[(Rival::Glibc, 2.0)]), None);
+    }
+
+    #[test]
+    fn a_miss_says_how_far_above_the_goals_time() {
+        let s = Standing::of(27.0, &[(Rival::Jemalloc, 25.0)]).unwrap();
+        // The goal's time is 22.5: 27 is 20% above it.
+        assert_eq!(s.verdict(), "missed by 20%");
+        let at = Standing::of(9.0, &[(Rival::Jemalloc, 10.0)]).unwrap();
+        assert!(at.met(), "exactly 0.9 x meets the goal");
+        assert_eq!(
+            summary("workloads", &[s, at], &Rival::ALL),
+            "goal: Tricolor at most 0.90 x the best of jemalloc, mimalloc, tcmalloc: met on 1 of 2 workloads"
+        );
+    }
+}
