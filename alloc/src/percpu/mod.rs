@@ -366,7 +366,13 @@ fn slabs() -> rseq::Slabs {
 /// `fs:[offset + 4]`, bound, shift by the constant [`SLAB_SHIFT`], `begin` gate, `current`
 /// with the allocation count and its carry test, item, one committing 8-byte store, falling
 /// through), 2 test the result (empty or tripped in one compare), 1 clears the canary, 1
-/// returns; no register is saved. It was 47 before the
+/// returns; no register is saved. (2026-12-01: that count was taken where no register was
+/// saved; compiled on its own, the function saved three, and pushed and popped them on every
+/// call, because the class lookup for an alignment above 8 was a call that returned into
+/// it. Since `api::alloc` sends every request but the common one out through a single tail
+/// call, the hit path saves none wherever it is compiled: 37 instructions inlined into the
+/// pair table's loop, and the pair went from 6.67 to 5.51 ns, with the free's change below.)
+/// It was 47 before the
 /// sequences addressed `struct rseq` through `fs`, and 43 before the slab's indices became
 /// absolute (no item-array offset to load and add), the shift a constant, and the failure
 /// exits moved out of line. Counting allocations (`counters`) added none: the add of
@@ -502,18 +508,20 @@ unsafe fn alloc_tripped(class: usize) -> *mut u8 {
 
 /// Frees a block of `class` that the API layer has checked. Per-CPU mode only.
 ///
-/// Budget, read with `objdump -d` as for [`alloc`] (2026-11-30): `Tricolor::dealloc` of a
-/// live small block whose list has room runs 68 instructions from entry to `ret`: 2 keep the
-/// stack aligned for the tail calls (one push, one pop), 1 copies the pointer, 6 pick the
-/// layout's size class, 14 look the pagemap up (two levels, the root indexed modulo 2^47), 3
+/// Budget, read with `objdump -d` as for [`alloc`] (2026-12-01): `Tricolor::dealloc` of a
+/// live small block whose list has room runs 67 instructions from entry to `ret`, with no
+/// register saved: 1 copies the pointer, 8 test the layout (alignment at most 8, a small
+/// size) and pick its size class, 14 look the pagemap up (two levels, the root indexed modulo 2^47), 3
 /// compare the span's class byte with the layout's, 10 prove the pointer an object boundary
 /// (multiply-shift, multiply back, compare), 3 test the bump mark, 4 compute and test the
 /// canary, 4 read the mode and write the canary, 20 are this sequence with its layout reads
-/// (as in `alloc`, with the capacity gate), 1 returns. It was about 88, with 5 registers saved
+/// (as in `alloc`, with the capacity gate), 1 returns. It was 68 with one register pushed and
+/// popped (the alignment's class lookup and the double-free report were calls that returned
+/// into it; both now leave through tail calls, `api`), and about 88, with 5 registers saved
 /// and restored, before the API layer's check was split into an inlined fast check and a cold
 /// full one (`api`), the span's class byte alone came to say "Small, of this class" (`span`),
 /// the slab's indices became absolute, and the class table, the canary key and the layout
-/// came to share one GOT entry (`fast`). The check, with the layout's class, is 40 of the 68:
+/// came to share one GOT entry (`fast`). The check, with the layout's class, is 40 of the 67:
 /// the price of catching every invalid and double free (jemalloc's sized free checks nothing
 /// on this path).
 ///
