@@ -9,7 +9,6 @@
 //! * `tricolor plot` draws a gctrace (see `plot.rs`, `charts.rs`).
 
 mod bench;
-mod cell;
 mod charts;
 mod gcbench;
 mod goals;

@@ -1,98 +1,53 @@
 //! `tricolor bench`'s pair table: nanoseconds per allocation-and-free pair at each size from
-//! 16 B to 32 KiB (`tricolor_benches::pairs`), per allocator, each allocator in its own child
-//! process (as the workload cells, `bench`), with issue 16's verdict per size (`goals`).
+//! 16 B to 32 KiB, every allocator in one child process taking turns chunk by chunk
+//! (`tricolor_benches::pairs`, which says why), with issue 16's verdict per size (`goals`).
 
 use crate::goals::{self, Standing};
 use std::process::{Command, ExitCode};
+use tricolor_benches::Rival;
 use tricolor_benches::pairs::{self, SIZES};
-use tricolor_benches::{AllocFn, Rival};
 
-/// The hidden sub-command a child runs.
+/// The hidden sub-command the child runs.
 pub const CHILD: &str = "__pairs-cell";
 
-/// Timed chunks per size in each child (`tricolor_benches::pairs::ns_per_pair`).
-const CHUNKS: usize = 10;
+/// Timed chunks per allocator and size for each of `--runs`.
+const CHUNKS_PER_RUN: usize = 10;
 
-struct Run {
-    scale: usize,
-    chunks: usize,
-}
-
-impl AllocFn<Vec<f64>> for Run {
-    fn call<A: std::alloc::GlobalAlloc + Sync + 'static>(self, a: &'static A) -> Vec<f64> {
-        SIZES
-            .iter()
-            .map(|&size| pairs::ns_per_pair(a, size, self.scale, self.chunks))
-            .collect()
-    }
-}
-
-/// Runs every size on every allocator in `rivals` and prints the table; false if Tricolor's
-/// child failed. The table takes `runs` rounds; each round starts one child per allocator in
-/// turn, which times every size once (its fastest chunk, `tricolor_benches::pairs`), and each
-/// cell is the fastest of its rounds: a burst of machine noise lands on one round of one
-/// allocator, and one child per allocator timing back to back let a burst own a cell.
+/// Runs the pair table for `rivals` and prints it; false if the child failed.
 pub fn table(rivals: &[Rival], scale: usize, runs: usize) -> bool {
     let exe = std::env::current_exe().expect("own path");
+    let rounds = runs * CHUNKS_PER_RUN;
     println!(
         "\npairs: one allocation and its free, back to back, at each size (the cache-hit paths):\n\
-         ns per pair, the fastest of {runs} rounds x {} chunks of {} pairs (noise only adds time),\n\
-         allocators taking turns",
-        CHUNKS,
-        pairs::PAIRS * scale / CHUNKS
+         ns per pair, the fastest of {rounds} chunks of {} pairs, every allocator in one process\n\
+         taking turns chunk by chunk (noise only adds time, and then to all alike)",
+        pairs::CHUNK * scale
     );
-    let mut ok = true;
-    // Per allocator still in the table: each round's figures, by size.
-    let mut rounds: Vec<(Rival, Vec<Vec<f64>>)> = rivals.iter().map(|&r| (r, Vec::new())).collect();
-    for _ in 0..runs {
-        rounds.retain_mut(|(r, got)| {
-            let out = Command::new(&exe)
-                .args([CHILD, r.name(), &scale.to_string(), &CHUNKS.to_string()])
-                .output()
-                .expect("spawn pairs child");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let parsed = stdout
-                .lines()
-                .find_map(|l| l.strip_prefix("PAIRS "))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .map(|v| v.parse().ok())
-                        .collect::<Option<Vec<f64>>>()
-                })
-                .filter(|v| v.len() == SIZES.len() && out.status.success());
-            match parsed {
-                Some(v) => {
-                    got.push(v);
-                    return true;
-                }
-                // A rival that fails leaves the table with a note, as in the workload table.
-                None if *r != Rival::Tricolor => println!("{} failed ({})", r.name(), out.status),
-                None => {
-                    ok = false;
-                    eprintln!(
-                        "tricolor bench: pairs on tricolor failed ({}):\n{}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-            }
-            false
-        });
-    }
-    // Each allocator's fastest round per size.
-    let columns: Vec<(Rival, Vec<f64>)> = rounds
-        .into_iter()
-        .map(|(r, got)| {
-            let fastest = (0..SIZES.len())
-                .map(|i| {
-                    got.iter()
-                        .map(|round| round[i])
-                        .fold(f64::INFINITY, f64::min)
-                })
-                .collect();
-            (r, fastest)
+    let mut args = vec![CHILD.to_string(), scale.to_string(), rounds.to_string()];
+    args.extend(rivals.iter().map(|r| r.name().to_string()));
+    let out = Command::new(&exe)
+        .args(&args)
+        .output()
+        .expect("spawn pairs child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let columns: Vec<(Rival, Vec<f64>)> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("PAIRS "))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let r = Rival::parse(f.next()?)?;
+            let v: Vec<f64> = f.map(|v| v.parse().ok()).collect::<Option<_>>()?;
+            (v.len() == SIZES.len()).then_some((r, v))
         })
         .collect();
+    if !out.status.success() || columns.len() != rivals.len() {
+        eprintln!(
+            "tricolor bench: the pair table's child failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return false;
+    }
     print!("{:<8}", "size");
     for (r, _) in &columns {
         print!(" {:>9}", r.name());
@@ -117,7 +72,7 @@ pub fn table(rivals: &[Rival], scale: usize, runs: usize) -> bool {
     if !standings.is_empty() {
         println!("{}", goals::summary("sizes", &standings, rivals));
     }
-    ok
+    true
 }
 
 fn size_name(size: usize) -> String {
@@ -128,15 +83,19 @@ fn size_name(size: usize) -> String {
     }
 }
 
-/// The child: `__pairs-cell <allocator> <scale> <chunks>`; prints `PAIRS <ns per pair>...`, one
-/// figure per size of `SIZES`.
+/// The child: `__pairs-cell <scale> <rounds> <allocator>...`; prints one line
+/// `PAIRS <allocator> <ns per pair>...` per allocator, one figure per size of `SIZES`.
 pub fn child(args: &[String]) -> ExitCode {
-    let (r, scale, chunks) = match crate::cell::args(CHILD, args) {
-        Ok(v) => v,
-        Err(code) => return code,
+    let scale = args.first().and_then(|s| s.parse().ok());
+    let rounds = args.get(1).and_then(|s| s.parse().ok());
+    let rivals: Option<Vec<Rival>> = args.iter().skip(2).map(|s| Rival::parse(s)).collect();
+    let (Some(scale), Some(rounds), Some(rivals)) = (scale, rounds, rivals) else {
+        eprintln!("tricolor: bad {CHILD} arguments {args:?}");
+        return ExitCode::from(2);
     };
-    let ns = r.with(Run { scale, chunks });
-    let ns: Vec<String> = ns.iter().map(|v| format!("{v:.3}")).collect();
-    println!("PAIRS {}", ns.join(" "));
+    for (r, ns) in rivals.iter().zip(pairs::table(&rivals, scale, rounds)) {
+        let ns: Vec<String> = ns.iter().map(|v| format!("{v:.3}")).collect();
+        println!("PAIRS {} {}", r.name(), ns.join(" "));
+    }
     ExitCode::SUCCESS
 }

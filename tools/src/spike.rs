@@ -150,9 +150,13 @@ fn parse_line(l: &str) -> Option<Spike> {
 /// The child: `__spike-cell <allocator> <MiB> <seconds>`; prints
 /// `SPIKE <base> <peak> <after...> <idle cpu s> <checksum>`.
 pub fn child(args: &[String]) -> ExitCode {
-    let (r, mib, seconds) = match crate::cell::args(CHILD, args) {
-        Ok(v) => v,
-        Err(code) => return code,
+    let (Some(r), Some(mib), Some(seconds)) = (
+        args.first().and_then(|s| Rival::parse(s)),
+        args.get(1).and_then(|s| s.parse().ok()),
+        args.get(2).and_then(|s| s.parse().ok()),
+    ) else {
+        eprintln!("tricolor: bad {CHILD} arguments {args:?}");
+        return ExitCode::from(2);
     };
     let s = r.with(Run { mib, seconds });
     let after: Vec<String> = s.after.iter().map(ToString::to_string).collect();
