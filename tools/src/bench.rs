@@ -43,6 +43,8 @@ struct Options {
     spike_seconds: f64,
     /// The pair table (`pairs`).
     pairs: Part,
+    /// The `+profile` row: Tricolor with heap profiling on (`--no-profile` drops it).
+    sampled: bool,
     /// The collector table: with the rest, alone (`--gc`), or not (`--no-gc`).
     gc: Part,
     depth: u32,
@@ -63,6 +65,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         spike: Part::With,
         spike_seconds: 10.0,
         pairs: Part::With,
+        sampled: true,
         gc: Part::With,
         depth: 18,
         only_programs: Vec::new(),
@@ -87,6 +90,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--no-spike" => o.spike = Part::Without,
             "--pairs" => o.pairs = Part::Only,
             "--no-pairs" => o.pairs = Part::Without,
+            "--no-profile" => o.sampled = false,
             "--gc" => o.gc = Part::Only,
             "--lox" => o.lox = true,
             "--no-gc" => o.gc = Part::Without,
@@ -229,30 +233,18 @@ pub fn main(args: &[String]) -> ExitCode {
         .collect();
     // Issue 16's verdict per workload (`goals`).
     let mut standings: Vec<(&str, Standing)> = Vec::new();
+    // Tricolor sampled over Tricolor, per workload (issue 17's goal).
+    let mut sampling_costs: Vec<(&str, f64)> = Vec::new();
     for w in workloads {
         let mut cells: Vec<(Rival, Cell)> = Vec::new();
         let mut crashed: Vec<(Rival, String)> = Vec::new();
         // Rounds, allocators taking turns (module docs); an allocator that fails a round
         // leaves the table.
         let mut live = o.rivals.clone();
+        let mut sampled: Option<Cell> = None;
         for _ in 0..rounds {
             live.retain(|&r| {
-                let out = Command::new(&exe)
-                    .args([CHILD, w.name, r.name(), &o.scale.to_string(), "1"])
-                    .output()
-                    .expect("spawn benchmark child");
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                let cell = stdout
-                    .lines()
-                    .find_map(|l| l.strip_prefix("CELL "))
-                    .and_then(|l| {
-                        let f: Vec<&str> = l.split_whitespace().collect();
-                        Some(Cell {
-                            time_ns: f.first()?.parse().ok()?,
-                            peak_kib: f.get(1)?.parse().ok()?,
-                            checksum: f.get(2)?.parse().ok()?,
-                        })
-                    });
+                let (out, cell) = run_cell(&exe, w, r, o.scale, None);
                 match cell {
                     Some(c) if out.status.success() => {
                         match cells.iter_mut().find(|(q, _)| *q == r) {
@@ -289,6 +281,27 @@ pub fn main(args: &[String]) -> ExitCode {
                 }
                 false
             });
+            // Tricolor again with heap profiling at Go's default rate, in the same round
+            // (issue 17's cost of sampling, `goals::sampling_summary`).
+            if o.sampled && live.contains(&Rival::Tricolor) {
+                let (out, cell) = run_cell(&exe, w, Rival::Tricolor, o.scale, Some(SAMPLED_RATE));
+                match (cell, &mut sampled) {
+                    (Some(c), Some(kept)) if out.status.success() => {
+                        kept.time_ns = kept.time_ns.min(c.time_ns);
+                        kept.peak_kib = kept.peak_kib.max(c.peak_kib);
+                    }
+                    (Some(c), None) if out.status.success() => sampled = Some(c),
+                    _ => {
+                        failed = true;
+                        eprintln!(
+                            "tricolor bench: {} on tricolor with sampling failed ({}):\n{}",
+                            w.name,
+                            out.status,
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                    }
+                }
+            }
         }
         // A rival that failed a round is reported as failed, not with its earlier rounds.
         cells.retain(|(r, _)| live.contains(r));
@@ -313,6 +326,23 @@ pub fn main(args: &[String]) -> ExitCode {
                 c.peak_kib as f64 / 1024.0,
                 m_ratio
             );
+        }
+        if let (Some(c), Some((t, m))) = (&sampled, base) {
+            if c.checksum != base_checksum(&cells) {
+                failed = true;
+                eprintln!("tricolor bench: {}: sampling changed the contents", w.name);
+            }
+            let ratio = c.time_ns as f64 / t.max(1) as f64;
+            println!(
+                "{:<9} {:<9} {:>10.1} {:>8.2} {:>10.1} {:>8.2}",
+                "",
+                "+profile",
+                c.time_ns as f64 / 1e6,
+                ratio,
+                c.peak_kib as f64 / 1024.0,
+                c.peak_kib as f64 / m.max(1) as f64
+            );
+            sampling_costs.push((w.name, ratio));
         }
         for (r, why) in &crashed {
             println!("{:<9} {:<9} failed ({why})", "", r.name());
@@ -389,6 +419,9 @@ pub fn main(args: &[String]) -> ExitCode {
         let all: Vec<Standing> = standings.iter().map(|(_, s)| *s).collect();
         println!("{}", goals::summary("workloads", &all, &o.rivals));
     }
+    if !sampling_costs.is_empty() {
+        println!("{}", goals::sampling_summary(&sampling_costs));
+    }
     if !workloads.is_empty() {
         println!("\nworkloads:");
         for w in workloads {
@@ -410,6 +443,51 @@ pub fn main(args: &[String]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The heap profiler's sampling rate for the `+profile` row: Go's default (512 KiB).
+const SAMPLED_RATE: &str = "524288";
+
+/// Runs one child: `w` on `r`, one untimed run and one timed, with `TRICOLOR_PROFILE_RATE`
+/// set to `rate` when given (and unset otherwise, so the caller's environment cannot turn
+/// sampling on for the plain rows). The child's output, and its cell if it printed one.
+fn run_cell(
+    exe: &std::path::Path,
+    w: &Workload,
+    r: Rival,
+    scale: usize,
+    rate: Option<&str>,
+) -> (std::process::Output, Option<Cell>) {
+    let mut cmd = Command::new(exe);
+    cmd.args([CHILD, w.name, r.name(), &scale.to_string(), "1"]);
+    match rate {
+        Some(rate) => cmd.env("TRICOLOR_PROFILE_RATE", rate),
+        None => cmd
+            .env_remove("TRICOLOR_PROFILE_RATE")
+            .env_remove("TRICOLOR_PROFILE"),
+    };
+    let out = cmd.output().expect("spawn benchmark child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let cell = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CELL "))
+        .and_then(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(Cell {
+                time_ns: f.first()?.parse().ok()?,
+                peak_kib: f.get(1)?.parse().ok()?,
+                checksum: f.get(2)?.parse().ok()?,
+            })
+        });
+    (out, cell)
+}
+
+/// Tricolor's checksum among `cells` (0 if it has none).
+fn base_checksum(cells: &[(Rival, Cell)]) -> u64 {
+    cells
+        .iter()
+        .find(|(r, _)| *r == Rival::Tricolor)
+        .map_or(0, |(_, c)| c.checksum)
 }
 
 struct Timed {

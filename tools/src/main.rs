@@ -37,6 +37,8 @@ commands:
                        prodcons8, threads, larson, xmalloc, scratch, mstress, rptest
       --allocator A    only this allocator (repeatable): tricolor, glibc, jemalloc, mimalloc,
                        tcmalloc (Debian's libtcmalloc-minimal4, loaded with dlopen)
+      --no-profile     drop the +profile rows (Tricolor again with heap profiling at Go's
+                       default rate, judged against issue 17's 2%)
       --pairs          only the pair table: ns per allocation-and-free pair, 16 B-32 KiB
       --no-pairs       skip the pair table
       --spike          only the spike table: RSS after a freed 800 MiB spike while the
