@@ -35,7 +35,9 @@ use crate::block::Canary;
 use crate::heap::HEAP;
 use crate::misuse::{self, Misuse};
 use crate::percpu;
-use crate::size_class::{CLASSES, MAX_SMALL_SIZE, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, class_for};
+use crate::size_class::{
+    ALIGNED_BY_EVERY_CLASS, CLASSES, MAX_SMALL_SIZE, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, class_for,
+};
 use crate::span::{Span, SpanState};
 use crate::thread_cache;
 
@@ -138,12 +140,12 @@ impl Block {
 
 /// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
 ///
-/// The common request (alignment at most 8, a small size) is served inline; every other
+/// The common request (alignment at most 16, a small size) is served inline; every other
 /// one leaves through a single call in tail position ([`alloc_other`]), so the inlined path
 /// makes no call that returns to it and saves no register.
 #[inline]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
-    if align <= 8 && size <= MAX_SMALL_SIZE {
+    if align <= ALIGNED_BY_EVERY_CLASS && size <= MAX_SMALL_SIZE {
         let class = crate::size_class::class_of(size);
         // SAFETY: `class_of` returns classes below NUM_CLASSES.
         let p = unsafe { front_alloc(class, size, align, false) };
@@ -154,7 +156,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     alloc_other(size, align)
 }
 
-/// [`alloc`] of a request aligned beyond 8 bytes or above the small sizes.
+/// [`alloc`] of a request aligned beyond 16 bytes or above the small sizes.
 #[cold]
 #[inline(never)]
 fn alloc_other(size: usize, align: usize) -> *mut u8 {
@@ -365,7 +367,7 @@ unsafe fn free_slow(p: *mut u8, op: &str) {
 /// call in tail position, so the inlined path saves no register.
 #[inline]
 pub unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
-    if align <= 8 && size <= MAX_SMALL_SIZE {
+    if align <= ALIGNED_BY_EVERY_CLASS && size <= MAX_SMALL_SIZE {
         let expected = crate::size_class::class_of(size);
         if let Some((class, canary)) = live_small(p, Some(expected)) {
             // SAFETY: as in `free`; the layout's class is the span's.
@@ -379,7 +381,7 @@ pub unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     unsafe { dealloc_other(p, size, align) }
 }
 
-/// [`dealloc`] with a layout aligned beyond 8 bytes or above the small sizes.
+/// [`dealloc`] with a layout aligned beyond 16 bytes or above the small sizes.
 ///
 /// # Safety
 /// As for [`dealloc`].

@@ -177,6 +177,11 @@ pub fn class_info(class: usize) -> &'static SizeClass {
     &CLASSES[class]
 }
 
+/// The alignment every class of malloc's gives its blocks (every class size above 8 is a
+/// multiple of 16, and spans start on a page): requests aligned to at most this take the
+/// plain lookup.
+pub const ALIGNED_BY_EVERY_CLASS: usize = 16;
+
 /// Lookup for every small request, indexed by `(n + 7) / 8` (4 KiB): one load, no branch.
 /// Exact because every class boundary is a multiple of 8.
 pub(crate) const LUT_LEN: usize = MAX_SMALL_SIZE / 8 + 1;
@@ -241,7 +246,9 @@ pub fn object_class_of(n: usize) -> usize {
 /// aligned. Deterministic, so a sized free computes the same class as the allocation did.
 #[inline]
 pub fn class_for(size: usize, align: usize) -> Option<usize> {
-    if align <= 8 {
+    // Up to 16: every class `class_of` returns is a multiple of 16 (the table's test), so its
+    // blocks are 16-aligned, and `aligned_class` would pick the same class.
+    if align <= ALIGNED_BY_EVERY_CLASS {
         return (size <= MAX_SMALL_SIZE).then(|| class_of(size));
     }
     aligned_class(size, align)
@@ -375,5 +382,19 @@ mod tests {
         assert_eq!(class_for(1, 16).map(|c| CLASSES[c].size), Some(16));
         assert_eq!(class_for(1, 4096).map(|c| CLASSES[c].size), Some(4096));
         assert_eq!(class_for(1, 16384), None);
+    }
+
+    /// The plain lookup serves alignments up to `ALIGNED_BY_EVERY_CLASS`: it must pick what
+    /// the aligned search picks, or a sized free would compute another class than its
+    /// allocation did.
+    #[test]
+    fn the_plain_lookup_agrees_with_the_aligned_search_up_to_16() {
+        for size in (1..=MAX_SMALL_SIZE + 1).step_by(STRIDE) {
+            assert_eq!(
+                class_for(size, ALIGNED_BY_EVERY_CLASS),
+                aligned_class(size, ALIGNED_BY_EVERY_CLASS),
+                "size {size}"
+            );
+        }
     }
 }

@@ -510,7 +510,7 @@ unsafe fn alloc_tripped(class: usize) -> *mut u8 {
 ///
 /// Budget, read with `objdump -d` as for [`alloc`] (2026-12-01): `Tricolor::dealloc` of a
 /// live small block whose list has room runs 67 instructions from entry to `ret`, with no
-/// register saved: 1 copies the pointer, 8 test the layout (alignment at most 8, a small
+/// register saved: 1 copies the pointer, 8 test the layout (alignment at most 16, a small
 /// size) and pick its size class, 14 look the pagemap up (two levels, the root indexed modulo 2^47), 3
 /// compare the span's class byte with the layout's, 10 prove the pointer an object boundary
 /// (multiply-shift, multiply back, compare), 3 test the bump mark, 4 compute and test the
