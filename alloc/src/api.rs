@@ -468,6 +468,20 @@ pub unsafe fn realloc(
     let new_class = class_for(new_size, align);
     match block {
         Block::Small { class } if new_class == Some(class) => return p,
+        // A sampled block staying small keeps its page run while the new size fits it and
+        // uses at least three quarters of its pages (a one-page run always): an unsampled
+        // block in the same class stays where it is too, and moving a sample cost `realloc`
+        // a copy and two page-heap trips each time (part of the heap profiler's cost there).
+        // The run is page-aligned, which serves every alignment a class does.
+        // SAFETY: records are type-stable; `check` found this Large span at `p`.
+        Block::Large { span } if new_class.is_some() && unsafe { (*span).sample() }.is_some() => {
+            // SAFETY: as above.
+            let pages = unsafe { (*span).pages() };
+            let need = new_size.div_ceil(PAGE_SIZE).max(1);
+            if need <= pages && need * 4 >= pages * 3 {
+                return p;
+            }
+        }
         Block::Large { span } if new_class.is_none() && new_size > MAX_SMALL_SIZE => {
             // SAFETY: `span` is our live Large span starting at `p` (checked).
             let resized = unsafe { resize_large(span, new_size) };

@@ -222,6 +222,56 @@ fn estimates_are_unbiased_and_frees_are_seen() {
 }
 
 /// Runs `test` in a child with `env` and checks that it passed.
+#[test]
+#[ignore = "run by a_sampled_small_block_reallocated_within_its_page_stays_put in a child"]
+fn child_reallocates_sampled_blocks() {
+    use std::alloc::{GlobalAlloc, Layout};
+    let l = Layout::from_size_align(1000, 8).unwrap();
+    for round in 0..64u8 {
+        // Every allocation is sampled (rate 1): the block is a one-page run of its own.
+        // SAFETY: the block is allocated with `l`, resized within its page with realloc's
+        // contract (old layout, new size), read within its sizes, and freed once with the
+        // layout of its last size.
+        unsafe {
+            let p = GLOBAL.alloc(l);
+            p.write_bytes(round, 1000);
+            let q = GLOBAL.realloc(p, l, 3000);
+            assert_eq!(
+                q, p,
+                "round {round}: grown within its page, the sample moved"
+            );
+            let r = GLOBAL.realloc(q, Layout::from_size_align(3000, 8).unwrap(), 200);
+            assert_eq!(
+                r, p,
+                "round {round}: shrunk within its page, the sample moved"
+            );
+            assert!(
+                std::slice::from_raw_parts(r, 200)
+                    .iter()
+                    .all(|&b| b == round),
+                "round {round}: contents lost"
+            );
+            // Past its page it moves, contents and all.
+            let big = GLOBAL.realloc(r, Layout::from_size_align(200, 8).unwrap(), 20_000);
+            assert!(
+                std::slice::from_raw_parts(big, 200)
+                    .iter()
+                    .all(|&b| b == round),
+                "round {round}: contents lost in the move"
+            );
+            GLOBAL.dealloc(big, Layout::from_size_align(20_000, 8).unwrap());
+        }
+    }
+}
+
+#[test]
+fn a_sampled_small_block_reallocated_within_its_page_stays_put() {
+    child_succeeds(
+        "child_reallocates_sampled_blocks",
+        &[("TRICOLOR_PROFILE_RATE", "1")],
+    );
+}
+
 fn child_succeeds(test: &str, env: &[(&str, &str)]) {
     let out = child(test, env);
     assert!(
