@@ -31,11 +31,13 @@ impl AllocFn<()> for Pair<'_> {
         let mut g = self.c.benchmark_group(format!("pair/{}", self.size));
         g.bench_function(self.rival.name(), |b| {
             b.iter(|| {
+                // The layout through `black_box`, as in the pair table (`pairs`): else an
+                // allocator inlined here finds its size class once, outside the loop.
                 // SAFETY: non-zero layout; freed with the same layout.
                 unsafe {
-                    let p = a.alloc(l);
+                    let p = a.alloc(black_box(l));
                     black_box(p);
-                    a.dealloc(p, l);
+                    a.dealloc(p, black_box(l));
                 }
             })
         });
@@ -59,11 +61,11 @@ impl AllocFn<()> for Batch<'_> {
                 // SAFETY: non-zero layout; every block is freed with it.
                 unsafe {
                     for p in ptrs.iter_mut() {
-                        *p = a.alloc(l);
+                        *p = a.alloc(black_box(l));
                     }
                     black_box(&ptrs);
                     for &p in ptrs.iter() {
-                        a.dealloc(p, l);
+                        a.dealloc(p, black_box(l));
                     }
                 }
             })
