@@ -146,12 +146,8 @@ impl Block {
 #[inline]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
     if align <= ALIGNED_BY_EVERY_CLASS && size <= MAX_SMALL_SIZE {
-        let class = crate::size_class::class_of(size);
         // SAFETY: `class_of` returns classes below NUM_CLASSES.
-        let p = unsafe { front_alloc(class, size, align, false) };
-        // SAFETY: `p` is null or the fresh block of at least `size` bytes just made.
-        unsafe { debug_fill_fresh(p, size) };
-        return p;
+        return unsafe { alloc_small(crate::size_class::class_of(size), size, align) };
     }
     alloc_other(size, align)
 }
@@ -161,15 +157,24 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 #[inline(never)]
 fn alloc_other(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
-        Some(class) => {
-            // SAFETY: `class_for` returns classes below NUM_CLASSES.
-            let p = unsafe { front_alloc(class, size, align, false) };
-            // SAFETY: `p` is null or the fresh block of at least `size` bytes just made.
-            unsafe { debug_fill_fresh(p, size) };
-            p
-        }
+        // SAFETY: `class_for` returns classes below NUM_CLASSES.
+        Some(class) => unsafe { alloc_small(class, size, align) },
         None => alloc_large(size, align, false),
     }
+}
+
+/// A block of `class` for a request of `size` bytes aligned to `align` (null when memory is
+/// exhausted): [`alloc`]'s small case, wherever the class came from.
+///
+/// # Safety
+/// `class < NUM_CLASSES`, and it serves `size` and `align` (`class_for`).
+#[inline(always)]
+unsafe fn alloc_small(class: usize, size: usize, align: usize) -> *mut u8 {
+    // SAFETY: the caller's `class`.
+    let p = unsafe { front_alloc(class, size, align, false) };
+    // SAFETY: `p` is null or the fresh block of at least `size` bytes just made.
+    unsafe { debug_fill_fresh(p, size) };
+    p
 }
 
 /// As [`alloc`], with the bytes zeroed. Large runs fresh from the OS are not cleared again.
@@ -368,14 +373,8 @@ unsafe fn free_slow(p: *mut u8, op: &str) {
 #[inline]
 pub unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     if align <= ALIGNED_BY_EVERY_CLASS && size <= MAX_SMALL_SIZE {
-        let expected = crate::size_class::class_of(size);
-        if let Some((class, canary)) = live_small(p, Some(expected)) {
-            // SAFETY: as in `free`; the layout's class is the span's.
-            unsafe { front_free(p, class, canary) };
-            return;
-        }
-        // SAFETY: the caller's contract.
-        return unsafe { dealloc_slow(p, Some(expected)) };
+        // SAFETY: the caller's contract; `class_of` is the layout's class.
+        return unsafe { dealloc_small(p, crate::size_class::class_of(size)) };
     }
     // SAFETY: the caller's contract.
     unsafe { dealloc_other(p, size, align) }
@@ -388,16 +387,27 @@ pub unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
 #[cold]
 #[inline(never)]
 unsafe fn dealloc_other(p: *mut u8, size: usize, align: usize) {
-    let expected = class_for(size, align);
-    if expected.is_some() {
-        if let Some((class, canary)) = live_small(p, expected) {
-            // SAFETY: as in `free`; the layout's class is the span's.
-            unsafe { front_free(p, class, canary) };
-            return;
-        }
+    match class_for(size, align) {
+        // SAFETY: the caller's contract; `class_for` is the layout's class.
+        Some(expected) => unsafe { dealloc_small(p, expected) },
+        // SAFETY: the caller's contract.
+        None => unsafe { dealloc_slow(p, None) },
+    }
+}
+
+/// [`dealloc`] of a layout whose class is `expected`: the fast check, else the full one.
+///
+/// # Safety
+/// As for [`dealloc`]; `expected` is `class_for` of the layout.
+#[inline(always)]
+unsafe fn dealloc_small(p: *mut u8, expected: usize) {
+    if let Some((class, canary)) = live_small(p, Some(expected)) {
+        // SAFETY: as in `free`; the layout's class is the span's.
+        unsafe { front_free(p, class, canary) };
+        return;
     }
     // SAFETY: the caller's contract.
-    unsafe { dealloc_slow(p, expected) }
+    unsafe { dealloc_slow(p, Some(expected)) }
 }
 
 /// [`dealloc`] of anything but a live small block of the layout's class `expected`: a large
@@ -468,8 +478,8 @@ pub unsafe fn realloc(
     let new_class = class_for(new_size, align);
     match block {
         Block::Small { class } if new_class == Some(class) => return p,
-        // A sampled block staying small keeps its page run while the new size fits it and
-        // uses at least three quarters of its pages (a one-page run always): an unsampled
+        // A sampled block staying small keeps its page run as a large block would
+        // (`keeps_pages`; a one-page run always): an unsampled
         // block in the same class stays where it is too, and moving a sample cost `realloc`
         // a copy and two page-heap trips each time (part of the heap profiler's cost there).
         // The run is page-aligned, which serves every alignment a class does.
@@ -477,8 +487,7 @@ pub unsafe fn realloc(
         Block::Large { span } if new_class.is_some() && unsafe { (*span).sample() }.is_some() => {
             // SAFETY: as above.
             let pages = unsafe { (*span).pages() };
-            let need = new_size.div_ceil(PAGE_SIZE).max(1);
-            if need <= pages && need * 4 >= pages * 3 {
+            if keeps_pages(new_size.div_ceil(PAGE_SIZE).max(1), pages) {
                 return p;
             }
         }
@@ -510,6 +519,13 @@ pub unsafe fn realloc(
     q
 }
 
+/// Whether a run of `pages` pages stays where it is for a block now needing `need` pages:
+/// when it fits and shrinks by less than a quarter. A realloc that shrinks a little and grows
+/// again should not pay for two page-heap trips.
+fn keeps_pages(need: usize, pages: usize) -> bool {
+    need <= pages && need * 4 >= pages * 3
+}
+
 /// Grows or shrinks a large run in place; false when it cannot.
 ///
 /// # Safety
@@ -523,9 +539,7 @@ unsafe fn resize_large(span: *mut Span, new_size: usize) -> bool {
     let pages = unsafe { (*span).pages() };
     match new_pages.cmp(&pages) {
         core::cmp::Ordering::Equal => true,
-        // Shrinking by less than a quarter keeps the pages: a realloc that shrinks a little
-        // and grows again should not pay for two page-heap trips.
-        core::cmp::Ordering::Less if new_pages * 4 >= pages * 3 => true,
+        core::cmp::Ordering::Less if keeps_pages(new_pages, pages) => true,
         // SAFETY: caller's contract; 0 < new_pages < pages.
         core::cmp::Ordering::Less => unsafe { HEAP.pages.shrink_in_place(span, new_pages) },
         // SAFETY: caller's contract.

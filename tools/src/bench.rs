@@ -174,6 +174,16 @@ struct Cell {
     checksum: u64,
 }
 
+impl Cell {
+    /// Takes in another round of the same cell: the fastest time, the highest peak. False
+    /// when the round's checksum differs (its contents changed between rounds).
+    fn merge(&mut self, round: Cell) -> bool {
+        self.time_ns = self.time_ns.min(round.time_ns);
+        self.peak_kib = self.peak_kib.max(round.peak_kib);
+        self.checksum == round.checksum
+    }
+}
+
 /// `tricolor bench`.
 pub fn main(args: &[String]) -> ExitCode {
     let o = match parse(args) {
@@ -249,7 +259,7 @@ pub fn main(args: &[String]) -> ExitCode {
                     Some(c) if out.status.success() => {
                         match cells.iter_mut().find(|(q, _)| *q == r) {
                             Some((_, kept)) => {
-                                if kept.checksum != c.checksum {
+                                if !kept.merge(c) {
                                     failed = true;
                                     eprintln!(
                                         "tricolor bench: {} on {}: checksums differ between rounds",
@@ -257,8 +267,6 @@ pub fn main(args: &[String]) -> ExitCode {
                                         r.name()
                                     );
                                 }
-                                kept.time_ns = kept.time_ns.min(c.time_ns);
-                                kept.peak_kib = kept.peak_kib.max(c.peak_kib);
                             }
                             None => cells.push((r, c)),
                         }
@@ -287,8 +295,13 @@ pub fn main(args: &[String]) -> ExitCode {
                 let (out, cell) = run_cell(&exe, w, Rival::Tricolor, o.scale, Some(SAMPLED_RATE));
                 match (cell, &mut sampled) {
                     (Some(c), Some(kept)) if out.status.success() => {
-                        kept.time_ns = kept.time_ns.min(c.time_ns);
-                        kept.peak_kib = kept.peak_kib.max(c.peak_kib);
+                        if !kept.merge(c) {
+                            failed = true;
+                            eprintln!(
+                                "tricolor bench: {} on tricolor with sampling: checksums differ between rounds",
+                                w.name
+                            );
+                        }
                     }
                     (Some(c), None) if out.status.success() => sampled = Some(c),
                     _ => {
@@ -305,10 +318,11 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         // A rival that failed a round is reported as failed, not with its earlier rounds.
         cells.retain(|(r, _)| live.contains(r));
-        let base = cells
+        let ours = cells
             .iter()
             .find(|(r, _)| *r == Rival::Tricolor)
-            .map(|(_, c)| (c.time_ns, c.peak_kib));
+            .map(|(_, c)| c);
+        let base = ours.map(|c| (c.time_ns, c.peak_kib));
         for (i, (r, c)) in cells.iter().enumerate() {
             let (t_ratio, m_ratio) = match base {
                 Some((t, m)) => (
@@ -327,8 +341,9 @@ pub fn main(args: &[String]) -> ExitCode {
                 m_ratio
             );
         }
-        if let (Some(c), Some((t, m))) = (&sampled, base) {
-            if c.checksum != base_checksum(&cells) {
+        if let (Some(c), Some(ours)) = (&sampled, ours) {
+            let (t, m) = (ours.time_ns, ours.peak_kib);
+            if c.checksum != ours.checksum {
                 failed = true;
                 eprintln!("tricolor bench: {}: sampling changed the contents", w.name);
             }
@@ -348,7 +363,7 @@ pub fn main(args: &[String]) -> ExitCode {
             println!("{:<9} {:<9} failed ({why})", "", r.name());
         }
         let times: Vec<(Rival, f64)> = cells.iter().map(|(r, c)| (*r, c.time_ns as f64)).collect();
-        if let Some(s) = base.and_then(|(t, _)| Standing::of(t as f64, &times)) {
+        if let Some(s) = Standing::of(&times) {
             standings.push((w.name, s));
         }
         for (rival, row) in &mut chart_rows {
@@ -480,14 +495,6 @@ fn run_cell(
             })
         });
     (out, cell)
-}
-
-/// Tricolor's checksum among `cells` (0 if it has none).
-fn base_checksum(cells: &[(Rival, Cell)]) -> u64 {
-    cells
-        .iter()
-        .find(|(r, _)| *r == Rival::Tricolor)
-        .map_or(0, |(_, c)| c.checksum)
 }
 
 struct Timed {

@@ -31,9 +31,10 @@ pub struct Standing {
 }
 
 impl Standing {
-    /// Tricolor's `time` against the goal's rivals among `times` (any unit, the same for
-    /// all); `None` when no rival of the goal ran.
-    pub fn of(time: f64, times: &[(Rival, f64)]) -> Option<Standing> {
+    /// Tricolor's time against the goal's rivals, all among `times` (any unit, the same for
+    /// all); `None` when Tricolor or every rival of the goal is missing.
+    pub fn of(times: &[(Rival, f64)]) -> Option<Standing> {
+        let &(_, time) = times.iter().find(|(r, _)| *r == Rival::Tricolor)?;
         let (best, best_time) = times
             .iter()
             .copied()
@@ -113,13 +114,17 @@ mod tests {
             (Rival::Mimalloc, 12.0),
             (Rival::Tcmalloc, 0.0),
         ];
-        let s = Standing::of(10.0, &times).unwrap();
+        let s = Standing::of(&times).unwrap();
         // glibc is faster but not in the goal; TCMalloc's 0 is a failed cell.
         assert_eq!((s.best, s.best_time), (Rival::Mimalloc, 12.0));
         assert!((s.ratio - 10.0 / 12.0).abs() < 1e-12);
         assert!(s.met());
         assert_eq!(s.verdict(), "met");
-        assert_eq!(Standing::of(1.0, &[(Rival::Glibc, 2.0)]), None);
+        assert_eq!(
+            Standing::of(&[(Rival::Tricolor, 1.0), (Rival::Glibc, 2.0)]),
+            None
+        );
+        assert_eq!(Standing::of(&[(Rival::Jemalloc, 2.0)]), None);
     }
 
     #[test]
@@ -133,10 +138,10 @@ mod tests {
 
     #[test]
     fn a_miss_says_how_far_above_the_goals_time() {
-        let s = Standing::of(27.0, &[(Rival::Jemalloc, 25.0)]).unwrap();
+        let s = Standing::of(&[(Rival::Tricolor, 27.0), (Rival::Jemalloc, 25.0)]).unwrap();
         // The goal's time is 22.5: 27 is 20% above it.
         assert_eq!(s.verdict(), "missed by 20%");
-        let at = Standing::of(9.0, &[(Rival::Jemalloc, 10.0)]).unwrap();
+        let at = Standing::of(&[(Rival::Tricolor, 9.0), (Rival::Jemalloc, 10.0)]).unwrap();
         assert!(at.met(), "exactly 0.9 x meets the goal");
         assert_eq!(
             summary("workloads", &[s, at], &Rival::ALL),

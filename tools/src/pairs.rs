@@ -60,8 +60,7 @@ pub fn table(rivals: &[Rival], scale: usize, runs: usize) -> bool {
             print!(" {:>9.2}", v[i]);
         }
         let times: Vec<(Rival, f64)> = columns.iter().map(|(r, v)| (*r, v[i])).collect();
-        let ours = times.iter().find(|(r, _)| *r == Rival::Tricolor);
-        match ours.and_then(|&(_, t)| Standing::of(t, &times)) {
+        match Standing::of(&times) {
             Some(s) => {
                 println!(" {:>9} {:>7.2}  {}", s.best.name(), s.ratio, s.verdict());
                 standings.push(s);
