@@ -56,7 +56,7 @@ unsafe fn front_alloc(class: usize, size: usize, align: usize, zero: bool) -> *m
         percpu::PER_CPU => unsafe { percpu::alloc(class) },
         percpu::PER_THREAD => {
             // Kept inline but placed after the per-CPU path, the one modern glibc gives
-            // every thread (laid out first, it made that path a taken jump).
+            // every thread (laid out first, it would make that path a taken jump).
             cold();
             // SAFETY: the caller's `class`.
             unsafe { thread_cache::alloc(class) }
@@ -480,8 +480,9 @@ pub unsafe fn realloc(
         Block::Small { class } if new_class == Some(class) => return p,
         // A sampled block staying small keeps its page run as a large block would
         // (`keeps_pages`; a one-page run always): an unsampled
-        // block in the same class stays where it is too, and moving a sample cost `realloc`
-        // a copy and two page-heap trips each time (part of the heap profiler's cost there).
+        // block in the same class stays where it is too, and moving a sample would cost
+        // `realloc` a copy and two page-heap trips each time (part of the heap profiler's cost
+        // there).
         // The run is page-aligned, which serves every alignment a class does.
         // SAFETY: records are type-stable; `check` found this Large span at `p`.
         Block::Large { span } if new_class.is_some() && unsafe { (*span).sample() }.is_some() => {

@@ -51,8 +51,9 @@ pub(crate) const MAX_BATCH: usize = 32;
 /// A whole batch as an array of block addresses: how batches are parked in the transfer
 /// caches and handed to and from the per-CPU caches. Taking one in or out touches no block,
 /// where a linked [`Batch`] is walked a block at a time, each load waiting for the one before:
-/// for a batch another CPU freed, a chain of cache misses (measured with `perf`: 91% of the
-/// per-CPU refill's time in `mstress`, `larson` and `prodcons2`, on that one load).
+/// for a batch another CPU freed, a chain of cache misses (measured with `perf record`: in
+/// `mstress`, `larson` and `prodcons2`, 91% of a linked refill's time is on that one load;
+/// `perf record cargo run --release -p tricolor-tools -- bench --workload mstress`).
 pub(crate) struct BatchArray {
     pub(crate) blocks: [*mut FreeBlock; MAX_BATCH],
     pub(crate) count: usize,

@@ -10,8 +10,8 @@
 //!
 //! Why a GiB per root slot: the root is in `.bss` so the free path saves one dependent load,
 //! and `.bss` counts against an address-space limit (`ulimit -v`) from the first instruction.
-//! With a slot per 64 MiB arena the root was 16 MiB, a quarter of a 64 MiB limit before any
-//! allocation; with a slot per GiB it is 1 MiB and a leaf is 1 MiB of address space, so a
+//! With a slot per 64 MiB arena the root would be 16 MiB, a quarter of a 64 MiB limit before
+//! any allocation; with a slot per GiB it is 1 MiB and a leaf is 1 MiB of address space, so a
 //! program under such a limit keeps it for its own use, at the same two loads per lookup.
 //!
 //! There is one pagemap per process, shared by every `PageHeap` (the process heap and the

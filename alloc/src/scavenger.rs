@@ -17,7 +17,7 @@
 //! 1% of one CPU while it works; it sleeps a second between checks when the heap is within its
 //! goal. [`Scavenger::cpu_ns`] accounts its CPU time (statistics report it).
 //!
-//! # An idle program (issue 16: "a freed spike must not linger")
+//! # An idle program (a freed spike must not linger)
 //! The pacing exists to leave the CPU to running mutators. When no thread has taken a slow
 //! path (a refill, a flush, a large allocation or free: [`ACTIVITY`]) for [`IDLE_NS`], there is
 //! none to protect: the scavenger releases in [`IDLE_RELEASE_CHUNK`] steps (64 MiB) without

@@ -168,8 +168,8 @@ pub static CLASSES: [SizeClass; NUM_CLASSES] = CLASS_TABLE;
 
 /// The record of class `class`. Panics if `class >= NUM_CLASSES`.
 ///
-/// A safe, public function, so the index is checked: it was `get_unchecked` behind a
-/// `debug_assert`, which let safe code in another crate read out of bounds in a release
+/// A safe, public function, so the index is checked: a `get_unchecked` behind a
+/// `debug_assert` would let safe code in another crate read out of bounds in a release
 /// build. Its callers are the refill and flush paths and the per-thread fallback's free,
 /// where one predictable compare is cheap beside the work around it.
 #[inline(always)]
@@ -271,8 +271,8 @@ mod tests {
     /// every value is checked.
     const STRIDE: usize = if cfg!(miri) { 127 } else { 1 };
 
-    /// Issue 16: `class_info` is safe and public, so an index out of range must panic, not
-    /// read past the table.
+    /// `class_info` is safe and public, so an index out of range must panic, not read past
+    /// the table.
     #[test]
     fn class_info_checks_its_index() {
         assert_eq!(

@@ -8,7 +8,7 @@
 //!         │               ├─ cached_transfer  free blocks parked in transfer caches
 //!         │               ├─ cached_central   free object slots in spans (the central lists)
 //!         │               └─ span_waste       span tails too short for one more object
-//!         ├─ in_use_large                     large spans (requests over 32 KiB)
+//!         ├─ in_use_large                     Large spans: big or sampled blocks, GC spans
 //!         ├─ free_dirty                       free pages that still hold memory
 //!         ├─ released                         free pages returned to the OS or never touched
 //!         └─ metadata                         span records, pagemap leaves, slabs, caches
@@ -49,7 +49,9 @@ pub struct AllocStats {
     pub mapped: u64,
     /// Small objects the program holds, at their size class's size.
     pub in_use_small: u64,
-    /// Large objects the program holds (whole pages).
+    /// Bytes of every Large span in use (whole pages): blocks over `MAX_SMALL_SIZE` (32 KiB) or
+    /// aligned beyond a page, blocks the heap profiler sampled (each on a span of its own), and
+    /// the collector's GC spans (`alloc_pages`). The `large_*` counters count the same spans.
     pub in_use_large: u64,
     /// Free blocks in the front caches (per-CPU slabs, or per-thread caches).
     pub cached_front: u64,

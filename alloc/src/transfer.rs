@@ -19,7 +19,8 @@
 //!    central list, never a lost or duplicated batch (the `loom` model checks it).
 //!
 //! Memory comes back: a class whose cache saw no traffic between two passes of
-//! `Heap::reclaim_idle` is emptied into the central lists, whose spans return to the page heap.
+//! `Heap::reclaim_transfer` (run by `percpu::reclaim_idle`) is emptied into the central lists,
+//! whose spans return to the page heap.
 
 use crate::block::BatchArray;
 use crate::sync::{AtomicUsize, Mutex, Ordering};

@@ -25,7 +25,7 @@
 //! 2. While marking, the collector marks what every object with a finalizer points to (not
 //!    the object itself), and everything in the run queue (`collect` step 3): so an
 //!    unreachable finalizable object still has all it reaches when its finalizer runs.
-//! 3. The sweep that finds a registered object unmarked (`sweep::sweep_span`, after the weak
+//! 3. The sweep that finds a registered object unmarked (`sweep::sweep_claimed`, after the weak
 //!    handles are cleared, before the mark bits become the alloc bits): with a finalizer, it
 //!    sets the object's mark bit again (so it survives this sweep) and queues the finalizer
 //!    with the object, leaving the cleanups registered; without one, it queues the cleanups.

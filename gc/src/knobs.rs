@@ -169,13 +169,14 @@ impl Config {
     /// whenever a cycle does, also where Go's plan has only a fractional worker (fewer than 4
     /// CPUs): on 2 CPUs that is 1 CPU where Go's plan gives 0.5.
     ///
-    /// Decision, measured (2026-11-30, 2 CPUs, three runs of each benchmark, same script):
-    /// the collector thread run as Go's fractional worker (marking in slices of 2048 objects,
-    /// sleeping while its CPU time since marking began exceeded half the wall time, its grey
-    /// objects left to assists meanwhile) lengthened marking so that mutators reached the goal
-    /// and waited: binary-trees 18 took 1.61-1.68 s against 1.39-1.45 s for a GC CPU share of
-    /// 35-37% against 37-39%, and the message buffer with pointers' worst push rose from
-    /// 2.3-4.0 ms to 5.8-9.3 ms (Go: about 8). So it marks full time.
+    /// Decision, measured (2 CPUs, three runs of each benchmark,
+    /// `cargo run --release -p tricolor-tools -- bench --gc`): the collector thread run as
+    /// Go's fractional worker (marking in slices of 2048 objects, sleeping while its CPU time
+    /// since marking began exceeds half the wall time, its grey objects left to assists
+    /// meanwhile) lengthens marking so that mutators reach the goal and wait: binary-trees 18
+    /// takes 1.61-1.68 s against 1.39-1.45 s for a GC CPU share of 35-37% against 37-39%, and
+    /// the message buffer with pointers' worst push rises from 2.3-4.0 ms to 5.8-9.3 ms (Go:
+    /// about 8). So it marks full time.
     pub fn extra_mark_workers(&self) -> usize {
         self.mark_plan().0.saturating_sub(1)
     }

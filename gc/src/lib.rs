@@ -4,7 +4,7 @@
 //! the same page heap as Tricolor's allocator (GC spans are page runs from `tricolor_alloc`,
 //! so one `GOMEMLIMIT` and one set of statistics cover both). Marking runs on the heap's
 //! collector thread while the mutators run, behind Go's hybrid write barrier; the world stops
-//! twice per cycle, briefly (`collect`; `../shared/design/ARCHITECTURE.md`, section 3).
+//! twice per cycle, briefly (`collect`; `docs/design.md`).
 //!
 //! ## Layers (bottom to top)
 //! `sync` (atomics and locks; loom under `--cfg loom`) → `handshake`, `world`, `sweepgen` (the

@@ -262,7 +262,7 @@ impl Local {
 }
 
 /// The hasher of `Local::others`: a kind is two small integers (type id, size class), and
-/// the default SipHash showed as 2% of a profile of the Lox VM's binary trees (whose hash
+/// the default SipHash shows as 2% of a profile of the Lox VM's binary trees (whose hash
 /// tables are arrays); a multiplicative hash suffices.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct KindHash;

@@ -15,15 +15,14 @@
 //! * **Trigger**: marking runs while the mutators allocate, so a cycle starts at 7/8 of the
 //!   way from the marked bytes to the goal (Go's first-cycle trigger, inside its 45/64–61/64
 //!   clamp); mutators that reach the goal while marking assist. Go's adaptive trigger (the
-//!   runway from the measured cons/mark ratio, the worst of the last four cycles) was built
-//!   and measured here (2026-11-30, `tricolor bench --gc`): on binary-trees it started
-//!   cycles at the clamp's 45/64 and raised peak RSS to 45.1 MiB (Go: 45.0 in that run; 37.8
-//!   with the fixed trigger in the run before) without shortening the longest wait at the goal
-//!   (16 ms against 14), so the fixed trigger stays; mutators that allocate while marking pay
-//!   for it with proportional assists (Go's assist ratio, `mark::assist`), which is what
-//!   lets a cycle start this late. Measured again once GC CPU was measured as CPU time (same
-//!   day, binary-trees 18, three runs each): starting at 45/64 left the GC CPU share where it
-//!   was (36-40% against 38%) and raised peak RSS from 38 to 42-43 MiB. The share is the
+//!   runway from the measured cons/mark ratio, the worst of the last four cycles) starts
+//!   binary-trees' cycles at the clamp's 45/64; measured (binary-trees 18, 2 CPUs, three
+//!   runs each, `cargo run --release -p tricolor-tools -- bench --gc`), that leaves the GC CPU
+//!   share where it is (36-40% against 38%), raises peak RSS from about 38 MiB to 42-45 MiB
+//!   (Go's: 45) and does not shorten the longest wait at the goal (16 ms against 14), so the
+//!   fixed trigger stays; mutators that allocate while marking pay for it with proportional
+//!   assists (Go's assist ratio, `mark::assist`), which is what lets a cycle start this late.
+//!   The share is the
 //!   marking itself (about 10 ms of CPU per cycle, as Go's), over a mutator that runs faster
 //!   than Go's and a heap that is smaller, so cycles are more frequent.
 

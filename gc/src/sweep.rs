@@ -122,8 +122,9 @@ impl Central {
         self.all
             .retain(|&s| unsafe { (*s).state.load(Ordering::Relaxed) } == IN_USE);
         // The lists may name freed records (invariant 2): rebuilt from `all`. (Clearing them
-        // without relisting left every free slot unusable until the next flip, so each
-        // cycle's marking took fresh spans: the heap grew by the marking runway per cycle.)
+        // without relisting would leave every free slot unusable until the next flip, so each
+        // cycle's marking would take fresh spans: the heap would grow by the marking runway
+        // per cycle.)
         for lists in self.kinds.values_mut() {
             lists.partial.clear();
             lists.unswept.clear();

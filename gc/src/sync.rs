@@ -1,7 +1,7 @@
 //! Synchronisation: the atomics, locks and condition variables of the collector's protocols
 //! come through this module, so `--cfg loom` switches the model checker in at one place (as
 //! `tricolor_alloc::sync` does). Under loom only this module and the modelled protocols
-//! (`handshake`, `world`, `sweep_claim`) are built; their models are in each module's
+//! (`handshake`, `world`, `sweepgen`) are built; their models are in each module's
 //! `tests`: `RUSTFLAGS="--cfg loom" cargo test -p tricolor-gc --lib --release`.
 //!
 //! Locks are taken poison-tolerant ([`lock`], [`wait`]): a panic on another thread (a test's

@@ -1,4 +1,5 @@
-//! The safe typed layer over the raw one (lib.rs, "Rust API").
+//! The safe typed layer over the raw one (`MutatorState`'s operations and the `raw` module,
+//! whose rules are the crate docs' "What embedders must do").
 //!
 //! * A Rust type becomes a GC type with the [`object!`](crate::object) macro, which defines
 //!   the struct and derives its pointer map: fields of type [`Member<T>`] are pointer slots,

@@ -36,8 +36,8 @@
 //! other sequences load and store the same 8 bytes (`pop_uncounted` and `push` leaving the
 //! counter as it was):
 //! measured, a 4-byte commit followed by the next `pop`'s 8-byte load of the same word
-//! defeated store forwarding and made an allocation-free pair 2.3 times slower (16.5 ns
-//! against 7.2).
+//! defeats store forwarding and makes an allocation-free pair 2.3 times slower (16.5 ns
+//! against 7.2; `cargo run --release -p tricolor-tools -- bench --pairs`).
 
 use core::ffi::c_void;
 

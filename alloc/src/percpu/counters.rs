@@ -36,7 +36,7 @@
 //!
 //! `rearm` waits for the lock rather than trying it: an allocation served without moving its
 //! tripped counter would not be eligible for sampling, and with the counts read often (each
-//! read folds) the profile then lost four samples in five. The stress test
+//! read folds) the profile would lose four samples in five. The stress test
 //! `sampling_keeps_counts_exact` (alloc/tests) reads the counts continuously while three
 //! threads sample; it fails when rule 2's record is dropped, and its sample count shows that
 //! loss when `rearm` only tries the lock.

@@ -357,7 +357,8 @@ fn slabs() -> rseq::Slabs {
 
 /// Allocates one block of `class` (null when memory is exhausted). Per-CPU mode only.
 ///
-/// Budget, read with `objdump -d` on the release `tricolor` binary (x86-64, 2026-11-30):
+/// Budget, read with `objdump -d` on the release `tricolor` binary (x86-64;
+/// `cargo build --release -p tricolor-tools`, then `objdump -d target/release/tricolor`):
 /// `Tricolor::alloc` for a small request that hits the slab runs 36 instructions from entry to
 /// `ret`: 1 copies the size, 6 pick the size class (a bound check and one table load), 3 check
 /// the mode (the table and the mode come through one GOT entry, `fast`), 6 read
@@ -366,19 +367,20 @@ fn slabs() -> rseq::Slabs {
 /// `fs:[offset + 4]`, bound, shift by the constant [`SLAB_SHIFT`], `begin` gate, `current`
 /// with the allocation count and its carry test, item, one committing 8-byte store, falling
 /// through), 2 test the result (empty or tripped in one compare), 1 clears the canary, 1
-/// returns; no register is saved. (2026-12-01: that count was taken where no register was
-/// saved; compiled on its own, the function saved three, and pushed and popped them on every
-/// call, because the class lookup for an alignment above 8 was a call that returned into
-/// it. Since `api::alloc` sends every request but the common one out through a single tail
-/// call, the hit path saves none wherever it is compiled: 37 instructions inlined into the
-/// pair table's loop, and the pair went from 6.67 to 5.51 ns, with the free's change below.)
-/// It was 47 before the
-/// sequences addressed `struct rseq` through `fs`, and 43 before the slab's indices became
-/// absolute (no item-array offset to load and add), the shift a constant, and the failure
-/// exits moved out of line. Counting allocations (`counters`) added none: the add of
-/// `2^32 - 1` replaced the decrement. Heap profiling adds the carry test, on or off (the
-/// counter trips the samples, `counters`). No atomic instruction, no lock; the only stores
-/// are `rseq_cs`, the commit and the canary. (mimalloc's whole malloc is about 20.)
+/// returns; no register is saved. The hit path saves none wherever it is compiled (inlined
+/// into the pair table's loop it is 37 instructions) because `api::alloc` sends every request
+/// but the common one out through a single tail call: a slow case that is a call returning
+/// into the function (such as the class lookup for an alignment above 8) makes it save three
+/// registers and push and pop them on every call. Measured with the free's matching rule
+/// (below): a pair takes 5.51 ns against 6.67 ns with the saves
+/// (`cargo run --release -p tricolor-tools -- bench --pairs`). What keeps the sequence short:
+/// it addresses `struct rseq` through `fs` (4 instructions fewer than through the thread
+/// pointer's load), and the slab's indices are absolute (no item-array offset to load and
+/// add), the shift a constant and the failure exits out of line (together 7 fewer). Counting
+/// allocations (`counters`) costs none: one add of `2^32 - 1` decrements `current` and counts.
+/// Heap profiling adds the carry test, on or off (the counter trips the samples, `counters`).
+/// No atomic instruction, no lock; the only stores are `rseq_cs`, the commit and the canary.
+/// (mimalloc's whole malloc is about 20.)
 ///
 /// # Safety
 /// Per-CPU mode is on ([`per_cpu`] returned true), and `class < NUM_CLASSES` (its header
@@ -508,20 +510,21 @@ unsafe fn alloc_tripped(class: usize) -> *mut u8 {
 
 /// Frees a block of `class` that the API layer has checked. Per-CPU mode only.
 ///
-/// Budget, read with `objdump -d` as for [`alloc`] (2026-12-01): `Tricolor::dealloc` of a
+/// Budget, read with `objdump -d` as for [`alloc`]: `Tricolor::dealloc` of a
 /// live small block whose list has room runs 67 instructions from entry to `ret`, with no
 /// register saved: 1 copies the pointer, 8 test the layout (alignment at most 16, a small
 /// size) and pick its size class, 14 look the pagemap up (two levels, the root indexed modulo 2^47), 3
 /// compare the span's class byte with the layout's, 10 prove the pointer an object boundary
 /// (multiply-shift, multiply back, compare), 3 test the bump mark, 4 compute and test the
 /// canary, 4 read the mode and write the canary, 20 are this sequence with its layout reads
-/// (as in `alloc`, with the capacity gate), 1 returns. It was 68 with one register pushed and
-/// popped (the alignment's class lookup and the double-free report were calls that returned
-/// into it; both now leave through tail calls, `api`), and about 88, with 5 registers saved
-/// and restored, before the API layer's check was split into an inlined fast check and a cold
-/// full one (`api`), the span's class byte alone came to say "Small, of this class" (`span`),
-/// the slab's indices became absolute, and the class table, the canary key and the layout
-/// came to share one GOT entry (`fast`). The check, with the layout's class, is 40 of the 67:
+/// (as in `alloc`, with the capacity gate), 1 returns. What keeps it there: the alignment's
+/// class lookup and the double-free report leave through tail calls (`api`; as calls that
+/// return into the function they cost a register pushed and popped and one instruction
+/// more); the API layer's check is an inlined fast check with a cold full one behind it
+/// (`api`); the span's class byte alone says "Small, of this class" (`span`); the slab's
+/// indices are absolute; and the class table, the canary key and the layout share one GOT
+/// entry (`fast`). Without these the free is about 88 instructions with 5 registers saved
+/// and restored. The check, with the layout's class, is 40 of the 67:
 /// the price of catching every invalid and double free (jemalloc's sized free checks nothing
 /// on this path).
 ///

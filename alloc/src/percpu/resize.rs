@@ -188,8 +188,10 @@ pub(super) fn grow(class: usize) -> bool {
     let max = max_capacity(class);
     // A list at its maximum (the usual case once a workload has run a while) is seen without
     // the lock: `RESIZE` is one word for every CPU, and a compare-and-swap on it at every
-    // overflow moved its cache line between the CPUs of producer/consumer workloads
-    // (`prodcons` took 7-10% longer). The capacity is read again under the lock.
+    // overflow would move its cache line between the CPUs of producer/consumer workloads
+    // (measured: `prodcons` takes 7-10% longer with it;
+    // `cargo run --release -p tricolor-tools -- bench --workload prodcons`). The capacity is
+    // read again under the lock.
     if Header::at(&s, cpu, class).capacity() >= max {
         return false;
     }

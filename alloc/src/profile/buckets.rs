@@ -16,10 +16,10 @@
 //! A sample comes after many allocations have pushed the profile's data out of the cache, so
 //! the lookup is priced in cache lines, not instructions. The index is sized to the buckets
 //! (doubling from [`FIRST_SLOTS`], so a program with a few hundred sampled stacks keeps it in
-//! a few KiB, where a fixed index for every possible bucket took half a MiB); its slots point at the buckets themselves (not at their
-//! numbers in `TABLE`, one more line to read); and a bucket keeps its hash, size and counters
-//! before its frames. A hit reads one index line and the bucket's first lines, and counts in
-//! the line it compared first.
+//! a few KiB, where a fixed index for every possible bucket takes half a MiB); its slots point
+//! at the buckets themselves (not at their numbers in `TABLE`, one more line to read); and a
+//! bucket keeps its hash, size and counters before its frames. A hit reads one index line and
+//! the bucket's first lines, and counts in the line it compared first.
 
 use crate::heap::HEAP;
 use crate::publish::Published;

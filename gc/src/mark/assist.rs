@@ -15,12 +15,12 @@ impl MutatorState {
     /// even so. Called on refills only: the allocation fast path never pays.
     ///
     /// Go first pays the debt from the background workers' credit (`bgScanCredit`: what they
-    /// marked beyond what was asked of the assists). Built and measured here (2026-11-30, 2
-    /// CPUs, three runs each): binary-trees and GCBench were unchanged within noise, and the
-    /// message buffer with pointers' worst push rose from 3.6-3.9 ms to 5.1-9.1 ms (Go: about
-    /// 8), because mutators that skipped small proportional payments reached the goal and
-    /// waited. The ratio already counts background progress (`left` shrinks as the collector
-    /// marks), so the debt is paid by marking.
+    /// marked beyond what was asked of the assists). Measured with that credit (2 CPUs, three
+    /// runs each, `cargo run --release -p tricolor-tools -- bench --gc`): binary-trees and
+    /// GCBench are unchanged within noise, and the message buffer with pointers' worst push
+    /// rises from 3.6-3.9 ms to 5.1-9.1 ms (Go: about 8), because mutators that skip small
+    /// proportional payments reach the goal and wait. The ratio already counts background
+    /// progress (`left` shrinks as the collector marks), so the debt is paid by marking.
     pub(crate) fn pay_for(&self, bytes: usize) {
         const MIN_ASSIST: usize = 64 * 1024;
         const MAX_ASSIST: usize = 1 << 20;
