@@ -13,8 +13,10 @@
 //!
 //! ## Data structures
 //! * **Pages and spans.** Memory is handled in 8 KiB pages. A *span* is a run of pages that is
-//!   either free, holds objects of one size class (a *small* span), or holds one object of more
-//!   than 32 KiB (a *large* span). Each span has a record (`span::Span`) in metadata memory.
+//!   either free, holds objects of one size class (a *small* span), or is one page-run
+//!   allocation (a *large* span: a request over 32 KiB or aligned beyond a page, a block the
+//!   heap profiler sampled, or the pages of a GC span). Each span has a record (`span::Span`)
+//!   in metadata memory.
 //! * **Pagemap.** Any address → its span record in two dependent loads (`pagemap`). `free`,
 //!   `realloc`, `malloc_usable_size` and the misuse checks all start here.
 //! * **Size classes.** 67 classes from 8 B to 32 KiB (malloc uses them from 16 B; the 8-byte

@@ -16,7 +16,7 @@
 //!    windows send it through `Heap::queue`.
 //! 4. **Completion**, world running: a flush wave asks every running mutator to hand over its
 //!    barrier buffer at its next safepoint; a wave that delivers nothing, with no stack scan
-//!    pending and the queue empty, ends marking (Go's 26903 termination).
+//!    pending and the queue empty, ends marking (Go's `gcMarkDone` termination, golang/go#26903).
 //! 5. **Mark termination (stop the world)**: flush the buffers and caches once more and mark
 //!    what they hold (normally nothing new), call the root callbacks and mark from them,
 //!    verify (verification mode), switch the barrier off, flip the sweep generation.
