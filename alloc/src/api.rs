@@ -38,6 +38,7 @@ use crate::percpu;
 use crate::size_class::{
     ALIGNED_BY_EVERY_CLASS, CLASSES, MAX_SMALL_SIZE, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, class_for,
 };
+use crate::slab;
 use crate::span::{Span, SpanState};
 use crate::thread_cache;
 
@@ -53,8 +54,8 @@ use crate::thread_cache;
 unsafe fn front_alloc(class: usize, size: usize, align: usize, zero: bool) -> *mut u8 {
     match percpu::mode() {
         // SAFETY: per-CPU mode is on (just read); the caller's `class`.
-        percpu::PER_CPU => unsafe { percpu::alloc(class) },
-        percpu::PER_THREAD => {
+        slab::PER_CPU => unsafe { percpu::alloc(class) },
+        slab::PER_THREAD => {
             // Kept inline but placed after the per-CPU path, the one modern glibc gives
             // every thread (laid out first, it would make that path a taken jump).
             cold();
@@ -77,12 +78,12 @@ unsafe fn front_alloc(class: usize, size: usize, align: usize, zero: bool) -> *m
 #[cold]
 #[inline(never)]
 unsafe fn front_alloc_other(m: u8, class: usize, size: usize, align: usize, zero: bool) -> *mut u8 {
-    if m & percpu::SAMPLING != 0 && crate::profile::take(CLASSES[class].size as usize) {
+    if m & slab::SAMPLING != 0 && crate::profile::take(CLASSES[class].size as usize) {
         if let Some(p) = crate::profile::alloc_sampled(size, align, Some(class), zero) {
             return p;
         }
     }
-    if percpu::per_cpu() {
+    if crate::init::per_cpu() {
         // SAFETY: per-CPU mode is on (just decided); the caller's `class`.
         unsafe { percpu::alloc(class) }
     } else {
@@ -102,7 +103,7 @@ unsafe fn front_alloc_other(m: u8, class: usize, size: usize, align: usize, zero
 unsafe fn front_free(p: *mut u8, class: usize, canary: Canary) {
     // SAFETY: the caller's contract.
     unsafe {
-        if percpu::mode() & percpu::PER_CPU != 0 {
+        if percpu::mode() & slab::PER_CPU != 0 {
             percpu::free(p, class, canary)
         } else {
             // As in `front_alloc`.

@@ -16,6 +16,7 @@
 //! detected whichever cache or span list holds the block, at the cost of one load and compare.
 
 use crate::os;
+use crate::size_class::MAX_BATCH;
 // The key is written once, before any block exists, and is part of no concurrent protocol: a
 // plain core atomic (not `sync`'s, which become loom's in the transfer-cache model).
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -44,9 +45,6 @@ impl Batch {
 // SAFETY: a batch's blocks belong to whoever holds the batch (it is moved, never shared), so
 // handing it to another thread hands over the blocks with it.
 unsafe impl Send for Batch {}
-
-/// Most blocks in a batch: `SizeClass::batch` is at most this.
-pub(crate) const MAX_BATCH: usize = 32;
 
 /// A whole batch as an array of block addresses: how batches are parked in the transfer
 /// caches and handed to and from the per-CPU caches. Taking one in or out touches no block,

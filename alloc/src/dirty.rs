@@ -20,7 +20,7 @@ use crate::size_class::PAGE_SHIFT;
 use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Pages per arena (64 MiB / 8 KiB).
-pub(crate) const ARENA_PAGES: usize = 1 << (crate::pagemap::ARENA_SHIFT - PAGE_SHIFT);
+pub(crate) const ARENA_PAGES: usize = 1 << (crate::size_class::ARENA_SHIFT - PAGE_SHIFT);
 const WORDS: usize = ARENA_PAGES / 64;
 
 /// The dirty bits of one arena, and the page heap's list of its arenas.

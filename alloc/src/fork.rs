@@ -1,4 +1,4 @@
-//! Fork safety (`pthread_atfork` handlers, registered at initialisation).
+//! Fork safety (`pthread_atfork` handlers, registered by `init`).
 //!
 //! `fork()` copies only the calling thread. A lock held by another thread at that instant would
 //! stay locked in the child forever, so `prepare` takes every allocator lock, in the global
@@ -11,12 +11,13 @@
 
 use crate::heap::{self, HEAP};
 use crate::percpu;
+use crate::profile::{sampler, writer};
 use crate::scavenger;
 use crate::thread_cache::{self, CACHES};
 
 /// Before `fork`: take every lock.
 pub(crate) unsafe extern "C" fn prepare() {
-    crate::profile::lock_for_fork();
+    sampler::lock_for_fork();
     heap::init_lock().lock_for_fork();
     CACHES.lock_for_fork();
     percpu::RESIZE.lock_for_fork();
@@ -46,7 +47,7 @@ unsafe fn release_all() {
         percpu::RESIZE.unlock_after_fork();
         CACHES.unlock_after_fork();
         heap::init_lock().unlock_after_fork();
-        crate::profile::unlock_after_fork();
+        sampler::unlock_after_fork();
     }
 }
 
@@ -61,6 +62,6 @@ pub(crate) unsafe extern "C" fn child() {
     // SAFETY: the child's only thread is the one that ran `prepare` in the parent.
     unsafe { release_all() };
     scavenger::after_fork_child();
-    crate::profile::writer::after_fork_child();
+    writer::after_fork_child();
     thread_cache::abandon_orphans();
 }

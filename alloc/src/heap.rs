@@ -180,6 +180,11 @@ fn init_slow(hooks: &'static Hooks) {
     STATE.store(READY, Ordering::Release);
 }
 
+/// True once the process heap is initialised.
+pub(crate) fn initialised() -> bool {
+    STATE.load(Ordering::Acquire) == READY
+}
+
 /// The initialisation lock, for the fork handlers.
 pub(crate) fn init_lock() -> &'static Mutex<()> {
     &INIT_LOCK

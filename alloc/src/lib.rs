@@ -4,12 +4,41 @@
 //! central free lists over one page heap, with every pointer given back checked before it
 //! touches a list.
 //!
-//! ## Layers (bottom to top; a layer never imports one above it)
-//! `os` → `size_class` → `page_heap` (with `pagemap`, `dirty`, `span`, `meta`) → `central` →
-//! `transfer` → `heap` → front ends (`percpu` with its `resize`, `thread_cache`, `fork`) and
-//! `scavenger` (which the front ends' slow paths tick, and which empties their idle caches) →
-//! `stats` (with `stat`, its named figures) → `api` → `global`. `sync`, `block`, `misuse` and `knobs` (the environment) are
-//! leaf utilities.
+//! ## Layers
+//! Bottom to top, one layer a line: a module imports only modules of its own layer or below
+//! (`tests/tests/layers.rs` reads this list and checks every `use crate::`/`super::` path of
+//! the crate against it; `cargo test -p tricolor-tests --test layers -- --nocapture` prints
+//! the import circles). Within a layer modules may call each other; the front end's layer is
+//! the one circle of any size: the per-CPU lists and their resizing and counters, the
+//! per-thread caches, the scavenger that their slow paths tick and that empties their idle
+//! caches, and the profiler's sampler and writer, which the lists' counters trip.
+//!
+//! ```text
+//! os: os os::linux
+//! sync: sync
+//! table: size_class::table
+//! slab: slab
+//! fast: fast
+//! classes: size_class
+//! rseq: os::rseq
+//! leaves: block misuse knobs meta publish write_once
+//! pages: dirty span pagemap page_heap
+//! central: central transfer
+//! heap: heap
+//! unwind: profile::proto profile::stack profile::cfi profile::buckets profile::pprof
+//! front: percpu percpu::counters percpu::resize thread_cache scavenger profile::sampler profile::writer
+//! fork: fork
+//! init: init
+//! profile: profile
+//! stats: stats stat
+//! api: api global
+//! ```
+//!
+//! `size_class::table` is the rule and the constants every layer sizes itself by; `slab` the
+//! per-CPU slab layout the sequences (`os::rseq`) shift by; `fast` the one static the fast
+//! paths read (the class table, the slab layout, the canary key); `size_class` the lookups
+//! through it. `init` decides the front end at the first allocation and registers the
+//! thread-exit and `fork` hooks; `profile` is the heap profile's public face over the sampler.
 //!
 //! ## Data structures
 //! * **Pages and spans.** Memory is handled in 8 KiB pages. A *span* is a run of pages that is
@@ -103,6 +132,8 @@ mod global;
 #[cfg(not(loom))]
 pub(crate) mod heap;
 #[cfg(not(loom))]
+pub(crate) mod init;
+#[cfg(not(loom))]
 pub(crate) mod knobs;
 #[cfg(not(loom))]
 pub(crate) mod meta;
@@ -122,6 +153,8 @@ pub(crate) mod publish;
 pub(crate) mod scavenger;
 pub mod size_class;
 #[cfg(not(loom))]
+pub(crate) mod slab;
+#[cfg(not(loom))]
 pub(crate) mod span;
 #[cfg(not(loom))]
 pub mod stat;
@@ -138,9 +171,9 @@ pub use api::{alloc, alloc_pages, alloc_zeroed, dealloc, free, realloc, usable_s
 #[cfg(not(loom))]
 pub use global::Tricolor;
 #[cfg(not(loom))]
-pub use knobs::{NO_LIMIT, parse_memory_limit, report_malformed};
+pub use init::{FrontEnd, front_end};
 #[cfg(not(loom))]
-pub use percpu::{FrontEnd, front_end};
+pub use knobs::{NO_LIMIT, parse_memory_limit, report_malformed};
 #[cfg(not(loom))]
 pub use scavenger::release_memory;
 #[cfg(not(loom))]

@@ -32,14 +32,11 @@
 
 use crate::dirty::ArenaPages;
 use crate::meta::MetaArena;
-use crate::size_class::PAGE_SHIFT;
+use crate::size_class::{ARENA_SHIFT, PAGE_SHIFT};
 use crate::span::Span;
 use crate::sync::{AtomicPtr, Ordering};
 use core::ptr;
 
-/// log2 of the arena size: the unit in which address space is normally reserved, and of the
-/// dirty-page records.
-pub(crate) const ARENA_SHIFT: u32 = 26;
 /// Bytes in an arena (64 MiB, as Go's).
 pub(crate) const ARENA_SIZE: usize = 1 << ARENA_SHIFT;
 /// log2 of the address range one leaf covers (1 GiB).

@@ -32,8 +32,9 @@
 //! counters are exact.
 
 use crate::heap::HEAP;
+use crate::init::{self, FrontEnd};
 use crate::knobs;
-use crate::percpu::{self, FrontEnd};
+use crate::percpu;
 use crate::scavenger::SCAVENGER;
 use crate::size_class::{CLASSES, NUM_CLASSES, PAGE_SIZE};
 use crate::sync::Ordering;
@@ -123,7 +124,7 @@ pub struct ClassStats {
 /// Blocks of each class in the front caches (racy).
 fn front_blocks() -> [usize; NUM_CLASSES] {
     let mut front = [0; NUM_CLASSES];
-    if percpu::per_cpu() {
+    if init::per_cpu() {
         percpu::cached_by_class(&mut front);
     } else {
         thread_cache::cached_by_class(&mut front);
@@ -200,7 +201,7 @@ pub fn stats() -> AllocStats {
     s.large_peak_bytes = p.large_peak_bytes as u64;
     s.large_peak_count = p.large_peak_count;
     s.memory_limit = knobs::memory_limit();
-    s.front_end = match percpu::front_end() {
+    s.front_end = match init::front_end() {
         FrontEnd::PerCpu => 0,
         FrontEnd::PerThread => 1,
     };

@@ -46,19 +46,6 @@ use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
 
-/// What process-heap initialisation registers: the thread-exit flush and the fork handlers.
-static HOOKS: heap::Hooks = heap::Hooks {
-    on_thread_exit,
-    fork_prepare: crate::fork::prepare,
-    fork_parent: crate::fork::parent,
-    fork_child: crate::fork::child,
-};
-
-/// Initialises the process heap (both front ends need its keys and fork handlers).
-pub(crate) fn init_heap() {
-    heap::ensure_init(&HOOKS);
-}
-
 /// Most bytes one thread keeps cached before every list gives back half.
 const MAX_THREAD_BYTES: usize = 4 << 20;
 /// The highest limit a list may reach, in bytes.
@@ -387,7 +374,9 @@ fn release(c: &mut ThreadCache, class: usize, n: u32) {
 #[cold]
 fn create() -> *mut ThreadCache {
     CURRENT.with(|s| s.set(CREATING));
-    heap::ensure_init(&HOOKS);
+    // Per-thread caches serve only once `init` has decided the front end, which initialises
+    // the heap first (its thread-exit key, which `register_thread_exit` below needs).
+    debug_assert!(heap::initialised());
     let mut tc = {
         let mut caches = CACHES.lock();
         let tc = caches.pool;
@@ -438,7 +427,7 @@ fn flush(c: &mut ThreadCache) {
 }
 
 /// The pthread-key destructor: runs on the exiting thread with its cache.
-unsafe extern "C" fn on_thread_exit(p: *mut c_void) {
+pub(crate) unsafe extern "C" fn on_thread_exit(p: *mut c_void) {
     let tc = p.cast::<ThreadCache>();
     // From here on this thread allocates without a cache (later destructors may allocate).
     CURRENT.with(|s| s.set(EXITED));

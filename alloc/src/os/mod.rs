@@ -12,7 +12,7 @@ mod linux;
 pub(crate) use linux::*;
 
 /// Restartable sequences: x86-64 Linux only (aarch64 is not tested here: no machine). Not in
-/// loom builds: only `percpu` uses them, and its slab layout (`percpu::SLAB_SHIFT`) with them.
+/// loom builds: only `percpu` uses them, and its slab layout (`slab::SLAB_SHIFT`) with them.
 #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
 pub(crate) mod rseq;
 

@@ -110,7 +110,7 @@ macro_rules! sequence {
             base = in(reg) $slabs.base,
             n = in(reg) $slabs.n,
             hdr = in(reg) $list.header,
-            shift = const crate::percpu::SLAB_SHIFT,
+            shift = const crate::slab::SLAB_SHIFT,
             cpu = out(reg) _,
             cur = out(reg) _,
             options(nostack),
@@ -306,7 +306,7 @@ pub(crate) unsafe fn push(slabs: Slabs, list: List, item: usize) -> bool {
     true
 }
 
-/// Where the per-CPU slabs are: `n` slabs of `1 << percpu::SLAB_SHIFT` bytes from `base`.
+/// Where the per-CPU slabs are: `n` slabs of `1 << slab::SLAB_SHIFT` bytes from `base`.
 #[derive(Clone, Copy)]
 pub(crate) struct Slabs {
     pub(crate) base: *mut u8,

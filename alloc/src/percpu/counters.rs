@@ -45,6 +45,7 @@ use super::resize::{Header, RESIZE};
 use super::{per_cpu, slabs};
 use crate::os::rseq;
 use crate::size_class::NUM_CLASSES;
+use crate::slab::SLAB_SHIFT;
 use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering};
 use core::ptr;
 
@@ -102,7 +103,7 @@ pub(super) fn rearm(class: usize, counter: u32) -> bool {
     if slab.is_null() {
         return false;
     }
-    let cpu = (slab as usize - s.base as usize) >> super::SLAB_SHIFT;
+    let cpu = (slab as usize - s.base as usize) >> SLAB_SHIFT;
     // The counter went from 2^32 - 1 to `counter`.
     jumps(cpu).0[class].fetch_add(u32::MAX.wrapping_sub(counter), Ordering::Relaxed);
     true

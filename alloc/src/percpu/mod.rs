@@ -3,18 +3,7 @@
 //! of CPUs, however many threads run, and threads have nothing to flush when they exit.
 //!
 //! # Slabs
-//! One slab per CPU, all with the same layout, fixed at compile time: `NUM_CLASSES` headers of
-//! 16 bytes `{ current: u32, allocs: u32, end: u32, begin: u32 }`, the heap profiler's
-//! countdown for large allocations on a cache line of its own ([`SAMPLER`]), then each
-//! class's array of
-//! [`max_capacity`] block pointers (at word [`ITEMS`]`[class]` of every slab). `current`,
-//! `end` and `begin` are word offsets from the slab's start (TCMalloc's layout), so a sequence
-//! addresses an item as `slab + i * 8` without loading where the class's array is:
-//! `slab[begin..current]` are free blocks (with their canary set, see `block`), and the list's
-//! capacity is `end - begin`. `begin` is `ITEMS[class]` except while the header is locked.
-//! `allocs` counts the allocations the list served, modulo 2^32, and trips the heap
-//! profiler's samples (`counters`). Slabs are
-//! [`SLAB_SHIFT`] bits apart, a constant the sequences shift by.
+//! The layout of a CPU's slab (headers, the sampler's line, the item arrays) is `slab`'s.
 //!
 //! Rule 1: `current`, `allocs` and the items are written only by restartable sequences
 //! running on the slab's CPU, with `current` (and for an allocation `allocs` with it, one
@@ -58,107 +47,15 @@ pub(crate) use resize::{RESIZE, drain_all, reclaim_idle};
 use crate::block::{self, BatchArray, FreeBlock};
 use crate::heap::HEAP;
 use crate::os::{self, rseq};
-use crate::size_class::{CLASS_TABLE, CLASSES, NUM_CLASSES, class_info};
-use crate::sync::{
-    AtomicBool, AtomicI64, AtomicIsize, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Mutex,
-    Ordering,
-};
-use crate::thread_cache;
+use crate::size_class::{CLASSES, NUM_CLASSES, class_info};
+use crate::slab::{HEADER, ITEMS, Layout, PER_CPU, SAMPLER, SAMPLING, SLAB_SHIFT, max_capacity};
+use crate::sync::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering};
 use core::ptr;
-
-const HEADER: usize = 16;
-/// Each class's item array: its offset in every slab, in 8-byte words (after the headers and
-/// the sampler's line), with room for [`max_capacity`] items.
-pub(crate) const ITEMS: [u32; NUM_CLASSES] = {
-    let mut out = [0u32; NUM_CLASSES];
-    let mut at = (SAMPLER + 64) / 8;
-    let mut c = 0;
-    while c < NUM_CLASSES {
-        out[c] = at as u32;
-        at += max_capacity(c) as usize;
-        c += 1;
-    }
-    out
-};
-
-/// log2 of a slab's size: the smallest power of two holding every class's items.
-pub(crate) const SLAB_SHIFT: u32 = {
-    let last = NUM_CLASSES - 1;
-    let words = ITEMS[last] as usize + max_capacity(last) as usize;
-    (words * 8).next_power_of_two().trailing_zeros()
-};
-
-/// Where each slab keeps the heap profiler's countdown for the allocations the lists'
-/// counters do not see (an `i64`: bytes of large blocks to allocate on this CPU before the
-/// next sample) and its random state (a `u64`), on a cache line of their own after the
-/// headers (`profile`).
-pub(crate) const SAMPLER: usize = (NUM_CLASSES * HEADER).next_multiple_of(64);
-
-/// Which front end serves allocations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FrontEnd {
-    /// Per-CPU caches on restartable sequences.
-    PerCpu,
-    /// Per-thread caches (rseq unavailable, or `TRICOLOR_PERCPU=0`).
-    PerThread,
-}
-
-const UNDECIDED: u8 = 0;
-/// `mode` when the per-CPU caches serve allocations and nothing is sampled.
-pub(crate) const PER_CPU: u8 = 1;
-/// `mode` when the per-thread caches serve allocations and nothing is sampled.
-pub(crate) const PER_THREAD: u8 = 2;
-/// Added to `mode` while heap profiling samples allocations through the out-of-line
-/// countdown (`profile::take`): with the per-thread caches, and with the per-CPU ones only
-/// where their counters cannot be armed (no `membarrier` to fence other CPUs'
-/// headers; elsewhere they trip the samples themselves, `counters`). The allocation fast
-/// path compares `mode` with `PER_CPU` (or `PER_THREAD`) exactly, so the bit sends every
-/// allocation down that path. Frees test the front-end bit alone.
-pub(crate) const SAMPLING: u8 = 4;
-static DECIDE: Mutex<()> = Mutex::new(());
-/// The slabs, in one record so the fast path finds them with one address computation (it
-/// lives in `fast::FAST`, beside the other statics the fast paths read). Written once before
-/// `mode` becomes PER_CPU (relaxed; published by its Release).
-pub(crate) struct Layout {
-    /// The mode; Release/Acquire publishes the fields below. Here, so the fast path reads the
-    /// mode and the slabs from one place.
-    mode: AtomicU8,
-    base: AtomicPtr<u8>,
-    count: AtomicUsize,
-    rseq_offset: AtomicIsize,
-    /// True when `membarrier` can fence another CPU's sequences, so capacities may change.
-    resizable: AtomicBool,
-}
-impl Layout {
-    pub(crate) const fn new() -> Self {
-        Layout {
-            mode: AtomicU8::new(UNDECIDED),
-            base: AtomicPtr::new(ptr::null_mut()),
-            count: AtomicUsize::new(0),
-            rseq_offset: AtomicIsize::new(0),
-            resizable: AtomicBool::new(false),
-        }
-    }
-}
 
 /// The layout, in `fast::FAST`.
 #[inline(always)]
 fn layout() -> &'static Layout {
     &crate::fast::FAST.layout
-}
-
-/// Most slots a class's list may have: two batches, and for small classes up to 64 KiB of
-/// blocks (at most 256), so alloc/free runs of a few hundred small blocks stay on the CPU.
-/// Each slab reserves this many.
-pub(crate) const fn max_capacity(class: usize) -> u32 {
-    let sc = &CLASS_TABLE[class];
-    let fill = (64 * 1024) / sc.size;
-    let small = if fill < 256 { fill } else { 256 };
-    if 2 * sc.batch > small {
-        2 * sc.batch
-    } else {
-        small
-    }
 }
 
 /// The capacity a list starts with, and shrinks back to when idle: one batch (the maximum when
@@ -171,27 +68,12 @@ pub(crate) fn initial_capacity(class: usize) -> u32 {
     }
 }
 
-/// The front end in use, deciding it on first call.
-pub fn front_end() -> FrontEnd {
-    if per_cpu() {
-        FrontEnd::PerCpu
-    } else {
-        FrontEnd::PerThread
-    }
-}
-
-/// True when the per-CPU caches serve allocations. Tests one bit each way, so a set
+/// True when the per-CPU caches serve allocations: false also before the first allocation
+/// decides the front end (`init::per_cpu` decides it first). Tests one bit, so a set
 /// `SAMPLING` bit costs nothing here.
 #[inline(always)]
 pub(crate) fn per_cpu() -> bool {
-    let m = layout().mode.load(Ordering::Acquire);
-    if m & PER_CPU != 0 {
-        true
-    } else if m & PER_THREAD != 0 {
-        false
-    } else {
-        decide()
-    }
+    mode() & PER_CPU != 0
 }
 
 /// The raw mode: `PER_CPU` or `PER_THREAD`, plus `SAMPLING`; 0 before the first allocation.
@@ -226,7 +108,7 @@ static ARMED_AT_START: AtomicBool = AtomicBool::new(false);
 /// fast way); false while sampling is off, or done by the out-of-line countdown.
 pub(crate) fn sampling_by_counters() -> bool {
     let m = mode();
-    m & PER_CPU != 0 && m & SAMPLING == 0 && crate::profile::rate() != 0
+    m & PER_CPU != 0 && m & SAMPLING == 0 && crate::profile::sampler::rate() != 0
 }
 
 /// A counter value for `class`'s list that lets the list serve a gap of allocations before
@@ -237,7 +119,7 @@ pub(crate) fn sampling_by_counters() -> bool {
 /// assumes. While off, `k` is 2^31.
 fn counter_for(class: usize) -> u32 {
     const FAR: u64 = 1 << 31;
-    let k = crate::profile::next_sample_gap()
+    let k = crate::profile::sampler::next_gap()
         .map_or(FAR, |gap| (gap / u64::from(CLASSES[class].size)).min(FAR));
     u32::MAX - k as u32
 }
@@ -259,30 +141,10 @@ pub(crate) fn cpu_slots() -> Option<usize> {
     (mode() & PER_CPU != 0).then(|| slabs().n)
 }
 
-#[cold]
-#[inline(never)]
-fn decide() -> bool {
-    let _g = DECIDE.lock();
-    match layout().mode.load(Ordering::Acquire) {
-        PER_CPU => return true,
-        PER_THREAD => return false,
-        _ => {}
-    }
-    thread_cache::init_heap();
-    // The environment's sampling rate is in force before the slabs are built, so that they
-    // are built with their counters armed (`build_slabs`).
-    crate::profile::preset_rate(crate::knobs::profile().rate);
-    let ok = crate::knobs::get().percpu && rseq::detect().is_some_and(build_slabs);
-    layout()
-        .mode
-        .store(if ok { PER_CPU } else { PER_THREAD }, Ordering::Release);
-    drop(_g);
-    // Outside the lock: starting the profiler allocates (a copy of its path).
-    crate::profile::start_from_environment();
-    ok
-}
-
-fn build_slabs(rseq_offset: isize) -> bool {
+/// Builds the slabs for the CPUs `rseq` reports and records them in the layout; false when
+/// metadata is exhausted (the process then runs on the per-thread caches). Called once, by
+/// `init::decide`, before the mode is published.
+pub(crate) fn build_slabs(rseq_offset: isize) -> bool {
     let n = rseq::cpu_count();
     if !resize::init(n) || !counters::init(n) {
         return false;
@@ -299,7 +161,7 @@ fn build_slabs(rseq_offset: isize) -> bool {
     // is written, before any sequence can run on the slabs, so no fence is needed. Where
     // `membarrier` is refused, this is the only way the counters can be armed
     // (`set_sampling`). Otherwise a counter starts at 0 (zeroed metadata).
-    let armed = crate::profile::rate() != 0;
+    let armed = crate::profile::sampler::rate() != 0;
     for cpu in 0..n {
         for (c, &items) in ITEMS.iter().enumerate() {
             // SAFETY: fresh metadata of `stride * n` bytes; no sequence can run on it before
@@ -486,7 +348,7 @@ unsafe fn refill(class: usize) -> Option<*mut u8> {
 #[inline(never)]
 unsafe fn alloc_tripped(class: usize) -> *mut u8 {
     if counters::rearm(class, counter_for(class)) && mode() == PER_CPU {
-        if let Some(p) = crate::profile::sample_small(class) {
+        if let Some(p) = crate::profile::sampler::sample_small(class) {
             return p;
         }
     }

@@ -27,11 +27,12 @@
 //! command, or `membarrier` forbidden), the headers are restored untouched and nothing is done;
 //! capacities then start and stay at their maximum (`initial_capacity`).
 
-use super::{HEADER, ITEMS, SLAB_SHIFT, initial_capacity, layout, max_capacity, per_cpu, slabs};
+use super::{initial_capacity, layout, per_cpu, slabs};
 use crate::block::Batch;
 use crate::heap::HEAP;
 use crate::os::{self, rseq};
 use crate::size_class::{CLASSES, NUM_CLASSES};
+use crate::slab::{HEADER, ITEMS, SLAB_SHIFT, max_capacity};
 use crate::sync::{AtomicPtr, AtomicU32, Mutex, Ordering};
 use core::ptr;
 

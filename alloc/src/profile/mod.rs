@@ -24,7 +24,7 @@
 //! Arming the counters of other CPUs needs `membarrier`'s rseq command (Linux 5.10); where it
 //! is refused, a rate in force when the first allocation builds the slabs (the environment's)
 //! arms them as they are built, and a rate set later makes small allocations take the
-//! out-of-line countdown (`percpu::SAMPLING`), much slower ([`sampled_by_counters`] says which).
+//! out-of-line countdown (`slab::SAMPLING`), much slower ([`sampled_by_counters`] says which).
 //!
 //! # A sampled allocation is a page run of its own
 //! As TCMalloc does, the sampled request is served from the page heap as a Large span marked
@@ -59,26 +59,20 @@
 //! written under a temporary name and renamed. The file is
 //! pprof's `profile.proto` with Go's heap-profile sample types.
 
-mod buckets;
+pub(crate) mod buckets;
 mod cfi;
 mod pprof;
 pub mod proto;
-mod sampler;
+pub(crate) mod sampler;
 mod stack;
+pub(crate) mod writer;
 
-pub(crate) use sampler::{alloc_sampled, sample_small, take};
-
-use crate::knobs;
-use crate::sync::{AtomicBool, AtomicU64, Ordering};
-use std::io;
-use std::path::Path;
-
-/// Bytes per sample; 0 while sampling is off.
-static RATE: AtomicU64 = AtomicU64::new(0);
+pub(crate) use sampler::{alloc_sampled, take};
+pub use writer::{dump, encode};
 
 /// The sampling rate: on average one sample per this many bytes allocated; 0 when off.
 pub fn rate() -> u64 {
-    RATE.load(Ordering::Relaxed)
+    sampler::rate()
 }
 
 /// Sets the sampling rate (Go's `runtime.MemProfileRate = n`) and returns the previous one:
@@ -87,19 +81,8 @@ pub fn rate() -> u64 {
 /// as Go's does.
 pub fn set_rate(bytes: u64) -> u64 {
     // Decide the front end first: the countdown slots depend on it.
-    crate::percpu::per_cpu();
-    let old = RATE.swap(bytes, Ordering::Relaxed);
-    EPOCH.fetch_add(1, Ordering::AcqRel);
-    sampler::init_slots();
-    crate::percpu::set_sampling(bytes > 0);
-    old
-}
-
-/// Puts the environment's rate in force while the front end is being built, before
-/// [`set_rate`] starts sampling with it (`percpu::decide`: the per-CPU lists' counters are
-/// armed as they are built).
-pub(crate) fn preset_rate(bytes: u64) {
-    RATE.store(bytes, Ordering::Relaxed);
+    crate::init::front_end();
+    sampler::set_rate(bytes)
 }
 
 /// True while small allocations are sampled by the per-CPU lists' counters, at no cost to
@@ -112,13 +95,10 @@ pub fn sampled_by_counters() -> bool {
     crate::percpu::sampling_by_counters()
 }
 
-/// Bumped by every [`set_rate`]: a countdown kept outside the allocator (a collector's) starts
-/// over when it sees a new epoch.
-static EPOCH: AtomicU64 = AtomicU64::new(0);
-
-/// The sampling epoch: changes whenever the rate is set.
+/// The sampling epoch: changes whenever the rate is set. A countdown kept outside the
+/// allocator (a collector's) starts over when it sees a new epoch.
 pub fn epoch() -> u64 {
-    EPOCH.load(Ordering::Acquire)
+    sampler::epoch()
 }
 
 /// The bytes to allocate before the next sample, drawn as the allocator draws its own
@@ -144,225 +124,4 @@ pub fn record_object(bytes: usize, label: &'static str) -> Option<u32> {
 /// sampled blocks report their frees here too).
 pub fn object_freed(bucket: u32) {
     buckets::free(bucket);
-}
-
-/// Writes the heap profile to `path` (pprof's protobuf format, uncompressed, which
-/// `go tool pprof` and other pprof readers take directly). It holds every sampled allocation
-/// since sampling began, and those still live, with Go's four sample types.
-pub fn dump(path: impl AsRef<Path>) -> io::Result<()> {
-    let bytes = encode();
-    std::fs::write(path, bytes)
-}
-
-/// The heap profile, encoded as [`dump`] writes it.
-pub fn encode() -> Vec<u8> {
-    let _quiet = sampler::Quiet::enter();
-    pprof::encode(rate())
-}
-
-/// `fork`'s prepare handler: the profiler's locks, before every other allocator lock.
-pub(crate) fn lock_for_fork() {
-    sampler::INIT.lock_for_fork();
-    buckets::INDEX.lock_for_fork();
-}
-
-/// Releases what [`lock_for_fork`] took.
-///
-/// # Safety
-/// The calling thread ran [`lock_for_fork`] (before the fork, parent or child side).
-pub(crate) unsafe fn unlock_after_fork() {
-    // SAFETY: the caller's contract: this thread holds both.
-    unsafe {
-        buckets::INDEX.unlock_after_fork();
-        sampler::INIT.unlock_after_fork();
-    }
-}
-
-/// Called once, when the front end is decided (the first allocation): starts sampling and
-/// registers the writes `TRICOLOR_PROFILE` asks for.
-pub(crate) fn start_from_environment() {
-    let k = knobs::profile();
-    if k.rate > 0 {
-        set_rate(k.rate);
-    }
-    if let Some(path) = k.path {
-        writer::arm(path, k.signal);
-    }
-}
-
-/// The automatic writes: at exit, and on `SIGUSR2`.
-pub(crate) mod writer {
-    use super::*;
-    use crate::os;
-    use crate::sync::{AtomicI32, AtomicPtr, AtomicUsize};
-    use core::ffi::c_void;
-
-    /// `TRICOLOR_PROFILE`'s path, copied (the environment may change).
-    static PATH: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
-    static PATH_LEN: AtomicUsize = AtomicUsize::new(0);
-    static ARMED: AtomicBool = AtomicBool::new(false);
-    /// `TRICOLOR_PROFILE_SIGNAL=1` asked for the handler; the first sample starts its thread.
-    static SIGNAL_WANTED: AtomicBool = AtomicBool::new(false);
-    static SIGNAL_ARMED: AtomicBool = AtomicBool::new(false);
-    /// The pipe's write end, for the signal handler.
-    static WAKE: AtomicI32 = AtomicI32::new(-1);
-    static WAKE_READ: AtomicI32 = AtomicI32::new(-1);
-
-    /// The path, with `%p` replaced by the process id (for programs that start others under
-    /// the same environment, which would otherwise overwrite each other's profile).
-    fn path() -> Option<String> {
-        let p = PATH.load(Ordering::Acquire);
-        if p.is_null() {
-            return None;
-        }
-        // SAFETY: set once to a leaked copy of `PATH_LEN` bytes before being published.
-        let bytes = unsafe { core::slice::from_raw_parts(p, PATH_LEN.load(Ordering::Relaxed)) };
-        let path = String::from_utf8_lossy(bytes);
-        Some(path.replace("%p", &std::process::id().to_string()))
-    }
-
-    /// Called when the front end is decided, inside the first allocation: only records what
-    /// to do. Nothing is registered with libc here (an `atexit` from inside `malloc` can
-    /// deadlock on libc's exit-handler lock when that `malloc` came from `atexit`); the
-    /// write at exit is a `.fini_array` entry, and the signal handler waits for the first
-    /// sample (`after_sample`).
-    pub(super) fn arm(path: &[u8], signal: bool) {
-        if ARMED.load(Ordering::Acquire) {
-            return;
-        }
-        let copy = Box::leak(path.to_vec().into_boxed_slice());
-        PATH_LEN.store(copy.len(), Ordering::Relaxed);
-        PATH.store(copy.as_mut_ptr(), Ordering::Release);
-        SIGNAL_WANTED.store(signal, Ordering::Relaxed);
-        ARMED.store(true, Ordering::Release);
-        if signal {
-            arm_signal();
-        }
-    }
-
-    /// After a sampled allocation, on a quiet thread holding no allocator lock: starts the
-    /// thread that writes on `SIGUSR2` the first time, if the handler is installed
-    /// (`pthread_create` may allocate and takes the loader's locks: not from inside the
-    /// first `malloc`).
-    pub(super) fn after_sample() {
-        if SIGNAL_WANTED.load(Ordering::Relaxed)
-            && WAKE.load(Ordering::Acquire) >= 0
-            && !SIGNAL_ARMED.swap(true, Ordering::AcqRel)
-            && !os::spawn_detached(signalled, c"tricolor-prof", 8 << 20)
-        {
-            os::write_stderr(b"tricolor: cannot start the heap profile's SIGUSR2 thread\n");
-        }
-    }
-
-    /// Run by the C runtime at exit (after `atexit` handlers), for this object: the
-    /// executable, or the shared library that links the allocator.
-    #[used]
-    #[unsafe(link_section = ".fini_array")]
-    static WRITE_AT_EXIT: extern "C" fn() = at_exit;
-
-    extern "C" fn at_exit() {
-        if !ARMED.load(Ordering::Acquire) {
-            return;
-        }
-        if let Some(p) = path() {
-            write(&p);
-        }
-    }
-
-    /// Writes to a temporary name beside `p`, then renames: a reader never sees half a file.
-    fn write(p: &str) {
-        let tmp = format!("{p}.tmp{}", std::process::id());
-        let done = dump(&tmp).and_then(|()| std::fs::rename(&tmp, p));
-        if let Err(e) = done {
-            std::fs::remove_file(&tmp).ok();
-            os::write_stderr(format!("tricolor: cannot write heap profile {p}: {e}\n").as_bytes());
-        }
-    }
-
-    /// Installs the `SIGUSR2` handler if the program left the signal at its default: system
-    /// calls only, safe inside the first allocation. The thread that writes `path.N` when the
-    /// handler wakes it starts at the first sample (`after_sample`); signals before it wait
-    /// in the pipe.
-    fn arm_signal() {
-        let mut fds = [0i32; 2];
-        // SAFETY: `fds` has room for the two descriptors; every struct passed is initialised.
-        unsafe {
-            let mut old: libc::sigaction = core::mem::zeroed();
-            if libc::sigaction(libc::SIGUSR2, core::ptr::null(), &mut old) != 0
-                || old.sa_sigaction != libc::SIG_DFL
-            {
-                os::write_stderr(
-                    b"tricolor: TRICOLOR_PROFILE_SIGNAL=1 ignored: the program handles SIGUSR2\n",
-                );
-                return;
-            }
-            if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-                return;
-            }
-            WAKE_READ.store(fds[0], Ordering::Relaxed);
-            WAKE.store(fds[1], Ordering::Release);
-            let mut act: libc::sigaction = core::mem::zeroed();
-            act.sa_sigaction = on_signal as extern "C" fn(i32) as usize;
-            act.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut act.sa_mask);
-            libc::sigaction(libc::SIGUSR2, &act, core::ptr::null_mut());
-        }
-    }
-
-    /// In a child after `fork`: the inherited pipe is the parent's, read by the parent's
-    /// thread (the child has none), so a `SIGUSR2` sent to the child would make the parent
-    /// write its profile. The child gets a pipe of its own, and its own thread at its next
-    /// sample; signals before that wait in the new pipe. System calls only (the child's
-    /// `fork` handler).
-    pub(crate) fn after_fork_child() {
-        let old = WAKE.swap(-1, Ordering::AcqRel);
-        if old < 0 {
-            return;
-        }
-        let old_read = WAKE_READ.swap(-1, Ordering::Relaxed);
-        let mut fds = [0i32; 2];
-        // SAFETY: closing the child's copies of the parent's pipe (the parent keeps its own);
-        // `fds` has room for the two new descriptors.
-        unsafe {
-            libc::close(old);
-            libc::close(old_read);
-            if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-                return;
-            }
-        }
-        WAKE_READ.store(fds[0], Ordering::Relaxed);
-        SIGNAL_ARMED.store(false, Ordering::Release);
-        WAKE.store(fds[1], Ordering::Release);
-    }
-
-    extern "C" fn on_signal(_: i32) {
-        let fd = WAKE.load(Ordering::Acquire);
-        if fd >= 0 {
-            // SAFETY: write(2) is async-signal-safe; one byte from a valid buffer; errno is
-            // this thread's and is put back as the interrupted code left it.
-            unsafe {
-                let saved = *libc::__errno_location();
-                libc::write(fd, [1u8].as_ptr().cast(), 1);
-                *libc::__errno_location() = saved;
-            }
-        }
-    }
-
-    extern "C" fn signalled(_: *mut c_void) -> *mut c_void {
-        let fd = WAKE_READ.load(Ordering::Relaxed);
-        let mut n = 0u32;
-        loop {
-            let mut b = 0u8;
-            // SAFETY: a one-byte read into a local.
-            let r = unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) };
-            if r == 1 {
-                n += 1;
-                if let Some(p) = path() {
-                    write(&format!("{p}.{n}"));
-                }
-            } else if r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return core::ptr::null_mut();
-            }
-        }
-    }
 }

@@ -3,14 +3,14 @@
 //!
 //! Small allocations from the per-CPU lists are sampled by the lists' counters
 //! (`percpu::counters`). The countdowns here serve the rest: large allocations, and every
-//! allocation with per-thread caches. The per-CPU ones live in the slabs (`percpu::SAMPLER`).
+//! allocation with per-thread caches. The per-CPU ones live in the slabs (`slab::SAMPLER`).
 //! Invariant: a countdown is written only by a thread that read its CPU as its own a moment
 //! before (or, per thread, by that thread); a lost or repeated update moves one sample, never
 //! memory. `QUIET` is set on a thread for as long as it samples or writes a profile, and a
 //! quiet thread's allocations are never sampled: no recursion into the unwinder or the bucket
 //! lock.
 
-use super::{RATE, buckets, stack};
+use super::{buckets, stack, writer};
 use crate::heap::HEAP;
 use crate::size_class::{CLASSES, PAGE_SHIFT, PAGE_SIZE};
 use crate::span::{SAMPLED, SpanState};
@@ -18,7 +18,60 @@ use crate::sync::{AtomicU64, Mutex, Ordering};
 use core::cell::Cell;
 use core::ptr;
 
+/// Bytes per sample; 0 while sampling is off.
+static RATE: AtomicU64 = AtomicU64::new(0);
+
+/// Bumped by every [`set_rate`]: a countdown kept outside the allocator (a collector's) starts
+/// over when it sees a new epoch.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Guards the seeding of the per-CPU countdowns ([`init_slots`]); true once they are seeded.
 pub(crate) static INIT: Mutex<bool> = Mutex::new(false);
+
+/// The sampling rate: on average one sample per this many bytes allocated; 0 when off.
+pub(crate) fn rate() -> u64 {
+    RATE.load(Ordering::Relaxed)
+}
+
+/// The sampling epoch: changes whenever the rate is set.
+pub(crate) fn epoch() -> u64 {
+    EPOCH.load(Ordering::Acquire)
+}
+
+/// Sets the rate (`profile::set_rate`, with the front end decided) and returns the previous
+/// one.
+pub(crate) fn set_rate(bytes: u64) -> u64 {
+    let old = RATE.swap(bytes, Ordering::Relaxed);
+    EPOCH.fetch_add(1, Ordering::AcqRel);
+    init_slots();
+    crate::percpu::set_sampling(bytes > 0);
+    old
+}
+
+/// Puts the environment's rate in force while the front end is being built, before
+/// [`set_rate`] starts sampling with it (`init::decide`: the per-CPU lists' counters are
+/// armed as they are built).
+pub(crate) fn preset_rate(bytes: u64) {
+    RATE.store(bytes, Ordering::Relaxed);
+}
+
+/// `fork`'s prepare handler: the profiler's locks, before every other allocator lock.
+pub(crate) fn lock_for_fork() {
+    INIT.lock_for_fork();
+    buckets::INDEX.lock_for_fork();
+}
+
+/// Releases what [`lock_for_fork`] took.
+///
+/// # Safety
+/// The calling thread ran [`lock_for_fork`] (before the fork, parent or child side).
+pub(crate) unsafe fn unlock_after_fork() {
+    // SAFETY: the caller's contract: this thread holds both.
+    unsafe {
+        buckets::INDEX.unlock_after_fork();
+        INIT.unlock_after_fork();
+    }
+}
 
 std::thread_local! {
     /// The countdown of a thread that has no per-CPU slab (per-thread caches).
@@ -193,7 +246,7 @@ pub(crate) fn alloc_sampled(
         // SAFETY: the run is committed and at least `size` bytes.
         unsafe { ptr::write_bytes(start, 0, size) };
     }
-    super::writer::after_sample();
+    writer::after_sample();
     Some(start)
 }
 
@@ -215,7 +268,7 @@ pub(crate) fn record_object(bytes: usize, label: &'static str) -> Option<u32> {
     }
     let _quiet = Quiet::enter();
     let bucket = record_here(bytes, label);
-    super::writer::after_sample();
+    writer::after_sample();
     bucket
 }
 
