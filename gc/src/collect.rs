@@ -71,70 +71,48 @@
 //!     counting only with nothing in hand. Workers are not mutators: a stop of the world does
 //!     not stop them, so step 5 marks until no helper holds work before it flips.
 
+use crate::control::StartThread;
 use crate::handshake;
 use crate::heap::{Heap, World};
-use crate::mark::{Marker, RootVisitor};
+use crate::mark::Marker;
 use crate::mutator::{DONE, FLUSH, MutatorState, PENDING, SCAN};
+use crate::roots::RootVisitor;
 use crate::stats::thread_cpu_ns;
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Guarded by `Heap::control`: cycle requests and completions.
-#[derive(Default)]
-pub(crate) struct Control {
-    /// Cycles asked for, counted from the first: a cycle runs while `completed < requested`.
-    pub(crate) requested: u64,
-    /// Cycles started.
-    pub(crate) started: u64,
-    /// Cycles completed.
-    pub(crate) completed: u64,
-    /// The collector thread has been started.
-    pub(crate) thread: bool,
-}
-
 impl Heap {
     /// Asks for a cycle if none is running or asked for (allocation reached the trigger).
     pub(crate) fn request_cycle(&'static self) {
-        let mut c = self.control_lock();
-        if c.requested <= c.completed {
-            c.requested = c.completed + 1;
-            self.ensure_collector(&mut c);
-            self.control_cv.notify_all();
-        }
+        let start = self.cycles.request();
+        self.start_collector(start);
     }
 
     /// Asks for a cycle that starts after this call and returns its number: wait for it with
     /// [`Heap::wait_cycle`].
     pub(crate) fn request_full_cycle(&'static self) -> u64 {
-        let mut c = self.control_lock();
-        let target = c.started + 1;
-        c.requested = c.requested.max(target);
-        self.ensure_collector(&mut c);
-        self.control_cv.notify_all();
+        let (target, start) = self.cycles.request_full();
+        self.start_collector(start);
         target
     }
 
     /// The number of the cycle running or asked for, if any.
     pub(crate) fn pending_cycle(&self) -> Option<u64> {
-        let c = self.control_lock();
-        (c.requested > c.completed).then_some(c.completed + 1)
+        self.cycles.pending()
     }
 
     /// Waits until cycle `n` has completed. The caller must not hold up a cycle meanwhile
     /// (it is in native code, or not a mutator).
     pub(crate) fn wait_cycle(&self, n: u64) {
-        let mut c = self.control_lock();
-        while c.completed < n {
-            c = self.control_cv.wait(c).unwrap_or_else(|e| e.into_inner());
-        }
+        self.cycles.wait_completed(n);
     }
 
-    fn ensure_collector(&'static self, c: &mut Control) {
-        if c.thread {
+    /// Starts the collector thread and the mark workers when a request says to (once).
+    fn start_collector(&'static self, start: StartThread) {
+        if !start.0 {
             return;
         }
-        c.thread = true;
         std::thread::Builder::new()
             .name("tricolor-gc".into())
             .spawn(move || collector(self))
@@ -151,20 +129,9 @@ impl Heap {
 /// The collector thread: one cycle per request, for the rest of the process.
 fn collector(heap: &'static Heap) {
     loop {
-        {
-            let mut c = heap.control_lock();
-            while c.requested <= c.completed {
-                c = heap.control_cv.wait(c).unwrap_or_else(|e| e.into_inner());
-            }
-            c.started += 1;
-            heap.control_cv.notify_all();
-        }
+        heap.cycles.start_next();
         cycle(heap);
-        {
-            let mut c = heap.control_lock();
-            c.completed += 1;
-            heap.control_cv.notify_all();
-        }
+        heap.cycles.complete();
         if heap.config.background_sweep {
             sweep_in_background(heap);
         }
@@ -177,8 +144,7 @@ fn collector(heap: &'static Heap) {
 /// proportionally meanwhile; whoever claims a span first sweeps it (`sweepgen`).
 fn sweep_in_background(heap: &Heap) {
     while heap.sweep_batch(SWEEP_BATCH) {
-        let c = heap.control_lock();
-        if c.requested > c.completed {
+        if heap.cycles.requested() {
             return;
         }
     }
@@ -376,7 +342,10 @@ fn cycle(heap: &'static Heap) {
         limited,
     });
     if heap.config.trace {
-        eprintln!("{}", crate::stats::trace_line(heap, &st));
+        eprintln!(
+            "{}",
+            crate::stats::trace_line(&st, heap.epoch, heap.gc_cpu_fraction())
+        );
     }
 }
 
@@ -436,8 +405,16 @@ fn flush_wave(heap: &Heap) -> bool {
         || heap.helpers.load(Ordering::SeqCst) != 0
 }
 
-/// Runs a full cycle for mutator `m` and returns when it has completed (Go's `runtime.GC`).
-pub(crate) fn collect(m: &MutatorState) {
-    let n = m.heap.request_full_cycle();
-    m.wait_outside(|| m.heap.wait_cycle(n));
+impl MutatorState {
+    /// Runs a full collection now (Go's `runtime.GC`).
+    pub fn collect(&self) {
+        self.check_attached("collect");
+        self.collect_now();
+    }
+
+    /// Runs a full cycle and returns when it has completed, as if in native code meanwhile.
+    pub(crate) fn collect_now(&self) {
+        let n = self.heap.request_full_cycle();
+        self.wait_outside(|| self.heap.wait_cycle(n));
+    }
 }

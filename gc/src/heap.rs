@@ -1,8 +1,8 @@
 //! The heap: its types, its spans (central lists per kind, large objects), its mutators and
 //! the world lock that stops them, its global roots, and its pacing state.
 //!
-//! # Locks (order: `control` → `world` → `central` → `roots`; `stats` and `queue` are leaves)
-//! * `control`: cycle requests and completions (`collect::Control`).
+//! # Locks (order: `cycles` → `world` → `central` → `roots`; `stats` and `queue` are leaves)
+//! * `cycles`: cycle requests and completions (`control::Cycles`).
 //! * `world`: the mutator registry and the `collecting` flag (`world::Gate`). The collector
 //!   holds it while the world is stopped, except while waiting for mutators to stop.
 //! * `central`: every span list and record pool (`Central`).
@@ -18,12 +18,15 @@
 //! mutator, and saves a header word on every object; binary-trees' 16-byte nodes would be
 //! 24 bytes with one).
 
-use crate::collect::Control;
+use crate::central::Central;
+use crate::control::Cycles;
+use crate::ephemeron::index::EphemeronIndex;
 use crate::knobs::Config;
 use crate::mutator::MutatorState;
 use crate::object::{BYTES, Registry, TypeError, TypeId, TypeInfo};
 use crate::pacer::{self, Limiter};
-use crate::span::{self, GcSpan, IN_USE, LARGE};
+use crate::roots::{CallbackId, GlobalRoots, HandleSlot, RootCallback};
+use crate::span::GcSpan;
 use crate::spanmap;
 use crate::stats::StatsState;
 use crate::world::{Gate, Mutators, Signals};
@@ -32,7 +35,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
-use tricolor_alloc::size_class::{CLASSES, MAX_SMALL_SIZE, PAGE_SIZE, object_class_of};
+use tricolor_alloc::size_class::{MAX_SMALL_SIZE, PAGE_SIZE, object_class_of};
 
 /// The kind of objects of type `ty` in size class `class` (pointer-free types share kind
 /// `BYTES`).
@@ -57,10 +60,8 @@ pub struct Heap {
     pub(crate) large_pending: AtomicBool,
     /// The registered pools (`pool`).
     pub(crate) pools: Mutex<crate::pool::Pools>,
-    /// Ephemeron entries by key, and the live tables (`ephemeron`; lock order: entries,
-    /// then tables).
-    pub(crate) ephemerons: Mutex<crate::ephemeron::EphemeronIndex>,
-    pub(crate) ephemeron_tables: Mutex<Vec<std::sync::Arc<crate::ephemeron::EphemeronTable>>>,
+    /// Ephemeron entries by key, and the live tables' entry counts (`ephemeron::index`).
+    pub(crate) ephemerons: Mutex<EphemeronIndex>,
     /// Finalizers, cleanups and their run queue (`finalize`); signalled when jobs are queued.
     pub(crate) finals: Mutex<crate::finalize::Finals>,
     pub(crate) finals_cv: Condvar,
@@ -114,9 +115,8 @@ pub struct Heap {
     /// Signalled when work is queued or a stack scan ends (the collector waits on it), and
     /// when marking starts (mark workers wait on it).
     pub(crate) queue_cv: Condvar,
-    pub(crate) control: Mutex<Control>,
-    /// Signalled when a cycle is requested or completed.
-    pub(crate) control_cv: Condvar,
+    /// Cycle requests and completions (`control`).
+    pub(crate) cycles: Cycles,
     pub(crate) gc_percent: AtomicI32,
     pub(crate) config: Config,
     pub(crate) stats: Mutex<StatsState>,
@@ -160,37 +160,6 @@ pub(crate) const QUARANTINE: usize = 64;
 // protocol in `mutator.rs`; the registry itself moves between threads only inside the mutex.
 unsafe impl Send for World {}
 
-/// The spans of one kind. Guarded by `Heap::central`.
-#[derive(Default)]
-pub(crate) struct KindLists {
-    /// Swept spans with a free slot, not cached.
-    pub(crate) partial: Vec<*mut GcSpan>,
-    /// Spans not yet swept in this cycle (entries may have gone stale: check before use).
-    pub(crate) unswept: Vec<*mut GcSpan>,
-}
-
-/// Guarded by `Heap::central`.
-pub(crate) struct Central {
-    pub(crate) kinds: HashMap<u64, KindLists>,
-    /// Every small span in use, plus stale `FREE` records until the next sweep termination.
-    pub(crate) all: Vec<*mut GcSpan>,
-    pub(crate) large: Vec<*mut GcSpan>,
-    /// Records ready for reuse.
-    pub(crate) records: Vec<*mut GcSpan>,
-    /// Records freed since the last sweep termination: possibly still listed, so not reused
-    /// until the lists are rebuilt.
-    pub(crate) retired: Vec<*mut GcSpan>,
-    /// The sweep generation (`sweepgen`): grows by 2 at each flip.
-    pub(crate) sweepgen: u32,
-    /// The proportional sweeper's position in `all`.
-    pub(crate) cursor: usize,
-    /// Bytes of GC spans in use.
-    pub(crate) span_bytes: usize,
-}
-
-// SAFETY: as for `World`: records owned by the heap, moved only inside the mutex.
-unsafe impl Send for Central {}
-
 /// Guarded by `Heap::queue`: work for the collector from the mutators.
 #[derive(Default)]
 pub(crate) struct MarkQueue {
@@ -207,45 +176,6 @@ impl MarkQueue {
     pub(crate) fn clear(&mut self) {
         self.grey.clear();
         self.black.clear();
-    }
-}
-
-/// Guarded by `Heap::roots`.
-pub(crate) struct GlobalRoots {
-    pub(crate) handles: Vec<*mut HandleSlot>,
-    pub(crate) callbacks: Vec<(u64, RootCallback)>,
-    pub(crate) next_callback: u64,
-}
-
-// SAFETY: handle slots are heap allocations owned by the registry until freed.
-unsafe impl Send for GlobalRoots {}
-
-/// A global handle's slot: the object it keeps alive, and its index in the registry.
-pub struct HandleSlot {
-    pub(crate) obj: AtomicUsize,
-    pub(crate) index: usize,
-    pub(crate) heap: *const Heap,
-}
-
-/// A root callback: reports a runtime's own roots, once per cycle, at mark termination with
-/// every mutator stopped (`collect` rule 7), on the collector thread. It must not allocate,
-/// store through `write`, create, set or free handles, or take a lock that a stopped mutator
-/// may hold; its cost is part of that pause.
-pub type RootCallback = Box<dyn Fn(&mut crate::mark::RootVisitor<'_>) + Send + Sync>;
-
-/// The identity of a registered root callback.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CallbackId(u64);
-
-impl CallbackId {
-    /// The id as a number (for the C ABI).
-    pub fn get(self) -> u64 {
-        self.0
-    }
-
-    /// An id from [`CallbackId::get`].
-    pub fn from_raw(id: u64) -> Self {
-        Self(id)
     }
 }
 
@@ -280,17 +210,12 @@ impl Heap {
             sweep_h: AtomicU32::new(2),
             large_pending: AtomicBool::new(false),
             pools: Mutex::new(crate::pool::Pools::default()),
-            ephemerons: Mutex::new(crate::ephemeron::EphemeronIndex::default()),
-            ephemeron_tables: Mutex::new(Vec::new()),
+            ephemerons: Mutex::new(EphemeronIndex::default()),
             finals: Mutex::new(crate::finalize::Finals::default()),
             finals_cv: Condvar::new(),
             finals_count: AtomicUsize::new(0),
             profiled_count: AtomicUsize::new(0),
-            roots: Mutex::new(GlobalRoots {
-                handles: Vec::new(),
-                callbacks: Vec::new(),
-                next_callback: 1,
-            }),
+            roots: Mutex::new(GlobalRoots::new()),
             live: AtomicUsize::new(0),
             goal: AtomicUsize::new(usize::MAX),
             trigger: AtomicUsize::new(usize::MAX),
@@ -310,8 +235,7 @@ impl Heap {
             scan_expected: AtomicUsize::new(0),
             queue: Mutex::new(MarkQueue::default()),
             queue_cv: Condvar::new(),
-            control: Mutex::new(Control::default()),
-            control_cv: Condvar::new(),
+            cycles: Cycles::default(),
             gc_percent: AtomicI32::new(config.gc_percent),
             config,
             stats: Mutex::new(StatsState::default()),
@@ -384,10 +308,6 @@ impl Heap {
 
     pub(crate) fn work_lock(&self) -> MutexGuard<'_, Vec<Vec<(usize, usize)>>> {
         self.work.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn control_lock(&self) -> MutexGuard<'_, Control> {
-        self.control.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Hands grey values to the collector (non-null ones; a flush, a stack scan or a handle
@@ -482,14 +402,7 @@ impl Heap {
         if self.marking.load(Ordering::Relaxed) {
             self.shade(&[obj]);
         }
-        let index = roots.handles.len();
-        let slot = Box::into_raw(Box::new(HandleSlot {
-            obj: AtomicUsize::new(obj),
-            index,
-            heap: self,
-        }));
-        roots.handles.push(slot);
-        slot
+        roots.add_handle(obj, self.addr())
     }
 
     /// Frees a handle.
@@ -498,9 +411,8 @@ impl Heap {
     /// `slot` came from `handle_new` on this heap and is not used afterwards.
     pub(crate) unsafe fn handle_free(&self, slot: *mut HandleSlot) {
         let mut roots = self.roots_lock();
-        // SAFETY: the caller's contract: a live handle of this heap.
-        let index = unsafe { (*slot).index };
-        if roots.handles.get(index) != Some(&slot) {
+        // SAFETY: the caller's contract: a handle of this heap, readable.
+        if !unsafe { roots.is_listed(slot) } {
             crate::misuse::abort(format_args!(
                 "tc_handle_free(): {slot:p} is not a live handle"
             ));
@@ -510,75 +422,20 @@ impl Heap {
             // SAFETY: a live handle (checked above).
             self.shade(&[unsafe { (*slot).obj.load(Ordering::Relaxed) }]);
         }
-        roots.handles.swap_remove(index);
-        if let Some(&moved) = roots.handles.get(index) {
-            // SAFETY: every listed handle is live.
-            unsafe { (*moved).index = index };
-        }
-        // SAFETY: unlisted now; the caller gives it up.
-        drop(unsafe { Box::from_raw(slot) });
+        // SAFETY: listed (checked above); the caller gives it up.
+        unsafe { roots.remove_handle(slot) };
     }
 
     /// Registers a root callback, called once per cycle at mark termination (see
     /// [`RootCallback`]).
     pub fn add_root_callback(&self, f: RootCallback) -> CallbackId {
-        let mut roots = self.roots_lock();
-        let id = roots.next_callback;
-        roots.next_callback += 1;
-        roots.callbacks.push((id, f));
-        CallbackId(id)
+        self.roots_lock().add_callback(f)
     }
 
     /// Removes a root callback; false if it was not registered.
     pub fn remove_root_callback(&self, id: CallbackId) -> bool {
-        let mut roots = self.roots_lock();
-        let before = roots.callbacks.len();
-        roots.callbacks.retain(|(i, _)| *i != id.0);
-        roots.callbacks.len() != before
+        self.roots_lock().remove_callback(id)
     }
-}
-
-/// A span from the page heap for `nelems` slots of `size` bytes of kind `kind`.
-fn new_span(
-    heap: &Heap,
-    c: &mut Central,
-    pages: usize,
-    size: usize,
-    nelems: u32,
-    ty: &'static TypeInfo,
-    kind: u64,
-) -> Option<*mut GcSpan> {
-    let (mem, zeroed) = tricolor_alloc::alloc_pages(pages)?;
-    let rec = c
-        .records
-        .pop()
-        .unwrap_or_else(|| Box::into_raw(Box::new(GcSpan::new(ty))));
-    let start = mem.as_ptr() as usize;
-    // SAFETY: the record is Free and unpublished: ours alone under the central lock.
-    unsafe {
-        (*rec).init(
-            heap.addr(),
-            start,
-            pages,
-            size,
-            nelems,
-            ty,
-            kind,
-            zeroed,
-            c.sweepgen,
-        )
-    };
-    if !spanmap::set(start, pages, rec) {
-        spanmap::set(start, pages, ptr::null_mut());
-        // SAFETY: the run came from `alloc_pages` and nothing else has seen it.
-        unsafe { tricolor_alloc::free(mem.as_ptr()) };
-        c.records.push(rec);
-        return None;
-    }
-    // SAFETY: the record is published and initialised.
-    unsafe { (*rec).state.store(IN_USE, Ordering::Release) };
-    c.span_bytes += pages * PAGE_SIZE;
-    Some(rec)
 }
 
 /// Refill and large allocation: called by mutators with no lock held.
@@ -591,27 +448,10 @@ impl Heap {
         class: usize,
         kind: u64,
     ) -> Option<*mut GcSpan> {
-        let mut c = self.central_lock();
-        let poison = self.config.verify;
-        let s = match c.find_span(kind, poison) {
-            Some(s) => s,
-            None => {
-                let pages = span::span_pages(class);
-                let size = CLASSES[class].size as usize;
-                let n = (pages * PAGE_SIZE / size) as u32;
-                let s = new_span(self, &mut c, pages, size, n, ty, kind)?;
-                c.all.push(s);
-                s
-            }
-        };
-        c.sweep_some(poison);
-        // SAFETY: `find_span`/`new_span` give an uncached in-use span; we hold the lock.
-        let r = unsafe { &*s };
-        // SAFETY: as above.
-        unsafe { r.owned().cached = true };
-        // SAFETY: we are now its holder.
-        let free = unsafe { r.free_slots() } as usize;
-        self.live.fetch_add(free * r.size, Ordering::Relaxed);
+        let (s, free_bytes) =
+            self.central_lock()
+                .take_span(self.addr(), ty, class, kind, self.config.verify)?;
+        self.live.fetch_add(free_bytes, Ordering::Relaxed);
         Some(s)
     }
 
@@ -621,19 +461,9 @@ impl Heap {
     /// # Safety
     /// The caller's cache held `s`, and stops holding it.
     pub(crate) unsafe fn uncache_span(&self, s: *mut GcSpan, free_index: u32, keep_partial: bool) {
-        let mut c = self.central_lock();
-        // SAFETY: the caller's contract: we are the holder until `cached` is cleared.
-        let r = unsafe { &*s };
-        // SAFETY: as above.
-        let o = unsafe { r.owned() };
-        o.free_index = free_index;
-        // SAFETY: as above.
-        let free = unsafe { r.free_slots() } as usize;
-        o.cached = false;
-        self.live.fetch_sub(free * r.size, Ordering::Relaxed);
-        if keep_partial && free > 0 {
-            c.kinds.entry(r.kind).or_default().partial.push(s);
-        }
+        // SAFETY: the caller's contract.
+        let free_bytes = unsafe { self.central_lock().return_span(s, free_index, keep_partial) };
+        self.live.fetch_sub(free_bytes, Ordering::Relaxed);
     }
 
     /// A zeroed large object of `bytes` bytes of type `ty`; null when the heap cannot grow.
@@ -641,12 +471,9 @@ impl Heap {
         let Some(pages) = bytes.checked_add(PAGE_SIZE - 1).map(|b| b / PAGE_SIZE) else {
             return ptr::null_mut();
         };
-        let mut c = self.central_lock();
-        let Some(s) = new_span(self, &mut c, pages, bytes, 1, ty, LARGE) else {
+        let Some(s) = self.central_lock().new_large(self.addr(), pages, bytes, ty) else {
             return ptr::null_mut();
         };
-        c.large.push(s);
-        drop(c);
         // SAFETY: a new span, not yet visible to any other mutator's allocation.
         let r = unsafe { &*s };
         // SAFETY: as above: we are its only holder.

@@ -6,26 +6,41 @@
 //! collector thread while the mutators run, behind Go's hybrid write barrier; the world stops
 //! twice per cycle, briefly (`collect`; `docs/design.md`).
 //!
-//! ## Layers (bottom to top)
-//! `sync` (atomics and locks; loom under `--cfg loom`) → `handshake`, `world`, `sweepgen` (the
-//! stack-scan claim, the stop and flush handshakes, the sweep claim: protocol only,
-//! loom-modelled) → `object` (types) → `spanmap`, `span` (GC spans, bitmaps) → `heap`
-//! (central lists, record pool, registry) → `mutator` (caches, roots) → `mark` (`mark/`: a
-//! marker, `work` sharing, `scan`, `worker`, `assist`, `verify`) → `barrier` (`write`) →
-//! `sweep` (with `span::GcSpan::sweep`) → `pool`, `weak`, `finalize`, `ephemeron` → `collect`
-//! (the cycle)
-//! → `stats` →
-//! `typed` (the safe Rust layer). `knobs`, `pacer` (pure functions) and `misuse` are leaf
-//! utilities.
+//! ## Layers
+//! Bottom to top, one layer a line: a module imports only modules of its own layer or below
+//! (`tests/tests/layers.rs` reads this list and checks every `use crate::`/`super::` path of
+//! the crate against it; `cargo test -p tricolor-tests --test layers -- --nocapture` prints
+//! the import circles).
 //!
-//! The allowed back-edges, each because the lower layer holds or triggers the upper one's
-//! state: `heap` owns the state of the layers above (the mutator registry, the mark queue, the
-//! cycle's `collect::Control`, the statistics), so it names their types; `mutator`'s slow path
-//! asks `collect` for a cycle and pays for allocation with a `mark::assist`; `misuse` names a
-//! mutator in its messages; `collect` and `mark::worker` read `stats::thread_cpu_ns`; a
-//! mutator's detach hands its pool shards to `pool`, and a sweep clears weak handles through
-//! `weak`'s `GcSpan::clear_dead_weak`, drops dead keys' entries through `ephemeron` and queues
-//! finalizers through `finalize`; a marker marks a key's values through `ephemeron`.
+//! ```text
+//! sync: sync
+//! protocols: handshake world sweepgen
+//! leaves: knobs pacer misuse stats object control roots ephemeron::index
+//! spans: span spanmap central
+//! core: heap mutator pool finalize
+//! mark: mark mark::scan mark::work mark::verify mark::assist mark::worker
+//! barrier: barrier
+//! sweep: sweep
+//! features: weak ephemeron
+//! cycle: collect
+//! metrics: metrics
+//! typed: typed
+//! ```
+//!
+//! `sync` is the atomics and locks (loom's under `--cfg loom`); `handshake`, `world` and
+//! `sweepgen` the stack-scan claim, the stop and flush handshakes and the sweep claim
+//! (protocol only, loom-modelled). The leaves hold state and arithmetic that know nothing of
+//! a heap: types (`object`), the pacer's pure functions, cycle control (`control`), the global
+//! roots' registry and the visitor root callbacks report to (`roots`), the ephemeron index,
+//! the statistics and the gctrace line (`stats`), misuse messages. `central` is the span lists.
+//! The core is one circle of four files: the heap (`Heap`, whose fields hold every layer's
+//! state) and its mutators name each other (the registry holds mutator records; a record
+//! holds its heap), and the two features whose state those records hold, pools (a mutator's
+//! shards, the heap's pool registry) and finalizers (the heap's registrations, whose
+//! functions take the finalizer thread's mutator), name both. Behaviour above the core is
+//! written as `impl Heap` and `impl MutatorState` blocks in the module that owns it (marking
+//! in `mark`, the barrier in `barrier`, sweeping in `sweep`, the cycle in `collect`, a forced
+//! collection in `collect`), which the core calls as methods without importing them.
 //!
 //! ## Object model (`object`, `span`)
 //! * A type is registered at run time with a size and the byte offsets of its pointer slots.
@@ -116,7 +131,11 @@
 #[cfg(not(loom))]
 pub(crate) mod barrier;
 #[cfg(not(loom))]
+pub(crate) mod central;
+#[cfg(not(loom))]
 pub(crate) mod collect;
+#[cfg(not(loom))]
+pub(crate) mod control;
 #[cfg(not(loom))]
 pub(crate) mod ephemeron;
 #[cfg(not(loom))]
@@ -141,6 +160,8 @@ pub mod pacer;
 #[cfg(not(loom))]
 pub(crate) mod pool;
 #[cfg(not(loom))]
+pub(crate) mod roots;
+#[cfg(not(loom))]
 pub(crate) mod span;
 #[cfg(not(loom))]
 pub(crate) mod spanmap;
@@ -157,17 +178,17 @@ pub(crate) mod weak;
 pub(crate) mod world;
 
 #[cfg(not(loom))]
-pub use heap::{CallbackId, HandleSlot, Heap, RootCallback};
+pub use heap::Heap;
 #[cfg(not(loom))]
 pub use knobs::Config;
-#[cfg(not(loom))]
-pub use mark::RootVisitor;
 #[cfg(not(loom))]
 pub use mutator::{MutatorState, StackScanner};
 #[cfg(not(loom))]
 pub use object::{BYTES, TypeError, TypeId, TypeInfo};
 #[cfg(not(loom))]
 pub use pool::PoolStats;
+#[cfg(not(loom))]
+pub use roots::{CallbackId, HandleSlot, RootCallback, RootVisitor};
 #[cfg(not(loom))]
 pub use stats::{GcStats, PAUSES};
 #[cfg(not(loom))]
@@ -284,7 +305,7 @@ pub mod raw {
     pub unsafe fn handle_free(h: *mut HandleSlot) {
         // SAFETY: the caller's contract.
         unsafe {
-            let heap: &Heap = &*(*h).heap;
+            let heap = &*((*h).heap as *const Heap);
             heap.handle_free(h);
         }
     }

@@ -24,7 +24,9 @@
 //! lock of the heap's statistics; it allocates only the histograms' vectors.
 
 use crate::heap::Heap;
-use crate::stats::GcStats;
+pub use crate::stats::PAUSE_BUCKETS;
+use crate::stats::{GcStats, pause_boundaries};
+use std::sync::atomic::Ordering;
 use tricolor_alloc::AllocStats;
 
 /// What kind of value a metric has (Go's `metrics.ValueKind`).
@@ -92,39 +94,6 @@ impl Sample {
             value: Value::Bad,
         }
     }
-}
-
-/// Pause histogram buckets: one below 256 ns, four per doubling up to 2^36 ns (about 69 s),
-/// one above.
-pub const PAUSE_BUCKETS: usize = 2 + 4 * (PAUSE_TOP_SHIFT - PAUSE_LOW_SHIFT) as usize;
-const PAUSE_LOW_SHIFT: u32 = 8;
-const PAUSE_TOP_SHIFT: u32 = 36;
-
-/// The bucket a pause of `ns` falls in.
-pub(crate) fn pause_bucket(ns: u64) -> usize {
-    if ns < 1 << PAUSE_LOW_SHIFT {
-        return 0;
-    }
-    let k = 63 - ns.leading_zeros();
-    if k >= PAUSE_TOP_SHIFT {
-        return PAUSE_BUCKETS - 1;
-    }
-    let quarter = ((ns >> (k - 2)) & 3) as usize;
-    1 + 4 * (k - PAUSE_LOW_SHIFT) as usize + quarter
-}
-
-/// The boundaries of the pause buckets, in seconds (`PAUSE_BUCKETS + 1` of them).
-fn pause_boundaries() -> Vec<f64> {
-    let mut b = Vec::with_capacity(PAUSE_BUCKETS + 1);
-    b.push(0.0);
-    for k in PAUSE_LOW_SHIFT..PAUSE_TOP_SHIFT {
-        for q in 0..4u64 {
-            b.push(((1u64 << k) + q * (1u64 << (k - 2))) as f64 * 1e-9);
-        }
-    }
-    b.push((1u64 << PAUSE_TOP_SHIFT) as f64 * 1e-9);
-    b.push(f64::INFINITY);
-    b
 }
 
 /// `/gc/pauses:seconds` (under either name).
@@ -510,9 +479,50 @@ fn read_from(heap: Option<&Heap>, samples: &mut [Sample]) {
     }
 }
 
+impl Heap {
+    /// The collector's figures now.
+    pub fn stats(&self) -> GcStats {
+        // Lock order: `world` and `central` before the `stats` leaf.
+        // The finalizer thread's mutator is the collector's own: not counted.
+        let mutators = self.world_lock().mutators.len();
+        let mutators = mutators.saturating_sub(self.finalizer_attached() as usize) as u32;
+        let span_bytes = self.central_lock().span_bytes;
+        let st = self.stats_lock();
+        GcStats {
+            cycles: st.cycles,
+            live_bytes: st.marked() as u64,
+            heap_bytes: self.live.load(Ordering::Relaxed) as u64,
+            heap_goal: self.goal.load(Ordering::Relaxed).min(i64::MAX as usize) as u64,
+            span_bytes: span_bytes as u64,
+            pause_total_ns: st.pause_total,
+            pause_max_ns: st.pause_max,
+            pause_ns: st.pauses,
+            gc_percent: self.gc_percent.load(Ordering::Relaxed) as i64,
+            memory_limit: tricolor_alloc::memory_limit(),
+            cpu_limited: st.limited() as u32,
+            mutators,
+            pauses: st.npauses,
+            wait_total_ns: self.wait_total_ns.load(Ordering::Relaxed),
+            wait_max_ns: self.wait_max_ns.load(Ordering::Relaxed),
+            assist_ns: self.assist_ns.load(Ordering::Relaxed),
+            mark_ns: st.mark_total,
+            gc_cpu_ns: self.gc_cpu_ns.load(Ordering::Relaxed),
+            gc_cpu_fraction: self.gc_cpu_fraction(),
+        }
+    }
+
+    /// `GcStats::gc_cpu_fraction` now.
+    pub(crate) fn gc_cpu_fraction(&self) -> f64 {
+        let available =
+            self.epoch.elapsed().as_nanos().max(1) as f64 * self.config.effective_procs() as f64;
+        self.gc_cpu_ns.load(Ordering::Relaxed) as f64 / available
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::pause_bucket;
 
     #[test]
     fn pause_buckets_are_ordered_and_hold_their_pauses() {

@@ -1,8 +1,6 @@
 //! Misuse that would corrupt the heap aborts with a message naming what was wrong (lib.rs,
 //! "Checks"), as glibc's `free(): invalid pointer` does.
 
-use crate::mutator::MutatorState;
-
 /// Writes `tricolor: <message>` to standard error and aborts the process.
 #[cold]
 #[inline(never)]
@@ -14,7 +12,7 @@ pub(crate) fn abort(msg: std::fmt::Arguments<'_>) -> ! {
 /// A detached mutator was used.
 #[cold]
 #[inline(never)]
-pub(crate) fn detached(op: &str, m: &MutatorState) -> ! {
+pub(crate) fn detached(op: &str, m: *const ()) -> ! {
     abort(format_args!(
         "{op}(): mutator {m:p} is detached (use after tc_mutator_detach)"
     ))

@@ -344,7 +344,7 @@ impl MutatorState {
     #[inline(always)]
     pub(crate) fn check_attached(&self, op: &str) {
         if self.sig.poll.load(Ordering::Relaxed) & DETACHED != 0 {
-            misuse::detached(op, self);
+            misuse::detached(op, (self as *const Self).cast());
         }
     }
 
@@ -354,7 +354,7 @@ impl MutatorState {
     pub(crate) fn poll_slow(&self, op: &str) {
         let p = self.sig.poll.load(Ordering::Acquire);
         if p & DETACHED != 0 {
-            misuse::detached(op, self);
+            misuse::detached(op, (self as *const Self).cast());
         }
         if p & STOP != 0 {
             drop(self.park(self.heap.world_lock()));
@@ -620,7 +620,7 @@ impl MutatorState {
             }
         }
         get().or_else(|| {
-            crate::collect::collect(self);
+            self.collect_now();
             get()
         })
     }
@@ -741,14 +741,8 @@ impl MutatorState {
             ));
         }
         if self.heap.world.leave_native(&self.sig) & DETACHED != 0 {
-            misuse::detached("leave_native", self);
+            misuse::detached("leave_native", (self as *const Self).cast());
         }
-    }
-
-    /// Runs a full collection now (Go's `runtime.GC`).
-    pub fn collect(&self) {
-        self.check_attached("collect");
-        crate::collect::collect(self);
     }
 
     /// The heap this mutator allocates from.

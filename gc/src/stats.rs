@@ -4,8 +4,6 @@
 //! each stop of the world on its own (two per cycle: start and mark termination), the most
 //! recent at `(pauses + 255) % 256`. `StatsState` is guarded by `Heap::stats`.
 
-use crate::heap::Heap;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Pauses remembered.
@@ -93,7 +91,7 @@ pub(crate) struct StatsState {
     pub(crate) pauses: [u64; PAUSES],
     /// Every pause since the heap was made, counted in `metrics::PAUSE_BUCKETS` buckets (the
     /// ring above forgets; Go's `/gc/pauses:seconds` does not).
-    pub(crate) pause_histogram: [u64; crate::metrics::PAUSE_BUCKETS],
+    pub(crate) pause_histogram: [u64; PAUSE_BUCKETS],
     pub(crate) last: Option<Cycle>,
 }
 
@@ -106,7 +104,7 @@ impl Default for StatsState {
             pause_total: 0,
             pause_max: 0,
             pauses: [0; PAUSES],
-            pause_histogram: [0; crate::metrics::PAUSE_BUCKETS],
+            pause_histogram: [0; PAUSE_BUCKETS],
             last: None,
         }
     }
@@ -119,7 +117,7 @@ impl StatsState {
             self.npauses += 1;
             self.pause_total += ns;
             self.pause_max = self.pause_max.max(ns);
-            self.pause_histogram[crate::metrics::pause_bucket(ns)] += 1;
+            self.pause_histogram[pause_bucket(ns)] += 1;
         }
         self.cycles += 1;
         self.mark_total += c.mark_ns;
@@ -144,44 +142,37 @@ impl StatsState {
     }
 }
 
-impl Heap {
-    /// The collector's figures now.
-    pub fn stats(&self) -> GcStats {
-        // Lock order: `world` and `central` before the `stats` leaf.
-        // The finalizer thread's mutator is the collector's own: not counted.
-        let mutators = self.world_lock().mutators.len();
-        let mutators = mutators.saturating_sub(self.finalizer_attached() as usize) as u32;
-        let span_bytes = self.central_lock().span_bytes;
-        let st = self.stats_lock();
-        GcStats {
-            cycles: st.cycles,
-            live_bytes: st.marked() as u64,
-            heap_bytes: self.live.load(Ordering::Relaxed) as u64,
-            heap_goal: self.goal.load(Ordering::Relaxed).min(i64::MAX as usize) as u64,
-            span_bytes: span_bytes as u64,
-            pause_total_ns: st.pause_total,
-            pause_max_ns: st.pause_max,
-            pause_ns: st.pauses,
-            gc_percent: self.gc_percent.load(Ordering::Relaxed) as i64,
-            memory_limit: tricolor_alloc::memory_limit(),
-            cpu_limited: st.limited() as u32,
-            mutators,
-            pauses: st.npauses,
-            wait_total_ns: self.wait_total_ns.load(Ordering::Relaxed),
-            wait_max_ns: self.wait_max_ns.load(Ordering::Relaxed),
-            assist_ns: self.assist_ns.load(Ordering::Relaxed),
-            mark_ns: st.mark_total,
-            gc_cpu_ns: self.gc_cpu_ns.load(Ordering::Relaxed),
-            gc_cpu_fraction: self.gc_cpu_fraction(),
+/// Pause histogram buckets: one below 256 ns, four per doubling up to 2^36 ns (about 69 s),
+/// one above.
+pub const PAUSE_BUCKETS: usize = 2 + 4 * (PAUSE_TOP_SHIFT - PAUSE_LOW_SHIFT) as usize;
+const PAUSE_LOW_SHIFT: u32 = 8;
+const PAUSE_TOP_SHIFT: u32 = 36;
+
+/// The bucket a pause of `ns` falls in.
+pub(crate) fn pause_bucket(ns: u64) -> usize {
+    if ns < 1 << PAUSE_LOW_SHIFT {
+        return 0;
+    }
+    let k = 63 - ns.leading_zeros();
+    if k >= PAUSE_TOP_SHIFT {
+        return PAUSE_BUCKETS - 1;
+    }
+    let quarter = ((ns >> (k - 2)) & 3) as usize;
+    1 + 4 * (k - PAUSE_LOW_SHIFT) as usize + quarter
+}
+
+/// The boundaries of the pause buckets, in seconds (`PAUSE_BUCKETS + 1` of them).
+pub(crate) fn pause_boundaries() -> Vec<f64> {
+    let mut b = Vec::with_capacity(PAUSE_BUCKETS + 1);
+    b.push(0.0);
+    for k in PAUSE_LOW_SHIFT..PAUSE_TOP_SHIFT {
+        for q in 0..4u64 {
+            b.push(((1u64 << k) + q * (1u64 << (k - 2))) as f64 * 1e-9);
         }
     }
-
-    /// `GcStats::gc_cpu_fraction` now.
-    pub(crate) fn gc_cpu_fraction(&self) -> f64 {
-        let available =
-            self.epoch.elapsed().as_nanos().max(1) as f64 * self.config.effective_procs() as f64;
-        self.gc_cpu_ns.load(Ordering::Relaxed) as f64 / available
-    }
+    b.push((1u64 << PAUSE_TOP_SHIFT) as f64 * 1e-9);
+    b.push(f64::INFINITY);
+    b
 }
 
 /// The calling thread's CPU time, ns (`CLOCK_THREAD_CPUTIME_ID`).
@@ -217,14 +208,14 @@ fn ms(ns: u64) -> String {
 /// pause, concurrent marking and the second pause; the CPU figures split marking into mark
 /// assists (mutators) and background (the CPU time of the collector thread and the mark
 /// workers); there are no idle workers.
-pub(crate) fn trace_line(heap: &Heap, st: &StatsState) -> String {
+pub(crate) fn trace_line(st: &StatsState, epoch: Instant, cpu_fraction: f64) -> String {
     let Some(c) = &st.last else {
         return String::new();
     };
-    let since = (c.start - heap.epoch).as_secs_f64();
+    let since = (c.start - epoch).as_secs_f64();
     // Go's figure: the share of the CPU time available since the heap was made (wall time ×
     // GOMAXPROCS) spent on collection (`GcStats::gc_cpu_fraction`).
-    let pct = (heap.gc_cpu_fraction() * 100.0) as u64;
+    let pct = (cpu_fraction * 100.0) as u64;
     let mb = |b: usize| b >> 20;
     format!(
         "gc {} @{since:.3}s {pct}%: {}+{}+{} ms clock, {}+{}/{}/0+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",

@@ -18,7 +18,8 @@
 //! 3. A swept span is filed (freed, or listed as partial) by its sweeper; until then no list
 //!    offers it to a cache: it is off `partial`, and `unswept`'s copy fails the claim.
 
-use crate::heap::{Central, Heap};
+use crate::central::Central;
+use crate::heap::Heap;
 use crate::span::{FREE, GcSpan, IN_USE};
 use crate::spanmap;
 use std::ptr;

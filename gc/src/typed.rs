@@ -58,9 +58,10 @@
 //! ```
 
 use crate::Mutator;
-use crate::heap::{HandleSlot, Heap};
+use crate::heap::Heap;
 use crate::mutator::MutatorState;
 use crate::object::TypeId;
+use crate::roots::HandleSlot;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, Ordering};

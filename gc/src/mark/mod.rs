@@ -29,6 +29,7 @@ pub(crate) use verify::verify;
 use crate::heap::Heap;
 use crate::misuse;
 use crate::mutator::MutatorState;
+use crate::roots::MarkRoots;
 use crate::span::GcSpan;
 use crate::spanmap;
 use scan::{oblet_reps, prefetch, scan_entry};
@@ -232,24 +233,14 @@ impl Marker {
     }
 }
 
-/// Reports roots to the marker: handed to root callbacks.
-pub struct RootVisitor<'a> {
-    pub(crate) marker: &'a mut Marker,
-}
-
-impl RootVisitor<'_> {
-    /// Reports a root slot: the object it holds (if any) stays alive.
-    ///
-    /// # Safety
-    /// `slot` is readable.
-    pub unsafe fn visit(&mut self, slot: *const *mut u8) {
+impl MarkRoots for Marker {
+    unsafe fn root(&mut self, slot: *const usize) {
         // SAFETY: the caller's contract.
-        unsafe { self.marker.root(slot.cast()) };
+        unsafe { Marker::root(self, slot) }
     }
 
-    /// Reports a root value: the object it points into (if any) stays alive.
-    pub fn visit_value(&mut self, obj: *const u8) {
-        self.marker.root_value(obj as usize);
+    fn root_value(&mut self, v: usize) {
+        Marker::root_value(self, v)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::Marker;
 use super::scan::scan;
-use crate::heap::Central;
+use crate::central::Central;
 use crate::misuse;
 use crate::span::IN_USE;
 use std::sync::atomic::Ordering;

@@ -12,16 +12,10 @@ use std::time::Duration;
 pub(crate) fn mark_worker(heap: &'static Heap) {
     let mut seen = 0;
     loop {
-        {
-            let mut c = heap.control_lock();
-            while c.started == seen {
-                c = heap.control_cv.wait(c).unwrap_or_else(|e| e.into_inner());
-            }
-            seen = c.started;
-        }
+        seen = heap.cycles.wait_started_after(seen);
         // Marking starts after sweep termination and the first pause.
         while !heap.marking.load(Ordering::Acquire) {
-            if heap.control_lock().completed >= seen {
+            if heap.cycles.completed() >= seen {
                 break;
             }
             std::thread::sleep(Duration::from_micros(20));

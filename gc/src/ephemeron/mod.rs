@@ -2,8 +2,8 @@
 //! maps keys to values, and an entry keeps its value alive only while its key is reachable by
 //! other paths. A value that points back to its key does not keep the key (or itself) alive.
 //!
-//! Entries live in one index per heap (`Heap::ephemerons`, by key address), not in objects, and
-//! are not roots. Instead of a fixpoint over every entry at mark termination (a pause as long
+//! Entries live in one index per heap (`Heap::ephemerons`, by key address: `index`), not in
+//! objects, and are not roots. Instead of a fixpoint over every entry at mark termination (a pause as long
 //! as the tables), marking is incremental: when a marker marks an object, and that object's
 //! span holds keys, it marks the object's values too. So when marking ends every entry with a
 //! marked key has a marked value, and the pause does no ephemeron work.
@@ -25,25 +25,22 @@
 //! 5. Lock order: `ephemerons` is a leaf (taken after `central`, `roots`, `pools` and
 //!    `finals`); nothing is marked while it is held.
 
+pub(crate) mod index;
+
+use index::EphemeronIndex;
+
 use crate::heap::Heap;
 use crate::misuse;
 use crate::mutator::MutatorState;
 use crate::span::GcSpan;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
-
-/// The heap's ephemeron entries: key → (table id, value) pairs.
-#[derive(Default)]
-pub(crate) struct EphemeronIndex {
-    by_key: BTreeMap<usize, Vec<(u64, usize)>>,
-}
 
 /// An ephemeron table (the C `tc_ephemeron_table`).
 pub struct EphemeronTable {
     heap: &'static Heap,
     id: u64,
-    len: AtomicUsize,
+    len: Arc<AtomicUsize>,
     live: AtomicBool,
 }
 
@@ -74,17 +71,7 @@ impl Heap {
             .filter(|&(&k, _)| r.index_of(k).is_some_and(|i| !r.is_marked(i)))
             .map(|(&k, _)| k)
             .collect();
-        let tables = self
-            .ephemeron_tables
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for k in dead {
-            for (t, _) in idx.by_key.remove(&k).unwrap_or_default() {
-                if let Some(t) = tables.iter().find(|x| x.id == t) {
-                    t.len.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-        }
+        idx.remove_keys(dead);
     }
 }
 
@@ -94,31 +81,17 @@ impl EphemeronTable {
         let t = Arc::new(EphemeronTable {
             heap,
             id: NEXT_TABLE.fetch_add(1, Ordering::Relaxed),
-            len: AtomicUsize::new(0),
+            len: Arc::new(AtomicUsize::new(0)),
             live: AtomicBool::new(true),
         });
-        heap.ephemeron_tables
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(t.clone());
+        heap.eph_lock().add_table(t.id, t.len.clone());
         t
     }
 
     /// Removes every entry: the table keeps nothing alive any more; later use aborts.
     pub fn free(&self) {
         self.live.store(false, Ordering::Relaxed);
-        {
-            let mut idx = self.heap.eph_lock();
-            idx.by_key.retain(|_, es| {
-                es.retain(|&(t, _)| t != self.id);
-                !es.is_empty()
-            });
-        }
-        self.heap
-            .ephemeron_tables
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|t| t.id != self.id);
+        self.heap.eph_lock().remove_table(self.id);
     }
 
     /// Entries now (those whose key died are gone once the sweep has reached them).
