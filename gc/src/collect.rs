@@ -170,18 +170,99 @@ fn start_the_world(heap: &Heap, mut w: MutexGuard<'_, World>) {
 
 /// Steps 1–6.
 fn cycle(heap: &'static Heap) {
-    let poison = heap.config.verify;
-    let t0 = Instant::now();
-    let cpu0 = thread_cpu_ns();
-    let heap_before = heap.live.load(Ordering::Relaxed);
-    let assist_before = heap.assist_ns.load(Ordering::Relaxed);
-    // Step 1: what the background sweeper left, in batches outside the lock, then the
-    // bookkeeping.
+    let mut t = Timeline::start(heap);
+    sweep_termination(heap);
+    let mutators = start_marking(heap, &mut t);
+    let mut marker = Marker::shared(heap);
+    let global_roots = mark_global_roots(heap, &mut marker);
+    mark_concurrently(heap, &mut marker);
+    t.marked = Instant::now();
+    t.cpu_marked = thread_cpu_ns();
+    let (dead_candidates, callback_roots, limited) = terminate_marking(heap, &mut marker, &mut t);
+    // Step 6.
+    heap.central_lock().queue_sweep(dead_candidates);
+    heap.large_pending.store(false, Ordering::Release);
+    let marked = marker.marked_bytes + heap.helper_marked.swap(0, Ordering::Relaxed);
+    heap.live.store(marked, Ordering::Relaxed);
+    // Roots: what the collector scanned (handles, native mutators' stacks, callbacks) and
+    // the stacks the mutators scanned themselves.
+    let own_stacks = heap.stack_scan_bytes.load(Ordering::Relaxed);
+    let goal = heap.update_goal(marked, marker.root_bytes + own_stacks, limited);
+    heap.gc_cpu_ns
+        .fetch_add(thread_cpu_ns().saturating_sub(t.cpu0), Ordering::Relaxed);
+    record(
+        heap,
+        crate::stats::Cycle {
+            start: t.t0,
+            stw_ns: (t.marking - t.stop).as_nanos() as u64,
+            mark_ns: (t.marked - t.marking).as_nanos() as u64,
+            background_cpu_ns: t.cpu_marked.saturating_sub(t.cpu_marking)
+                + heap.worker_cpu_ns.swap(0, Ordering::Relaxed),
+            assist_ns: heap.assist_ns.load(Ordering::Relaxed) - t.assist_before,
+            term_ns: (t.restart - t.term).as_nanos() as u64,
+            heap_before: t.heap_before,
+            marked,
+            goal,
+            stack_roots: marker.root_bytes - global_roots - callback_roots + own_stacks,
+            global_roots: global_roots + callback_roots,
+            mutators,
+            limited,
+        },
+    );
+}
+
+/// When each step of a cycle began, and the figures taken at its start, for its statistics.
+struct Timeline {
+    t0: Instant,
+    cpu0: u64,
+    heap_before: usize,
+    assist_before: u64,
+    /// Step 2's stop of the world began (the time to stop is part of the pause).
+    stop: Instant,
+    /// Marking began: the world restarted after step 2.
+    marking: Instant,
+    cpu_marking: u64,
+    /// Concurrent marking ended (steps 3 and 4).
+    marked: Instant,
+    cpu_marked: u64,
+    /// Step 5's stop of the world began.
+    term: Instant,
+    /// The world restarted after step 5.
+    restart: Instant,
+}
+
+impl Timeline {
+    fn start(heap: &Heap) -> Timeline {
+        let now = Instant::now();
+        Timeline {
+            t0: now,
+            cpu0: thread_cpu_ns(),
+            heap_before: heap.live.load(Ordering::Relaxed),
+            assist_before: heap.assist_ns.load(Ordering::Relaxed),
+            stop: now,
+            marking: now,
+            cpu_marking: 0,
+            marked: now,
+            cpu_marked: 0,
+            term: now,
+            restart: now,
+        }
+    }
+}
+
+/// Step 1: what the background sweeper left, in batches outside the lock, then the
+/// bookkeeping.
+fn sweep_termination(heap: &Heap) {
     while heap.sweep_batch(SWEEP_BATCH) {}
-    heap.central_lock().finish_sweep(poison);
-    // Step 2.
+    heap.central_lock().finish_sweep(heap.config.verify);
+}
+
+/// Step 2, with the world stopped: every cache goes back, every mutator is asked to scan its
+/// stack, the pools rotate, the marking state is reset and the barrier switched on. Returns
+/// the number of mutators.
+fn start_marking(heap: &Heap, t: &mut Timeline) -> usize {
     let w = stop_the_world(heap);
-    let t_stop = Instant::now();
+    t.stop = Instant::now();
     for m in w.each() {
         // SAFETY: rule 2 of `mutator`: every mutator is stopped and we hold `world`. The spans
         // go back on their partial lists (swept in step 1), for marking to allocate from.
@@ -204,10 +285,14 @@ fn cycle(heap: &'static Heap) {
     heap.marking.store(true, Ordering::SeqCst);
     let mutators = w.mutators.len();
     start_the_world(heap, w);
-    let t_marking = Instant::now();
-    let cpu_marking = thread_cpu_ns();
-    // Step 3.
-    let mut marker = Marker::shared(heap);
+    t.marking = Instant::now();
+    t.cpu_marking = thread_cpu_ns();
+    mutators
+}
+
+/// Step 3's roots the collector scans itself: the global handles, the pools, what finalizable
+/// objects reach and the finalizer queue's objects. Returns the bytes of roots scanned.
+fn mark_global_roots(heap: &Heap, marker: &mut Marker) -> usize {
     {
         let roots = heap.roots_lock();
         for &h in &roots.handles {
@@ -222,17 +307,20 @@ fn cycle(heap: &'static Heap) {
         }
     });
     // What finalizable objects reach, and queued finalizers' objects (`finalize` rule 2).
-    {
-        let mut referents = Vec::new();
-        heap.each_finalizable(|obj| referents.push(obj), |obj| marker.root_value(obj));
-        for obj in referents {
-            marker.mark_referents(obj);
-        }
+    let mut referents = Vec::new();
+    heap.each_finalizable(|obj| referents.push(obj), |obj| marker.root_value(obj));
+    for obj in referents {
+        marker.mark_referents(obj);
     }
-    let global_roots = marker.root_bytes;
+    marker.root_bytes
+}
+
+/// Steps 3 and 4, world running: drain grey work from every source until a flush wave
+/// delivers nothing (rule 9).
+fn mark_concurrently(heap: &Heap, marker: &mut Marker) {
     loop {
         marker.drain();
-        if marker.take_queue(heap) || marker.steal() || scan_native_mutators(heap, &mut marker) {
+        if marker.take_queue(heap) || marker.steal() || scan_native_mutators(heap, marker) {
             continue;
         }
         if heap.helpers.load(Ordering::SeqCst) != 0 {
@@ -258,11 +346,19 @@ fn cycle(heap: &'static Heap) {
         }
         break;
     }
-    let t_marked = Instant::now();
-    let cpu_marked = thread_cpu_ns();
-    // Step 5.
+}
+
+/// Step 5, with the world stopped: flush and mark what is left, run the root callbacks,
+/// verify, flip the sweep generation, switch the barrier off, update the CPU limiter.
+/// Returns the large objects to check for death (for step 6), the bytes of callback roots,
+/// and whether the limiter is engaged.
+fn terminate_marking(
+    heap: &Heap,
+    marker: &mut Marker,
+    t: &mut Timeline,
+) -> (Vec<*mut crate::span::GcSpan>, usize, bool) {
     let mut w = stop_the_world(heap);
-    let t_term = Instant::now();
+    t.term = Instant::now();
     marker.stop_the_world();
     for m in w.each() {
         m.flush_barrier();
@@ -278,19 +374,17 @@ fn cycle(heap: &'static Heap) {
     }
     // Assists parked for this stop left their grey objects in `work` (rule 10); mark workers
     // may still be draining (rule 11): mark until nobody holds work.
-    mark_to_completion(heap, &mut marker);
+    mark_to_completion(heap, marker);
     let before_callbacks = marker.root_bytes;
     {
         let roots = heap.roots_lock();
         for (_, f) in &roots.callbacks {
-            f(&mut RootVisitor {
-                marker: &mut marker,
-            });
+            f(&mut RootVisitor { marker });
         }
     }
     // What the callbacks reached, to the end: a drain may have shared grey objects through
     // `work` (a marker's failed steal above left `work_wanted` set), and workers may hold some.
-    mark_to_completion(heap, &mut marker);
+    mark_to_completion(heap, marker);
     let callback_roots = marker.root_bytes - before_callbacks;
     let mut c = heap.central_lock();
     if heap.config.verify {
@@ -301,46 +395,19 @@ fn cycle(heap: &'static Heap) {
     heap.large_pending.store(true, Ordering::Release);
     drop(c);
     heap.marking.store(false, Ordering::SeqCst);
-    let t_restart = Instant::now();
-    let limited;
-    {
-        let gc_ns = (t_restart - t0).as_nanos() as u64;
-        let mutator_ns = (t0 - w.last_end).as_nanos() as u64;
-        limited = w.limiter.update(gc_ns, mutator_ns);
-        w.last_end = t_restart;
-    }
+    t.restart = Instant::now();
+    let gc_ns = (t.restart - t.t0).as_nanos() as u64;
+    let mutator_ns = (t.t0 - w.last_end).as_nanos() as u64;
+    let limited = w.limiter.update(gc_ns, mutator_ns);
+    w.last_end = t.restart;
     start_the_world(heap, w);
-    // Step 6.
-    heap.central_lock().queue_sweep(dead_candidates);
-    heap.large_pending.store(false, Ordering::Release);
-    let marked = marker.marked_bytes + heap.helper_marked.swap(0, Ordering::Relaxed);
-    heap.live.store(marked, Ordering::Relaxed);
-    // Roots: what the collector scanned (handles, native mutators' stacks, callbacks) and
-    // the stacks the mutators scanned themselves.
-    let own_stacks = heap.stack_scan_bytes.load(Ordering::Relaxed);
-    let roots = marker.root_bytes + own_stacks;
-    let goal = heap.update_goal(marked, roots, limited);
-    let stw_ns = (t_marking - t_stop).as_nanos() as u64;
-    let term_ns = (t_restart - t_term).as_nanos() as u64;
-    heap.gc_cpu_ns
-        .fetch_add(thread_cpu_ns().saturating_sub(cpu0), Ordering::Relaxed);
+    (dead_candidates, callback_roots, limited)
+}
+
+/// Records the cycle's statistics, and prints its gctrace line when asked.
+fn record(heap: &Heap, cycle: crate::stats::Cycle) {
     let mut st = heap.stats_lock();
-    st.record(crate::stats::Cycle {
-        start: t0,
-        stw_ns,
-        mark_ns: (t_marked - t_marking).as_nanos() as u64,
-        background_cpu_ns: cpu_marked.saturating_sub(cpu_marking)
-            + heap.worker_cpu_ns.swap(0, Ordering::Relaxed),
-        assist_ns: heap.assist_ns.load(Ordering::Relaxed) - assist_before,
-        term_ns,
-        heap_before,
-        marked,
-        goal,
-        stack_roots: marker.root_bytes - global_roots - callback_roots + own_stacks,
-        global_roots: global_roots + callback_roots,
-        mutators,
-        limited,
-    });
+    st.record(cycle);
     if heap.config.trace {
         eprintln!(
             "{}",

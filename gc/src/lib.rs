@@ -15,9 +15,10 @@
 //! ```text
 //! sync: sync
 //! protocols: handshake world sweepgen
-//! leaves: knobs pacer misuse stats object control roots ephemeron::index
-//! spans: span spanmap central
+//! leaves: knobs pacer misuse stats object control roots ephemeron::index mutator::stack
+//! spans: span spanmap central mutator::cache
 //! core: heap mutator pool finalize
+//! allocation: mutator::alloc
 //! mark: mark mark::scan mark::work mark::verify mark::assist mark::worker
 //! barrier: barrier
 //! sweep: sweep
@@ -32,7 +33,9 @@
 //! (protocol only, loom-modelled). The leaves hold state and arithmetic that know nothing of
 //! a heap: types (`object`), the pacer's pure functions, cycle control (`control`), the global
 //! roots' registry and the visitor root callbacks report to (`roots`), the ephemeron index,
-//! the statistics and the gctrace line (`stats`), misuse messages. `central` is the span lists.
+//! the statistics and the gctrace line (`stats`), misuse messages, a mutator's shadow stack
+//! (`mutator::stack`). `central` is the span lists, `mutator::cache` a mutator's allocation
+//! caches over them. The allocation paths (`mutator::alloc`) sit above the core they use.
 //! The core is one circle of four files: the heap (`Heap`, whose fields hold every layer's
 //! state) and its mutators name each other (the registry holds mutator records; a record
 //! holds its heap), and the two features whose state those records hold, pools (a mutator's
@@ -55,7 +58,7 @@
 //!   object costs nothing to free.
 //! * An interior pointer keeps its whole object alive.
 //!
-//! ## Allocation (`mutator`)
+//! ## Allocation (`mutator::alloc`)
 //! 1. Read the mutator's `poll` word: non-zero means a collection is waiting (park) or the
 //!    mutator was detached (abort). This makes every allocation a safepoint.
 //! 2. Take the next free slot from the kind's cached 64-slot window of free bits (count

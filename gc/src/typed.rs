@@ -267,7 +267,10 @@ impl<'s> Scope<'s> {
     /// Roots `p` in the arena for this scope.
     fn root<T>(&self, p: NonNull<T>) -> Local<'s, T> {
         // SAFETY: rule 2 of `mutator`.
-        unsafe { self.m.local() }.slots.push(p.as_ptr() as usize);
+        unsafe { self.m.local() }
+            .stack
+            .slots
+            .push(p.as_ptr() as usize);
         Local {
             ptr: p,
             _scope: PhantomData,
@@ -407,10 +410,10 @@ impl<'s> Scope<'s> {
     /// Runs `f` in a nested scope: its locals stop being roots when it returns.
     pub fn scope<R>(&self, f: impl for<'t> FnOnce(&Scope<'t>) -> R) -> R {
         // SAFETY: rule 2 of `mutator`: the owner, running.
-        let base = unsafe { self.m.local() }.slots.len();
+        let base = unsafe { self.m.local() }.stack.slots.len();
         let r = f(&Scope { m: self.m });
         // SAFETY: as above.
-        unsafe { self.m.local() }.slots.truncate(base);
+        unsafe { self.m.local() }.stack.slots.truncate(base);
         r
     }
 

@@ -83,7 +83,7 @@ impl Marker {
     pub(crate) unsafe fn mutator_roots(&mut self, m: &MutatorState) {
         // SAFETY: the caller's contract: the owner does not touch `local` meanwhile.
         let local = unsafe { &*m.local.get() };
-        local.each_root(|v| self.root_value(v));
+        local.stack.each_root(|v| self.root_value(v));
     }
 
     /// Shades the object `v` points into, if it is one of this heap's.
