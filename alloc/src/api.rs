@@ -141,7 +141,7 @@ impl Block {
 /// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
 ///
 /// The common request (alignment at most 16, a small size) is served inline; every other
-/// one leaves through a single call in tail position ([`alloc_other`]), so the inlined path
+/// one leaves through a single call in tail position (`alloc_other`), so the inlined path
 /// makes no call that returns to it and saves no register.
 #[inline]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
