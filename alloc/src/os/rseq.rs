@@ -96,7 +96,7 @@ macro_rules! sequence_start {
 /// glibc's offset from the thread pointer: the sequence addresses it as `fs:[{area} + k]`,
 /// because the `fs` segment's base is the thread pointer, so finding the area costs no load of
 /// `fs:[0]` on the path to `cpu_id`; measured, 3% off a malloc/free pair and 4-8% off a run
-/// of 100),
+/// of 100, `cargo run --release -p tricolor-tools -- bench --pairs`),
 /// `{base}`, `{shift}` (the slab size's log2, a constant), `{n}`, `{hdr}` (the class header's
 /// offset), and the scratch registers `{cpu}` and `{cur}`. `extra` adds the sequence's own
 /// operands.
