@@ -104,8 +104,10 @@
 //! ## Heap profiles (`profile`)
 //! While sampling is on (`TRICOLOR_PROFILE`, `profile::set_rate`), one allocation per `rate`
 //! bytes on average is served as a page run of its own, its stack recorded in a bucket; its
-//! free is seen on the large-block path. The fast path pays nothing while sampling is off
-//! (a mode bit it compares exactly). `profile::dump` writes pprof's format.
+//! free is seen on the large-block path. While sampling is off the fast path pays one branch,
+//! never taken, on the per-CPU list's counter (`profile`'s "What it costs"); the per-thread
+//! path compares the mode exactly, which a sampling bit changes. `profile::dump` writes
+//! pprof's format.
 //!
 //! ## Threads and processes
 //! A thread's cache is flushed by a `pthread_key_create` destructor when the thread exits;

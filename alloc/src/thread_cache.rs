@@ -451,8 +451,9 @@ pub(crate) unsafe extern "C" fn on_thread_exit(p: *mut c_void) {
 /// Their blocks are leaked, not flushed: `fork` copies memory while the other threads run,
 /// page by page, so a dead thread's list in the child may be caught between a pop and the
 /// length update, or show a block's link from before and the head from after a store. Walking
-/// it crashed children (SIGSEGV in 2 to 14 of 200 forks), and salvaging it by validation could
-/// hand a block out twice. glibc, jemalloc and mimalloc also leave other threads' caches behind
+/// it crashes children (SIGSEGV in 2 to 14 of 200 forks with the lists flushed:
+/// `cargo test -p tricolor-alloc --test fork fork_storm_with_small_block_churn`), and
+/// salvaging it by validation could hand a block out twice. glibc, jemalloc and mimalloc also leave other threads' caches behind
 /// in the child. The loss is bounded by [`MAX_THREAD_BYTES`] per thread that existed at the
 /// fork; statistics count those blocks as in use (no list holds them).
 pub(crate) fn abandon_orphans() {

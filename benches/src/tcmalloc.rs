@@ -17,7 +17,7 @@
 //! `prodcons8` on TCMalloc hung (a channel's buffer, from glibc, overwritten) or crashed;
 //! with the variable set, 0 of 40. The variable must be in the environment before the
 //! library loads, and setting it is only sound before the process has threads, so the
-//! processes that load TCMalloc set it first thing in `main` (`set_skip_sbrk`), and [`load`]
+//! processes that load TCMalloc set it first thing in `main` (`set_skip_sbrk`), and `load`
 //! refuses to load the library without it. `TCMALLOC_SKIP_SBRK` is not needed: its
 //! `sbrk` use coexists with glibc's, which treats a foreign break as non-contiguous.
 //!

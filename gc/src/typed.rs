@@ -1,7 +1,7 @@
 //! The safe typed layer over the raw one (`MutatorState`'s operations and the `raw` module,
 //! whose rules are the crate docs' "What embedders must do").
 //!
-//! * A Rust type becomes a GC type with the [`object!`](crate::object) macro, which defines
+//! * A Rust type becomes a GC type with the [`object!`](crate::object!) macro, which defines
 //!   the struct and derives its pointer map: fields of type [`Member<T>`] are pointer slots,
 //!   every other field must be [`Data`] (pointer-free). Objects are never dropped (the
 //!   collector frees memory, it runs no destructors), so types that need `Drop` are refused
@@ -167,7 +167,7 @@ unsafe impl<T: Data> Data for std::cell::Cell<T> {}
 // SAFETY: an array of data is data.
 unsafe impl<T: Data, const N: usize> Data for [T; N] {}
 
-/// A GC object type: its pointer slots. Implemented by [`object!`](crate::object).
+/// A GC object type: its pointer slots. Implemented by [`object!`](crate::object!).
 ///
 /// # Safety
 /// `pointer_offsets` lists the byte offset of every `Member` field and nothing else.

@@ -29,11 +29,11 @@
 //! least 1 there, so no borrow crosses into the counter) and increments the counter. Counting
 //! allocations thus costs the fast path no instruction beyond the add it already made. When
 //! the counter is at `2^32 - 1`, the add carries out of the word: `pop` then fails before its
-//! commit and returns [`TRIPPED`]. That carry is the heap profiler's trigger: to sample after
-//! `k` more allocations from a list, it sets the counter to `2^32 - 1 - k` (`percpu::counters`),
-//! so sampling costs the fast path one `jc` that is never taken while it is off (a counter left
-//! alone trips once per 2^32 allocations of its list). The
-//! other sequences load and store the same 8 bytes (`pop_uncounted` and `push` leaving the
+//! commit and returns [`TRIPPED`](crate::os::rseq::TRIPPED). That carry is the heap profiler's
+//! trigger: to sample after `k` more allocations from a list, it sets the counter to
+//! `2^32 - 1 - k` (`percpu::counters`), so sampling costs the fast path one `jc` that is never
+//! taken while it is off (a counter left alone trips once per 2^32 allocations of its list).
+//! The other sequences load and store the same 8 bytes (`pop_uncounted` and `push` leaving the
 //! counter as it was):
 //! measured, a 4-byte commit followed by the next `pop`'s 8-byte load of the same word
 //! defeats store forwarding and makes an allocation-free pair 2.3 times slower (16.5 ns
@@ -96,7 +96,7 @@ macro_rules! sequence_start {
 /// glibc's offset from the thread pointer: the sequence addresses it as `fs:[{area} + k]`,
 /// because the `fs` segment's base is the thread pointer, so finding the area costs no load of
 /// `fs:[0]` on the path to `cpu_id`; measured, 3% off a malloc/free pair and 4-8% off a run
-/// of 100),
+/// of 100, `cargo run --release -p tricolor-tools -- bench --pairs`),
 /// `{base}`, `{shift}` (the slab size's log2, a constant), `{n}`, `{hdr}` (the class header's
 /// offset), and the scratch registers `{cpu}` and `{cur}`. `extra` adds the sequence's own
 /// operands.

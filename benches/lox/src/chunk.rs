@@ -5,44 +5,92 @@ use crate::value::Value;
 /// The instructions (one byte each, operands following).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-#[allow(missing_docs)]
 pub enum Op {
+    /// Pushes constant `k` (operand: one byte `k`).
     Constant,
+    /// Pushes `nil`.
     Nil,
+    /// Pushes `true`.
     True,
+    /// Pushes `false`.
     False,
+    /// Pops the top value.
     Pop,
+    /// Pushes local slot `i` of the running frame (operand: one byte `i`).
     GetLocal,
+    /// Stores the top value, left on the stack, in local slot `i` (operand: one byte `i`).
     SetLocal,
+    /// Pushes the global named by constant `k` (operand: one byte `k`); an error if undefined.
     GetGlobal,
+    /// Pops the top value into a new global named by constant `k` (operand: one byte `k`).
     DefineGlobal,
+    /// Stores the top value, left on the stack, in the existing global named by constant `k`
+    /// (operand: one byte `k`); an error if undefined.
     SetGlobal,
+    /// Replaces the top two values with whether they are equal.
     Equal,
+    /// Replaces the top two numbers `a`, `b` with `a > b`.
     Greater,
+    /// Replaces the top two numbers `a`, `b` with `a < b`.
     Less,
+    /// Replaces the top two values with their sum (numbers) or concatenation (strings).
     Add,
+    /// Replaces the top two numbers `a`, `b` with `a - b`.
     Subtract,
+    /// Replaces the top two numbers `a`, `b` with `a * b`.
     Multiply,
+    /// Replaces the top two numbers `a`, `b` with `a / b`.
     Divide,
+    /// Replaces the top value with whether it is falsey.
     Not,
+    /// Replaces the top number with its negation.
     Negate,
+    /// Pops the top value and prints it on a line.
     Print,
+    /// Jumps forward `off` bytes (operand: `off`, two bytes big-endian).
     Jump,
+    /// Jumps forward `off` bytes when the top value, left on the stack, is falsey (operand:
+    /// `off`, two bytes big-endian).
     JumpIfFalse,
+    /// Jumps back `off` bytes, at a safepoint (operand: `off`, two bytes big-endian).
     Loop,
+    /// Calls the value below the top `argc` arguments (operand: one byte `argc`).
     Call,
+    /// Pushes a closure of the function in constant `k` (operand: one byte `k`, then per
+    /// upvalue two bytes: 1 to capture local slot `i` or 0 to share the enclosing upvalue `i`,
+    /// then `i`).
     Closure,
+    /// Pushes the running closure's upvalue `i` (operand: one byte `i`).
     GetUpvalue,
+    /// Stores the top value, left on the stack, in the running closure's upvalue `i` (operand:
+    /// one byte `i`).
     SetUpvalue,
+    /// Closes the upvalue over the top stack slot, then pops it.
     CloseUpvalue,
+    /// Returns the top value from the running frame.
     Return,
+    /// Pushes a new class named by constant `k` (operand: one byte `k`).
     Class,
+    /// Replaces the instance on top with its field, or its class's method bound to it, named
+    /// by constant `k` (operand: one byte `k`).
     GetProperty,
+    /// Sets the field named by constant `k` of the instance below the top to the top value,
+    /// and leaves that value in their place (operand: one byte `k`).
     SetProperty,
+    /// Adds the closure on top to the class below it as the method named by constant `k`, and
+    /// pops the closure (operand: one byte `k`).
     Method,
+    /// Calls the method named by constant `k` on the instance below the top `argc` arguments
+    /// (operands: one byte `k`, one byte `argc`).
     Invoke,
+    /// Copies the methods of the superclass below the top into the subclass on top, and pops
+    /// the subclass.
     Inherit,
+    /// Pops the superclass on top and replaces the instance below it with the superclass's
+    /// method named by constant `k`, bound to it (operand: one byte `k`).
     GetSuper,
+    /// Pops the superclass on top and calls its method named by constant `k` on the instance
+    /// below the top `argc` arguments (operands: one byte `k`, one byte `argc`).
     SuperInvoke,
 }
 

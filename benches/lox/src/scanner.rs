@@ -2,47 +2,86 @@
 
 /// Token kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub enum Kind {
+    /// `(`
     LeftParen,
+    /// `)`
     RightParen,
+    /// `{`
     LeftBrace,
+    /// `}`
     RightBrace,
+    /// `,`
     Comma,
+    /// `.`
     Dot,
+    /// `-`
     Minus,
+    /// `+`
     Plus,
+    /// `;`
     Semicolon,
+    /// `/`
     Slash,
+    /// `*`
     Star,
+    /// `!`
     Bang,
+    /// `!=`
     BangEqual,
+    /// `=`
     Equal,
+    /// `==`
     EqualEqual,
+    /// `>`
     Greater,
+    /// `>=`
     GreaterEqual,
+    /// `<`
     Less,
+    /// `<=`
     LessEqual,
+    /// A name that is not a keyword.
     Identifier,
+    /// A string literal, quotes included.
     String,
+    /// A number literal.
     Number,
+    /// The keyword `and`.
     And,
+    /// The keyword `class`.
     Class,
+    /// The keyword `else`.
     Else,
+    /// The keyword `false`.
     False,
+    /// The keyword `for`.
     For,
+    /// The keyword `fun`.
     Fun,
+    /// The keyword `if`.
     If,
+    /// The keyword `nil`.
     Nil,
+    /// The keyword `or`.
     Or,
+    /// The keyword `print`.
     Print,
+    /// The keyword `return`.
     Return,
+    /// The keyword `super`.
     Super,
+    /// The keyword `this`.
     This,
+    /// The keyword `true`.
     True,
+    /// The keyword `var`.
     Var,
+    /// The keyword `while`.
     While,
+    /// A scanning error; the token's text is the message.
     Error,
+    /// The end of the source.
     Eof,
 }
 
