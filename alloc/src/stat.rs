@@ -48,7 +48,7 @@ pub const NAMES: &[Stat] = &[
     },
     Stat {
         name: c"in_use.large",
-        what: "large objects the program holds (whole pages)",
+        what: "page runs in use (whole pages): big, over-aligned and sampled blocks, GC spans",
         read: |s| s.in_use_large,
     },
     Stat {
@@ -118,27 +118,27 @@ pub const NAMES: &[Stat] = &[
     },
     Stat {
         name: c"large.allocs",
-        what: "large allocations ever made",
+        what: "page runs ever handed out (large and sampled blocks, GC spans)",
         read: |s| s.large_allocs,
     },
     Stat {
         name: c"large.frees",
-        what: "large allocations ever freed",
+        what: "page runs ever given back",
         read: |s| s.large_frees,
     },
     Stat {
         name: c"large.bytes_allocated",
-        what: "bytes large allocations ever took (whole pages)",
+        what: "bytes page runs ever took (whole pages)",
         read: |s| s.large_bytes_allocated,
     },
     Stat {
         name: c"large.peak_bytes",
-        what: "the most bytes live large allocations held at once (whole pages)",
+        what: "the most bytes page runs in use held at once (whole pages)",
         read: |s| s.large_peak_bytes,
     },
     Stat {
         name: c"large.peak_count",
-        what: "the most large allocations live at once",
+        what: "the most page runs in use at once",
         read: |s| s.large_peak_count,
     },
     Stat {
