@@ -87,10 +87,14 @@ fn production_code(src: &str) -> String {
     let mut rest = s.as_str();
     while let Some(at) = rest.find("#[cfg(") {
         let close = rest[at..].find(']').unwrap() + at;
-        let cond = &rest[at..close];
-        let gated = (cond.contains("test") || cond.contains("loom"))
-            && !cond.contains("not(test)")
-            && !cond.contains("not(loom)");
+        // `#[cfg(test)]`, `#[cfg(loom)]` and `#[cfg(all(test, ...))]` are test-only;
+        // `#[cfg(any(test, feature = "x"))]` is production code under a feature.
+        let cond = &rest[at + "#[cfg(".len()..close];
+        let only = |c: &str| c.starts_with("test") || c.starts_with("loom");
+        let gated = only(cond)
+            || cond
+                .strip_prefix("all(")
+                .is_some_and(|args| args.split(',').any(|a| only(a.trim())));
         if !gated {
             out.push_str(&rest[..=close]);
             rest = &rest[close + 1..];
@@ -521,7 +525,8 @@ fn the_graph_reader_sees_every_kind_of_import() {
          fn g() { crate::h::call(); resize::grow(); let s = \"crate::in_string\"; }\n\
          mod raw { use super::*; }\n\
          #[cfg(test)]\nmod tests { use crate::only_tests; }\n\
-         #[cfg(loom)]\nuse crate::only_loom;\n",
+         #[cfg(loom)]\nuse crate::only_loom;\n\
+         #[cfg(any(test, feature = \"x\"))]\nuse crate::under_a_feature;\n",
     );
     let mut got = named_paths("p::m", &code, &children);
     got.sort();
@@ -534,7 +539,8 @@ fn the_graph_reader_sees_every_kind_of_import() {
             "h::call",
             "p::f",
             "p::m",
-            "p::m::resize::grow"
+            "p::m::resize::grow",
+            "under_a_feature",
         ]
     );
 }
