@@ -151,3 +151,19 @@ pub fn assert_ok(what: &str, o: &Output) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+// The documentation's Rust samples, compiled and run as doc tests of this crate so that they
+// cannot drift from the code (`cargo test -p tricolor-tests --doc`); the C samples are
+// `tests/docs.rs`'s.
+
+#[doc = include_str!("../../README.md")]
+pub mod readme {}
+
+#[doc = include_str!("../../docs/allocator.md")]
+pub mod allocator_guide {}
+
+#[doc = include_str!("../../docs/embedding-rust.md")]
+pub mod embedding_rust {}
+
+#[doc = include_str!("../../docs/tuning.md")]
+pub mod tuning_guide {}
