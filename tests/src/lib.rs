@@ -167,3 +167,20 @@ pub mod embedding_rust {}
 
 #[doc = include_str!("../../docs/tuning.md")]
 pub mod tuning_guide {}
+
+// The guides without Rust samples, so that one added to them is tested too.
+
+#[doc = include_str!("../../docs/README.md")]
+pub mod guides_index {}
+
+#[doc = include_str!("../../docs/embedding-c.md")]
+pub mod embedding_c {}
+
+#[doc = include_str!("../../docs/design.md")]
+pub mod design {}
+
+#[doc = include_str!("../../docs/benchmarks.md")]
+pub mod benchmarks {}
+
+#[doc = include_str!("../../docs/testing.md")]
+pub mod testing_guide {}
