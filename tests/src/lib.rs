@@ -151,3 +151,36 @@ pub fn assert_ok(what: &str, o: &Output) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+// The documentation's Rust samples, compiled and run as doc tests of this crate so that they
+// cannot drift from the code (`cargo test -p tricolor-tests --doc`); the C samples are
+// `tests/docs.rs`'s.
+
+#[doc = include_str!("../../README.md")]
+pub mod readme {}
+
+#[doc = include_str!("../../docs/allocator.md")]
+pub mod allocator_guide {}
+
+#[doc = include_str!("../../docs/embedding-rust.md")]
+pub mod embedding_rust {}
+
+#[doc = include_str!("../../docs/tuning.md")]
+pub mod tuning_guide {}
+
+// The guides without Rust samples, so that one added to them is tested too.
+
+#[doc = include_str!("../../docs/README.md")]
+pub mod guides_index {}
+
+#[doc = include_str!("../../docs/embedding-c.md")]
+pub mod embedding_c {}
+
+#[doc = include_str!("../../docs/design.md")]
+pub mod design {}
+
+#[doc = include_str!("../../docs/benchmarks.md")]
+pub mod benchmarks {}
+
+#[doc = include_str!("../../docs/testing.md")]
+pub mod testing_guide {}
