@@ -9,9 +9,9 @@
 //!
 //! Why rounds, and the fastest: this shared machine's noise comes in bursts of tens to
 //! hundreds of milliseconds that slow whatever runs by up to 2x (the same pair loop, started
-//! again and again, took 4.8 ns or 8-9 ns for every allocator alike). A child timing its
-//! runs back to back let one burst own a cell, and the median of its runs reported the
-//! burst (`churn` at 55 ms where it takes 27). So each cell takes `rounds` rounds, every
+//! again and again, takes 4.8 ns or 8-9 ns for every allocator alike: `tricolor bench --pairs`).
+//! A child timing its runs back to back lets one burst own a cell, and the median of such runs
+//! reports the burst (`churn` at 55 ms where it takes 27). So each cell takes `rounds` rounds, every
 //! allocator's child in turn in each round, and reports the fastest round's time, since
 //! noise only adds time, and the highest round's peak.
 
@@ -217,7 +217,7 @@ pub fn main(args: &[String]) -> ExitCode {
         &o.workloads
     };
     // The allocator tables' rounds: `--runs`, else 3 (each round is a warm-up run and a timed
-    // one, so 3 rounds cost what 5 runs in one process did).
+    // one: 3 rounds are 6 runs of each cell).
     let rounds = if o.runs_given { o.runs } else { 3 };
     if !workloads.is_empty() {
         println!(
@@ -241,9 +241,9 @@ pub fn main(args: &[String]) -> ExitCode {
         .filter(|r| **r != Rival::Tricolor)
         .map(|&r| (r, Vec::new()))
         .collect();
-    // Issue 16's verdict per workload (`goals`).
+    // The speed goal's verdict per workload (`goals`).
     let mut standings: Vec<(&str, Standing)> = Vec::new();
-    // Tricolor sampled over Tricolor, per workload (issue 17's goal).
+    // Tricolor sampled over Tricolor, per workload (the sampling goal, `goals`).
     let mut sampling_costs: Vec<(&str, f64)> = Vec::new();
     for w in workloads {
         let mut cells: Vec<(Rival, Cell)> = Vec::new();
@@ -273,8 +273,8 @@ pub fn main(args: &[String]) -> ExitCode {
                         return true;
                     }
                     // Tricolor failing fails the bench; a rival crashing is reported in the
-                    // table (TCMalloc crashed in prodcons8 until it was kept off `sbrk`:
-                    // `tcmalloc`).
+                    // table (TCMalloc crashes in prodcons8 unless kept off `sbrk`:
+                    // `tricolor_benches::tcmalloc`).
                     _ if r != Rival::Tricolor => crashed.push((r, out.status.to_string())),
                     _ => {
                         failed = true;
@@ -290,7 +290,7 @@ pub fn main(args: &[String]) -> ExitCode {
                 false
             });
             // Tricolor again with heap profiling at Go's default rate, in the same round
-            // (issue 17's cost of sampling, `goals::sampling_summary`).
+            // (the cost the sampling goal bounds, `goals::sampling_summary`).
             if o.sampled && live.contains(&Rival::Tricolor) {
                 let (out, cell) = run_cell(&exe, w, Rival::Tricolor, o.scale, Some(SAMPLED_RATE));
                 match (cell, &mut sampled) {

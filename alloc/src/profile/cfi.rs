@@ -2,8 +2,8 @@
 //! computed once and kept, so that a stack costs a table lookup and two loads a frame.
 //!
 //! libgcc's `_Unwind_Backtrace` finds and interprets the call frame information (CFI) of every
-//! frame of every stack it walks; that was most of a sample's cost (about 2.4 µs of a stack 15
-//! frames deep). Sampled stacks repeat the same few hundred call sites, so this module asks
+//! frame of every stack it walks; that is most of a sample's cost when libgcc walks (about
+//! 2.4 µs of a stack 15 frames deep). Sampled stacks repeat the same few hundred call sites, so this module asks
 //! libgcc only where a site's FDE is (`_Unwind_Find_FDE`), runs the FDE's CFI program itself up
 //! to the site, and keeps the outcome in a table keyed by the address.
 //!
