@@ -1,10 +1,10 @@
 //! The goals the allocator tables judge, on the figures of one `tricolor bench` run.
 //!
-//! The speed goal: on every workload and at every pair size, Tricolor's time at most 0.90 x
-//! the best of jemalloc, mimalloc and TCMalloc in the same run. glibc is in the tables but not
-//! in the goal, which is set against the three allocators built for speed. Each verdict says "met", or by how much it is missed: how
-//! far Tricolor's time is above the goal's time (0.9 x the best rival's), so "missed by 10%"
-//! means a tenth faster would meet it.
+//! The speed goal: on every workload and at every pair size, Tricolor's time at most 0.90 x the
+//! best of jemalloc, mimalloc and TCMalloc in the same run. glibc is in the tables but not in the
+//! goal, which is set against the three allocators built for speed. Each verdict says "met", or by
+//! how much it is missed: how far Tricolor's time is above the goal's time (0.9 x the best
+//! rival's), so "missed by 10%" means a tenth faster would meet it.
 //!
 //! The sampling goal: heap profiling at Go's default rate (one sample per 512 KiB)
 //! costs at most 2% on each workload, Tricolor with sampling on against Tricolor without in

@@ -26,10 +26,10 @@ const USAGE: &str = "\
 usage: tricolor <command> [options]
 
 commands:
-  bench            compare Tricolor with glibc, jemalloc, mimalloc and TCMalloc, and its collector with
-                   Boehm GC and Go (default: ~2 minutes); each allocator table ends with the speed
-                   goal (Tricolor at most 0.90x the best of jemalloc, mimalloc and TCMalloc), met
-                   or missed by how much
+  bench            compare Tricolor with glibc, jemalloc, mimalloc and TCMalloc, and its collector
+                   with Boehm GC and Go (default: ~2 minutes); each allocator table ends with the
+                   speed goal (Tricolor at most 0.90x the best of jemalloc, mimalloc and
+                   TCMalloc), met or missed by how much
       --long           10x the work and 7 runs or rounds per cell (several minutes)
       --scale N        work multiplier (default 1)
       --runs N         allocator tables: rounds per cell, allocators taking turns, the fastest
