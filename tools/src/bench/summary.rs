@@ -63,7 +63,7 @@ impl Summary {
         for (file, title, pick) in [
             (
                 "allocators-time.svg",
-                "allocator workloads: median time, rival / tricolor (above 1: Tricolor faster)",
+                "allocator workloads: fastest round's time, rival / tricolor (above 1: Tricolor faster)",
                 0,
             ),
             (
