@@ -106,8 +106,8 @@ pub fn table(rivals: &[Rival], seconds: f64) -> bool {
     ok
 }
 
-/// The memory-return goal's verdict on Tricolor's RSS at 10 s and idle CPU share: "met", or by how much
-/// each part is missed.
+/// The memory-return goal's verdict on Tricolor's RSS at 10 s and idle CPU share: "met", or by
+/// how much each part is missed.
 fn verdict(rss_mib: f64, cpu_percent: f64) -> String {
     let mut missed = Vec::new();
     if rss_mib >= GOAL_MIB {
