@@ -14,14 +14,20 @@ pub(super) enum Part {
 
 /// The parsed command line ([`parse`]).
 pub(super) struct Options {
+    /// `--scale`: the work multiplier (10 with `--long`).
     pub(super) scale: usize,
+    /// `--runs`: the collector table's runs per cell (default 5); the other tables take
+    /// [`Options::rounds`].
     pub(super) runs: usize,
     /// `--programs`: only the real programs' table.
     pub(super) programs: bool,
     /// `--lox`: only the Lox table.
     pub(super) lox: bool,
+    /// Whether `--runs` (or `--long`) set `runs`.
     runs_given: bool,
+    /// The spike table: with the rest, alone (`--spike`), or not (`--no-spike`).
     pub(super) spike: Part,
+    /// How long the spike table watches RSS after the free.
     pub(super) spike_seconds: f64,
     /// The pair table (`pairs`).
     pub(super) pairs: Part,
@@ -29,9 +35,13 @@ pub(super) struct Options {
     pub(super) sampled: bool,
     /// The collector table: with the rest, alone (`--gc`), or not (`--no-gc`).
     pub(super) gc: Part,
+    /// `--depth`: binary-trees' depth.
     pub(super) depth: u32,
+    /// `--program`: only these of `--programs`.
     pub(super) only_programs: Vec<String>,
+    /// `--workload`, else all of them.
     pub(super) workloads: Vec<Workload>,
+    /// `--allocator`, else all of them, less those that cannot be loaded here.
     pub(super) rivals: Vec<Rival>,
     /// `--svg DIR`: the tables also as charts there.
     pub(super) svg: Option<std::path::PathBuf>,
