@@ -1,20 +1,19 @@
 //! The pair workload of `tricolor bench`'s pair table: one allocation and its free, back to
 //! back, at one size: the cache-hit fast paths and nothing else. The criterion benchmark
 //! `pair/<size>` (`benches/malloc.rs`) measures the same loop with criterion's statistics;
-//! this one gives `tricolor bench` one table with every rival and the goal's verdict (issue 16:
-//! at most 0.9 x the best rival at each size from 16 B to 32 KiB).
+//! this one gives `tricolor bench` one table with every rival and the speed goal's verdict (at
+//! most 0.90 x the best of jemalloc, mimalloc and TCMalloc at each size from 16 B to 32 KiB).
 //!
 //! # How it is timed, and why
-//! Every allocator runs in one process, taking turns chunk by chunk: `rounds` rounds, each of
-//! one chunk per size and allocator, and each allocator's figure at a size is its fastest
-//! chunk there. Noise
-//! on our shared 2-CPU machines only adds time and comes in phases, from tens of
-//! milliseconds to minutes, that slow whatever runs by up to 2x: timed one allocator after
-//! another (a child process each), a phase could own one allocator's cells and not another's
-//! (Tricolor's 16 B pair read 7.6 ns in one table and 5.6 in the next, while jemalloc's read
-//! 4.45 in both). Taking turns, a phase hits every allocator alike, and the fastest chunk of
-//! each comes from the same quiet moments. The allocators share the process but not their
-//! heaps: each pair loop touches only its own allocator's block, warm after the first chunk.
+//! Every allocator runs in one process, taking turns chunk by chunk: `rounds` rounds, each of one
+//! chunk per size and allocator, and each allocator's figure at a size is its fastest chunk there.
+//! Noise on our shared 2-CPU machines only adds time and comes in phases, from tens of milliseconds
+//! to minutes, that slow whatever runs by up to 2x: timed one allocator after another (a child
+//! process each), a phase can own one allocator's cells and not another's (measured that way,
+//! Tricolor's 16 B pair reads 7.6 ns in one table and 5.6 in the next, while jemalloc's reads 4.45
+//! in both). Taking turns, a phase hits every allocator alike, and the fastest chunk of each comes
+//! from the same quiet moments. The allocators share the process but not their heaps: each pair
+//! loop touches only its own allocator's block, warm after the first chunk.
 
 use crate::{AllocFn, Rival};
 use std::alloc::{GlobalAlloc, Layout};

@@ -1,5 +1,6 @@
 //! The RSS spike: how fast each allocator gives memory back to the OS when the program stops
-//! needing it and then does nothing at all (issue 5's "RSS that never comes down").
+//! needing it and then does nothing at all (an idle program whose RSS never comes down is the
+//! failure this measures).
 //!
 //! One run, in its own process: allocate `mib` MiB of mixed objects (half small, 16 B to
 //! 30 KB; half large, 40 KB to 1 MiB), touching every byte; free them all; then sleep, reading

@@ -2,17 +2,17 @@
 //! (`benches/gc/gcbench.c`, `benches/gc/gcbench.go`) on Tricolor's collector, Boehm GC and
 //! Go, in one run.
 //!
-//! The C source is compiled twice with the system C compiler: against `libtricolor.a`
-//! (built here by cargo when run through `cargo run`) and against Boehm's `-lgc`; the Go
-//! source with `go build`. A rival whose toolchain or library is missing is skipped with a
-//! message. The programs: binary-trees, GCBench, and the message buffer (1 KiB messages, and
-//! messages of 8 linked nodes). Each cell is `runs` runs of one program: median wall time, median peak RSS
+//! The C source is compiled twice with the system C compiler: against `libtricolor.a` (built
+//! here by cargo when run through `cargo run`) and against Boehm's `-lgc`; the Go source with
+//! `go build`. A rival whose toolchain or library is missing is skipped with a message. The
+//! programs: binary-trees, GCBench, and the message buffer (1 KiB messages, and messages of 8
+//! linked nodes). Each cell is `runs` runs of one program: median wall time, median peak RSS
 //! (`ru_maxrss` from `wait4`), and the collections and pause p50/max the program reports for
-//! itself (Tricolor: `tc_gc_stats`, each stop of the world; Boehm: its stop/start-world
-//! events; Go: `MemStats.PauseNs`), medians over the runs. "wait max" is Tricolor's longest
-//! wait of an allocating thread for marking to finish at the heap goal (`wait_max_ns`): not
-//! a pause, but that thread's latency (Go's analogue, mark assists, is not reported per
-//! event). The checksums must agree.
+//! itself (Tricolor: `tc_gc_stats`, each stop of the world; Boehm: its stop/start-world events;
+//! Go: `MemStats.PauseNs`), medians over the runs. "wait max" is Tricolor's longest wait of an
+//! allocating thread for marking to finish at the heap goal (`wait_max_ns`): not a pause, but
+//! that thread's latency (Go's analogue, mark assists, is not reported per event). The
+//! checksums must agree.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};

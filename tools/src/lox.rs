@@ -3,7 +3,7 @@
 //! peak RSS, collections, the longest pause and the GC CPU share, from `runs` runs of each,
 //! the two VMs run by run in turn.
 //!
-//! The rival: the issue asks for clox (the book's C VM, NaN-boxed values, a stop-the-world
+//! The rival: the natural one is clox (the book's C VM, NaN-boxed values, a stop-the-world
 //! mark-sweep collector). No package ships clox, and its source cannot be fetched into this
 //! project, so the table measures against loxcraft (crates.io, `cargo install loxcraft
 //! --locked`): a Rust bytecode VM for the same language with its own stop-the-world

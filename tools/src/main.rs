@@ -1,7 +1,8 @@
 //! `tricolor`: Tricolor's command-line tool.
 //!
 //! * `tricolor bench [options]` runs the allocator workloads against glibc, jemalloc,
-//!   mimalloc and TCMalloc and prints median time and peak memory with ratios to Tricolor (see `bench.rs`),
+//!   mimalloc and TCMalloc and prints the fastest round's time and the highest peak memory, with
+//!   ratios to Tricolor (see `bench.rs`),
 //!   then how fast each returns a freed spike of memory (see `spike.rs`), then the collector
 //!   against Boehm GC and Go on binary-trees and GCBench (see `gcbench.rs`);
 //!   with `--programs`, real programs under `LD_PRELOAD` instead (see `programs.rs`).
@@ -25,9 +26,10 @@ const USAGE: &str = "\
 usage: tricolor <command> [options]
 
 commands:
-  bench            compare Tricolor with glibc, jemalloc, mimalloc and TCMalloc, and its collector with
-                   Boehm GC and Go (default: ~2 minutes); each allocator table ends with issue 16's
-                   goals, met or missed by how much
+  bench            compare Tricolor with glibc, jemalloc, mimalloc and TCMalloc, and its collector
+                   with Boehm GC and Go (default: ~2 minutes); each allocator table ends with the
+                   speed goal (Tricolor at most 0.90x the best of jemalloc, mimalloc and
+                   TCMalloc), met or missed by how much
       --long           10x the work and 7 runs or rounds per cell (several minutes)
       --scale N        work multiplier (default 1)
       --runs N         allocator tables: rounds per cell, allocators taking turns, the fastest
@@ -38,7 +40,7 @@ commands:
       --allocator A    only this allocator (repeatable): tricolor, glibc, jemalloc, mimalloc,
                        tcmalloc (Debian's libtcmalloc-minimal4, loaded with dlopen)
       --no-profile     drop the +profile rows (Tricolor again with heap profiling at Go's
-                       default rate, judged against issue 17's 2%)
+                       default rate, judged against the sampling goal: at most 2% per workload)
       --pairs          only the pair table: ns per allocation-and-free pair, 16 B-32 KiB
       --no-pairs       skip the pair table
       --spike          only the spike table: RSS after a freed 800 MiB spike while the

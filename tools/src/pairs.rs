@@ -1,6 +1,7 @@
 //! `tricolor bench`'s pair table: nanoseconds per allocation-and-free pair at each size from
 //! 16 B to 32 KiB, every allocator in one child process taking turns chunk by chunk
-//! (`tricolor_benches::pairs`, which says why), with issue 16's verdict per size (`goals`).
+//! (`tricolor_benches::pairs`, which says why), with the speed goal's verdict per size
+//! (`goals`: at most 0.90 x the best of jemalloc, mimalloc and TCMalloc).
 
 use crate::goals::{self, Standing};
 use std::process::{Command, ExitCode};

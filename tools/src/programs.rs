@@ -8,7 +8,7 @@
 //! # Measuring a child's peak RSS
 //! Linux starts a new program's `ru_maxrss` from the peak of the process image it replaces:
 //! a child spawned from here (fork or vfork) reports at least this tool's own RSS (measured:
-//! `/bin/true` read 219 MiB when spawned from a 200 MiB process), so small programs read as
+//! `/bin/true` reads 219 MiB when spawned from a 200 MiB process), so small programs read as
 //! this process's size. Children therefore run under GNU time (`/usr/bin/time -f %M`, Debian's
 //! `time`), which forks them from its own small image (about 2 MiB, the floor of what it can
 //! report); without it, [`measured_command`] falls back to `wait4` here and says so once.

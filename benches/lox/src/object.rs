@@ -304,7 +304,8 @@ pub struct Strings {
 }
 
 /// The table's hasher: the key is already the string's FNV-1a hash, so it is used as it is
-/// (std's default SipHash of it was a fifth of the string-equality benchmark's time).
+/// (with std's default SipHash in its place, hashing takes a fifth of the string-equality
+/// benchmark's time: `string_equality` in `tricolor bench --lox`).
 #[derive(Default)]
 struct StringHash(u64);
 
