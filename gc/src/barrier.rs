@@ -66,7 +66,7 @@ impl MutatorState {
         // SAFETY: `slot` is a pointer slot inside a live object of this heap (checked), so
         // 8-aligned and valid for atomic access; the marker only reads it atomically.
         let cell = unsafe { AtomicPtr::from_ptr(slot) };
-        if self.heap.marking.load(Ordering::Relaxed) {
+        if self.heap.mark.marking.load(Ordering::Relaxed) {
             self.shade_pair(cell.load(Ordering::Relaxed), value);
         }
         cell.store(value, Ordering::Relaxed);
@@ -89,7 +89,7 @@ impl MutatorState {
         // SAFETY: the caller's contract: `slot` is a pointer slot inside a live object of this
         // heap, so 8-aligned and valid for atomic access; the marker only reads it atomically.
         let cell = unsafe { AtomicPtr::from_ptr(slot) };
-        if self.heap.marking.load(Ordering::Relaxed) {
+        if self.heap.mark.marking.load(Ordering::Relaxed) {
             self.shade_pair(cell.load(Ordering::Relaxed), value);
         }
         cell.store(value, Ordering::Relaxed);

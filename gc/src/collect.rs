@@ -7,13 +7,13 @@
 //! 2. **Start (stop the world)**: every cache goes back (so every span a mutator takes from
 //!    here on is allocated black, rule 5), every mutator gets a stack-scan request, every
 //!    pool's contents become its victim cache (`pool` rule 3), the barrier is switched on
-//!    (`Heap::marking`). O(mutators × (their caches + the pools they used)).
+//!    (`MarkState::marking`). O(mutators × (their caches + the pools they used)).
 //! 3. **Concurrent mark**, world running: the collector scans the global handles, the pools
 //!    (`get` and `put` shade what they move meanwhile, `pool` rule 2), what finalizable
 //!    objects point to and the finalizer queue (`finalize` rule 2), scans the
 //!    shadow stacks of mutators in native code (the others scan their own at their next
 //!    safepoint), and drains the grey work that barriers, stack scans and retired allocation
-//!    windows send it through `Heap::queue`.
+//!    windows send it through `MarkState::queue`.
 //! 4. **Completion**, world running: a flush wave asks every running mutator to hand over its
 //!    barrier buffer at its next safepoint; a wave that delivers nothing, with no stack scan
 //!    pending and the queue empty, ends marking (Go's `gcMarkDone` termination, golang/go#26903).
@@ -26,11 +26,11 @@
 //!    beside the lazy and proportional sweeping of refills.
 //!
 //! # Rules of the concurrent protocol
-//! 1. `Heap::marking` changes only while the world is stopped (steps 2 and 5), so every
+//! 1. `MarkState::marking` changes only while the world is stopped (steps 2 and 5), so every
 //!    running mutator sees one value for a whole phase (the stop and restart synchronise).
 //! 2. While marking, `write` shades the old and the new value of the slot (Yuasa deletion +
 //!    Dijkstra insertion, Go's hybrid barrier) by appending both to the mutator's buffer
-//!    before the store, with no safepoint in between. A full buffer goes to `Heap::queue`.
+//!    before the store, with no safepoint in between. A full buffer goes to `MarkState::queue`.
 //! 3. A mutator's shadow stack and handle arena are scanned once per cycle: by the owner at
 //!    its first safepoint after step 2 (`SCAN` in `poll`), or by the collector while the
 //!    owner is in native code, never both and never while the owner runs: `handshake` (its
@@ -49,7 +49,7 @@
 //! 8. Mark bits are set only by markers, with `fetch_or`, and no span is swept or freed while
 //!    marking (sweeping finished at step 1; the flip is at step 5), so a span found by a marker
 //!    stays valid for the whole phase.
-//! 9. Termination: after a flush wave in which no mutator delivered work (`Heap::flushed`
+//! 9. Termination: after a flush wave in which no mutator delivered work (`MarkState::flushed`
 //!    stayed false), with every scan `DONE` and the queue and grey stack empty, every
 //!    reachable object is marked: each was reachable from a scanned stack, a handle or a
 //!    marked object, and by rules 2–6 no path to it can be hidden without its being shaded.
@@ -59,15 +59,15 @@
 //! 10. Assists: a mutator that allocates while marking pays with marking work, in
 //!     proportion (Go's assist ratio, `MutatorState::pay_for`), and one whose allocation
 //!     reaches the goal marks until no work is left before it waits. An assist
-//!     (`MutatorState::assist`) counts itself in `Heap::helpers`, takes work from the queue
-//!     and from `Heap::work` (where a busy marker spills half its grey objects when another
+//!     (`MutatorState::assist`) counts itself in `MarkState::helpers`, takes work from the queue
+//!     and from `MarkState::work` (where a busy marker spills half its grey objects when another
 //!     wants work), and before it stops, or parks for a stop of the world, puts every grey
-//!     object it holds back into `Heap::work` and adds what it marked to
-//!     `Heap::helper_marked`. Marking is not done while an assist runs; step 5 takes what
+//!     object it holds back into `MarkState::work` and adds what it marked to
+//!     `MarkState::helper_marked`. Marking is not done while an assist runs; step 5 takes what
 //!     parked assists left.
 //! 11. Mark workers: `Config::extra_mark_workers` threads (a quarter of `GOMAXPROCS`, less
 //!     the collector thread) mark beside the collector during every cycle, taking work as
-//!     assists do. Each counts itself in `Heap::helpers` before taking work and stops
+//!     assists do. Each counts itself in `MarkState::helpers` before taking work and stops
 //!     counting only with nothing in hand. Workers are not mutators: a stop of the world does
 //!     not stop them, so step 5 marks until no helper holds work before it flips.
 
@@ -182,13 +182,14 @@ fn cycle(heap: &'static Heap) {
     // Step 6.
     heap.central_lock().queue_sweep(dead_candidates);
     heap.large_pending.store(false, Ordering::Release);
-    let marked = marker.marked_bytes + heap.helper_marked.swap(0, Ordering::Relaxed);
-    heap.live.store(marked, Ordering::Relaxed);
+    let marked = marker.marked_bytes + heap.mark.helper_marked.swap(0, Ordering::Relaxed);
+    heap.pacing.live.store(marked, Ordering::Relaxed);
     // Roots: what the collector scanned (handles, native mutators' stacks, callbacks) and
     // the stacks the mutators scanned themselves.
-    let own_stacks = heap.stack_scan_bytes.load(Ordering::Relaxed);
+    let own_stacks = heap.mark.stack_scan_bytes.load(Ordering::Relaxed);
     let goal = heap.update_goal(marked, marker.root_bytes + own_stacks, limited);
-    heap.gc_cpu_ns
+    heap.times
+        .gc_cpu_ns
         .fetch_add(thread_cpu_ns().saturating_sub(t.cpu0), Ordering::Relaxed);
     record(
         heap,
@@ -197,8 +198,8 @@ fn cycle(heap: &'static Heap) {
             stw_ns: (t.marking - t.stop).as_nanos() as u64,
             mark_ns: (t.marked - t.marking).as_nanos() as u64,
             background_cpu_ns: t.cpu_marked.saturating_sub(t.cpu_marking)
-                + heap.worker_cpu_ns.swap(0, Ordering::Relaxed),
-            assist_ns: heap.assist_ns.load(Ordering::Relaxed) - t.assist_before,
+                + heap.times.worker_cpu_ns.swap(0, Ordering::Relaxed),
+            assist_ns: heap.times.assist_ns.load(Ordering::Relaxed) - t.assist_before,
             term_ns: (t.restart - t.term).as_nanos() as u64,
             heap_before: t.heap_before,
             marked,
@@ -237,8 +238,8 @@ impl Timeline {
         Timeline {
             t0: now,
             cpu0: thread_cpu_ns(),
-            heap_before: heap.live.load(Ordering::Relaxed),
-            assist_before: heap.assist_ns.load(Ordering::Relaxed),
+            heap_before: heap.pacing.live.load(Ordering::Relaxed),
+            assist_before: heap.times.assist_ns.load(Ordering::Relaxed),
             stop: now,
             marking: now,
             cpu_marking: 0,
@@ -276,13 +277,14 @@ fn start_marking(heap: &Heap, t: &mut Timeline) -> usize {
     heap.rotate_pools();
     heap.queue_lock().clear();
     heap.work_lock().clear();
-    heap.work_wanted.store(false, Ordering::Relaxed);
-    heap.helper_marked.store(0, Ordering::Relaxed);
-    heap.mark_progress.store(0, Ordering::Relaxed);
-    heap.stack_scan_bytes.store(0, Ordering::Relaxed);
-    heap.scan_expected
+    heap.mark.work_wanted.store(false, Ordering::Relaxed);
+    heap.mark.helper_marked.store(0, Ordering::Relaxed);
+    heap.mark.mark_progress.store(0, Ordering::Relaxed);
+    heap.mark.stack_scan_bytes.store(0, Ordering::Relaxed);
+    heap.mark
+        .scan_expected
         .store(heap.stats_lock().marked(), Ordering::Relaxed);
-    heap.marking.store(true, Ordering::SeqCst);
+    heap.mark.marking.store(true, Ordering::SeqCst);
     let mutators = w.mutators.len();
     start_the_world(heap, w);
     t.marking = Instant::now();
@@ -323,7 +325,7 @@ fn mark_concurrently(heap: &Heap, marker: &mut Marker) {
         if marker.take_queue(heap) || marker.steal() || scan_native_mutators(heap, marker) {
             continue;
         }
-        if heap.helpers.load(Ordering::SeqCst) != 0 {
+        if heap.mark.helpers.load(Ordering::SeqCst) != 0 {
             // An assist is marking: our failed `steal` asked it to share (it does within 64
             // objects); stay on the core and take the work as soon as it is there.
             std::thread::yield_now();
@@ -334,6 +336,7 @@ fn mark_concurrently(heap: &Heap, marker: &mut Marker) {
             let q = heap.queue_lock();
             if q.is_empty() {
                 let _ = heap
+                    .mark
                     .queue_cv
                     .wait_timeout(q, Duration::from_millis(1))
                     .unwrap_or_else(|e| e.into_inner());
@@ -394,7 +397,7 @@ fn terminate_marking(
     heap.sweep_h.store(c.sweepgen, Ordering::Release);
     heap.large_pending.store(true, Ordering::Release);
     drop(c);
-    heap.marking.store(false, Ordering::SeqCst);
+    heap.mark.marking.store(false, Ordering::SeqCst);
     t.restart = Instant::now();
     let gc_ns = (t.restart - t.t0).as_nanos() as u64;
     let mutator_ns = (t.t0 - w.last_end).as_nanos() as u64;
@@ -425,7 +428,7 @@ fn mark_to_completion(heap: &Heap, marker: &mut Marker) {
         if marker.steal() {
             continue;
         }
-        if heap.helpers.load(Ordering::SeqCst) == 0
+        if heap.mark.helpers.load(Ordering::SeqCst) == 0
             && heap.work_lock().is_empty()
             && heap.queue_lock().is_empty()
         {
@@ -463,13 +466,13 @@ fn scan_native_mutators(heap: &Heap, marker: &mut Marker) -> bool {
 /// Step 4: asks every running mutator to flush its barrier buffer and waits until each has
 /// (or is in native code, rule 4). True if any delivered work, or work is queued.
 fn flush_wave(heap: &Heap) -> bool {
-    heap.flushed.store(false, Ordering::SeqCst);
+    heap.mark.flushed.store(false, Ordering::SeqCst);
     // `world` rule 5 (a native mutator's buffer is empty: rule 4).
     heap.world.flush_wave();
-    heap.flushed.load(Ordering::SeqCst)
+    heap.mark.flushed.load(Ordering::SeqCst)
         || !heap.queue_lock().is_empty()
         || !heap.work_lock().is_empty()
-        || heap.helpers.load(Ordering::SeqCst) != 0
+        || heap.mark.helpers.load(Ordering::SeqCst) != 0
 }
 
 impl MutatorState {

@@ -323,7 +323,7 @@ fn finalizer_thread(heap: &'static Heap) {
             Job::Finalize(obj, fun) => {
                 // Rule 4: no safepoint since the pop.
                 let mut slot = obj as *mut u8;
-                if heap.marking.load(Ordering::Relaxed) {
+                if heap.mark.marking.load(Ordering::Relaxed) {
                     m.shade_one(obj);
                 }
                 // SAFETY: `slot` outlives the root (popped below).

@@ -22,17 +22,18 @@ use crate::central::Central;
 use crate::control::Cycles;
 use crate::ephemeron::index::EphemeronIndex;
 use crate::knobs::Config;
+use crate::mark::state::{MarkQueue, MarkState};
 use crate::mutator::MutatorState;
 use crate::object::{BYTES, Registry, TypeError, TypeId, TypeInfo};
-use crate::pacer::{self, Limiter};
+use crate::pacer::{self, Limiter, Pacing};
 use crate::roots::{CallbackId, GlobalRoots, HandleSlot, RootCallback};
 use crate::span::GcSpan;
 use crate::spanmap;
-use crate::stats::StatsState;
+use crate::stats::{StatsState, Times};
 use crate::world::{Gate, Mutators, Signals};
 use std::collections::{HashMap, VecDeque};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 use tricolor_alloc::size_class::{MAX_SMALL_SIZE, PAGE_SIZE, object_class_of};
@@ -71,53 +72,14 @@ pub struct Heap {
     /// Objects carrying a heap-profile sample (`finalize`'s `Special::Profile`): with
     /// `finals_count`, lets sweeps skip the registry. Relaxed, as that count.
     pub(crate) profiled_count: AtomicUsize,
-    /// Bytes of objects allocated or cached since the last mark, plus what it marked
-    /// (Go's `heapLive`). Atomic, relaxed: a trigger check only.
-    pub(crate) live: AtomicUsize,
-    /// The heap goal: marking should end before `live` reaches it; an allocation that finds
-    /// it reached while marking waits for the cycle to end. Atomic, relaxed.
-    pub(crate) goal: AtomicUsize,
-    /// A cycle is requested when `live` reaches this (7/8 of the way from the last marked
-    /// bytes to the goal). Atomic, relaxed.
-    pub(crate) trigger: AtomicUsize,
-    /// The barrier is on and new objects are black (`collect`, rule 1). Changed only while the
-    /// world is stopped.
-    pub(crate) marking: AtomicBool,
-    /// Set when a mutator hands grey values to the collector (`collect`, rule 9).
-    pub(crate) flushed: AtomicBool,
-    /// Bytes of shadow-stack roots the mutators scanned themselves this cycle (statistics and
-    /// the pacer's root term; reset at each cycle's start). Atomic, relaxed.
-    pub(crate) stack_scan_bytes: AtomicUsize,
-    /// Time mutators waited for marking at the goal (`GcStats::wait_total_ns`); relaxed.
-    pub(crate) wait_total_ns: AtomicU64,
-    pub(crate) wait_max_ns: AtomicU64,
-    /// Batches of grey objects (span, address) shared between markers (`mark`); leaf lock.
-    pub(crate) work: Mutex<Vec<Vec<(usize, usize)>>>,
-    /// Set by a marker with nothing to do: whoever has work spills some to `work`. Relaxed.
-    pub(crate) work_wanted: AtomicBool,
-    /// Markers other than the collector thread (assisting mutators, mark workers) that may
-    /// hold grey objects (`collect` rules 10 and 11).
-    pub(crate) helpers: AtomicUsize,
-    /// Bytes marked by assists and mark workers this cycle, added as they stop.
-    pub(crate) helper_marked: AtomicUsize,
-    /// Bytes marked so far this cycle, published by every marker as it goes (the assist ratio's
-    /// progress). Relaxed.
-    pub(crate) mark_progress: AtomicUsize,
-    /// The bytes this cycle is expected to mark: what the last one marked. Relaxed.
-    pub(crate) scan_expected: AtomicUsize,
-    /// Time mutators spent assisting, ns (statistics).
-    pub(crate) assist_ns: AtomicU64,
-    /// CPU time spent collecting, ns (`GcStats::gc_cpu_ns`); relaxed.
-    pub(crate) gc_cpu_ns: AtomicU64,
-    /// The mark workers' CPU time not yet reported in a cycle's statistics; relaxed.
-    pub(crate) worker_cpu_ns: AtomicU64,
-    pub(crate) queue: Mutex<MarkQueue>,
-    /// Signalled when work is queued or a stack scan ends (the collector waits on it), and
-    /// when marking starts (mark workers wait on it).
-    pub(crate) queue_cv: Condvar,
+    /// Marking's shared state (`mark::state`).
+    pub(crate) mark: MarkState,
+    /// The pacer's live figures: heap size, goal, trigger, GOGC (`pacer::Pacing`).
+    pub(crate) pacing: Pacing,
+    /// Time spent collecting and waiting, for the statistics (`stats::Times`).
+    pub(crate) times: Times,
     /// Cycle requests and completions (`control`).
     pub(crate) cycles: Cycles,
-    pub(crate) gc_percent: AtomicI32,
     pub(crate) config: Config,
     pub(crate) stats: Mutex<StatsState>,
     pub(crate) epoch: Instant,
@@ -160,25 +122,6 @@ pub(crate) const QUARANTINE: usize = 64;
 // protocol in `mutator.rs`; the registry itself moves between threads only inside the mutex.
 unsafe impl Send for World {}
 
-/// Guarded by `Heap::queue`: work for the collector from the mutators.
-#[derive(Default)]
-pub(crate) struct MarkQueue {
-    /// Values to shade (barrier buffers, stack scans, handles).
-    pub(crate) grey: Vec<usize>,
-    /// Slots `from..to` of a span handed out while marking: to be marked black (rule 5).
-    pub(crate) black: Vec<(usize, u32, u32)>,
-}
-
-impl MarkQueue {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.grey.is_empty() && self.black.is_empty()
-    }
-    pub(crate) fn clear(&mut self) {
-        self.grey.clear();
-        self.black.clear();
-    }
-}
-
 static DEFAULT: OnceLock<&'static Heap> = OnceLock::new();
 
 impl Heap {
@@ -216,27 +159,10 @@ impl Heap {
             finals_count: AtomicUsize::new(0),
             profiled_count: AtomicUsize::new(0),
             roots: Mutex::new(GlobalRoots::new()),
-            live: AtomicUsize::new(0),
-            goal: AtomicUsize::new(usize::MAX),
-            trigger: AtomicUsize::new(usize::MAX),
-            marking: AtomicBool::new(false),
-            flushed: AtomicBool::new(false),
-            stack_scan_bytes: AtomicUsize::new(0),
-            wait_total_ns: AtomicU64::new(0),
-            wait_max_ns: AtomicU64::new(0),
-            work: Mutex::new(Vec::new()),
-            work_wanted: AtomicBool::new(false),
-            helpers: AtomicUsize::new(0),
-            helper_marked: AtomicUsize::new(0),
-            assist_ns: AtomicU64::new(0),
-            gc_cpu_ns: AtomicU64::new(0),
-            worker_cpu_ns: AtomicU64::new(0),
-            mark_progress: AtomicUsize::new(0),
-            scan_expected: AtomicUsize::new(0),
-            queue: Mutex::new(MarkQueue::default()),
-            queue_cv: Condvar::new(),
             cycles: Cycles::default(),
-            gc_percent: AtomicI32::new(config.gc_percent),
+            mark: MarkState::default(),
+            pacing: Pacing::new(config.gc_percent),
+            times: Times::default(),
             config,
             stats: Mutex::new(StatsState::default()),
             epoch: now,
@@ -284,7 +210,7 @@ impl Heap {
 
     /// Sets `GOGC` (Go's `debug.SetGCPercent`): returns the previous value; negative is off.
     pub fn set_gc_percent(&self, percent: i32) -> i32 {
-        let old = self.gc_percent.swap(percent, Ordering::Relaxed);
+        let old = self.pacing.gc_percent.swap(percent, Ordering::Relaxed);
         // The last cycle's other inputs stand until the next cycle.
         let (marked, roots, limited) = {
             let st = self.stats_lock();
@@ -303,11 +229,11 @@ impl Heap {
     }
 
     pub(crate) fn queue_lock(&self) -> MutexGuard<'_, MarkQueue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        self.mark.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn work_lock(&self) -> MutexGuard<'_, Vec<Vec<(usize, usize)>>> {
-        self.work.lock().unwrap_or_else(|e| e.into_inner())
+        self.mark.work.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Hands grey values to the collector (non-null ones; a flush, a stack scan or a handle
@@ -317,8 +243,8 @@ impl Heap {
         let before = q.grey.len();
         q.grey.extend(values.iter().copied().filter(|&v| v != 0));
         if q.grey.len() != before {
-            self.flushed.store(true, Ordering::SeqCst);
-            self.queue_cv.notify_one();
+            self.mark.flushed.store(true, Ordering::SeqCst);
+            self.mark.queue_cv.notify_one();
         }
     }
 
@@ -347,13 +273,14 @@ impl Heap {
         let goal = pacer::heap_goal(pacer::Inputs {
             marked,
             roots,
-            gc_percent: self.gc_percent.load(Ordering::Relaxed),
+            gc_percent: self.pacing.gc_percent.load(Ordering::Relaxed),
             limit,
             non_heap,
             limited,
         });
-        self.goal.store(goal, Ordering::Relaxed);
-        self.trigger
+        self.pacing.goal.store(goal, Ordering::Relaxed);
+        self.pacing
+            .trigger
             .store(pacer::trigger(marked, goal), Ordering::Relaxed);
         goal
     }
@@ -386,20 +313,20 @@ impl Heap {
     /// True when allocation has reached the trigger: a cycle should start.
     #[inline]
     pub(crate) fn over_trigger(&self) -> bool {
-        self.live.load(Ordering::Relaxed) >= self.trigger.load(Ordering::Relaxed)
+        self.pacing.live.load(Ordering::Relaxed) >= self.pacing.trigger.load(Ordering::Relaxed)
     }
 
     /// True when allocation has reached the goal.
     #[inline]
     pub(crate) fn over_goal(&self) -> bool {
-        self.live.load(Ordering::Relaxed) >= self.goal.load(Ordering::Relaxed)
+        self.pacing.live.load(Ordering::Relaxed) >= self.pacing.goal.load(Ordering::Relaxed)
     }
 
     /// A global handle keeping `obj` (null or an object of this heap) alive until freed.
     pub(crate) fn handle_new(&'static self, obj: usize) -> *mut HandleSlot {
         let mut roots = self.roots_lock();
         // Under the roots lock, like the collector's scan of the handles (rule 6).
-        if self.marking.load(Ordering::Relaxed) {
+        if self.mark.marking.load(Ordering::Relaxed) {
             self.shade(&[obj]);
         }
         roots.add_handle(obj, self.addr())
@@ -417,7 +344,7 @@ impl Heap {
                 "tc_handle_free(): {slot:p} is not a live handle"
             ));
         }
-        if self.marking.load(Ordering::Relaxed) {
+        if self.mark.marking.load(Ordering::Relaxed) {
             // Rule 6: the value may live on only in a stack already scanned.
             // SAFETY: a live handle (checked above).
             self.shade(&[unsafe { (*slot).obj.load(Ordering::Relaxed) }]);
@@ -451,7 +378,7 @@ impl Heap {
         let (s, free_bytes) =
             self.central_lock()
                 .take_span(self.addr(), ty, class, kind, self.config.verify)?;
-        self.live.fetch_add(free_bytes, Ordering::Relaxed);
+        self.pacing.live.fetch_add(free_bytes, Ordering::Relaxed);
         Some(s)
     }
 
@@ -463,7 +390,7 @@ impl Heap {
     pub(crate) unsafe fn uncache_span(&self, s: *mut GcSpan, free_index: u32, keep_partial: bool) {
         // SAFETY: the caller's contract.
         let free_bytes = unsafe { self.central_lock().return_span(s, free_index, keep_partial) };
-        self.live.fetch_sub(free_bytes, Ordering::Relaxed);
+        self.pacing.live.fetch_sub(free_bytes, Ordering::Relaxed);
     }
 
     /// A zeroed large object of `bytes` bytes of type `ty`; null when the heap cannot grow.
@@ -484,8 +411,8 @@ impl Heap {
             // SAFETY: the span's pages are ours and at least `bytes` long.
             unsafe { ptr::write_bytes(r.start as *mut u8, 0, bytes) };
         }
-        self.live.fetch_add(bytes, Ordering::Relaxed);
-        if self.marking.load(Ordering::Relaxed) {
+        self.pacing.live.fetch_add(bytes, Ordering::Relaxed);
+        if self.mark.marking.load(Ordering::Relaxed) {
             self.send_black(s, 0, 1);
         }
         r.start as *mut u8

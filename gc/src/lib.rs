@@ -15,7 +15,7 @@
 //! ```text
 //! sync: sync
 //! protocols: handshake world sweepgen
-//! leaves: knobs pacer misuse stats object control roots ephemeron::index mutator::stack
+//! leaves: knobs pacer misuse stats object control roots ephemeron::index mutator::stack mark::state
 //! spans: span spanmap central mutator::cache
 //! core: heap mutator pool finalize
 //! allocation: mutator::alloc
@@ -33,8 +33,9 @@
 //! (protocol only, loom-modelled). The leaves hold state and arithmetic that know nothing of
 //! a heap: types (`object`), the pacer's pure functions, cycle control (`control`), the global
 //! roots' registry and the visitor root callbacks report to (`roots`), the ephemeron index,
-//! the statistics and the gctrace line (`stats`), misuse messages, a mutator's shadow stack
-//! (`mutator::stack`). `central` is the span lists, `mutator::cache` a mutator's allocation
+//! the statistics, their time counters and the gctrace line (`stats`), misuse messages, a
+//! mutator's shadow stack (`mutator::stack`), marking's shared state (`mark::state`), the
+//! pacer's live figures (`pacer::Pacing`). `central` is the span lists, `mutator::cache` a mutator's allocation
 //! caches over them. The allocation paths (`mutator::alloc`) sit above the core they use.
 //! The core is one circle of four files: the heap (`Heap`, whose fields hold every layer's
 //! state) and its mutators name each other (the registry holds mutator records; a record
@@ -294,7 +295,11 @@ pub mod raw {
             (*h).obj
                 .swap(obj as usize, std::sync::atomic::Ordering::Relaxed)
         };
-        if m.heap.marking.load(std::sync::atomic::Ordering::Relaxed) {
+        if m.heap
+            .mark
+            .marking
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             // `collect` rule 6: handles are never rescanned.
             m.heap.shade(&[old, obj as usize]);
         }

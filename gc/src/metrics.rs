@@ -491,22 +491,26 @@ impl Heap {
         GcStats {
             cycles: st.cycles,
             live_bytes: st.marked() as u64,
-            heap_bytes: self.live.load(Ordering::Relaxed) as u64,
-            heap_goal: self.goal.load(Ordering::Relaxed).min(i64::MAX as usize) as u64,
+            heap_bytes: self.pacing.live.load(Ordering::Relaxed) as u64,
+            heap_goal: self
+                .pacing
+                .goal
+                .load(Ordering::Relaxed)
+                .min(i64::MAX as usize) as u64,
             span_bytes: span_bytes as u64,
             pause_total_ns: st.pause_total,
             pause_max_ns: st.pause_max,
             pause_ns: st.pauses,
-            gc_percent: self.gc_percent.load(Ordering::Relaxed) as i64,
+            gc_percent: self.pacing.gc_percent.load(Ordering::Relaxed) as i64,
             memory_limit: tricolor_alloc::memory_limit(),
             cpu_limited: st.limited() as u32,
             mutators,
             pauses: st.npauses,
-            wait_total_ns: self.wait_total_ns.load(Ordering::Relaxed),
-            wait_max_ns: self.wait_max_ns.load(Ordering::Relaxed),
-            assist_ns: self.assist_ns.load(Ordering::Relaxed),
+            wait_total_ns: self.times.wait_total_ns.load(Ordering::Relaxed),
+            wait_max_ns: self.times.wait_max_ns.load(Ordering::Relaxed),
+            assist_ns: self.times.assist_ns.load(Ordering::Relaxed),
             mark_ns: st.mark_total,
-            gc_cpu_ns: self.gc_cpu_ns.load(Ordering::Relaxed),
+            gc_cpu_ns: self.times.gc_cpu_ns.load(Ordering::Relaxed),
             gc_cpu_fraction: self.gc_cpu_fraction(),
         }
     }
@@ -515,7 +519,7 @@ impl Heap {
     pub(crate) fn gc_cpu_fraction(&self) -> f64 {
         let available =
             self.epoch.elapsed().as_nanos().max(1) as f64 * self.config.effective_procs() as f64;
-        self.gc_cpu_ns.load(Ordering::Relaxed) as f64 / available
+        self.times.gc_cpu_ns.load(Ordering::Relaxed) as f64 / available
     }
 }
 

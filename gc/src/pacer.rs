@@ -26,6 +26,8 @@
 //!   marking itself (about 10 ms of CPU per cycle, as Go's), over a mutator that runs faster
 //!   than Go's and a heap that is smaller, so cycles are more frequent.
 
+use std::sync::atomic::{AtomicI32, AtomicUsize};
+
 /// Go's minimum heap goal at `GOGC=100`.
 pub const MIN_HEAP: usize = 4 << 20;
 /// The memory limit meaning none.
@@ -110,6 +112,33 @@ impl Limiter {
     /// True when collection has taken more than half the time for about a second.
     pub fn engaged(&self) -> bool {
         self.bucket_ns >= CAPACITY_NS
+    }
+}
+
+/// A heap's live pacing figures (`Heap::pacing`), which `Heap::update_goal` sets from the
+/// functions above after each cycle and the allocation paths compare against.
+pub(crate) struct Pacing {
+    /// Bytes of objects allocated or cached since the last mark, plus what it marked
+    /// (Go's `heapLive`). Atomic, relaxed: a trigger check only.
+    pub(crate) live: AtomicUsize,
+    /// The heap goal: marking should end before `live` reaches it; an allocation that finds
+    /// it reached while marking waits for the cycle to end. Atomic, relaxed.
+    pub(crate) goal: AtomicUsize,
+    /// A cycle is requested when `live` reaches this (7/8 of the way from the last marked
+    /// bytes to the goal). Atomic, relaxed.
+    pub(crate) trigger: AtomicUsize,
+    pub(crate) gc_percent: AtomicI32,
+}
+
+impl Pacing {
+    /// No cycle yet: no goal, no trigger; GOGC `gc_percent`.
+    pub(crate) fn new(gc_percent: i32) -> Self {
+        Pacing {
+            live: AtomicUsize::new(0),
+            goal: AtomicUsize::new(usize::MAX),
+            trigger: AtomicUsize::new(usize::MAX),
+            gc_percent: AtomicI32::new(gc_percent),
+        }
     }
 }
 

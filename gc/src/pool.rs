@@ -205,7 +205,7 @@ impl Pool {
         }
         if obj != 0 {
             bump(&shard.hits);
-            if self.heap.marking.load(Ordering::Relaxed) {
+            if self.heap.mark.marking.load(Ordering::Relaxed) {
                 m.shade_one(obj);
             }
             shard.last.store(obj, Ordering::Relaxed);
@@ -262,7 +262,7 @@ impl Pool {
         if shard.last.load(Ordering::Relaxed) != obj as usize {
             self.check_object(obj, "pool_put");
         }
-        if self.heap.marking.load(Ordering::Relaxed) {
+        if self.heap.mark.marking.load(Ordering::Relaxed) {
             m.shade_one(obj as usize);
         }
         if shard.private.load(Ordering::Relaxed) == 0 {

@@ -4,6 +4,7 @@
 //! each stop of the world on its own (two per cycle: start and mark termination), the most
 //! recent at `(pauses + 255) % 256`. `StatsState` is guarded by `Heap::stats`.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 /// Pauses remembered.
@@ -173,6 +174,20 @@ pub(crate) fn pause_boundaries() -> Vec<f64> {
     b.push((1u64 << PAUSE_TOP_SHIFT) as f64 * 1e-9);
     b.push(f64::INFINITY);
     b
+}
+
+/// A heap's running time counters (`Heap::times`), in ns; relaxed atomics, statistics only.
+#[derive(Default)]
+pub(crate) struct Times {
+    /// Time mutators waited for marking at the goal (`GcStats::wait_total_ns`); relaxed.
+    pub(crate) wait_total_ns: AtomicU64,
+    pub(crate) wait_max_ns: AtomicU64,
+    /// Time mutators spent assisting, ns (statistics).
+    pub(crate) assist_ns: AtomicU64,
+    /// CPU time spent collecting, ns (`GcStats::gc_cpu_ns`); relaxed.
+    pub(crate) gc_cpu_ns: AtomicU64,
+    /// The mark workers' CPU time not yet reported in a cycle's statistics; relaxed.
+    pub(crate) worker_cpu_ns: AtomicU64,
 }
 
 /// The calling thread's CPU time, ns (`CLOCK_THREAD_CPUTIME_ID`).

@@ -108,7 +108,7 @@ impl MutatorState {
             self.heap.settle(r);
         }
         let obj = w.obj.load(Ordering::Acquire);
-        if obj != 0 && self.heap.marking.load(Ordering::Relaxed) {
+        if obj != 0 && self.heap.mark.marking.load(Ordering::Relaxed) {
             self.shade_one(obj);
         }
         obj as *mut u8

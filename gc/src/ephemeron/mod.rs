@@ -132,7 +132,7 @@ impl EphemeronTable {
                 "ephemeron_set(): value {value:p} is not an object of this heap"
             ));
         }
-        if self.heap.marking.load(Ordering::Relaxed) {
+        if self.heap.mark.marking.load(Ordering::Relaxed) {
             m.shade_one(key as usize);
             m.shade_one(value as usize);
         }
@@ -158,7 +158,7 @@ impl EphemeronTable {
                 .and_then(|es| es.iter().find(|(t, _)| *t == self.id))
                 .map_or(0, |&(_, v)| v)
         };
-        if v != 0 && self.heap.marking.load(Ordering::Relaxed) {
+        if v != 0 && self.heap.mark.marking.load(Ordering::Relaxed) {
             m.shade_one(v);
         }
         v as *mut u8

@@ -26,16 +26,18 @@ impl MutatorState {
         const MAX_ASSIST: usize = 1 << 20;
         let heap = self.heap;
         let left = heap
+            .mark
             .scan_expected
             .load(Ordering::Relaxed)
-            .saturating_sub(heap.mark_progress.load(Ordering::Relaxed));
+            .saturating_sub(heap.mark.mark_progress.load(Ordering::Relaxed));
         if left == 0 {
             return;
         }
         let runway = heap
+            .pacing
             .goal
             .load(Ordering::Relaxed)
-            .saturating_sub(heap.live.load(Ordering::Relaxed))
+            .saturating_sub(heap.pacing.live.load(Ordering::Relaxed))
             .max(1);
         let owed = (bytes as u128 * left as u128 / runway as u128).min(usize::MAX as u128) as usize;
         let debt = {
@@ -67,10 +69,10 @@ impl MutatorState {
     pub(crate) fn assist(&self, budget: usize) -> usize {
         let heap = self.heap;
         let t = std::time::Instant::now();
-        heap.helpers.fetch_add(1, Ordering::SeqCst);
+        heap.mark.helpers.fetch_add(1, Ordering::SeqCst);
         let mut m = Marker::shared(heap);
         let mut idle = 0;
-        while heap.marking.load(Ordering::Relaxed)
+        while heap.mark.marking.load(Ordering::Relaxed)
             && self.sig.poll.load(Ordering::Relaxed) & STOP == 0
             && m.marked_bytes < budget
         {
@@ -87,15 +89,15 @@ impl MutatorState {
         }
         m.spill_all();
         let marked = m.take_marked();
-        heap.helper_marked.fetch_add(marked, Ordering::Relaxed);
-        heap.helpers.fetch_sub(1, Ordering::SeqCst);
+        heap.mark.helper_marked.fetch_add(marked, Ordering::Relaxed);
+        heap.mark.helpers.fetch_sub(1, Ordering::SeqCst);
         {
             let _q = heap.queue_lock();
-            heap.queue_cv.notify_one();
+            heap.mark.queue_cv.notify_one();
         }
         let ns = t.elapsed().as_nanos() as u64;
-        heap.assist_ns.fetch_add(ns, Ordering::Relaxed);
-        heap.gc_cpu_ns.fetch_add(ns, Ordering::Relaxed);
+        heap.times.assist_ns.fetch_add(ns, Ordering::Relaxed);
+        heap.times.gc_cpu_ns.fetch_add(ns, Ordering::Relaxed);
         marked
     }
 }

@@ -20,6 +20,7 @@
 
 mod assist;
 mod scan;
+pub(crate) mod state;
 mod verify;
 mod work;
 pub(crate) mod worker;
@@ -47,7 +48,7 @@ pub(crate) struct Marker {
     last: Option<&'static GcSpan>,
     /// Bytes of objects marked.
     pub(crate) marked_bytes: usize,
-    /// Of `marked_bytes`, those already added to `Heap::mark_progress`.
+    /// Of `marked_bytes`, those already added to `MarkState::mark_progress`.
     published: usize,
     /// Bytes of root slots scanned.
     pub(crate) root_bytes: usize,
@@ -153,7 +154,7 @@ impl Marker {
                 && let Some(heap) = self.share
             {
                 self.publish(heap);
-                if heap.work_wanted.load(Ordering::Relaxed) {
+                if heap.mark.work_wanted.load(Ordering::Relaxed) {
                     self.share_half(heap);
                 }
             }

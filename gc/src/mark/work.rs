@@ -1,7 +1,7 @@
-//! Sharing grey work between markers (`collect` rules 10 and 11): `Heap::work` holds batches
-//! of grey objects; a marker with none steals a batch and raises `Heap::work_wanted`, and a
+//! Sharing grey work between markers (`collect` rules 10 and 11): `MarkState::work` holds batches
+//! of grey objects; a marker with none steals a batch and raises `MarkState::work_wanted`, and a
 //! busy marker gives half of its stack when it sees the flag (checked every 64 objects by
-//! `drain`). Also the mutators' queue (`Heap::queue`: barrier values, stack scans, black
+//! `drain`). Also the mutators' queue (`MarkState::queue`: barrier values, stack scans, black
 //! allocation ranges) and the marked-bytes accounting that paces assists.
 
 use super::Marker;
@@ -9,20 +9,21 @@ use crate::heap::Heap;
 use crate::span::GcSpan;
 use std::sync::atomic::Ordering;
 
-/// Grey objects moved to or from `Heap::work` at a time.
+/// Grey objects moved to or from `MarkState::work` at a time.
 const BATCH: usize = 256;
 
 impl Marker {
-    /// A marker of `heap` that shares work with the others through `Heap::work`.
+    /// A marker of `heap` that shares work with the others through `MarkState::work`.
     pub(crate) fn shared(heap: &'static Heap) -> Self {
         let mut m = Self::new(heap.addr(), heap.config.verify, true);
         m.share = Some(heap);
         m
     }
 
-    /// Adds what this marker marked since last time to `Heap::mark_progress`.
+    /// Adds what this marker marked since last time to `MarkState::mark_progress`.
     pub(super) fn publish(&mut self, heap: &Heap) {
-        heap.mark_progress
+        heap.mark
+            .mark_progress
             .fetch_add(self.marked_bytes - self.published, Ordering::Relaxed);
         self.published = self.marked_bytes;
     }
@@ -42,7 +43,7 @@ impl Marker {
         self.stack.is_empty()
     }
 
-    /// Takes a batch of grey objects from `Heap::work`; false if there is none (and asks the
+    /// Takes a batch of grey objects from `MarkState::work`; false if there is none (and asks the
     /// other markers to spill some).
     pub(crate) fn steal(&mut self) -> bool {
         let Some(heap) = self.share else { return false };
@@ -53,13 +54,13 @@ impl Marker {
                 true
             }
             None => {
-                heap.work_wanted.store(true, Ordering::Relaxed);
+                heap.mark.work_wanted.store(true, Ordering::Relaxed);
                 false
             }
         }
     }
 
-    /// Moves every grey object this marker holds to `Heap::work` (an assist that stops, or
+    /// Moves every grey object this marker holds to `MarkState::work` (an assist that stops, or
     /// parks for a stop of the world, leaves its work to the others).
     pub(crate) fn spill_all(&mut self) {
         if let Some(heap) = self.share {
@@ -67,15 +68,15 @@ impl Marker {
         }
     }
 
-    /// Gives half of this marker's grey objects to `Heap::work` when another marker wants
+    /// Gives half of this marker's grey objects to `MarkState::work` when another marker wants
     /// work (checked every few dozen objects by `drain`).
     #[cold]
     pub(super) fn share_half(&mut self, heap: &Heap) {
-        heap.work_wanted.store(false, Ordering::Relaxed);
+        heap.mark.work_wanted.store(false, Ordering::Relaxed);
         self.give(heap, (self.stack.len() / 2).min(4 * BATCH));
     }
 
-    /// Moves the `n` oldest grey objects to `Heap::work`, in batches. The bottom of the stack
+    /// Moves the `n` oldest grey objects to `MarkState::work`, in batches. The bottom of the stack
     /// holds siblings high in the graph, with the largest subgraphs below them, so a taker
     /// gets the most work per batch.
     pub(super) fn give(&mut self, heap: &Heap, n: usize) {

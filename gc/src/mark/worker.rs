@@ -14,7 +14,7 @@ pub(crate) fn mark_worker(heap: &'static Heap) {
     loop {
         seen = heap.cycles.wait_started_after(seen);
         // Marking starts after sweep termination and the first pause.
-        while !heap.marking.load(Ordering::Acquire) {
+        while !heap.mark.marking.load(Ordering::Acquire) {
             if heap.cycles.completed() >= seen {
                 break;
             }
@@ -23,15 +23,16 @@ pub(crate) fn mark_worker(heap: &'static Heap) {
         let mut m = Marker::shared(heap);
         let mut idle = 0u32;
         let cpu0 = thread_cpu_ns();
-        while heap.marking.load(Ordering::Acquire) {
+        while heap.mark.marking.load(Ordering::Acquire) {
             // Counted before taking work, so the collector never sees the work gone and the
             // count zero while this worker still holds it (rule 11).
-            heap.helpers.fetch_add(1, Ordering::SeqCst);
+            heap.mark.helpers.fetch_add(1, Ordering::SeqCst);
             let got = m.take_queue(heap) | m.steal();
             m.drain();
-            heap.helper_marked
+            heap.mark
+                .helper_marked
                 .fetch_add(m.take_marked(), Ordering::Relaxed);
-            heap.helpers.fetch_sub(1, Ordering::SeqCst);
+            heap.mark.helpers.fetch_sub(1, Ordering::SeqCst);
             if got {
                 idle = 0;
             } else {
@@ -44,7 +45,7 @@ pub(crate) fn mark_worker(heap: &'static Heap) {
             }
         }
         let cpu = thread_cpu_ns().saturating_sub(cpu0);
-        heap.gc_cpu_ns.fetch_add(cpu, Ordering::Relaxed);
-        heap.worker_cpu_ns.fetch_add(cpu, Ordering::Relaxed);
+        heap.times.gc_cpu_ns.fetch_add(cpu, Ordering::Relaxed);
+        heap.times.worker_cpu_ns.fetch_add(cpu, Ordering::Relaxed);
     }
 }

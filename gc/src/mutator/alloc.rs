@@ -170,7 +170,7 @@ impl MutatorState {
             else {
                 return ptr::null_mut();
             };
-            let marking = self.heap.marking.load(Ordering::Relaxed);
+            let marking = self.heap.mark.marking.load(Ordering::Relaxed);
             // SAFETY: rule 2.
             pick(unsafe { self.local() }).load(s, marking);
         }
@@ -191,7 +191,7 @@ impl MutatorState {
     /// page heap cannot grow.
     fn grow_with<T>(&self, bytes: usize, get: impl Fn() -> Option<T>) -> Option<T> {
         let heap = self.heap;
-        if heap.marking.load(Ordering::Relaxed) {
+        if heap.mark.marking.load(Ordering::Relaxed) {
             self.pay_for(bytes);
         }
         if heap.over_trigger() {
@@ -200,15 +200,15 @@ impl MutatorState {
                 && let Some(n) = heap.pending_cycle()
             {
                 let t = std::time::Instant::now();
-                if heap.marking.load(Ordering::Relaxed) {
+                if heap.mark.marking.load(Ordering::Relaxed) {
                     self.assist(usize::MAX);
                 }
                 if heap.over_goal() && heap.pending_cycle() == Some(n) {
                     self.wait_outside(|| heap.wait_cycle(n));
                 }
                 let ns = t.elapsed().as_nanos() as u64;
-                heap.wait_total_ns.fetch_add(ns, Ordering::Relaxed);
-                heap.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
+                heap.times.wait_total_ns.fetch_add(ns, Ordering::Relaxed);
+                heap.times.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
             }
         }
         get().or_else(|| {

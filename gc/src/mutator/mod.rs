@@ -159,6 +159,7 @@ impl MutatorState {
             let mut values = Vec::with_capacity(stack.roots.len() + stack.slots.len());
             stack.each_root(|v| values.push(v));
             self.heap
+                .mark
                 .stack_scan_bytes
                 .fetch_add(values.len() * 8, Ordering::Relaxed);
             self.heap.shade(&values);
@@ -166,7 +167,7 @@ impl MutatorState {
         handshake::finish(&self.sig.scan);
         self.sig.poll.fetch_and(!SCAN, Ordering::SeqCst);
         let _q = self.heap.queue_lock();
-        self.heap.queue_cv.notify_one();
+        self.heap.mark.queue_cv.notify_one();
     }
 
     /// Hands the barrier buffer to the collector (`collect` rule 4).
@@ -288,7 +289,7 @@ impl MutatorState {
     /// which must not touch the heap.
     pub fn enter_native(&self) {
         self.check_attached("enter_native");
-        if self.heap.marking.load(Ordering::Relaxed) {
+        if self.heap.mark.marking.load(Ordering::Relaxed) {
             self.flush_barrier();
         }
         self.heap.world.enter_native(&self.sig);
