@@ -410,7 +410,9 @@ void tc_mutator_detach(struct tc_mutator *m);
 
 // Registers a type of `size` bytes whose pointer slots are at the byte offsets
 // `ptr_offsets[0..n_ptrs]` (each a multiple of 8, inside the object). Aborts with a message
-// on an invalid layout.
+// naming the type on an invalid layout: size 0 or one no object can have (2^47 bytes or
+// more, the user address space the heap maps), an offset not 8-aligned or past the end or
+// given twice, NULL `ptr_offsets` with `n_ptrs` not 0.
 //
 // # Safety
 // `name` is NULL or a C string; `ptr_offsets` points to `n_ptrs` values (or `n_ptrs` is 0).

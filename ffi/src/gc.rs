@@ -108,9 +108,15 @@ pub unsafe extern "C" fn tc_mutator_detach(m: *mut tc_mutator) {
     unsafe { tricolor_gc::raw::detach(m.cast()) }
 }
 
+/// The most pointer slots a type can have: pointer maps number words with 32 bits, so there
+/// are 2^32 distinct valid offsets; more offsets than that hold a duplicate or a bad one.
+const MAX_POINTERS: usize = 1 << 32;
+
 /// Registers a type of `size` bytes whose pointer slots are at the byte offsets
 /// `ptr_offsets[0..n_ptrs]` (each a multiple of 8, inside the object). Aborts with a message
-/// on an invalid layout.
+/// naming the type on an invalid layout: size 0 or one no object can have (2^47 bytes or
+/// more, the user address space the heap maps), an offset not 8-aligned or past the end or
+/// given twice, NULL `ptr_offsets` with `n_ptrs` not 0.
 ///
 /// # Safety
 /// `name` is NULL or a C string; `ptr_offsets` points to `n_ptrs` values (or `n_ptrs` is 0).
@@ -131,17 +137,31 @@ pub unsafe extern "C" fn tc_type_new(
     };
     let offsets = if n_ptrs == 0 {
         &[][..]
+    } else if ptr_offsets.is_null() {
+        type_abort(
+            &name,
+            format_args!("ptr_offsets is NULL but n_ptrs is {n_ptrs}"),
+        )
+    } else if n_ptrs > MAX_POINTERS {
+        // Also keeps the slice below isize::MAX bytes, as `from_raw_parts` requires.
+        type_abort(
+            &name,
+            format_args!("{n_ptrs} pointer offsets, more than a type can have ({MAX_POINTERS})"),
+        )
     } else {
-        // SAFETY: the caller's contract.
+        // SAFETY: the caller's contract; non-null, and at most 2^35 bytes (above).
         unsafe { std::slice::from_raw_parts(ptr_offsets, n_ptrs) }
     };
     match h.register_type(&name, size, offsets) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("tricolor: tc_type_new(): type \"{name}\": {e}");
-            std::process::abort()
-        }
+        Err(e) => type_abort(&name, format_args!("{e}")),
     }
+}
+
+#[cold]
+fn type_abort(name: &str, why: std::fmt::Arguments<'_>) -> ! {
+    eprintln!("tricolor: tc_type_new(): type \"{name}\": {why}");
+    std::process::abort()
 }
 
 #[inline(always)]

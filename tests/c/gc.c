@@ -1,8 +1,9 @@
 /* The garbage collector through tricolor.h: trees, lists, cycles, arrays of pointers, large
- * objects, global handles, callback roots, several threads, statistics; and, with a mode
- * argument, misuse that must abort with a message. */
+ * objects, sizes no object can have, global handles, callback roots, several threads,
+ * statistics; and, with a mode argument, misuse that must abort with a message. */
 #include "check.h"
 #include "tricolor.h"
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -117,6 +118,35 @@ static void arrays_and_large(tc_mutator *m) {
     tc_collect(m);
     CHECK(live() == N * 8 + (N / 2) * 32);
     tc_pop_roots(m, 1);
+    tc_collect(m);
+    CHECK(live() == 0);
+}
+
+/* Sizes no allocation can satisfy return NULL with errno = ENOMEM, and leave the heap usable:
+ * the largest type tc_type_new accepts (one byte below 2^47, the user address space the heap
+ * maps), arrays whose size overflows, byte objects of huge lengths. */
+static void impossible_sizes(tc_mutator *m) {
+    size_t first = 0;
+    tc_type huge = tc_type_new(heap, "huge", ((size_t)1 << 47) - 1, &first, 1);
+    errno = 0;
+    CHECK(tc_alloc(m, huge) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(tc_alloc_array(m, huge, 1) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(tc_alloc_array(m, huge, 2) == NULL && errno == ENOMEM);
+    size_t lens[] = {SIZE_MAX, SIZE_MAX / 8, SIZE_MAX / 8 + 1, (size_t)1 << 61, (size_t)1 << 47};
+    for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+        errno = 0;
+        CHECK(tc_alloc_array(m, huge, lens[i]) == NULL && errno == ENOMEM);
+        errno = 0;
+        CHECK(tc_alloc_array(m, ref_t, lens[i]) == NULL && errno == ENOMEM);
+        errno = 0;
+        CHECK(tc_alloc_array(m, node_t, lens[i]) == NULL && errno == ENOMEM);
+        errno = 0;
+        CHECK(tc_alloc_bytes(m, lens[i]) == NULL && errno == ENOMEM);
+    }
+    node *n = tc_alloc(m, node_t);
+    CHECK(n != NULL && n->left == NULL);
     tc_collect(m);
     CHECK(live() == 0);
 }
@@ -443,6 +473,18 @@ static int misuse(const char *mode) {
     } else if (strcmp(mode, "type") == 0) {
         size_t bad[] = {4};
         tc_type_new(heap, "crooked", 16, bad, 1);
+    } else if (strcmp(mode, "type-too-large") == 0) {
+        tc_type_new(heap, "big", SIZE_MAX, NULL, 0);
+    } else if (strcmp(mode, "type-size-limit") == 0) {
+        /* 2^47 bytes: the whole user address space the heap maps, more than any object. */
+        size_t first = 0;
+        tc_type_new(heap, "limit", (size_t)1 << 47, &first, 1);
+    } else if (strcmp(mode, "type-null-offsets") == 0) {
+        tc_type_new(heap, "holey", 16, NULL, 2);
+    } else if (strcmp(mode, "type-too-many-offsets") == 0) {
+        /* More offsets than a type of the largest size has words: never read. */
+        size_t two[] = {0, 8};
+        tc_type_new(heap, "many", 16, two, SIZE_MAX / 8);
     } else if (strcmp(mode, "finalizer-twice") == 0) {
         fprintf(stderr, "PTR %p\n", (void *)n);
         tc_set_finalizer(m, n, on_finalize);
@@ -483,6 +525,7 @@ int main(int argc, char **argv) {
     tc_mutator *m = tc_mutator_attach(heap);
     trees_and_cycles(m);
     arrays_and_large(m);
+    impossible_sizes(m);
     handles_and_callbacks(m);
     pools(m);
     weaks(m);
