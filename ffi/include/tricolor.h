@@ -529,7 +529,8 @@ void tc_gc_stats(struct tc_heap *heap, tc_gc_stats_t *out);
 
 // Reads `n` samples: the allocator's figures, and the `/gc/` figures of `heap` (NULL: the
 // default heap if something has made it; without one they read `TC_METRIC_BAD`). Returns
-// 0, or -1 with `errno = EINVAL` when `samples` is NULL and `n` is not 0. A NULL or non-UTF-8
+// 0, or -1 with `errno = EINVAL` when `samples` is NULL and `n` is not 0 or `n` is more
+// than any array holds, `ENOMEM` when there is no memory to read them. A NULL or non-UTF-8
 // name reads `TC_METRIC_BAD`.
 //
 // # Safety

@@ -43,10 +43,20 @@ pub type tc_gc_stats_t = tricolor_gc::GcStats;
 pub type tc_root_fn =
     Option<unsafe extern "C" fn(visitor: *mut tc_root_visitor, data: *mut c_void)>;
 
+/// Writes `tricolor: <message>` to standard error and aborts: misuse of the C ABI. The write's
+/// error is ignored (`eprintln!` would panic on a broken standard error; the abort follows
+/// either way).
+#[cold]
+#[inline(never)]
+pub(crate) fn misuse_abort(msg: std::fmt::Arguments<'_>) -> ! {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "tricolor: {msg}");
+    std::process::abort()
+}
+
 #[cold]
 pub(crate) fn null_abort(what: &str, op: &str) -> ! {
-    eprintln!("tricolor: {op}(): NULL {what}");
-    std::process::abort()
+    misuse_abort(format_args!("{op}(): NULL {what}"))
 }
 
 pub(crate) fn heap_ref<'a>(h: *mut tc_heap, op: &str) -> &'a Heap {
@@ -160,8 +170,7 @@ pub unsafe extern "C" fn tc_type_new(
 
 #[cold]
 fn type_abort(name: &str, why: std::fmt::Arguments<'_>) -> ! {
-    eprintln!("tricolor: tc_type_new(): type \"{name}\": {why}");
-    std::process::abort()
+    misuse_abort(format_args!("tc_type_new(): type \"{name}\": {why}"))
 }
 
 #[inline(always)]

@@ -266,6 +266,11 @@ static void metrics(void) {
     while (tc_metric_name(n)) CHECK(tc_metric_description(n++) != NULL);
     CHECK(n > 20 && strcmp(tc_metric_name(0), "/memory/classes/heap/objects:bytes") == 0);
     CHECK(tc_metrics_read(heap, NULL, 1) == -1);
+    /* More samples than any array holds, or than there is memory to read: -1, nothing read. */
+    errno = 0;
+    CHECK(tc_metrics_read(heap, q, SIZE_MAX) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(tc_metrics_read(heap, q, PTRDIFF_MAX / sizeof q[0]) == -1 && errno == ENOMEM);
 }
 
 /* The pool's constructor: counts its calls through ctx. */

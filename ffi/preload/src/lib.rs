@@ -130,10 +130,11 @@ operator_new!(_Znwm _Znam);
 
 macro_rules! operator_new_aligned {
     ($($name:ident)*) => {$(
-        /// Aligned `operator new` / `operator new[]`: throws std::bad_alloc.
+        /// Aligned `operator new` / `operator new[]`: throws std::bad_alloc (also for an
+        /// alignment that is not a power of two).
         #[unsafe(no_mangle)]
         pub extern "C-unwind" fn $name(n: usize, a: usize) -> *mut c_void {
-            cxx::new(n, a)
+            cxx::new_aligned(n, a)
         }
     )*};
 }
@@ -152,10 +153,11 @@ operator_new_nothrow!(_ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t);
 
 macro_rules! operator_new_aligned_nothrow {
     ($($name:ident)*) => {$(
-        /// Aligned `operator new(size, align, nothrow)`: NULL when out of memory.
+        /// Aligned `operator new(size, align, nothrow)`: NULL when out of memory or for an
+        /// alignment that is not a power of two.
         #[unsafe(no_mangle)]
         pub extern "C" fn $name(n: usize, a: usize, _nothrow: *const c_void) -> *mut c_void {
-            cxx::new_nothrow(n, a)
+            cxx::new_aligned_nothrow(n, a)
         }
     )*};
 }
