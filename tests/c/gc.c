@@ -441,7 +441,7 @@ static int misuse(const char *mode) {
         tc_write(m, n, (void **)&o->left, NULL);
     } else if (strcmp(mode, "write-past-type") == 0) {
         /* A 24-byte type lives in a 32-byte size class: offset 24 is inside the slot but past
-         * the type, so the marker never scans it (issue 12, defect 3). */
+         * the type, so the marker never scans it. */
         size_t three[] = {0, 8, 16};
         tc_type t24 = tc_type_new(heap, "triple", 24, three, 3);
         void **o = tc_alloc(m, t24);

@@ -54,8 +54,8 @@ fn writing_outside_the_object_aborts() {
     misuse("write-slot", "is not inside heap object");
 }
 
-/// Issue 12, defect 3: a store past the type's size (inside its size class's slot) was
-/// accepted, never scanned, and its target collected while reachable.
+/// A store past the type's size (inside its size class's slot) would never be scanned, and
+/// its target would be collected while reachable.
 #[test]
 fn writing_past_the_type_inside_the_slot_aborts() {
     misuse("write-past-type", "is not a pointer slot of its type");

@@ -18,7 +18,7 @@
 //! The operators are exported with their Itanium-ABI mangled names. Out of memory, `operator
 //! new` calls the installed new-handler and throws `std::bad_alloc` (see `cxx`), so those
 //! wrappers use the `C-unwind` ABI. The library does not link the C++ runtime: C programs pay
-//! nothing for it (linking libstdc++ cost every process 0.5 ms and 1.6 MiB at start-up).
+//! nothing for it (linking libstdc++ costs every process 0.5 ms and 1.6 MiB at start-up).
 
 #![allow(clippy::missing_safety_doc)] // The C standard is their documentation; see cmalloc.
 
