@@ -458,7 +458,8 @@ void tc_write(struct tc_mutator *m, void *obj, void **slot, void *value);
 void tc_write_unchecked(struct tc_mutator *m, void *obj, void **slot, void *value);
 
 // Pushes the address of a local variable holding an object pointer (or NULL) onto the
-// mutator's shadow stack: the object stays alive, until the slot is popped.
+// mutator's shadow stack: the object stays alive, until the slot is popped. A NULL `slot`
+// aborts with a message (a collection would read through it).
 //
 // # Safety
 // `slot` stays valid until popped.
@@ -514,7 +515,7 @@ uint64_t tc_add_root_callback(struct tc_heap *heap, tc_root_fn f, void *data);
 int tc_remove_root_callback(struct tc_heap *heap, uint64_t id);
 
 // Reports one root slot (the address of a variable holding NULL or an object pointer) from
-// inside a root callback.
+// inside a root callback. A NULL `visitor` or `slot` aborts with a message.
 //
 // # Safety
 // `visitor` is the one passed to the running callback; `slot` is readable.

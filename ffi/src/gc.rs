@@ -246,14 +246,19 @@ pub unsafe extern "C" fn tc_write_unchecked(
 }
 
 /// Pushes the address of a local variable holding an object pointer (or NULL) onto the
-/// mutator's shadow stack: the object stays alive, until the slot is popped.
+/// mutator's shadow stack: the object stays alive, until the slot is popped. A NULL `slot`
+/// aborts with a message (a collection would read through it).
 ///
 /// # Safety
 /// `slot` stays valid until popped.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tc_push_root(m: *mut tc_mutator, slot: *mut *mut c_void) {
-    // SAFETY: the caller's contract.
-    unsafe { mutator(m, "tc_push_root").push_root(slot.cast()) }
+    let m = mutator(m, "tc_push_root");
+    if slot.is_null() {
+        null_abort("root slot", "tc_push_root");
+    }
+    // SAFETY: the caller's contract; not NULL (above).
+    unsafe { m.push_root(slot.cast()) }
 }
 
 /// Pops the last `n` root slots; aborts if fewer are pushed.
@@ -378,7 +383,7 @@ pub extern "C" fn tc_remove_root_callback(heap: *mut tc_heap, id: u64) -> c_int 
 }
 
 /// Reports one root slot (the address of a variable holding NULL or an object pointer) from
-/// inside a root callback.
+/// inside a root callback. A NULL `visitor` or `slot` aborts with a message.
 ///
 /// # Safety
 /// `visitor` is the one passed to the running callback; `slot` is readable.
@@ -386,6 +391,9 @@ pub extern "C" fn tc_remove_root_callback(heap: *mut tc_heap, id: u64) -> c_int 
 pub unsafe extern "C" fn tc_visit_root(visitor: *mut tc_root_visitor, slot: *mut *mut c_void) {
     if visitor.is_null() {
         null_abort("visitor", "tc_visit_root");
+    }
+    if slot.is_null() {
+        null_abort("root slot", "tc_visit_root");
     }
     // SAFETY: the caller's contract: the live visitor of the running callback.
     let v = unsafe { &mut *visitor.cast::<RootVisitor<'_>>() };

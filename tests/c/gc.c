@@ -428,6 +428,12 @@ static void scanners(tc_mutator *m) {
     CHECK(live() + 64 * 127 * 24 <= with); /* nothing keeps them now */
 }
 
+/* A root callback reporting a NULL slot instead of a variable's address. */
+static void report_null(tc_root_visitor *v, void *data) {
+    (void)data;
+    tc_visit_root(v, NULL);
+}
+
 static int misuse(const char *mode) {
     tc_mutator *m = tc_mutator_attach(heap);
     static long not_heap[4];
@@ -468,6 +474,12 @@ static int misuse(const char *mode) {
         char *b = tc_alloc_bytes(m, 64);
         fprintf(stderr, "PTR %p\n", (void *)b);
         tc_write(m, b, (void **)b, n);
+    } else if (strcmp(mode, "push-null") == 0) {
+        tc_push_root(m, NULL);
+        tc_collect(m);
+    } else if (strcmp(mode, "visit-null") == 0) {
+        tc_add_root_callback(heap, report_null, NULL);
+        tc_collect(m);
     } else if (strcmp(mode, "pop") == 0) {
         tc_push_root(m, (void **)&n);
         tc_pop_roots(m, 2);

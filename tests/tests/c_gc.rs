@@ -78,6 +78,13 @@ fn an_unchecked_store_into_a_data_field_aborts_under_verification() {
     );
 }
 
+/// A NULL root slot would be read through by the next collection: refused where it is given.
+#[test]
+fn a_null_root_slot_aborts() {
+    misuse("push-null", "tc_push_root(): NULL root slot");
+    misuse("visit-null", "tc_visit_root(): NULL root slot");
+}
+
 #[test]
 fn popping_more_roots_than_pushed_aborts() {
     misuse("pop", "popping 2 roots but only 1 are pushed");
