@@ -126,7 +126,7 @@ impl std::fmt::Display for TypeError {
                  ({MAX_POINTER_OFFSET})"
             ),
             Self::TooMany => write!(f, "too many types"),
-            Self::NoMemory => write!(f, "out of memory for its pointer map"),
+            Self::NoMemory => write!(f, "out of memory for its record (pointer map, name)"),
         }
     }
 }
