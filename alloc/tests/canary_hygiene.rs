@@ -1,6 +1,6 @@
 //! Memory handed to the user never shows a free canary: spans returning to the page heap have
 //! their blocks' canaries cleared, so a large block carved from their pages starts clean.
-//! (A stale canary once travelled through `realloc` copies to the address it names and made a
+//! (A stale canary would travel through `realloc` copies to the address it names and make a
 //! live block look already freed.) One test in its own binary: it relies on page reuse.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -13,7 +13,7 @@ static GLOBAL: Tricolor = Tricolor;
 fn freed_spans_leave_no_canaries_behind() {
     // A size the test harness does not allocate meanwhile: a block of the harness's in one of
     // these spans keeps the span in use, splits the freed pages, and sends the large block
-    // elsewhere (with 48-byte blocks, one run in 12 failed so).
+    // elsewhere (with 48-byte blocks, about one run in 12 fails so).
     const SIZE: usize = 3000;
     let small = Layout::from_size_align(SIZE, 8).unwrap();
     // SAFETY: valid layouts; every block is freed with its layout.

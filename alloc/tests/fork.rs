@@ -110,9 +110,10 @@ fn forked_children_allocate_while_threads_hold_locks() {
     fork_while_churning(3, 20, 70_000);
 }
 
-/// Issue 12, defect 1: with per-thread caches (CI runs this file with glibc's rseq disabled),
-/// children walked the dead threads' lists caught mid-update and died of SIGSEGV in 2 to 14 of
-/// 200 forks. Small blocks keep the threads inside their caches' fast paths.
+/// With per-thread caches (CI runs this file with glibc's rseq disabled), a child must not walk
+/// the lists of threads that do not exist in it: a fork catches them mid-update, and a child
+/// walking them dies of SIGSEGV (a few of 200 forks). Small blocks keep the threads inside
+/// their caches' fast paths, where the fork catches them.
 #[test]
 fn fork_storm_with_small_block_churn() {
     fork_while_churning(4, 200, 600);

@@ -245,8 +245,8 @@ fn impossible_requests_fail_with_null() {
         let before = tricolor_alloc::stats().metadata;
         let l = Layout::from_size_align(1 << 46, 4096).unwrap();
         assert!(GLOBAL.alloc(l).is_null(), "64 TiB should not be reservable");
-        // A refused request costs no metadata (once, pagemap leaves for all 64 TiB were made
-        // before the commit failed: 68 GB mapped, 4 GB resident).
+        // A refused request costs no metadata: pagemap leaves for all 64 TiB, made before the
+        // commit fails, would map 68 GB, 4 GB of it resident.
         let grown = tricolor_alloc::stats().metadata - before;
         assert!(
             grown < 16 << 20,

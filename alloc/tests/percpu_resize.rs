@@ -2,7 +2,11 @@
 //! emptied and shrunk by the reclaim passes, while a busy one keeps its blocks. One test
 //! function running the cases in turn on one pinned thread, so no other thread's misses or
 //! reclaim passes blur the picture.
-//! Per-CPU mode only (the test returns early, saying so, in the per-thread mode).
+//!
+//! With the per-thread front end the test checks that front end's counterpart, its lists'
+//! slow start (`thread_cache`, "Bounds"): a class used once keeps at most a batch, and a run
+//! of frees repeated is soon kept whole. Per-thread lists have no idle reclaim (only their
+//! own thread empties them), so that half says it skipped.
 
 use std::alloc::{GlobalAlloc, Layout};
 use tricolor_alloc::size_class::{CLASSES, class_of};
@@ -28,11 +32,59 @@ fn burst(size: usize, n: usize) {
 #[test]
 fn capacities_adapt_to_use() {
     if front_end() != FrontEnd::PerCpu {
-        eprintln!("per-thread front end: nothing to test");
+        per_thread_lists_grow_with_use();
+        common::skipped(
+            "capacities_adapt_to_use: idle lists emptied and shrunk by the reclaim passes",
+            "front end is per-thread",
+        );
         return;
     }
     lists_grow_with_use_and_shrink_when_idle();
     the_slow_paths_reclaim_idle_lists_on_their_own();
+}
+
+/// `n` (at most 256) blocks of `size` bytes allocated, then freed in reverse, with no other
+/// allocation in between (the pointers live on the stack), so the calling thread's cache
+/// holds exactly what the run left.
+fn run_of(size: usize, n: usize) {
+    let layout = Layout::from_size_align(size, 8).unwrap();
+    let mut blocks = [std::ptr::null_mut::<u8>(); 256];
+    for b in &mut blocks[..n] {
+        // SAFETY: a valid layout; every block is freed once with it, below.
+        *b = unsafe { GLOBAL.alloc(layout) };
+        assert!(!b.is_null());
+    }
+    for &b in blocks[..n].iter().rev() {
+        // SAFETY: as above.
+        unsafe { GLOBAL.dealloc(b, layout) };
+    }
+}
+
+fn per_thread_lists_grow_with_use() {
+    let class = class_of(48);
+    let (size, batch) = (CLASSES[class].size as usize, CLASSES[class].batch as usize);
+    testing::flush_thread_cache();
+    assert_eq!(
+        testing::thread_cache_bytes(),
+        0,
+        "a flushed cache holds blocks"
+    );
+    run_of(48, 1);
+    let once = testing::thread_cache_bytes();
+    assert!(
+        once > 0 && once <= batch * size,
+        "a class used once keeps {once} bytes, more than a batch ({batch} x {size})"
+    );
+    // A run longer than a batch is given back in part at first; its limit grows each time.
+    assert!(150 > batch);
+    for _ in 0..4 {
+        run_of(48, 150);
+    }
+    let kept = testing::thread_cache_bytes();
+    assert!(
+        kept >= 150 * size,
+        "after four runs of 150 frees the cache keeps only {kept} bytes of 48-byte blocks"
+    );
 }
 
 fn lists_grow_with_use_and_shrink_when_idle() {

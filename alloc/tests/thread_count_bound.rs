@@ -10,6 +10,8 @@ use std::process::Command;
 use std::sync::{Arc, Barrier, Mutex};
 use tricolor_alloc::{FrontEnd, Tricolor, front_end};
 
+mod common;
+
 #[global_allocator]
 static GLOBAL: Tricolor = Tricolor;
 
@@ -104,6 +106,10 @@ fn per_cpu_caches_bound_memory_whatever_the_thread_count() {
         // No rseq here (or TRICOLOR_PERCPU=0): only the per-thread mode exists to measure.
         let (mode, _) = run(false);
         assert_eq!(mode, "PerThread");
+        common::skipped(
+            "per_cpu_caches_bound_memory_whatever_the_thread_count: no per-CPU mode to compare",
+            "front end is per-thread",
+        );
         return;
     }
     let (cpu_mode, cpu_growth) = run(true);

@@ -410,7 +410,9 @@ void tc_mutator_detach(struct tc_mutator *m);
 
 // Registers a type of `size` bytes whose pointer slots are at the byte offsets
 // `ptr_offsets[0..n_ptrs]` (each a multiple of 8, inside the object). Aborts with a message
-// on an invalid layout.
+// naming the type on an invalid layout: size 0 or one no object can have (2^47 bytes or
+// more, the user address space the heap maps), an offset not 8-aligned or past the end or
+// given twice, NULL `ptr_offsets` with `n_ptrs` not 0.
 //
 // # Safety
 // `name` is NULL or a C string; `ptr_offsets` points to `n_ptrs` values (or `n_ptrs` is 0).
@@ -456,7 +458,8 @@ void tc_write(struct tc_mutator *m, void *obj, void **slot, void *value);
 void tc_write_unchecked(struct tc_mutator *m, void *obj, void **slot, void *value);
 
 // Pushes the address of a local variable holding an object pointer (or NULL) onto the
-// mutator's shadow stack: the object stays alive, until the slot is popped.
+// mutator's shadow stack: the object stays alive, until the slot is popped. A NULL `slot`
+// aborts with a message (a collection would read through it).
 //
 // # Safety
 // `slot` stays valid until popped.
@@ -512,7 +515,7 @@ uint64_t tc_add_root_callback(struct tc_heap *heap, tc_root_fn f, void *data);
 int tc_remove_root_callback(struct tc_heap *heap, uint64_t id);
 
 // Reports one root slot (the address of a variable holding NULL or an object pointer) from
-// inside a root callback.
+// inside a root callback. A NULL `visitor` or `slot` aborts with a message.
 //
 // # Safety
 // `visitor` is the one passed to the running callback; `slot` is readable.
@@ -527,7 +530,8 @@ void tc_gc_stats(struct tc_heap *heap, tc_gc_stats_t *out);
 
 // Reads `n` samples: the allocator's figures, and the `/gc/` figures of `heap` (NULL: the
 // default heap if something has made it; without one they read `TC_METRIC_BAD`). Returns
-// 0, or -1 with `errno = EINVAL` when `samples` is NULL and `n` is not 0. A NULL or non-UTF-8
+// 0, or -1 with `errno = EINVAL` when `samples` is NULL and `n` is not 0 or `n` is more
+// than any array holds, `ENOMEM` when there is no memory to read them. A NULL or non-UTF-8
 // name reads `TC_METRIC_BAD`.
 //
 // # Safety

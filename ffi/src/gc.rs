@@ -43,10 +43,20 @@ pub type tc_gc_stats_t = tricolor_gc::GcStats;
 pub type tc_root_fn =
     Option<unsafe extern "C" fn(visitor: *mut tc_root_visitor, data: *mut c_void)>;
 
+/// Writes `tricolor: <message>` to standard error and aborts: misuse of the C ABI. The write's
+/// error is ignored (`eprintln!` would panic on a broken standard error; the abort follows
+/// either way).
+#[cold]
+#[inline(never)]
+pub(crate) fn misuse_abort(msg: std::fmt::Arguments<'_>) -> ! {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "tricolor: {msg}");
+    std::process::abort()
+}
+
 #[cold]
 pub(crate) fn null_abort(what: &str, op: &str) -> ! {
-    eprintln!("tricolor: {op}(): NULL {what}");
-    std::process::abort()
+    misuse_abort(format_args!("{op}(): NULL {what}"))
 }
 
 pub(crate) fn heap_ref<'a>(h: *mut tc_heap, op: &str) -> &'a Heap {
@@ -108,9 +118,15 @@ pub unsafe extern "C" fn tc_mutator_detach(m: *mut tc_mutator) {
     unsafe { tricolor_gc::raw::detach(m.cast()) }
 }
 
+/// The most pointer slots a type can have: pointer maps number words with 32 bits, so there
+/// are 2^32 distinct valid offsets; more offsets than that hold a duplicate or a bad one.
+const MAX_POINTERS: usize = 1 << 32;
+
 /// Registers a type of `size` bytes whose pointer slots are at the byte offsets
 /// `ptr_offsets[0..n_ptrs]` (each a multiple of 8, inside the object). Aborts with a message
-/// on an invalid layout.
+/// naming the type on an invalid layout: size 0 or one no object can have (2^47 bytes or
+/// more, the user address space the heap maps), an offset not 8-aligned or past the end or
+/// given twice, NULL `ptr_offsets` with `n_ptrs` not 0.
 ///
 /// # Safety
 /// `name` is NULL or a C string; `ptr_offsets` points to `n_ptrs` values (or `n_ptrs` is 0).
@@ -131,17 +147,30 @@ pub unsafe extern "C" fn tc_type_new(
     };
     let offsets = if n_ptrs == 0 {
         &[][..]
+    } else if ptr_offsets.is_null() {
+        type_abort(
+            &name,
+            format_args!("ptr_offsets is NULL but n_ptrs is {n_ptrs}"),
+        )
+    } else if n_ptrs > MAX_POINTERS {
+        // Also keeps the slice below isize::MAX bytes, as `from_raw_parts` requires.
+        type_abort(
+            &name,
+            format_args!("{n_ptrs} pointer offsets, more than a type can have ({MAX_POINTERS})"),
+        )
     } else {
-        // SAFETY: the caller's contract.
+        // SAFETY: the caller's contract; non-null, and at most 2^35 bytes (above).
         unsafe { std::slice::from_raw_parts(ptr_offsets, n_ptrs) }
     };
     match h.register_type(&name, size, offsets) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("tricolor: tc_type_new(): type \"{name}\": {e}");
-            std::process::abort()
-        }
+        Err(e) => type_abort(&name, format_args!("{e}")),
     }
+}
+
+#[cold]
+fn type_abort(name: &str, why: std::fmt::Arguments<'_>) -> ! {
+    misuse_abort(format_args!("tc_type_new(): type \"{name}\": {why}"))
 }
 
 #[inline(always)]
@@ -217,14 +246,19 @@ pub unsafe extern "C" fn tc_write_unchecked(
 }
 
 /// Pushes the address of a local variable holding an object pointer (or NULL) onto the
-/// mutator's shadow stack: the object stays alive, until the slot is popped.
+/// mutator's shadow stack: the object stays alive, until the slot is popped. A NULL `slot`
+/// aborts with a message (a collection would read through it).
 ///
 /// # Safety
 /// `slot` stays valid until popped.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tc_push_root(m: *mut tc_mutator, slot: *mut *mut c_void) {
-    // SAFETY: the caller's contract.
-    unsafe { mutator(m, "tc_push_root").push_root(slot.cast()) }
+    let m = mutator(m, "tc_push_root");
+    if slot.is_null() {
+        null_abort("root slot", "tc_push_root");
+    }
+    // SAFETY: the caller's contract; not NULL (above).
+    unsafe { m.push_root(slot.cast()) }
 }
 
 /// Pops the last `n` root slots; aborts if fewer are pushed.
@@ -349,7 +383,7 @@ pub extern "C" fn tc_remove_root_callback(heap: *mut tc_heap, id: u64) -> c_int 
 }
 
 /// Reports one root slot (the address of a variable holding NULL or an object pointer) from
-/// inside a root callback.
+/// inside a root callback. A NULL `visitor` or `slot` aborts with a message.
 ///
 /// # Safety
 /// `visitor` is the one passed to the running callback; `slot` is readable.
@@ -357,6 +391,9 @@ pub extern "C" fn tc_remove_root_callback(heap: *mut tc_heap, id: u64) -> c_int 
 pub unsafe extern "C" fn tc_visit_root(visitor: *mut tc_root_visitor, slot: *mut *mut c_void) {
     if visitor.is_null() {
         null_abort("visitor", "tc_visit_root");
+    }
+    if slot.is_null() {
+        null_abort("root slot", "tc_visit_root");
     }
     // SAFETY: the caller's contract: the live visitor of the running callback.
     let v = unsafe { &mut *visitor.cast::<RootVisitor<'_>>() };

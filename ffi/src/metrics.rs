@@ -43,7 +43,8 @@ pub struct tc_metric_sample_t {
 
 /// Reads `n` samples: the allocator's figures, and the `/gc/` figures of `heap` (NULL: the
 /// default heap if something has made it; without one they read `TC_METRIC_BAD`). Returns
-/// 0, or -1 with `errno = EINVAL` when `samples` is NULL and `n` is not 0. A NULL or non-UTF-8
+/// 0, or -1 with `errno = EINVAL` when `samples` is NULL and `n` is not 0 or `n` is more
+/// than any array holds, `ENOMEM` when there is no memory to read them. A NULL or non-UTF-8
 /// name reads `TC_METRIC_BAD`.
 ///
 /// # Safety
@@ -59,25 +60,31 @@ pub unsafe extern "C" fn tc_metrics_read(
     if n == 0 {
         return 0;
     }
-    if samples.is_null() {
+    // No array of more samples fits in the address space (and `from_raw_parts_mut` requires
+    // less than isize::MAX bytes).
+    if samples.is_null() || n > isize::MAX as usize / size_of::<tc_metric_sample_t>() {
         cmalloc::set_errno(libc::EINVAL);
+        return -1;
+    }
+    // The one allocation sized by the caller: fallible. (Each sample's name is copied too, as
+    // long as the caller's own string.)
+    let mut read: Vec<Sample> = Vec::new();
+    if read.try_reserve_exact(n).is_err() {
+        cmalloc::set_errno(libc::ENOMEM);
         return -1;
     }
     // SAFETY: the caller's contract: `n` samples at `samples`.
     let out = unsafe { core::slice::from_raw_parts_mut(samples, n) };
-    let mut read: Vec<Sample> = out
-        .iter()
-        .map(|s| {
-            let name = if s.name.is_null() {
-                None
-            } else {
-                // SAFETY: the caller's contract: a NUL-terminated name.
-                unsafe { CStr::from_ptr(s.name) }.to_str().ok()
-            };
-            // An empty name is no metric's: it reads Bad, as a bad name does.
-            Sample::new(name.unwrap_or(""))
-        })
-        .collect();
+    read.extend(out.iter().map(|s| {
+        let name = if s.name.is_null() {
+            None
+        } else {
+            // SAFETY: the caller's contract: a NUL-terminated name.
+            unsafe { CStr::from_ptr(s.name) }.to_str().ok()
+        };
+        // An empty name is no metric's: it reads Bad, as a bad name does.
+        Sample::new(name.unwrap_or(""))
+    }));
     if heap.is_null() {
         metrics::read(&mut read);
     } else {
@@ -99,7 +106,8 @@ pub unsafe extern "C" fn tc_metrics_read(
                 let room = o.histogram_len.min(h.counts.len());
                 if !o.counts.is_null() && !o.buckets.is_null() {
                     // SAFETY: the caller's contract: room for `histogram_len` counts and one
-                    // more boundary; `room` is at most that.
+                    // more boundary; `room` is at most that, and a histogram has one boundary
+                    // more than counts, so `room + 1` boundaries are there to copy.
                     unsafe {
                         core::ptr::copy_nonoverlapping(h.counts.as_ptr(), o.counts, room);
                         core::ptr::copy_nonoverlapping(h.buckets.as_ptr(), o.buckets, room + 1);
@@ -118,6 +126,8 @@ fn c_table() -> &'static [(CString, CString)] {
     TABLE.get_or_init(|| {
         metrics::all()
             .map(|d| {
+                // Cannot fail: names and descriptions are the collector's string literals,
+                // none with a NUL; `tests/c/gc.c` reads every one through this table.
                 (
                     CString::new(d.name).expect("names have no NUL"),
                     CString::new(d.description).expect("descriptions have no NUL"),

@@ -54,11 +54,10 @@ pub extern "C" fn tc_pool_new(
 ) -> *mut tc_pool {
     let h = heap_ref(heap, "tc_pool_new");
     if h.type_info(r#type).is_none() {
-        eprintln!(
-            "tricolor: tc_pool_new(): type {} is not registered on this heap",
+        crate::gc::misuse_abort(format_args!(
+            "tc_pool_new(): type {} is not registered on this heap",
             r#type
-        );
-        std::process::abort();
+        ));
     }
     // SAFETY: heaps are 'static (they live until the process exits).
     let h: &'static tricolor_gc::Heap = unsafe { &*(h as *const tricolor_gc::Heap) };

@@ -34,18 +34,28 @@ pub struct TypeInfo {
 }
 
 impl TypeInfo {
-    fn new(id: TypeId, name: &str, size: usize, words: Box<[u32]>) -> Self {
-        let mut pointer_bits = vec![0u64; size.div_ceil(8).div_ceil(64)];
+    /// `words` is sorted. The bitmap reaches the last pointer word only (a lookup past it finds
+    /// no slot): its size follows the pointer offsets, which the caller's own array bounds, not
+    /// the type's size, which may be far larger than any allocation of ours can be. `None`
+    /// when there is no memory for it or the name's copy.
+    fn new(id: TypeId, name: &str, size: usize, words: Box<[u32]>) -> Option<Self> {
+        let len = words.last().map_or(0, |&w| w as usize / 64 + 1);
+        let mut pointer_bits = Vec::new();
+        pointer_bits.try_reserve_exact(len).ok()?;
+        pointer_bits.resize(len, 0u64);
         for &w in words.iter() {
             pointer_bits[w as usize / 64] |= 1 << (w % 64);
         }
-        Self {
+        let mut owned_name = String::new();
+        owned_name.try_reserve_exact(name.len()).ok()?;
+        owned_name.push_str(name);
+        Some(Self {
             id,
-            name: name.into(),
+            name: owned_name,
             size,
             words,
             pointer_bits: pointer_bits.into_boxed_slice(),
-        }
+        })
     }
 
     /// True when byte `offset` of an object of this type (below `size`) is a pointer slot.
@@ -70,24 +80,53 @@ impl TypeInfo {
 pub enum TypeError {
     /// Size zero.
     ZeroSize,
+    /// A size above `MAX_TYPE_SIZE`: no object of it, or array of one, can be allocated.
+    TooLarge(usize),
     /// An offset that is not a multiple of 8 or does not leave room for a pointer.
     BadOffset(usize),
     /// The same offset twice.
     Duplicate(usize),
+    /// An offset beyond `MAX_POINTER_OFFSET`.
+    OffsetTooLarge(usize),
     /// More than `u32::MAX` types.
     TooMany,
+    /// No memory for the type's record (its pointer map, its name).
+    NoMemory,
 }
+
+/// The largest size a type may have, one byte below 2^47. The page heap maps objects into the
+/// 47-bit user address space of x86-64 and aarch64 Linux (the allocator's pagemap and the
+/// collector's span map cover no more), which also holds the program itself, so no object of
+/// 2^47 bytes or more, nor an array of one such element, can ever be allocated. Refusing such
+/// a size when the type is registered names the type in the message, and keeps the size
+/// arithmetic far from overflow: `size * len` of an array is checked, and a size below 2^47
+/// rounds up to whole pages without overflowing.
+pub const MAX_TYPE_SIZE: usize = (1 << 47) - 1;
+
+/// The largest pointer offset a type may have: pointer maps number words with `u32`.
+pub const MAX_POINTER_OFFSET: usize = u32::MAX as usize * 8;
 
 impl std::fmt::Display for TypeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::ZeroSize => write!(f, "size 0"),
+            Self::TooLarge(n) => write!(
+                f,
+                "size {n} is larger than any object can be (at most {MAX_TYPE_SIZE} bytes: \
+                 the heap maps the 47-bit user address space)"
+            ),
             Self::BadOffset(o) => write!(
                 f,
                 "pointer offset {o} is not 8-aligned or runs past the object's end"
             ),
             Self::Duplicate(o) => write!(f, "pointer offset {o} given twice"),
+            Self::OffsetTooLarge(o) => write!(
+                f,
+                "pointer offset {o} is beyond the largest a pointer map holds \
+                 ({MAX_POINTER_OFFSET})"
+            ),
             Self::TooMany => write!(f, "too many types"),
+            Self::NoMemory => write!(f, "out of memory for its record (pointer map, name)"),
         }
     }
 }
@@ -99,8 +138,9 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) fn new() -> Self {
-        let bytes: &'static TypeInfo =
-            Box::leak(Box::new(TypeInfo::new(BYTES, "bytes", 1, Box::new([]))));
+        // No pointer words: no bitmap to allocate, so `new` cannot fail.
+        let bytes = TypeInfo::new(BYTES, "bytes", 1, Box::new([])).expect("an empty pointer map");
+        let bytes: &'static TypeInfo = Box::leak(Box::new(bytes));
         Self {
             types: Mutex::new(vec![bytes]),
         }
@@ -116,7 +156,9 @@ impl Registry {
         let words = check_layout(size, offsets)?;
         let mut types = self.types.lock().unwrap_or_else(|e| e.into_inner());
         let id = TypeId::try_from(types.len()).map_err(|_| TypeError::TooMany)?;
-        let info: &'static TypeInfo = Box::leak(Box::new(TypeInfo::new(id, name, size, words)));
+        types.try_reserve(1).map_err(|_| TypeError::NoMemory)?;
+        let info = TypeInfo::new(id, name, size, words).ok_or(TypeError::NoMemory)?;
+        let info: &'static TypeInfo = Box::leak(Box::new(info));
         types.push(info);
         Ok(info)
     }
@@ -133,11 +175,19 @@ fn check_layout(size: usize, offsets: &[usize]) -> Result<Box<[u32]>, TypeError>
     if size == 0 {
         return Err(TypeError::ZeroSize);
     }
-    let mut words = Vec::with_capacity(offsets.len());
+    if size > MAX_TYPE_SIZE {
+        return Err(TypeError::TooLarge(size));
+    }
+    let mut words = Vec::new();
+    words
+        .try_reserve_exact(offsets.len())
+        .map_err(|_| TypeError::NoMemory)?;
     for &o in offsets {
-        if o % 8 != 0 || o.checked_add(8).is_none_or(|end| end > size) || o / 8 > u32::MAX as usize
-        {
+        if o % 8 != 0 || o.checked_add(8).is_none_or(|end| end > size) {
             return Err(TypeError::BadOffset(o));
+        }
+        if o > MAX_POINTER_OFFSET {
+            return Err(TypeError::OffsetTooLarge(o));
         }
         words.push((o / 8) as u32);
     }

@@ -549,9 +549,10 @@ fn each_refill_sweeps_one_more_span_of_any_kind() {
 
 /// A root callback that reaches a large structure: everything it reaches is marked to the end
 /// (a drain at mark termination may share grey objects through the work list, which must be
-/// emptied again before the flip). Found by the Lox VM, whose roots are a callback: verification
-/// aborted on a black object pointing to a white one, and without verification the objects
-/// were freed while reachable. A tree, so that the grey stack holds many objects to share.
+/// emptied again before the flip; if not, verification aborts on a black object pointing to a
+/// white one, and without verification the objects are freed while reachable). A language
+/// runtime's roots are such a callback (the Lox VM's). A tree, so that the grey stack holds
+/// many objects to share.
 #[test]
 fn everything_a_root_callback_reaches_is_kept() {
     use std::sync::atomic::AtomicPtr;

@@ -44,6 +44,22 @@ static bool huge_new_throws_bad_alloc() {
     return false;
 }
 
+// An alignment that is not a power of two is undefined behaviour in C++; the aligned operator
+// new throws std::bad_alloc for it, and its nothrow form returns NULL, as libstdc++'s own do,
+// for small and page-sized alignments alike (none may reach the page heap).
+static bool crooked_alignment_is_refused(std::size_t size, std::size_t align) {
+    volatile std::size_t a = align;
+    bool threw = false;
+    try {
+        void *p = ::operator new(size, std::align_val_t(a));
+        ::operator delete(p, std::align_val_t(a));
+    } catch (const std::bad_alloc &) {
+        threw = true;
+    }
+    return threw && ::operator new(size, std::align_val_t(a), std::nothrow) == nullptr &&
+           ::operator new[](size, std::align_val_t(a), std::nothrow) == nullptr;
+}
+
 int main() {
     char *c = new char[100];
     CHECK(malloc_usable_size(c) == 112);  // Tricolor's class; glibc would say 104
@@ -76,6 +92,11 @@ int main() {
     CHECK(total == 20000);
     auto shared = std::make_shared<std::vector<int>>(100000, 3);
     CHECK((*shared)[99999] == 3);
+
+    CHECK(crooked_alignment_is_refused(16, 3));
+    CHECK(crooked_alignment_is_refused(16, 24));
+    CHECK(crooked_alignment_is_refused(100000, 3 * 8192));
+    CHECK(crooked_alignment_is_refused(16, 0));
 
     CHECK(huge_new_throws_bad_alloc());
     std::set_new_handler(handler);

@@ -1,8 +1,9 @@
 /* The garbage collector through tricolor.h: trees, lists, cycles, arrays of pointers, large
- * objects, global handles, callback roots, several threads, statistics; and, with a mode
- * argument, misuse that must abort with a message. */
+ * objects, sizes no object can have, global handles, callback roots, several threads,
+ * statistics; and, with a mode argument, misuse that must abort with a message. */
 #include "check.h"
 #include "tricolor.h"
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -117,6 +118,35 @@ static void arrays_and_large(tc_mutator *m) {
     tc_collect(m);
     CHECK(live() == N * 8 + (N / 2) * 32);
     tc_pop_roots(m, 1);
+    tc_collect(m);
+    CHECK(live() == 0);
+}
+
+/* Sizes no allocation can satisfy return NULL with errno = ENOMEM, and leave the heap usable:
+ * the largest type tc_type_new accepts (one byte below 2^47, the user address space the heap
+ * maps), arrays whose size overflows, byte objects of huge lengths. */
+static void impossible_sizes(tc_mutator *m) {
+    size_t first = 0;
+    tc_type huge = tc_type_new(heap, "huge", ((size_t)1 << 47) - 1, &first, 1);
+    errno = 0;
+    CHECK(tc_alloc(m, huge) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(tc_alloc_array(m, huge, 1) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(tc_alloc_array(m, huge, 2) == NULL && errno == ENOMEM);
+    size_t lens[] = {SIZE_MAX, SIZE_MAX / 8, SIZE_MAX / 8 + 1, (size_t)1 << 61, (size_t)1 << 47};
+    for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+        errno = 0;
+        CHECK(tc_alloc_array(m, huge, lens[i]) == NULL && errno == ENOMEM);
+        errno = 0;
+        CHECK(tc_alloc_array(m, ref_t, lens[i]) == NULL && errno == ENOMEM);
+        errno = 0;
+        CHECK(tc_alloc_array(m, node_t, lens[i]) == NULL && errno == ENOMEM);
+        errno = 0;
+        CHECK(tc_alloc_bytes(m, lens[i]) == NULL && errno == ENOMEM);
+    }
+    node *n = tc_alloc(m, node_t);
+    CHECK(n != NULL && n->left == NULL);
     tc_collect(m);
     CHECK(live() == 0);
 }
@@ -236,6 +266,11 @@ static void metrics(void) {
     while (tc_metric_name(n)) CHECK(tc_metric_description(n++) != NULL);
     CHECK(n > 20 && strcmp(tc_metric_name(0), "/memory/classes/heap/objects:bytes") == 0);
     CHECK(tc_metrics_read(heap, NULL, 1) == -1);
+    /* More samples than any array holds, or than there is memory to read: -1, nothing read. */
+    errno = 0;
+    CHECK(tc_metrics_read(heap, q, SIZE_MAX) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(tc_metrics_read(heap, q, PTRDIFF_MAX / sizeof q[0]) == -1 && errno == ENOMEM);
 }
 
 /* The pool's constructor: counts its calls through ctx. */
@@ -393,6 +428,12 @@ static void scanners(tc_mutator *m) {
     CHECK(live() + 64 * 127 * 24 <= with); /* nothing keeps them now */
 }
 
+/* A root callback reporting a NULL slot instead of a variable's address. */
+static void report_null(tc_root_visitor *v, void *data) {
+    (void)data;
+    tc_visit_root(v, NULL);
+}
+
 static int misuse(const char *mode) {
     tc_mutator *m = tc_mutator_attach(heap);
     static long not_heap[4];
@@ -406,7 +447,7 @@ static int misuse(const char *mode) {
         tc_write(m, n, (void **)&o->left, NULL);
     } else if (strcmp(mode, "write-past-type") == 0) {
         /* A 24-byte type lives in a 32-byte size class: offset 24 is inside the slot but past
-         * the type, so the marker never scans it (issue 12, defect 3). */
+         * the type, so the marker never scans it. */
         size_t three[] = {0, 8, 16};
         tc_type t24 = tc_type_new(heap, "triple", 24, three, 3);
         void **o = tc_alloc(m, t24);
@@ -433,6 +474,12 @@ static int misuse(const char *mode) {
         char *b = tc_alloc_bytes(m, 64);
         fprintf(stderr, "PTR %p\n", (void *)b);
         tc_write(m, b, (void **)b, n);
+    } else if (strcmp(mode, "push-null") == 0) {
+        tc_push_root(m, NULL);
+        tc_collect(m);
+    } else if (strcmp(mode, "visit-null") == 0) {
+        tc_add_root_callback(heap, report_null, NULL);
+        tc_collect(m);
     } else if (strcmp(mode, "pop") == 0) {
         tc_push_root(m, (void **)&n);
         tc_pop_roots(m, 2);
@@ -443,6 +490,18 @@ static int misuse(const char *mode) {
     } else if (strcmp(mode, "type") == 0) {
         size_t bad[] = {4};
         tc_type_new(heap, "crooked", 16, bad, 1);
+    } else if (strcmp(mode, "type-too-large") == 0) {
+        tc_type_new(heap, "big", SIZE_MAX, NULL, 0);
+    } else if (strcmp(mode, "type-size-limit") == 0) {
+        /* 2^47 bytes: the whole user address space the heap maps, more than any object. */
+        size_t first = 0;
+        tc_type_new(heap, "limit", (size_t)1 << 47, &first, 1);
+    } else if (strcmp(mode, "type-null-offsets") == 0) {
+        tc_type_new(heap, "holey", 16, NULL, 2);
+    } else if (strcmp(mode, "type-too-many-offsets") == 0) {
+        /* More offsets than a type of the largest size has words: never read. */
+        size_t two[] = {0, 8};
+        tc_type_new(heap, "many", 16, two, SIZE_MAX / 8);
     } else if (strcmp(mode, "finalizer-twice") == 0) {
         fprintf(stderr, "PTR %p\n", (void *)n);
         tc_set_finalizer(m, n, on_finalize);
@@ -483,6 +542,7 @@ int main(int argc, char **argv) {
     tc_mutator *m = tc_mutator_attach(heap);
     trees_and_cycles(m);
     arrays_and_large(m);
+    impossible_sizes(m);
     handles_and_callbacks(m);
     pools(m);
     weaks(m);

@@ -60,8 +60,8 @@ fn double_free_aborts_naming_the_pointer() {
     misuse(&["double"], "tricolor: free(): double free detected");
 }
 
-/// Issue 12, defect 5: the 8-byte class had no room for the canary, so a double free of an
-/// 8-byte block went unnoticed and the block was handed out twice.
+/// Every class has room for the double-free canary, the 8-byte one too: a double free of a
+/// block of any size is reported, never let through to hand the block out twice.
 #[test]
 fn double_free_is_detected_in_every_size_class() {
     let mut sizes: Vec<usize> = vec![0, 1, 8];
@@ -130,7 +130,7 @@ fn bad_alignments_return_einval() {
     checks(&["bad-alignment"], &[]);
 }
 
-/// Issue 12, defect 4: `aligned_alloc(1 << 40, n)` returned ENOMEM and left 64 GiB reserved.
+/// `aligned_alloc(1 << 40, n)` succeeds, and keeps none of the alignment's slack reserved.
 #[test]
 fn huge_alignments_work_without_keeping_their_slack() {
     checks(&["huge-alignment"], &[]);
@@ -152,13 +152,13 @@ fn allocated_mib(out: &str) -> u64 {
         .unwrap()
 }
 
-/// Issue 12, defect 2: a 17 MiB `.bss` and a 128 MiB reservation for the first region made
-/// every allocation fail under `ulimit -v 131072`. Now the program's own use must approach the
-/// limit: at least 70% of what the same program reaches on glibc's malloc (which rounds sizes to
-/// 16 bytes where size classes round up to 12.5%), then recover after freeing. Each case
-/// takes the best of three runs: one CI run (of many, and none of 28 runs by hand, loaded or
-/// not) reached only 29 MiB under 64 where every other reached 42–44, for a reason not yet
-/// found; a real regression fails all three.
+/// Under an address-space limit (`ulimit -v` of 64 and 128 MiB) the allocator's own footprint
+/// (static data, the reservation for its first region) must leave the limit to the program:
+/// its own use reaches at least 70% of what the same program reaches on glibc's malloc (which
+/// rounds sizes to 16 bytes where size classes round up to 12.5%), then recovers after
+/// freeing. Each case takes the best of three runs: a rare run reaches far less (29 MiB under
+/// 64 where the others reach 42–44: once in many CI runs, in none of 28 by hand, loaded or
+/// not; the cause is unknown), and a real regression fails all three.
 #[test]
 fn an_address_space_limit_is_reached_only_by_real_use_and_recovered_from() {
     for limit in ["64", "128"] {
@@ -187,8 +187,8 @@ fn an_address_space_limit_is_reached_only_by_real_use_and_recovered_from() {
     }
 }
 
-/// Issue 12, defect 1: with per-thread caches, forked children walked dead threads' caches
-/// caught mid-update and died of SIGSEGV.
+/// A forked child must not walk the caches of threads that do not exist in it: the fork may
+/// catch them mid-update, and a child walking one dies of SIGSEGV. Both front ends.
 #[test]
 fn fork_storm_children_survive_in_both_front_ends() {
     for percpu in ["0", "1"] {

@@ -1,6 +1,14 @@
 //! Helpers shared by the allocator's integration tests.
 #![allow(dead_code)] // each test binary uses its own subset
 
+/// Says on standard error that `what` was not tested, and why: written to the file itself,
+/// past the test harness's capture, so a test that could test nothing here is seen in every
+/// run's output instead of passing silently.
+pub fn skipped(what: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {what} ({why})");
+}
+
 /// Restricts the calling thread to `cpus`.
 pub fn pin(cpus: &[usize]) {
     // SAFETY: a zeroed cpu_set_t is valid; setting our own thread's affinity.

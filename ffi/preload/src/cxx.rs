@@ -54,6 +54,27 @@ pub(crate) fn new_nothrow(size: usize, align: usize) -> *mut c_void {
     try_alloc(size, align)
 }
 
+/// Aligned `operator new`: an alignment that is not a power of two (undefined behaviour in
+/// C++, which the allocator's page heap must never see) throws `std::bad_alloc` without
+/// calling the new-handler, as libstdc++'s own aligned `operator new` does.
+#[inline]
+pub(crate) fn new_aligned(size: usize, align: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        throw_bad_alloc()
+    }
+    new(size, align)
+}
+
+/// Aligned `operator new(..., nothrow)`: NULL for an alignment that is not a power of two
+/// (libstdc++'s answer, through its throwing form), or when out of memory.
+#[inline]
+pub(crate) fn new_aligned_nothrow(size: usize, align: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        return core::ptr::null_mut();
+    }
+    new_nothrow(size, align)
+}
+
 #[cold]
 #[inline(never)]
 fn new_failed(size: usize, align: usize) -> *mut c_void {

@@ -72,7 +72,8 @@ fn info() -> Mallinfo2 {
     info_of(&tricolor_alloc::stats())
 }
 
-/// [`info`] from figures already read.
+/// [`info`] from figures already read. The sums and products here and in `malloc_info` count
+/// bytes and blocks that exist in memory at once, so none comes near 2^64 (no overflow).
 fn info_of(s: &tricolor_alloc::AllocStats) -> Mallinfo2 {
     let (mut front, mut rest) = (0, 0);
     for (_, f, r) in free_blocks() {

@@ -18,7 +18,7 @@
 //! The operators are exported with their Itanium-ABI mangled names. Out of memory, `operator
 //! new` calls the installed new-handler and throws `std::bad_alloc` (see `cxx`), so those
 //! wrappers use the `C-unwind` ABI. The library does not link the C++ runtime: C programs pay
-//! nothing for it (linking libstdc++ cost every process 0.5 ms and 1.6 MiB at start-up).
+//! nothing for it (linking libstdc++ costs every process 0.5 ms and 1.6 MiB at start-up).
 
 #![allow(clippy::missing_safety_doc)] // The C standard is their documentation; see cmalloc.
 
@@ -130,10 +130,11 @@ operator_new!(_Znwm _Znam);
 
 macro_rules! operator_new_aligned {
     ($($name:ident)*) => {$(
-        /// Aligned `operator new` / `operator new[]`: throws std::bad_alloc.
+        /// Aligned `operator new` / `operator new[]`: throws std::bad_alloc (also for an
+        /// alignment that is not a power of two).
         #[unsafe(no_mangle)]
         pub extern "C-unwind" fn $name(n: usize, a: usize) -> *mut c_void {
-            cxx::new(n, a)
+            cxx::new_aligned(n, a)
         }
     )*};
 }
@@ -152,10 +153,11 @@ operator_new_nothrow!(_ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t);
 
 macro_rules! operator_new_aligned_nothrow {
     ($($name:ident)*) => {$(
-        /// Aligned `operator new(size, align, nothrow)`: NULL when out of memory.
+        /// Aligned `operator new(size, align, nothrow)`: NULL when out of memory or for an
+        /// alignment that is not a power of two.
         #[unsafe(no_mangle)]
         pub extern "C" fn $name(n: usize, a: usize, _nothrow: *const c_void) -> *mut c_void {
-            cxx::new_nothrow(n, a)
+            cxx::new_aligned_nothrow(n, a)
         }
     )*};
 }
