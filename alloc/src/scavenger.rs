@@ -269,8 +269,9 @@ pub(crate) fn empty_caches() -> usize {
 
 /// Returns every free page to the OS and empties every cache it can reach now (Go's
 /// `debug.FreeOSMemory`): the calling thread's cache, every CPU's lists, every transfer cache.
-/// Other threads' per-thread caches (the fallback front end) are theirs to empty; they hold at
-/// most 4 MiB each. Returns the bytes released.
+/// Other threads' per-thread caches (the fallback front end) are theirs to empty; each gives
+/// back half of every list when a list overflows with more than 4 MiB cached in the thread, so
+/// it holds about that much (more between two overflows). Returns the bytes released.
 pub fn release_memory() -> usize {
     empty_caches();
     let _pass = PASS.lock();
