@@ -72,7 +72,9 @@ typedef struct tc_alloc_stats_t_ {
   uint64_t mapped;
   // Small objects the program holds, at their size class's size.
   uint64_t in_use_small;
-  // Large objects the program holds (whole pages).
+  // Bytes of every Large span in use (whole pages): blocks over `MAX_SMALL_SIZE` (32 KiB) or
+  // aligned beyond a page, blocks the heap profiler sampled (each on a span of its own), and
+  // the collector's GC spans (`alloc_pages`). The `large_*` counters count the same spans.
   uint64_t in_use_large;
   // Free blocks in the front caches (per-CPU slabs, or per-thread caches).
   uint64_t cached_front;
