@@ -214,6 +214,7 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
     if size > isize::MAX as usize - PAGE_SIZE || align > isize::MAX as usize / 2 {
         return ptr::null_mut();
     }
+    crate::init::ensure();
     let pages = size.div_ceil(PAGE_SIZE).max(1);
     if crate::profile::rate() != 0 && crate::profile::take(pages * PAGE_SIZE) {
         if let Some(p) = crate::profile::alloc_sampled(size, align, None, zero) {
@@ -241,6 +242,7 @@ pub fn alloc_pages(pages: usize) -> Option<(ptr::NonNull<u8>, bool)> {
     if pages == 0 || pages > (isize::MAX as usize >> PAGE_SHIFT) / 2 {
         return None;
     }
+    crate::init::ensure();
     let run = HEAP.pages.alloc(pages, 1, SpanState::Large, 0)?;
     // SAFETY: the run is a fresh Large span, ours.
     let start = unsafe { run.span.as_ref() }.start() as *mut u8;
@@ -548,4 +550,14 @@ unsafe fn resize_large(span: *mut Span, new_size: usize) -> bool {
         // SAFETY: caller's contract.
         core::cmp::Ordering::Greater => unsafe { HEAP.pages.grow_in_place(span, new_pages) },
     }
+}
+
+/// Returns every free page to the OS and empties every cache it can reach now (Go's
+/// `debug.FreeOSMemory`): the calling thread's cache, every CPU's lists, every transfer cache.
+/// Other threads' per-thread caches (the fallback front end) are theirs to empty; each gives
+/// back half of every list when a list overflows with more than 4 MiB cached in the thread, so
+/// it holds about that much (more between two overflows). Returns the bytes released.
+pub fn release_memory() -> usize {
+    crate::init::ensure();
+    crate::scavenger::release_all()
 }

@@ -53,6 +53,16 @@ pub(crate) fn per_cpu() -> bool {
     }
 }
 
+/// Decides the front end if nothing has yet. The paths that do not go through the front end
+/// call it (page runs for large blocks and for the collector's spans, `release_memory`, the
+/// test hooks), so a process that never allocates a small block still initialises the heap
+/// (its `fork` handlers and thread-exit key) and starts the profile the environment asks for,
+/// before the scavenger ever runs in it.
+#[inline]
+pub(crate) fn ensure() {
+    per_cpu();
+}
+
 /// Serialises the decision.
 static DECIDE: Mutex<()> = Mutex::new(());
 

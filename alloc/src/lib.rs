@@ -8,10 +8,11 @@
 //! Bottom to top, one layer a line: a module imports only modules of its own layer or below
 //! (`tests/tests/layers.rs` reads this list and checks every `use crate::`/`super::` path of
 //! the crate against it; `cargo test -p tricolor-tests --test layers -- --nocapture` prints
-//! the import circles). Within a layer modules may call each other; the front end's layer is
-//! the one circle of any size: the per-CPU lists and their resizing and counters, the
+//! the import circles). Within a layer modules may call each other. The front end's layer holds
+//! the largest circle, seven files: the per-CPU lists and their resizing and counters, the
 //! per-thread caches, the scavenger that their slow paths tick and that empties their idle
-//! caches, and the profiler's sampler and writer, which the lists' counters trip.
+//! caches, and the profiler's sampler and writer, which the lists' counters trip. The unwinder's
+//! call-frame reader, its program interpreter and the stack walk are a circle of three.
 //!
 //! ```text
 //! os: os os::linux
@@ -169,7 +170,9 @@ pub(crate) mod transfer;
 pub(crate) mod write_once;
 
 #[cfg(not(loom))]
-pub use api::{alloc, alloc_pages, alloc_zeroed, dealloc, free, realloc, usable_size};
+pub use api::{
+    alloc, alloc_pages, alloc_zeroed, dealloc, free, realloc, release_memory, usable_size,
+};
 #[cfg(not(loom))]
 pub use global::Tricolor;
 #[cfg(not(loom))]
@@ -177,7 +180,6 @@ pub use init::{FrontEnd, front_end};
 #[cfg(not(loom))]
 pub use knobs::{NO_LIMIT, parse_memory_limit, report_malformed};
 #[cfg(not(loom))]
-pub use scavenger::release_memory;
 #[cfg(not(loom))]
 pub use stat::stat;
 #[cfg(not(loom))]
@@ -205,16 +207,19 @@ pub mod testing {
     /// CPU's slab) and every transfer cache. Returns the bytes moved from slabs and transfer
     /// caches.
     pub fn drain_front_caches() -> usize {
+        crate::init::ensure();
         crate::scavenger::empty_caches()
     }
     /// One pass of the idle reclaimer (normally run from the slow paths once a second).
     /// Returns the bytes moved to the central lists.
     pub fn reclaim_idle() -> usize {
+        crate::init::ensure();
         crate::percpu::reclaim_idle()
     }
     /// Blocks held and capacity of the per-CPU list of size class `class` on `cpu`; `None`
     /// outside per-CPU mode.
     pub fn percpu_list(cpu: usize, class: usize) -> Option<(u32, u32)> {
+        crate::init::ensure();
         crate::percpu::list_state(cpu, class)
     }
     /// Batches parked in the transfer cache of `class`.
@@ -223,6 +228,7 @@ pub mod testing {
     }
     /// Bytes held in front caches: the calling thread's cache, plus every CPU's slab.
     pub fn front_cache_bytes() -> usize {
+        crate::init::ensure();
         crate::thread_cache::current_bytes() + crate::percpu::cached_bytes()
     }
     /// Bytes held in the calling thread's cache.

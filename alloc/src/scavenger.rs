@@ -1,4 +1,4 @@
-//! Giving memory back: the background scavenger, and `release_memory`.
+//! Giving memory back: the background scavenger, and `release_memory` (`release_all`).
 //!
 //! # Goal (Go's)
 //! The heap *retains* the pages it holds memory in: spans in use plus dirty free pages. The
@@ -267,12 +267,8 @@ pub(crate) fn empty_caches() -> usize {
     percpu::drain_all()
 }
 
-/// Returns every free page to the OS and empties every cache it can reach now (Go's
-/// `debug.FreeOSMemory`): the calling thread's cache, every CPU's lists, every transfer cache.
-/// Other threads' per-thread caches (the fallback front end) are theirs to empty; each gives
-/// back half of every list when a list overflows with more than 4 MiB cached in the thread, so
-/// it holds about that much (more between two overflows). Returns the bytes released.
-pub fn release_memory() -> usize {
+/// `release_memory`'s work, with the front end decided (`api::release_memory`).
+pub(crate) fn release_all() -> usize {
     empty_caches();
     let _pass = PASS.lock();
     let mut pages = 0;

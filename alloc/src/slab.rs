@@ -15,8 +15,8 @@
 //! `slab[begin..current]` are free blocks (with their canary set, see `block`), and the list's
 //! capacity is `end - begin`. `begin` is `ITEMS[class]` except while the header is locked.
 //! `allocs` counts the allocations the list served, modulo 2^32, and trips the heap
-//! profiler's samples (`counters`). Slabs are
-//! [`SLAB_SHIFT`] bits apart, a constant the sequences shift by.
+//! profiler's samples (`percpu::counters`). Slabs are [`SLAB_SHIFT`] bits apart, a constant
+//! the sequences shift by.
 //!
 
 use crate::size_class::table::{CLASS_TABLE, NUM_CLASSES};

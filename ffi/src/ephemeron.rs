@@ -1,5 +1,5 @@
 //! Ephemeron tables' C functions (`tc_ephemeron_table`): a translation of `tricolor_gc`'s
-//! (JavaScript's `WeakMap`; the rules are in `gc/src/ephemeron.rs`).
+//! (JavaScript's `WeakMap`; the rules are in `gc/src/ephemeron/mod.rs`).
 
 // The C names are the public contract (tricolor.h).
 #![allow(non_camel_case_types)]

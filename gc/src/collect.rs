@@ -414,7 +414,12 @@ fn record(heap: &Heap, cycle: crate::stats::Cycle) {
     if heap.config.trace {
         eprintln!(
             "{}",
-            crate::stats::trace_line(&st, heap.epoch, heap.gc_cpu_fraction())
+            crate::stats::trace_line(
+                &st,
+                heap.epoch,
+                heap.times
+                    .gc_cpu_fraction(heap.epoch, heap.config.effective_procs()),
+            )
         );
     }
 }

@@ -4,9 +4,9 @@
 //! of what a cycle does (`collect` runs them; `mark::worker` follows them).
 //!
 //! # States
-//! `requested`, `started` and `completed` only grow, with `completed <= started <=
-//! requested` except that `requested` may run ahead of `started` by any amount: a cycle runs
-//! while `completed < requested`. All three change under `Cycles::state`, and every change
+//! `requested`, `started` and `completed` only grow, and `completed <= started <= requested`
+//! (one cycle runs at a time, and only when asked for); `requested` may run ahead of `started`
+//! by any amount, and a cycle runs while `completed < requested`. All three change under `Cycles::state`, and every change
 //! is announced on `Cycles::changed`.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -32,8 +32,9 @@ pub(crate) struct Cycles {
     changed: Condvar,
 }
 
-/// What a request asks of its caller: start the collector thread first (the first request
-/// of the heap's life).
+/// What a request asks of its caller: start the collector thread (the first request of the
+/// heap's life). The claim is made under the lock, so exactly one caller starts it; the
+/// caller spawns it after the lock is released.
 #[must_use]
 pub(crate) struct StartThread(pub(crate) bool);
 

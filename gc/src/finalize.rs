@@ -302,7 +302,10 @@ impl MutatorState {
 /// The finalizer thread: runs queued finalizers and cleanups, one at a time, for the rest of
 /// the process.
 fn finalizer_thread(heap: &'static Heap) {
-    let m = crate::Mutator::attach(heap);
+    // Attached for the rest of the process: the thread never ends, so the record is never
+    // detached.
+    // SAFETY: `attach` returns a registered record, never freed.
+    let m = unsafe { &*crate::mutator::attach(heap) };
     heap.finals_lock().attached = true;
     loop {
         // Waiting counts as native code: collections do not wait for this thread.
@@ -328,7 +331,7 @@ fn finalizer_thread(heap: &'static Heap) {
                 }
                 // SAFETY: `slot` outlives the root (popped below).
                 unsafe { m.push_root(&mut slot) };
-                run_guarded(|| fun(&m, obj as *mut u8));
+                run_guarded(|| fun(m, obj as *mut u8));
                 m.pop_roots(1);
             }
             Job::Cleanup(fun) => run_guarded(fun),

@@ -119,7 +119,7 @@ impl Mutators for World {
 pub(crate) const QUARANTINE: usize = 64;
 
 // SAFETY: the raw pointers are records owned by the heap, only dereferenced under the
-// protocol in `mutator.rs`; the registry itself moves between threads only inside the mutex.
+// protocol in `mutator` (rule 2); the registry itself moves between threads only inside the mutex.
 unsafe impl Send for World {}
 
 static DEFAULT: OnceLock<&'static Heap> = OnceLock::new();

@@ -25,6 +25,7 @@
 //! features: weak ephemeron
 //! cycle: collect
 //! metrics: metrics
+//! raw: raw
 //! typed: typed
 //! ```
 //!
@@ -164,6 +165,8 @@ pub mod pacer;
 #[cfg(not(loom))]
 pub(crate) mod pool;
 #[cfg(not(loom))]
+pub mod raw;
+#[cfg(not(loom))]
 pub(crate) mod roots;
 #[cfg(not(loom))]
 pub(crate) mod span;
@@ -197,132 +200,7 @@ pub use roots::{CallbackId, HandleSlot, RootCallback, RootVisitor};
 pub use stats::{GcStats, PAUSES};
 #[cfg(not(loom))]
 pub use typed::{
-    Cleanup, Data, EphemeronTable, Field, Global, Local, Member, Pool, Scope, Trace, Weak,
+    Cleanup, Data, EphemeronTable, Field, Global, Local, Member, Mutator, Pool, Scope, Trace, Weak,
 };
 #[cfg(not(loom))]
 pub use weak::WeakSlot;
-
-#[cfg(not(loom))]
-use std::marker::PhantomData;
-#[cfg(not(loom))]
-use std::ptr::NonNull;
-
-/// A thread's attachment to a heap: allocate, root, write, collect. Not `Send`; detaches
-/// when dropped. Its raw operations are those of [`MutatorState`] (through `Deref`); the
-/// safe typed layer is [`Mutator::scope`].
-#[cfg(not(loom))]
-pub struct Mutator {
-    m: NonNull<MutatorState>,
-    _not_send: PhantomData<*mut ()>,
-}
-
-#[cfg(not(loom))]
-impl Mutator {
-    /// Attaches the calling thread to `heap`.
-    pub fn attach(heap: &'static Heap) -> Mutator {
-        Mutator {
-            m: NonNull::new(mutator::attach(heap)).expect("attach gives a record"),
-            _not_send: PhantomData,
-        }
-    }
-}
-
-#[cfg(not(loom))]
-impl std::ops::Deref for Mutator {
-    type Target = MutatorState;
-    fn deref(&self) -> &MutatorState {
-        // SAFETY: attached until drop; records are never freed.
-        unsafe { self.m.as_ref() }
-    }
-}
-
-#[cfg(not(loom))]
-impl Drop for Mutator {
-    fn drop(&mut self) {
-        // SAFETY: attached and owned by this thread (not `Send`).
-        unsafe { mutator::detach(self.m.as_ptr()) };
-    }
-}
-
-/// The raw layer for the C ABI: mutators and handles as pointers.
-#[cfg(not(loom))]
-pub mod raw {
-    use super::*;
-    pub use crate::ephemeron::EphemeronTable;
-    pub use crate::finalize::{CleanupFn, FinalizerFn};
-    pub use crate::pool::{NewFn, Pool};
-    pub use crate::weak::weak_free;
-
-    /// Attaches the calling thread to `heap`; the record is detached with [`detach`].
-    pub fn attach(heap: &'static Heap) -> *mut MutatorState {
-        mutator::attach(heap)
-    }
-
-    /// Detaches `m` (aborts if already detached).
-    ///
-    /// # Safety
-    /// `m` came from [`attach`] on this thread.
-    pub unsafe fn detach(m: *mut MutatorState) {
-        // SAFETY: the caller's contract.
-        unsafe { mutator::detach(m) }
-    }
-
-    /// A global handle holding `obj` (null or an object of `m`'s heap; aborts otherwise).
-    pub fn handle_new(m: &MutatorState, obj: *mut u8) -> *mut HandleSlot {
-        m.check_attached("handle_new");
-        check_object(m, obj, "handle_new");
-        m.heap.handle_new(obj as usize)
-    }
-
-    /// The object a handle holds.
-    ///
-    /// # Safety
-    /// `h` is a live handle.
-    pub unsafe fn handle_get(h: *const HandleSlot) -> *mut u8 {
-        // SAFETY: the caller's contract.
-        unsafe { (*h).obj.load(std::sync::atomic::Ordering::Relaxed) as *mut u8 }
-    }
-
-    /// Points a handle at `obj` (null or an object of `m`'s heap; aborts otherwise).
-    ///
-    /// # Safety
-    /// `h` is a live handle of `m`'s heap.
-    pub unsafe fn handle_set(m: &MutatorState, h: *mut HandleSlot, obj: *mut u8) {
-        m.check_attached("handle_set");
-        check_object(m, obj, "handle_set");
-        // SAFETY: the caller's contract.
-        let old = unsafe {
-            (*h).obj
-                .swap(obj as usize, std::sync::atomic::Ordering::Relaxed)
-        };
-        if m.heap
-            .mark
-            .marking
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            // `collect` rule 6: handles are never rescanned.
-            m.heap.shade(&[old, obj as usize]);
-        }
-    }
-
-    /// Frees a handle (aborts if it is not live).
-    ///
-    /// # Safety
-    /// `h` came from [`handle_new`] and was not freed (a second free is caught only while the
-    /// slot has not been reused).
-    pub unsafe fn handle_free(h: *mut HandleSlot) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            let heap = &*((*h).heap as *const Heap);
-            heap.handle_free(h);
-        }
-    }
-
-    fn check_object(m: &MutatorState, obj: *mut u8, op: &str) {
-        if !obj.is_null() && !m.is_object(obj) {
-            misuse::abort(format_args!(
-                "{op}(): {obj:p} is not an object of this heap"
-            ));
-        }
-    }
-}

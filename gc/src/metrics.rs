@@ -511,15 +511,10 @@ impl Heap {
             assist_ns: self.times.assist_ns.load(Ordering::Relaxed),
             mark_ns: st.mark_total,
             gc_cpu_ns: self.times.gc_cpu_ns.load(Ordering::Relaxed),
-            gc_cpu_fraction: self.gc_cpu_fraction(),
+            gc_cpu_fraction: self
+                .times
+                .gc_cpu_fraction(self.epoch, self.config.effective_procs()),
         }
-    }
-
-    /// `GcStats::gc_cpu_fraction` now.
-    pub(crate) fn gc_cpu_fraction(&self) -> f64 {
-        let available =
-            self.epoch.elapsed().as_nanos().max(1) as f64 * self.config.effective_procs() as f64;
-        self.times.gc_cpu_ns.load(Ordering::Relaxed) as f64 / available
     }
 }
 

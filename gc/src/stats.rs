@@ -4,7 +4,7 @@
 //! each stop of the world on its own (two per cycle: start and mark termination), the most
 //! recent at `(pauses + 255) % 256`. `StatsState` is guarded by `Heap::stats`.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Pauses remembered.
@@ -90,7 +90,7 @@ pub(crate) struct StatsState {
     pub(crate) pause_total: u64,
     pub(crate) pause_max: u64,
     pub(crate) pauses: [u64; PAUSES],
-    /// Every pause since the heap was made, counted in `metrics::PAUSE_BUCKETS` buckets (the
+    /// Every pause since the heap was made, counted in [`PAUSE_BUCKETS`] buckets (the
     /// ring above forgets; Go's `/gc/pauses:seconds` does not).
     pub(crate) pause_histogram: [u64; PAUSE_BUCKETS],
     pub(crate) last: Option<Cycle>,
@@ -188,6 +188,15 @@ pub(crate) struct Times {
     pub(crate) gc_cpu_ns: AtomicU64,
     /// The mark workers' CPU time not yet reported in a cycle's statistics; relaxed.
     pub(crate) worker_cpu_ns: AtomicU64,
+}
+
+impl Times {
+    /// `GcStats::gc_cpu_fraction`: the share of the CPU time available since `epoch` (wall
+    /// time times `procs`) spent collecting.
+    pub(crate) fn gc_cpu_fraction(&self, epoch: Instant, procs: usize) -> f64 {
+        let available = epoch.elapsed().as_nanos().max(1) as f64 * procs as f64;
+        self.gc_cpu_ns.load(Ordering::Relaxed) as f64 / available
+    }
 }
 
 /// The calling thread's CPU time, ns (`CLOCK_THREAD_CPUTIME_ID`).

@@ -57,7 +57,6 @@
 //! m.scope(|s| { s.alloc(Holder { n: Noisy(1) }); });
 //! ```
 
-use crate::Mutator;
 use crate::heap::Heap;
 use crate::mutator::MutatorState;
 use crate::object::TypeId;
@@ -65,6 +64,39 @@ use crate::roots::HandleSlot;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// A thread's attachment to a heap: allocate, root, write, collect. Not `Send`; detaches
+/// when dropped. Its raw operations are those of [`MutatorState`] (through `Deref`); the
+/// safe typed layer is [`Mutator::scope`].
+pub struct Mutator {
+    m: NonNull<MutatorState>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Mutator {
+    /// Attaches the calling thread to `heap`.
+    pub fn attach(heap: &'static Heap) -> Mutator {
+        Mutator {
+            m: NonNull::new(crate::mutator::attach(heap)).expect("attach gives a record"),
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl std::ops::Deref for Mutator {
+    type Target = MutatorState;
+    fn deref(&self) -> &MutatorState {
+        // SAFETY: attached until drop; records are never freed.
+        unsafe { self.m.as_ref() }
+    }
+}
+
+impl Drop for Mutator {
+    fn drop(&mut self) {
+        // SAFETY: attached and owned by this thread (not `Send`).
+        unsafe { crate::mutator::detach(self.m.as_ptr()) };
+    }
+}
 
 /// A GC pointer field inside a GC object: null or an object of the same heap. Read it with
 /// [`Scope::get`], write it with [`Scope::set`]. The word is atomic (the collector reads it
@@ -603,7 +635,7 @@ impl<T: Trace> Pool<T> {
     }
 
     /// Hits, misses and the objects pooled now.
-    pub fn stats(&self) -> crate::PoolStats {
+    pub fn stats(&self) -> crate::pool::PoolStats {
         self.inner.stats()
     }
 }

@@ -11,7 +11,12 @@
 //! An edge is any path a file's code names: `crate::a::b` (in `use` or inline, braces
 //! expanded), `super::x`, `self::x` and a child module's name (`resize::grow`). Test and loom
 //! code (items under `#[cfg(test)]`, `#[cfg(loom)]` and the like) is left out, as are comments.
-//! The crate root (`lib.rs`) is the facade above every layer.
+//! The crate root (`lib.rs`) is the facade above every layer: a module that names an item
+//! `lib.rs` defines itself (not a re-export) fails the check.
+//!
+//! What it cannot see: a method call resolves through its receiver's type, not a path, so an
+//! `impl Heap` block in an upper module called from a lower one is no edge. The collector
+//! places behaviour that way on purpose (its `lib.rs` says so); such calls are for review.
 //!
 //! Run `cargo test -p tricolor-tests --test layers -- --nocapture` to see each crate's import
 //! circles; with `LAYERS_DUMP=1` it also prints every module's imports.
@@ -265,11 +270,51 @@ fn owner<'a>(path: &str, files: &'a BTreeSet<String>) -> Option<&'a String> {
     }
 }
 
-/// Each file module's imports of other file modules (the root left out).
-fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+/// Each module's imports (module path → the modules it names).
+type Graph = BTreeMap<String, BTreeSet<String>>;
+
+/// The items the crate root defines itself (not its `mod` declarations or re-exports): a
+/// module naming one imports the facade, which is above every layer.
+fn root_items(code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut depth = 0usize;
+    let words: Vec<&str> = code
+        .split(|c: char| !is_ident(c) && c != '{' && c != '}' && c != ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        depth += w.matches('{').count();
+        depth = depth.saturating_sub(w.matches('}').count());
+        let kind = w.trim_matches(['{', '}', ';']);
+        if depth == 0
+            && matches!(
+                kind,
+                "struct" | "enum" | "fn" | "trait" | "type" | "static" | "const" | "union" | "mod"
+            )
+            && let Some(next) = words.get(i + 1)
+        {
+            let name = next.trim_end_matches(['{', ';']);
+            // `mod x;` declares a file module; `mod x {` defines an inline one here.
+            let inline_mod = kind != "mod" || next.ends_with('{') || words.get(i + 2) == Some(&"{");
+            if inline_mod && !name.is_empty() && name != "_" {
+                out.insert(name.to_string());
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Each file module's imports of other file modules (the root left out), and the paths by
+/// which a module names an item the crate root defines (`module`, `path`).
+fn graph(src: &Path) -> (Graph, Vec<(String, String)>) {
     let mods = modules(src);
     let files: BTreeSet<String> = mods.keys().cloned().collect();
+    let defined = root_items(&production_code(&mods[""]));
     let mut g = BTreeMap::new();
+    let mut into_root = Vec::new();
     for (m, text) in &mods {
         let prefix = if m.is_empty() {
             String::new()
@@ -283,17 +328,24 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             .map(str::to_string)
             .collect();
         let code = production_code(text);
-        let deps: BTreeSet<String> = named_paths(m, &code, &children)
+        let paths = named_paths(m, &code, &children);
+        let deps: BTreeSet<String> = paths
             .iter()
             .filter_map(|p| owner(p, &files))
             .filter(|d| *d != m && !d.is_empty())
             .cloned()
             .collect();
         if !m.is_empty() {
+            for p in &paths {
+                let first = p.split("::").next().unwrap_or("");
+                if owner(p, &files).is_some_and(|o| o.is_empty()) && defined.contains(first) {
+                    into_root.push((m.clone(), p.clone()));
+                }
+            }
             g.insert(m.clone(), deps);
         }
     }
-    g
+    (g, into_root)
 }
 
 /// Strongly connected components with more than one member (Tarjan's algorithm).
@@ -422,13 +474,18 @@ fn layers(lib_rs: &str) -> Layers {
 fn check(crate_dir: &str, max_circle: usize) -> Vec<String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let src = root.join(crate_dir).join("src");
-    let g = graph(&src);
+    let (g, into_root) = graph(&src);
     if std::env::var_os("LAYERS_DUMP").is_some() {
         for (m, d) in &g {
             println!("{m} -> {}", d.iter().cloned().collect::<Vec<_>>().join(" "));
         }
     }
     let mut problems = Vec::new();
+    for (m, p) in into_root {
+        problems.push(format!(
+            "{crate_dir}: {m} names {p}, defined in lib.rs (the facade above every layer)"
+        ));
+    }
     for c in circles(&g) {
         println!("{crate_dir}: import circle of {}: {}", c.len(), c.join(" "));
         if c.len() > max_circle {
@@ -503,8 +560,9 @@ fn check(crate_dir: &str, max_circle: usize) -> Vec<String> {
 
 #[test]
 fn the_allocator_crate_keeps_its_layers() {
-    // The per-CPU front end's tier (its slab lists, resizing, counters and the fast path) may
-    // call each other: at most 7 files in a circle.
+    // The front end's layer (the per-CPU lists with their resizing and counters, the per-thread
+    // caches, the scavenger, the profiler's sampler and writer) may call each other: at most 7
+    // files in a circle.
     let p = check("alloc", 7);
     assert!(p.is_empty(), "\n{}", p.join("\n"));
 }
@@ -542,5 +600,17 @@ fn the_graph_reader_sees_every_kind_of_import() {
             "p::m::resize::grow",
             "under_a_feature",
         ]
+    );
+}
+
+#[test]
+fn the_root_reader_finds_what_lib_rs_defines() {
+    let code = production_code(
+        "pub struct A { x: u8 }\nmod b;\npub mod c {\n    fn inner() {}\n}\n\
+         pub use x::Y;\nfn f() {}\n#[cfg(test)]\nmod tests { fn t() {} }\n",
+    );
+    assert_eq!(
+        root_items(&code),
+        ["A", "c", "f"].map(str::to_string).into_iter().collect()
     );
 }

@@ -80,7 +80,8 @@ pub(super) fn init(n: usize) -> bool {
 }
 
 fn jumps(cpu: usize) -> &'static Jumps {
-    // SAFETY: `init` allocated `n` zeroed records before per-CPU mode was published; callers
+    // SAFETY: `counters::init` allocated `n` zeroed records before per-CPU mode was published;
+    // callers
     // pass `cpu < n`; metadata is never freed.
     unsafe { &*JUMPS.load(Ordering::Relaxed).add(cpu) }
 }
@@ -141,7 +142,8 @@ pub(super) fn fold() {
     let _arm = ARM.lock();
     let s = slabs();
     for cpu in 0..s.n {
-        // SAFETY: `init` allocated `n` zeroed records before per-CPU mode was published;
+        // SAFETY: `counters::init` allocated `n` zeroed records before per-CPU mode was
+        // published;
         // `cpu < n`; metadata is never freed.
         let seen = unsafe { &*SEEN.load(Ordering::Relaxed).add(cpu) };
         for (c, total) in TOTAL.iter().enumerate() {

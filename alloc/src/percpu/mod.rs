@@ -35,7 +35,7 @@
 //! header is left locked in the child.
 //!
 //! # Mode
-//! Decided once, at the first allocation: per-CPU when rseq is registered and
+//! Decided once, by `init` at the first allocation: per-CPU when rseq is registered and
 //! `TRICOLOR_PERCPU` is not `0`; otherwise the per-thread caches of `thread_cache`.
 
 mod counters;
@@ -83,7 +83,8 @@ pub(crate) fn mode() -> u8 {
     layout().mode.load(Ordering::Acquire)
 }
 
-/// Starts or stops sampling small allocations (deciding the front end first), at the rate
+/// Starts or stops sampling small allocations (the caller, `profile::set_rate`, has decided
+/// the front end), at the rate
 /// `profile` now holds. Per-CPU lists sample by their counters: starting arms every list's
 /// counter at a gap drawn at that rate (also when the rate merely changes), and stopping
 /// leaves them to trip and be set far off (`counters`). Where the counters cannot be armed,

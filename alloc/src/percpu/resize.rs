@@ -57,7 +57,8 @@ pub(super) fn init(n: usize) -> bool {
 }
 
 fn counts(cpu: usize) -> &'static CpuCounts {
-    // SAFETY: `init` allocated `n` zeroed records before per-CPU mode was published, and
+    // SAFETY: `resize::init` allocated `n` zeroed records before per-CPU mode was published,
+    // and
     // callers pass `cpu < n`; metadata is never freed.
     unsafe { &*COUNTS.load(Ordering::Relaxed).add(cpu) }
 }
