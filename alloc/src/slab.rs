@@ -29,7 +29,7 @@ pub(crate) const HEADER: usize = 16;
 /// the sampler's line), with room for [`max_capacity`] items.
 pub(crate) const ITEMS: [u32; NUM_CLASSES] = {
     let mut out = [0u32; NUM_CLASSES];
-    let mut at = (SAMPLER + 64) / 8;
+    let mut at = ITEMS_OFFSET / 8;
     let mut c = 0;
     while c < NUM_CLASSES {
         out[c] = at as u32;
@@ -51,6 +51,10 @@ pub(crate) const SLAB_SHIFT: u32 = {
 /// next sample) and its random state (a `u64`), on a cache line of their own after the
 /// headers (`profile`).
 pub(crate) const SAMPLER: usize = (NUM_CLASSES * HEADER).next_multiple_of(64);
+
+/// Where the item arrays start in every slab, in bytes: after the headers and the sampler's
+/// line. `fast` places its fields at this page offset, which no header uses.
+pub(crate) const ITEMS_OFFSET: usize = SAMPLER + 64;
 
 /// `mode` before the first allocation decides the front end.
 pub(crate) const UNDECIDED: u8 = 0;
