@@ -45,7 +45,22 @@
 //! functions take the finalizer thread's mutator), name both. Behaviour above the core is
 //! written as `impl Heap` and `impl MutatorState` blocks in the module that owns it (marking
 //! in `mark`, the barrier in `barrier`, sweeping in `sweep`, the cycle in `collect`, a forced
-//! collection in `collect`), which the core calls as methods without importing them.
+//! collection in `collect`). A lower module calling such a method calls above its layer: the
+//! test resolves method calls by name, and the calls the design needs are the exceptions
+//! below, each with its reason.
+//!
+//! ### Exceptions
+//! ```text
+//! central -> sweep: a refill sweeps the span it takes and one more, lazily and proportionally (Go's sweeping)
+//! mutator::alloc -> mark::assist: allocation while marking pays with marking work (assists)
+//! mutator::alloc -> collect: allocation at the trigger asks for a cycle, and at the goal waits for it
+//! pool -> barrier: get and put shade what they move while marking (pool rule 2)
+//! finalize -> barrier: a registration while marking shades the object (finalize rule 2)
+//! finalize -> sweep: reading a registration settles the sweep that may have found its object dead
+//! mark -> ephemeron: marking a key marks its values (ephemeron rule 2)
+//! sweep -> weak: the sweep that finds an object dead clears its weak handles (weak rule 1)
+//! sweep -> ephemeron: the sweep that finds a key dead drops its entries (ephemeron rule 4)
+//! ```
 //!
 //! ## Object model (`object`, `span`)
 //! * A type is registered at run time with a size and the byte offsets of its pointer slots.

@@ -14,9 +14,12 @@
 //! The crate root (`lib.rs`) is the facade above every layer: a module that names an item
 //! `lib.rs` defines itself (not a re-export) fails the check.
 //!
-//! What it cannot see: a method call resolves through its receiver's type, not a path, so an
-//! `impl Heap` block in an upper module called from a lower one is no edge. The collector
-//! places behaviour that way on purpose (its `lib.rs` says so); such calls are for review.
+//! Method calls count too: a call `.name(` of a method that only one module's inherent `impl`
+//! blocks define is an edge to that module (the collector writes behaviour as `impl Heap`
+//! blocks in the module that owns it, so a lower module can call above itself without naming
+//! it). Without types, a call by a name the standard library's types also use (`AMBIGUOUS`:
+//! `load`, `push`, `clear`, ...) or that two modules define is not resolved: those are for
+//! review.
 //!
 //! Run `cargo test -p tricolor-tests --test layers -- --nocapture` to see each crate's import
 //! circles; with `LAYERS_DUMP=1` it also prints every module's imports.
@@ -348,6 +351,175 @@ fn graph(src: &Path) -> (Graph, Vec<(String, String)>) {
     (g, into_root)
 }
 
+/// Methods of inherent `impl` blocks (not trait impls), by name: the modules defining one.
+fn inherent_methods(mods: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (m, text) in mods {
+        let code = production_code(text);
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find("impl") {
+            let before = rest[..at].chars().next_back();
+            let after = rest[at + 4..].chars().next();
+            let word = before.is_none_or(|c| !is_ident(c)) && after.is_some_and(|c| !is_ident(c));
+            let Some(open) = rest[at..].find('{').map(|o| at + o) else {
+                break;
+            };
+            let header = &rest[at..open];
+            if !word || header.contains(';') {
+                rest = &rest[at + 4..];
+                continue;
+            }
+            // The block: to its closing brace; `fn` names at its own depth are its methods.
+            let mut depth = 0usize;
+            let mut end = rest.len();
+            let mut body_fns = Vec::new();
+            let bytes = rest.as_bytes();
+            let mut k = open;
+            while k < bytes.len() {
+                match bytes[k] {
+                    b'{' => depth += 1,
+                    b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = k + 1;
+                            break;
+                        }
+                    }
+                    b'f' if depth == 1
+                        && rest[k..].starts_with("fn ")
+                        && !is_ident(rest[..k].chars().next_back().unwrap_or(' ')) =>
+                    {
+                        let name: String =
+                            rest[k + 3..].chars().take_while(|&c| is_ident(c)).collect();
+                        body_fns.push(name);
+                    }
+                    _ => {}
+                }
+                k += 1;
+            }
+            if !header.contains(" for ") {
+                for f in body_fns {
+                    out.entry(f).or_default().insert(m.clone());
+                }
+            }
+            rest = &rest[end.min(rest.len())..];
+        }
+    }
+    out
+}
+
+/// Method names the standard library's types (or the crate's traits) also have: a call by one
+/// of these names cannot be told apart from a call on a standard type without types, so it is
+/// not resolved to the crate's method of that name.
+const AMBIGUOUS: &[&str] = &[
+    "add",
+    "all",
+    "and_then",
+    "any",
+    "as_mut",
+    "as_mut_ptr",
+    "as_ptr",
+    "as_ref",
+    "bytes",
+    "cast",
+    "chain",
+    "clear",
+    "clone",
+    "cloned",
+    "compare_exchange",
+    "contains",
+    "copied",
+    "count",
+    "data",
+    "default",
+    "drain",
+    "end",
+    "entry",
+    "expect",
+    "extend",
+    "fetch_add",
+    "fetch_and",
+    "fetch_or",
+    "fetch_sub",
+    "filter",
+    "find",
+    "first",
+    "flush",
+    "fold",
+    "from",
+    "get",
+    "get_mut",
+    "insert",
+    "into",
+    "is_empty",
+    "is_null",
+    "iter",
+    "iter_mut",
+    "join",
+    "keys",
+    "last",
+    "len",
+    "load",
+    "lock",
+    "map",
+    "max",
+    "min",
+    "new",
+    "next",
+    "notify_all",
+    "notify_one",
+    "offset",
+    "pop",
+    "position",
+    "push",
+    "read",
+    "remove",
+    "replace",
+    "reset",
+    "resize",
+    "retain",
+    "rev",
+    "root",
+    "root_value",
+    "set",
+    "size",
+    "sort",
+    "split",
+    "start",
+    "store",
+    "sub",
+    "sum",
+    "swap",
+    "take",
+    "truncate",
+    "unwrap",
+    "values",
+    "values_mut",
+    "wait",
+    "wait_timeout",
+    "with",
+    "write",
+    "zip",
+];
+
+/// The method names a module's production code calls (`.name(` or `.name::<`).
+fn method_calls(code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let b = code.as_bytes();
+    for (i, _) in code.match_indices('.') {
+        let name: String = code[i + 1..].chars().take_while(|&c| is_ident(c)).collect();
+        let next = &code[i + 1 + name.len()..];
+        if !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && (next.starts_with('(') || next.starts_with("::<"))
+            && (i == 0 || b[i - 1] != b'.')
+        {
+            out.insert(name);
+        }
+    }
+    out
+}
+
 /// Strongly connected components with more than one member (Tarjan's algorithm).
 fn circles(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
     struct T<'a> {
@@ -455,8 +627,9 @@ fn layers(lib_rs: &str) -> Layers {
         .unwrap_or_default()
         .iter()
         .map(|l| {
+            // `: ` ends the edge: module paths hold `::`.
             let (edge, why) = l
-                .split_once(':')
+                .split_once(": ")
                 .unwrap_or_else(|| panic!("exception without a reason: {l}"));
             let (from, to) = edge
                 .split_once("->")
@@ -547,10 +720,39 @@ fn check(crate_dir: &str, max_circle: usize) -> Vec<String> {
             }
         }
     }
+    // Method calls: a call `.name(` of a method only one module's inherent `impl` blocks
+    // define, and no standard type or trait of the crate has, is an edge to that module.
+    let mods = modules(&src);
+    let methods = inherent_methods(&mods);
+    for (from, text) in &mods {
+        let Some(lf) = layer_of(from) else { continue };
+        for name in method_calls(&production_code(text)) {
+            let Some(owners) = methods.get(&name) else {
+                continue;
+            };
+            if owners.len() != 1 || owners.contains(from) || AMBIGUOUS.contains(&name.as_str()) {
+                continue;
+            }
+            let to = owners.iter().next().unwrap();
+            let Some(lt) = layer_of(to) else { continue };
+            if lt <= lf {
+                continue;
+            }
+            let key = (from.clone(), to.clone());
+            if spec.exceptions.contains_key(&key) {
+                used.insert(key);
+            } else {
+                problems.push(format!(
+                    "{crate_dir}: {from} (layer {}) calls {to}'s method {name} (layer {}), above it",
+                    spec.layers[lf].0, spec.layers[lt].0
+                ));
+            }
+        }
+    }
     for (from, to) in spec.exceptions.keys() {
         if !used.contains(&(from.clone(), to.clone())) {
             problems.push(format!(
-                "{crate_dir}: exception {from} -> {to} is not needed (no such upward import)"
+                "{crate_dir}: exception {from} -> {to} is not needed (no such upward import or call)"
             ));
         }
     }
@@ -612,5 +814,34 @@ fn the_root_reader_finds_what_lib_rs_defines() {
     assert_eq!(
         root_items(&code),
         ["A", "c", "f"].map(str::to_string).into_iter().collect()
+    );
+}
+
+#[test]
+fn the_method_reader_finds_inherent_methods_and_calls() {
+    let mut mods = BTreeMap::new();
+    mods.insert(
+        "low".to_string(),
+        "fn f(h: &Heap) { h.grow_now(); v.push(1); x.0.len(); }".to_string(),
+    );
+    mods.insert(
+        "high".to_string(),
+        "impl Heap {\n    pub fn grow_now(&self) { inner(); }\n    fn helper() {}\n}\n\
+         impl Drop for Heap {\n    fn drop(&mut self) {}\n}\n"
+            .to_string(),
+    );
+    let m = inherent_methods(&mods);
+    let high: BTreeSet<String> = ["high".to_string()].into();
+    assert_eq!(m.get("grow_now"), Some(&high));
+    assert_eq!(m.get("helper"), Some(&high));
+    assert!(!m.contains_key("drop"), "trait impls are not inherent");
+    assert!(!m.contains_key("inner"), "a call is not a definition");
+    let calls = method_calls(&production_code(&mods["low"]));
+    assert_eq!(
+        calls,
+        ["grow_now", "len", "push"]
+            .map(str::to_string)
+            .into_iter()
+            .collect()
     );
 }
