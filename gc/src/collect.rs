@@ -172,13 +172,18 @@ fn start_the_world(heap: &Heap, mut w: MutexGuard<'_, World>) {
 fn cycle(heap: &'static Heap) {
     let mut t = Timeline::start(heap);
     sweep_termination(heap);
-    let mutators = start_marking(heap, &mut t);
+    let (mutators, stopped) = start_marking(heap, &mut t);
     let mut marker = Marker::shared(heap);
     let global_roots = mark_global_roots(heap, &mut marker);
-    mark_concurrently(heap, &mut marker);
-    t.marked = Instant::now();
-    t.cpu_marked = thread_cpu_ns();
-    let (dead_candidates, callback_roots, limited) = terminate_marking(heap, &mut marker, &mut t);
+    let (dead_candidates, callback_roots, limited) = match stopped {
+        None => {
+            mark_concurrently(heap, &mut marker);
+            t.marked = Instant::now();
+            t.cpu_marked = thread_cpu_ns();
+            terminate_marking(heap, &mut marker, &mut t)
+        }
+        Some(w) => mark_in_pause(heap, &mut marker, &mut t, w),
+    };
     // Step 6.
     heap.central_lock().queue_sweep(dead_candidates);
     heap.large_pending.store(false, Ordering::Release);
@@ -191,16 +196,27 @@ fn cycle(heap: &'static Heap) {
     heap.times
         .gc_cpu_ns
         .fetch_add(thread_cpu_ns().saturating_sub(t.cpu0), Ordering::Relaxed);
+    let ns = |d: Duration| d.as_nanos() as u64;
+    let (stw_ns, mark_ns, term_ns) = if heap.config.mark_in_pause {
+        // One pause holds the whole of marking: it is the cycle's first, and it has no second.
+        (ns(t.restart - t.stop), 0, 0)
+    } else {
+        (
+            ns(t.marking - t.stop),
+            ns(t.marked - t.marking),
+            ns(t.restart - t.term),
+        )
+    };
     record(
         heap,
         crate::stats::Cycle {
             start: t.t0,
-            stw_ns: (t.marking - t.stop).as_nanos() as u64,
-            mark_ns: (t.marked - t.marking).as_nanos() as u64,
+            stw_ns,
+            mark_ns,
             background_cpu_ns: t.cpu_marked.saturating_sub(t.cpu_marking)
                 + heap.times.worker_cpu_ns.swap(0, Ordering::Relaxed),
             assist_ns: heap.times.assist_ns.load(Ordering::Relaxed) - t.assist_before,
-            term_ns: (t.restart - t.term).as_nanos() as u64,
+            term_ns,
             heap_before: t.heap_before,
             marked,
             goal,
@@ -260,10 +276,12 @@ fn sweep_termination(heap: &Heap) {
 
 /// Step 2, with the world stopped: every cache goes back, every mutator is asked to scan its
 /// stack, the pools rotate, the marking state is reset and the barrier switched on. Returns
-/// the number of mutators.
-fn start_marking(heap: &Heap, t: &mut Timeline) -> usize {
+/// the number of mutators, and with `Config::mark_in_pause` the world still stopped (its
+/// guard): no mutator is asked to scan, the collector scans every stack itself.
+fn start_marking<'a>(heap: &'a Heap, t: &mut Timeline) -> (usize, Option<MutexGuard<'a, World>>) {
     let w = stop_the_world(heap);
     t.stop = Instant::now();
+    let in_pause = heap.config.mark_in_pause;
     for m in w.each() {
         // SAFETY: rule 2 of `mutator`: every mutator is stopped and we hold `world`. The spans
         // go back on their partial lists (swept in step 1), for marking to allocate from.
@@ -271,8 +289,10 @@ fn start_marking(heap: &Heap, t: &mut Timeline) -> usize {
             m.release_caches(true);
             m.reset_assist_debt();
         }
-        m.sig.scan.store(PENDING, Ordering::SeqCst);
-        m.sig.poll.fetch_or(SCAN, Ordering::SeqCst);
+        if !in_pause {
+            m.sig.scan.store(PENDING, Ordering::SeqCst);
+            m.sig.poll.fetch_or(SCAN, Ordering::SeqCst);
+        }
     }
     heap.rotate_pools();
     heap.queue_lock().clear();
@@ -284,12 +304,19 @@ fn start_marking(heap: &Heap, t: &mut Timeline) -> usize {
     heap.mark
         .scan_expected
         .store(heap.stats_lock().marked(), Ordering::Relaxed);
+    // Marking: the barrier is on for mutators that run, and the mark workers join in. In the
+    // pause mode no mutator runs before it is off again.
     heap.mark.marking.store(true, Ordering::SeqCst);
     let mutators = w.mutators.len();
+    if in_pause {
+        t.marking = t.stop;
+        t.cpu_marking = thread_cpu_ns();
+        return (mutators, Some(w));
+    }
     start_the_world(heap, w);
     t.marking = Instant::now();
     t.cpu_marking = thread_cpu_ns();
-    mutators
+    (mutators, None)
 }
 
 /// Step 3's roots the collector scans itself: the global handles, the pools, what finalizable
@@ -360,7 +387,7 @@ fn terminate_marking(
     marker: &mut Marker,
     t: &mut Timeline,
 ) -> (Vec<*mut crate::span::GcSpan>, usize, bool) {
-    let mut w = stop_the_world(heap);
+    let w = stop_the_world(heap);
     t.term = Instant::now();
     marker.stop_the_world();
     for m in w.each() {
@@ -375,6 +402,40 @@ fn terminate_marking(
         }
         m.sig.poll.fetch_and(!(SCAN | FLUSH), Ordering::SeqCst);
     }
+    finish_marking(heap, marker, t, w)
+}
+
+/// Steps 3 to 5 in one pause (`Config::mark_in_pause`, the world stopped since step 2): every
+/// mutator's stack, then everything reachable, with the mark workers, then as step 5. The
+/// barrier was never on for a running mutator, so stores need none.
+fn mark_in_pause(
+    heap: &Heap,
+    marker: &mut Marker,
+    t: &mut Timeline,
+    w: MutexGuard<'_, World>,
+) -> (Vec<*mut crate::span::GcSpan>, usize, bool) {
+    marker.stop_the_world();
+    for m in w.each() {
+        // SAFETY: every mutator is stopped and we hold `world` (`mark::Marker::mutator_roots`).
+        unsafe { marker.mutator_roots(m) };
+    }
+    mark_to_completion(heap, marker);
+    t.marked = Instant::now();
+    t.cpu_marked = thread_cpu_ns();
+    t.term = t.marked;
+    finish_marking(heap, marker, t, w)
+}
+
+/// Step 5's end, with the world stopped: mark until no marker holds work, run the root
+/// callbacks and mark what they reach, verify, flip the sweep generation, switch the barrier
+/// off, update the CPU limiter, restart the world. Returns the large objects to check for
+/// death (for step 6), the bytes of callback roots, and whether the limiter is engaged.
+fn finish_marking(
+    heap: &Heap,
+    marker: &mut Marker,
+    t: &mut Timeline,
+    mut w: MutexGuard<'_, World>,
+) -> (Vec<*mut crate::span::GcSpan>, usize, bool) {
     // Assists parked for this stop left their grey objects in `work` (rule 10); mark workers
     // may still be draining (rule 11): mark until nobody holds work.
     mark_to_completion(heap, marker);

@@ -31,6 +31,13 @@ pub struct Config {
     /// (lazy and proportional) and to the next cycle's sweep termination: for tests and
     /// diagnosis, not an environment setting.
     pub background_sweep: bool,
+    /// Mark with the world stopped: one pause per cycle holds the scan of every root and all of
+    /// marking (the collector thread with the mark workers), and no running mutator ever sees
+    /// the barrier on, so pointer stores need none. For runtimes whose stores do not go
+    /// through `write` (Boehm GC's clients). Off (default): concurrent marking behind the
+    /// hybrid barrier, with two short pauses. The `mark-in-pause` feature turns it on in every
+    /// heap (a test mode); not an environment setting.
+    pub mark_in_pause: bool,
 }
 
 impl Default for Config {
@@ -41,6 +48,7 @@ impl Default for Config {
             verify: cfg!(feature = "verify"),
             procs: 0,
             background_sweep: true,
+            mark_in_pause: cfg!(feature = "mark-in-pause"),
         }
     }
 }

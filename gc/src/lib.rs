@@ -108,6 +108,12 @@
 //!    next goal, Go's `marked + (marked + roots) × GOGC/100` capped by `GOMEMLIMIT` under a
 //!    CPU limiter, and the trigger.
 //!
+//! With `Config::mark_in_pause`, steps 2 to 4 happen in one pause: the world stays stopped
+//! from step 2 to the end of step 4, the collector scans every mutator's stack itself and
+//! marks with the mark workers, and no running mutator ever sees the barrier on. So pointer
+//! stores need no barrier (a runtime written for Boehm GC), at the price of a pause as long as
+//! marking (`tests/mark_in_pause.rs`).
+//!
 //! ## Roots
 //! Per-mutator shadow stacks of slot addresses (`push_root`/`pop_roots`), the typed layer's
 //! handle arena, per-mutator stack scanners (`add_stack_scanner`: a language runtime's own

@@ -113,7 +113,8 @@ impl Default for StatsState {
 
 impl StatsState {
     pub(crate) fn record(&mut self, c: Cycle) {
-        for ns in [c.stw_ns, c.term_ns] {
+        // A cycle that marks in one pause (`Config::mark_in_pause`) has no second: 0.
+        for ns in [c.stw_ns, c.term_ns].into_iter().filter(|&ns| ns > 0) {
             self.pauses[self.npauses as usize % PAUSES] = ns;
             self.npauses += 1;
             self.pause_total += ns;

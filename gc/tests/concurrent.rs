@@ -101,12 +101,16 @@ fn walk(head: *mut u8, k: u64) -> *mut u8 {
 /// A heap in verification mode with `GOGC` and `GOMAXPROCS` as given, and its node and
 /// pointer-slot types.
 fn verified_heap(gc_percent: i32, procs: usize) -> (&'static Heap, TypeId, TypeId) {
-    let h = Heap::new(Config {
+    verified_heap_with(Config {
         gc_percent,
         verify: true,
         procs,
         ..Config::default()
-    });
+    })
+}
+
+fn verified_heap_with(config: Config) -> (&'static Heap, TypeId, TypeId) {
+    let h = Heap::new(config);
     let refs = h.register_type("ref", 8, &[0]).unwrap();
     (h, node_type(h), refs)
 }
@@ -321,7 +325,15 @@ fn rewire(procs: usize, store: Store) {
 /// worker), the two handing grey work to each other. The graph keeps changing meanwhile; it must survive whole.
 #[test]
 fn assists_mark_beside_the_collector_and_lose_nothing() {
-    let (h, ty, refs) = verified_heap(10, 2);
+    // Assists exist only while marking runs beside the mutators: concurrent marking, also
+    // when the suite runs with the `mark-in-pause` feature.
+    let (h, ty, refs) = verified_heap_with(Config {
+        gc_percent: 10,
+        verify: true,
+        procs: 2,
+        mark_in_pause: false,
+        ..Config::default()
+    });
     let m = Mutator::attach(h);
     const CHAINS: usize = 2000;
     let mut bag = m.alloc_array(refs, CHAINS);
