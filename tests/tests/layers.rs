@@ -701,23 +701,26 @@ fn check(crate_dir: &str, max_circle: usize) -> Vec<String> {
         }
     }
 
+    // An edge above its source's layer: allowed by a named exception, else a problem.
     let mut used = BTreeSet::new();
+    let mut upward = |from: &String, to: &String, what: String| -> Option<String> {
+        let (lf, lt) = (layer_of(from)?, layer_of(to)?);
+        if lt <= lf {
+            return None;
+        }
+        let key = (from.clone(), to.clone());
+        if spec.exceptions.contains_key(&key) {
+            used.insert(key);
+            return None;
+        }
+        Some(format!(
+            "{crate_dir}: {from} (layer {}) {what} (layer {}), above it",
+            spec.layers[lf].0, spec.layers[lt].0
+        ))
+    };
     for (from, deps) in &g {
-        let Some(lf) = layer_of(from) else { continue };
         for to in deps {
-            let Some(lt) = layer_of(to) else { continue };
-            if lt <= lf {
-                continue;
-            }
-            let key = (from.clone(), to.clone());
-            if spec.exceptions.contains_key(&key) {
-                used.insert(key);
-            } else {
-                problems.push(format!(
-                    "{crate_dir}: {from} (layer {}) imports {to} (layer {}), above it",
-                    spec.layers[lf].0, spec.layers[lt].0
-                ));
-            }
+            problems.extend(upward(from, to, format!("imports {to}")));
         }
     }
     // Method calls: a call `.name(` of a method only one module's inherent `impl` blocks
@@ -725,7 +728,6 @@ fn check(crate_dir: &str, max_circle: usize) -> Vec<String> {
     let mods = modules(&src);
     let methods = inherent_methods(&mods);
     for (from, text) in &mods {
-        let Some(lf) = layer_of(from) else { continue };
         for name in method_calls(&production_code(text)) {
             let Some(owners) = methods.get(&name) else {
                 continue;
@@ -734,19 +736,7 @@ fn check(crate_dir: &str, max_circle: usize) -> Vec<String> {
                 continue;
             }
             let to = owners.iter().next().unwrap();
-            let Some(lt) = layer_of(to) else { continue };
-            if lt <= lf {
-                continue;
-            }
-            let key = (from.clone(), to.clone());
-            if spec.exceptions.contains_key(&key) {
-                used.insert(key);
-            } else {
-                problems.push(format!(
-                    "{crate_dir}: {from} (layer {}) calls {to}'s method {name} (layer {}), above it",
-                    spec.layers[lf].0, spec.layers[lt].0
-                ));
-            }
+            problems.extend(upward(from, to, format!("calls {to}'s method {name}")));
         }
     }
     for (from, to) in spec.exceptions.keys() {
