@@ -103,7 +103,7 @@ unsafe fn front_alloc_other(m: u8, class: usize, size: usize, align: usize, zero
 unsafe fn front_free(p: *mut u8, class: usize, canary: Canary) {
     // SAFETY: the caller's contract.
     unsafe {
-        if percpu::mode() & slab::PER_CPU != 0 {
+        if percpu::per_cpu() {
             percpu::free(p, class, canary)
         } else {
             // As in `front_alloc`.

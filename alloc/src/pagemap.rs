@@ -32,7 +32,7 @@
 
 use crate::dirty::ArenaPages;
 use crate::meta::MetaArena;
-use crate::size_class::{ARENA_SHIFT, PAGE_SHIFT};
+use crate::size_class::{ADDRESS_BITS, ARENA_SHIFT, PAGE_SHIFT};
 use crate::span::Span;
 use crate::sync::{AtomicPtr, Ordering};
 use core::ptr;
@@ -41,7 +41,6 @@ use core::ptr;
 pub(crate) const ARENA_SIZE: usize = 1 << ARENA_SHIFT;
 /// log2 of the address range one leaf covers (1 GiB).
 const LEAF_SHIFT: u32 = 30;
-const ADDRESS_BITS: u32 = 47;
 const ROOT_SLOTS: usize = 1 << (ADDRESS_BITS - LEAF_SHIFT);
 const LEAF_SLOTS: usize = 1 << (LEAF_SHIFT - PAGE_SHIFT);
 const LEAF_ARENAS: usize = 1 << (LEAF_SHIFT - ARENA_SHIFT);

@@ -43,16 +43,9 @@ pub type tc_gc_stats_t = tricolor_gc::GcStats;
 pub type tc_root_fn =
     Option<unsafe extern "C" fn(visitor: *mut tc_root_visitor, data: *mut c_void)>;
 
-/// Writes `tricolor: <message>` to standard error and aborts: misuse of the C ABI. The write's
-/// error is ignored (`eprintln!` would panic on a broken standard error; the abort follows
-/// either way).
-#[cold]
-#[inline(never)]
-pub(crate) fn misuse_abort(msg: std::fmt::Arguments<'_>) -> ! {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "tricolor: {msg}");
-    std::process::abort()
-}
+/// Misuse of the C ABI: the collector's report (`tricolor: <message>` on standard error, then
+/// abort; a broken standard error does not turn it into a panic).
+pub(crate) use tricolor_gc::raw::misuse_abort;
 
 #[cold]
 pub(crate) fn null_abort(what: &str, op: &str) -> ! {
@@ -118,9 +111,9 @@ pub unsafe extern "C" fn tc_mutator_detach(m: *mut tc_mutator) {
     unsafe { tricolor_gc::raw::detach(m.cast()) }
 }
 
-/// The most pointer slots a type can have: pointer maps number words with 32 bits, so there
-/// are 2^32 distinct valid offsets; more offsets than that hold a duplicate or a bad one.
-const MAX_POINTERS: usize = 1 << 32;
+/// The most pointer slots a type can have: one per word up to the largest offset a pointer map
+/// numbers; more offsets than that hold a duplicate or a bad one.
+const MAX_POINTERS: usize = tricolor_gc::raw::MAX_POINTER_OFFSET / 8 + 1;
 
 /// Registers a type of `size` bytes whose pointer slots are at the byte offsets
 /// `ptr_offsets[0..n_ptrs]` (each a multiple of 8, inside the object). Aborts with a message

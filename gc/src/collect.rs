@@ -90,22 +90,11 @@ impl Heap {
     }
 
     /// Asks for a cycle that starts after this call and returns its number: wait for it with
-    /// [`Heap::wait_cycle`].
+    /// `cycles.wait_completed` (as if in native code: the caller must not hold up a cycle).
     pub(crate) fn request_full_cycle(&'static self) -> u64 {
         let (target, start) = self.cycles.request_full();
         self.start_collector(start);
         target
-    }
-
-    /// The number of the cycle running or asked for, if any.
-    pub(crate) fn pending_cycle(&self) -> Option<u64> {
-        self.cycles.pending()
-    }
-
-    /// Waits until cycle `n` has completed. The caller must not hold up a cycle meanwhile
-    /// (it is in native code, or not a mutator).
-    pub(crate) fn wait_cycle(&self, n: u64) {
-        self.cycles.wait_completed(n);
     }
 
     /// Starts the collector thread and the mark workers when a request says to (once).
@@ -144,7 +133,7 @@ fn collector(heap: &'static Heap) {
 /// proportionally meanwhile; whoever claims a span first sweeps it (`sweepgen`).
 fn sweep_in_background(heap: &Heap) {
     while heap.sweep_batch(SWEEP_BATCH) {
-        if heap.cycles.requested() {
+        if heap.cycles.pending().is_some() {
             return;
         }
     }
@@ -475,12 +464,7 @@ fn record(heap: &Heap, cycle: crate::stats::Cycle) {
     if heap.config.trace {
         eprintln!(
             "{}",
-            crate::stats::trace_line(
-                &st,
-                heap.epoch,
-                heap.times
-                    .gc_cpu_fraction(heap.epoch, heap.config.effective_procs()),
-            )
+            crate::stats::trace_line(&st, heap.epoch, heap.gc_cpu_fraction())
         );
     }
 }
@@ -551,6 +535,6 @@ impl MutatorState {
     /// Runs a full cycle and returns when it has completed, as if in native code meanwhile.
     pub(crate) fn collect_now(&self) {
         let n = self.heap.request_full_cycle();
-        self.wait_outside(|| self.heap.wait_cycle(n));
+        self.wait_outside(|| self.heap.cycles.wait_completed(n));
     }
 }

@@ -81,13 +81,8 @@ impl Cycles {
         (c.requested > c.completed).then_some(c.completed + 1)
     }
 
-    /// True while a cycle is running or asked for.
-    pub(crate) fn requested(&self) -> bool {
-        let c = self.lock();
-        c.requested > c.completed
-    }
-
-    /// Waits until cycle `n` has completed.
+    /// Waits until cycle `n` has completed. The caller must not hold up a cycle meanwhile (it
+    /// is in native code, or not a mutator).
     pub(crate) fn wait_completed(&self, n: u64) {
         let mut c = self.lock();
         while c.completed < n {

@@ -220,6 +220,12 @@ impl Heap {
         old
     }
 
+    /// `GcStats::gc_cpu_fraction` now (`stats::Times::gc_cpu_fraction`).
+    pub(crate) fn gc_cpu_fraction(&self) -> f64 {
+        self.times
+            .gc_cpu_fraction(self.epoch, self.config.effective_procs())
+    }
+
     pub(crate) fn stats_lock(&self) -> MutexGuard<'_, StatsState> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -511,9 +511,7 @@ impl Heap {
             assist_ns: self.times.assist_ns.load(Ordering::Relaxed),
             mark_ns: st.mark_total,
             gc_cpu_ns: self.times.gc_cpu_ns.load(Ordering::Relaxed),
-            gc_cpu_fraction: self
-                .times
-                .gc_cpu_fraction(self.epoch, self.config.effective_procs()),
+            gc_cpu_fraction: self.gc_cpu_fraction(),
         }
     }
 }

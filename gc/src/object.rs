@@ -101,7 +101,7 @@ pub enum TypeError {
 /// a size when the type is registered names the type in the message, and keeps the size
 /// arithmetic far from overflow: `size * len` of an array is checked, and a size below 2^47
 /// rounds up to whole pages without overflowing.
-pub const MAX_TYPE_SIZE: usize = (1 << 47) - 1;
+pub const MAX_TYPE_SIZE: usize = (1 << tricolor_alloc::size_class::ADDRESS_BITS) - 1;
 
 /// The largest pointer offset a type may have: pointer maps number words with `u32`.
 pub const MAX_POINTER_OFFSET: usize = u32::MAX as usize * 8;

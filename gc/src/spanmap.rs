@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use tricolor_alloc::size_class::PAGE_SHIFT;
 
-const ADDR_BITS: u32 = 47;
+const ADDR_BITS: u32 = tricolor_alloc::size_class::ADDRESS_BITS;
 const LEAF_BITS: u32 = 17;
 const ROOT_BITS: u32 = ADDR_BITS - PAGE_SHIFT - LEAF_BITS;
 const LEAF_LEN: usize = 1 << LEAF_BITS;

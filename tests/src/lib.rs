@@ -85,11 +85,17 @@ pub enum Link {
 
 /// Compiles `tests/c/<source>` (C, or C++ for `.cpp`) into an executable and returns its path.
 pub fn compile(source: &str, link: Link) -> PathBuf {
-    let libs = libraries();
-    let src = libs.root.join("tests/c").join(source);
-    let cpp = source.ends_with(".cpp");
+    let src = libraries().root.join("tests/c").join(source);
     let out = scratch(&format!("bin-{}", source.replace('.', "-")))
         .join(source.split('.').next().unwrap());
+    compile_at(&src, &out, link).unwrap_or_else(|e| panic!("compiling {source} failed:\n{e}"))
+}
+
+/// Compiles the C (or C++, for `.cpp`) program `src` against `tricolor.h` into `out`, linked
+/// as `link` says; the compiler's messages when it fails.
+pub fn compile_at(src: &Path, out: &Path, link: Link) -> Result<PathBuf, String> {
+    let libs = libraries();
+    let cpp = src.extension().is_some_and(|e| e == "cpp");
     let mut cmd = Command::new(if cpp {
         env!("TRICOLOR_TEST_CXX")
     } else {
@@ -107,9 +113,9 @@ pub fn compile(source: &str, link: Link) -> PathBuf {
     .arg(if cpp { "-std=c++17" } else { "-std=c11" })
     .arg("-I")
     .arg(libs.include())
-    .arg(&src)
+    .arg(src)
     .arg("-o")
-    .arg(&out);
+    .arg(out);
     match link {
         Link::Shared => {
             cmd.arg(format!("-L{}", libs.dir.display()))
@@ -123,12 +129,11 @@ pub fn compile(source: &str, link: Link) -> PathBuf {
     }
     cmd.args(["-ldl", "-lm"]);
     let o = cmd.output().expect("run the C compiler");
-    assert!(
-        o.status.success(),
-        "compiling {source} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
+    if o.status.success() {
+        Ok(out.to_path_buf())
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).into_owned())
+    }
 }
 
 /// Runs `cmd`, with `libtricolor_malloc.so` preloaded when `preload` is set.
@@ -143,13 +148,17 @@ pub fn run(mut cmd: Command, preload: bool) -> Output {
 
 /// Asserts that a run succeeded, showing its output otherwise.
 pub fn assert_ok(what: &str, o: &Output) {
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+    assert!(o.status.success(), "{what} {}", describe(o));
+}
+
+/// A run's status and output, for a failure's message.
+pub fn describe(o: &Output) -> String {
+    format!(
+        "failed ({}):\nstdout:\n{}\nstderr:\n{}",
         o.status,
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
-    );
+    )
 }
 
 // The documentation's Rust samples, compiled and run as doc tests of this crate so that they

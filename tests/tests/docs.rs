@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tricolor_tests::{libraries, run, scratch};
+use tricolor_tests::{Link, compile_at, describe, libraries, run, scratch};
 
 /// A fenced C block: where it starts (file and line of the fence) and its text.
 struct Sample {
@@ -98,7 +98,6 @@ fn preloaded(s: &Sample) -> bool {
 
 /// Compiles one sample; the executable, or the compiler's messages.
 fn compile_sample(s: &Sample, dir: &Path) -> Result<PathBuf, String> {
-    let libs = libraries();
     let stem = format!(
         "{}-{}",
         s.file.replace(['/', '.'], "-").to_lowercase(),
@@ -106,35 +105,12 @@ fn compile_sample(s: &Sample, dir: &Path) -> Result<PathBuf, String> {
     );
     let src = dir.join(format!("{stem}.c"));
     std::fs::write(&src, &s.code).expect("write the sample");
-    let exe = dir.join(&stem);
-    let mut cmd = Command::new(env!("TRICOLOR_TEST_CC"));
-    cmd.args([
-        "-O1",
-        "-g",
-        "-std=c11",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-D_GNU_SOURCE",
-        "-pthread",
-    ])
-    .arg("-I")
-    .arg(libs.include())
-    .arg(&src)
-    .arg("-o")
-    .arg(&exe);
-    if !preloaded(s) {
-        cmd.arg(format!("-L{}", libs.dir.display()))
-            .arg(format!("-Wl,-rpath,{}", libs.dir.display()))
-            .arg("-ltricolor");
-    }
-    cmd.args(["-ldl", "-lm"]);
-    let o = cmd.output().expect("run the C compiler");
-    if o.status.success() {
-        Ok(exe)
+    let link = if preloaded(s) {
+        Link::None
     } else {
-        Err(String::from_utf8_lossy(&o.stderr).into_owned())
-    }
+        Link::Shared
+    };
+    compile_at(&src, &dir.join(&stem), link)
 }
 
 /// Compiles and runs one sample; `Err` says what went wrong.
@@ -150,12 +126,7 @@ fn check(s: &Sample, dir: &Path) -> Result<(), String> {
     if o.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "failed ({}):\nstdout:\n{}\nstderr:\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ))
+        Err(describe(&o))
     }
 }
 

@@ -8,8 +8,8 @@ pub(crate) mod table;
 #[cfg(loom)]
 use table::build_lut;
 pub use table::{
-    ALIGNED_BY_EVERY_CLASS, CLASSES, MAX_SMALL_SIZE, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SizeClass,
-    class_info,
+    ADDRESS_BITS, ALIGNED_BY_EVERY_CLASS, CLASSES, MAX_SMALL_SIZE, NUM_CLASSES, PAGE_SHIFT,
+    PAGE_SIZE, SizeClass, class_info,
 };
 pub(crate) use table::{ARENA_SHIFT, LUT_LEN, MAX_BATCH};
 

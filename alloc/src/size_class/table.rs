@@ -30,6 +30,9 @@ pub const PAGE_SHIFT: u32 = 13;
 pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 /// Requests above this size are page runs ("large objects").
 pub const MAX_SMALL_SIZE: usize = 32 * 1024;
+/// Bits of a user address on x86-64 and aarch64 Linux (47): what the pagemap, and the
+/// collector's span map, cover; no object can be as large as the address space.
+pub const ADDRESS_BITS: u32 = 47;
 /// log2 of the arena size: the unit in which address space is normally reserved (64 MiB, as
 /// Go's), and of the dirty-page records.
 pub(crate) const ARENA_SHIFT: u32 = 26;

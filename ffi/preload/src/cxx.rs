@@ -35,7 +35,7 @@ fn sym(name: &CStr) -> *mut c_void {
 
 #[inline]
 fn try_alloc(size: usize, align: usize) -> *mut c_void {
-    tricolor_alloc::alloc(size, align.max(1)).cast()
+    tricolor_alloc::alloc(size, align).cast()
 }
 
 /// `operator new` (aligned when `align > 1`): never returns NULL.

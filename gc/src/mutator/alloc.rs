@@ -197,14 +197,14 @@ impl MutatorState {
         if heap.over_trigger() {
             heap.request_cycle();
             if heap.over_goal()
-                && let Some(n) = heap.pending_cycle()
+                && let Some(n) = heap.cycles.pending()
             {
                 let t = std::time::Instant::now();
                 if heap.mark.marking.load(Ordering::Relaxed) {
                     self.assist(usize::MAX);
                 }
-                if heap.over_goal() && heap.pending_cycle() == Some(n) {
-                    self.wait_outside(|| heap.wait_cycle(n));
+                if heap.over_goal() && heap.cycles.pending() == Some(n) {
+                    self.wait_outside(|| heap.cycles.wait_completed(n));
                 }
                 let ns = t.elapsed().as_nanos() as u64;
                 heap.times.wait_total_ns.fetch_add(ns, Ordering::Relaxed);

@@ -103,14 +103,7 @@ impl Rows {
             Some(c) if out.status.success() => {
                 match self.cells.iter_mut().find(|(q, _)| *q == r) {
                     Some((_, kept)) => {
-                        if !kept.merge(c) {
-                            self.ok = false;
-                            eprintln!(
-                                "tricolor bench: {} on {}: checksums differ between rounds",
-                                w.name,
-                                r.name()
-                            );
-                        }
+                        self.ok &= merged(kept, c, &format!("{} on {}", w.name, r.name()));
                     }
                     None => self.cells.push((r, c)),
                 }
@@ -120,16 +113,7 @@ impl Rows {
             // table (TCMalloc crashes in prodcons8 unless kept off `sbrk`:
             // `tricolor_benches::tcmalloc`).
             _ if r != Rival::Tricolor => self.crashed.push((r, out.status.to_string())),
-            _ => {
-                self.ok = false;
-                eprintln!(
-                    "tricolor bench: {} on {} failed ({}):\n{}",
-                    w.name,
-                    r.name(),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            _ => self.ok = failed(&format!("{} on {}", w.name, r.name()), &out),
         }
         false
     }
@@ -139,24 +123,10 @@ impl Rows {
         let (out, cell) = cell::run_cell(exe, w, Rival::Tricolor, scale, Some(SAMPLED_RATE));
         match (cell, &mut self.sampled) {
             (Some(c), Some(kept)) if out.status.success() => {
-                if !kept.merge(c) {
-                    self.ok = false;
-                    eprintln!(
-                        "tricolor bench: {} on tricolor with sampling: checksums differ between rounds",
-                        w.name
-                    );
-                }
+                self.ok &= merged(kept, c, &format!("{} on tricolor with sampling", w.name));
             }
             (Some(c), None) if out.status.success() => self.sampled = Some(c),
-            _ => {
-                self.ok = false;
-                eprintln!(
-                    "tricolor bench: {} on tricolor with sampling failed ({}):\n{}",
-                    w.name,
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            _ => self.ok = failed(&format!("{} on tricolor with sampling", w.name), &out),
         }
     }
 
@@ -233,4 +203,24 @@ impl Rows {
             }
         }
     }
+}
+
+/// Merges a round's cell into the cell kept for `what`; false (reported) when its checksum
+/// differs from the earlier rounds'.
+fn merged(kept: &mut Cell, c: Cell, what: &str) -> bool {
+    let same = kept.merge(c);
+    if !same {
+        eprintln!("tricolor bench: {what}: checksums differ between rounds");
+    }
+    same
+}
+
+/// Reports a child that failed; false, for the table's verdict.
+fn failed(what: &str, out: &std::process::Output) -> bool {
+    eprintln!(
+        "tricolor bench: {what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
 }
